@@ -1,0 +1,414 @@
+"""Every setting of the daemon, read from the environment.
+
+One pydantic-settings model, :class:`Settings`. Field names are the environment
+variable names in lower case, so an error about ``sync_order_status`` is an error
+about ``SYNC_ORDER_STATUS``. The guide's settings S1–S15
+(``shared/reference/seed-guide-en.md``) are marked in each field's description.
+
+Sources, strongest first: the process environment, a ``.env`` file in the working
+directory (development), and files in ``$CREDENTIALS_DIRECTORY`` named after the
+variable (systemd ``LoadCredential=``; lower- or upper-case file names).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from daemon.errors import ConfigError
+
+
+class OrderStatus(StrEnum):
+    """S1: the state a Shopify order reaches in Rackbeat."""
+
+    DRAFT = "draft"
+    BOOKED = "booked"
+    READY_TO_SHIP = "ready_to_ship"
+
+
+class OrderNumbering(StrEnum):
+    """S2: who numbers the Rackbeat order."""
+
+    RACKBEAT = "rackbeat"
+    SHOPIFY = "shopify"
+
+
+class VatZone(StrEnum):
+    """S6: VAT zone of customers created from Shopify orders."""
+
+    DOMESTIC = "domestic"
+    EU = "eu"
+    ABROAD = "abroad"
+
+
+class ProductPriority(StrEnum):
+    """S13: where products are created and maintained."""
+
+    RACKBEAT = "rackbeat"
+    SHOPIFY = "shopify"
+    DISABLED = "disabled"
+
+
+class StockFigure(StrEnum):
+    """Which Rackbeat quantity is sent to Shopify as ``available``."""
+
+    AVAILABLE = "available"
+    IN_STOCK = "in_stock"
+
+
+class NewProductStatus(StrEnum):
+    """Status of products the daemon creates in Shopify."""
+
+    ACTIVE = "active"
+    DRAFT = "draft"
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+_SHOP_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+_VERSION_RE = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
+
+
+def _default_db() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")
+    # systemd may pass several directories separated by ':'; the first is ours
+    return Path(state.split(":")[0]) / "sync.db" if state else Path("sync.db")
+
+
+class Settings(BaseSettings):
+    """The daemon's configuration. See ``.env.example`` for every variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- connection -------------------------------------------------------------
+    rackbeat_api_url: str = Field(
+        "https://app.rackbeat.com/api", description="Rackbeat API base URL."
+    )
+    rackbeat_api_token: SecretStr = Field(description="Rackbeat API key (Bearer token).")
+    rackbeat_contact_name: str = Field(
+        "rackbeat-shopify", description="Sent to Rackbeat as Consumer-Name (who runs this)."
+    )
+    rackbeat_contact_email: str = Field(
+        "", description="Sent to Rackbeat as Consumer-Contact; Rackbeat asks for it."
+    )
+    rackbeat_requests_per_minute: int = Field(
+        300, ge=1, le=10_000, description="Request budget shared by all flows."
+    )
+    shopify_shop: str = Field(description="The shop's domain, name.myshopify.com.")
+    shopify_access_token: SecretStr | None = Field(
+        None, description="Admin API access token (shpat_…), or use client id + secret."
+    )
+    shopify_client_id: str | None = Field(None, description="Client id for the client-credentials grant.")
+    shopify_client_secret: SecretStr | None = Field(
+        None, description="Client secret for the client-credentials grant."
+    )
+    shopify_api_version: str = Field("2026-10", description="Admin API version (YYYY-MM).")
+    shopify_admin_url: str = Field(
+        "", description="Admin base URL; default https://{SHOPIFY_SHOP}/admin."
+    )
+    shopify_location_id: str | None = Field(
+        None, description="Shopify location receiving stock; default the shop's primary location."
+    )
+
+    # --- runtime ------------------------------------------------------------------
+    sync_db: Path = Field(default_factory=_default_db, description="SQLite state file.")
+    sync_poll_seconds: float = Field(60.0, gt=0, le=86_400, description="Seconds between polls.")
+    health_listen: str = Field("127.0.0.1:8787", description="host:port of the health endpoint.")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+    log_format: LogFormat = Field(LogFormat.AUTO, description="auto, json or console.")
+
+    # --- the guide's settings -----------------------------------------------------
+    sync_orders: bool = Field(True, description="Import Shopify orders into Rackbeat.")
+    sync_order_status: OrderStatus = Field(OrderStatus.READY_TO_SHIP, description="S1 order status.")
+    sync_order_number: OrderNumbering = Field(OrderNumbering.RACKBEAT, description="S2 order number.")
+    sync_payment_terms: str | None = Field(None, description="S3 payment terms number.")
+    sync_language: str = Field("en", description="S4 language (not used yet).")
+    sync_customer_group: str | None = Field(None, description="S5 customer group number.")
+    sync_vat_zone: VatZone = Field(VatZone.DOMESTIC, description="S6 VAT zone of new customers.")
+    sync_currency: str = Field("SEK", description="S7 currency of new customers (ISO 4217).")
+    sync_employee: str | None = Field(None, description="S8 employee number on orders.")
+    sync_send_order_confirmation: bool = Field(False, description="S9 e-mail the order confirmation.")
+    sync_locations: str = Field("all", description="S10 'all' or Rackbeat location numbers, comma-separated.")
+    sync_default_product_group: str | None = Field(None, description="S11 product group number.")
+    sync_stock: bool = Field(True, description="S12 sync stock Rackbeat → Shopify.")
+    sync_product_priority: ProductPriority = Field(ProductPriority.RACKBEAT, description="S13 sync priority.")
+    sync_prices_exclude_vat: bool = Field(True, description="S14 Rackbeat prices exclude VAT.")
+    sync_vat_rate: Decimal = Field(Decimal("25"), ge=0, le=100, description="S14 VAT rate in percent.")
+    sync_shipping_product: str = Field("frakt", min_length=1, description="S15 shipping product number.")
+
+    # --- beyond the guide -----------------------------------------------------------
+    sync_stock_figure: StockFigure = Field(StockFigure.AVAILABLE, description="available or in_stock.")
+    sync_allow_negative_stock: bool = Field(False, description="Send negative quantities as they are.")
+    sync_reconcile_seconds: float = Field(3600.0, gt=0, description="Seconds between full stock reconciles.")
+    sync_fallback_customer: str | None = Field(None, description="Customer number for orders without e-mail.")
+    sync_orders_since: datetime | None = Field(None, description="Import orders updated since (ISO date).")
+    sync_import_test_orders: bool = Field(False, description="Also import Shopify test orders.")
+    sync_new_product_status: NewProductStatus = Field(NewProductStatus.ACTIVE, description="active or draft.")
+    sync_archive_barred: bool = Field(True, description="Archive barred Rackbeat products in Shopify.")
+
+    # --- validators -----------------------------------------------------------------
+    @field_validator("shopify_shop")
+    @classmethod
+    def _shop(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _SHOP_RE.match(value):
+            raise ValueError("must be the shop's domain, like name.myshopify.com")
+        return value
+
+    @field_validator("shopify_api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _VERSION_RE.match(value):
+            raise ValueError("must be a quarterly version like 2026-10")
+        return value
+
+    @field_validator("rackbeat_api_url", "shopify_admin_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("shopify_location_id")
+    @classmethod
+    def _location(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.isdigit():
+            return f"gid://shopify/Location/{value}"
+        if not re.match(r"^gid://shopify/Location/\d+$", value):
+            raise ValueError("must be a location id, like 12345 or gid://shopify/Location/12345")
+        return value
+
+    @field_validator("health_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("sync_locations")
+    @classmethod
+    def _locations(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "all":
+            return "all"
+        parts = [p.strip() for p in value.split(",")]
+        if not parts or any(not p for p in parts):
+            raise ValueError("must be 'all' or Rackbeat location numbers separated by commas")
+        return ",".join(parts)
+
+    @field_validator("sync_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.strip().upper()
+        if not re.match(r"^[A-Z]{3}$", value):
+            raise ValueError("must be a three-letter ISO 4217 code, like SEK")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of: debug, info, warning, error")
+        return value
+
+    @field_validator("sync_orders_since", mode="before")
+    @classmethod
+    def _since(cls, value: Any) -> Any:
+        if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}$", value.strip()):
+            return datetime.combine(date.fromisoformat(value.strip()), datetime.min.time(), UTC)
+        return value
+
+    @field_validator("sync_orders_since")
+    @classmethod
+    def _since_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator(
+        "sync_payment_terms",
+        "sync_customer_group",
+        "sync_employee",
+        "sync_default_product_group",
+        "sync_fallback_customer",
+        "shopify_client_id",
+    )
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _requirements(cls, data: Any, handler: Any) -> Self:
+        # Checked on the raw values too, so that one run names every problem at once,
+        # not the field errors first and the missing combinations on the next start.
+        raw = {str(k).lower(): v for k, v in data.items()} if isinstance(data, dict) else {}
+        problems = _missing_combinations(raw)
+        try:
+            settings: Self = handler(data)
+        except ValidationError as exc:
+            lines = [_describe(error) for error in exc.errors(include_url=False)]
+            raise ConfigError("\n".join(lines + problems)) from None
+        if problems:
+            raise ConfigError("\n".join(problems))
+        if not settings.shopify_admin_url:
+            settings.shopify_admin_url = f"https://{settings.shopify_shop}/admin"
+        return settings
+
+    # --- derived values ---------------------------------------------------------------
+    @property
+    def shop(self) -> str:
+        """The key every state row is stored under."""
+        return self.shopify_shop
+
+    @property
+    def location_numbers(self) -> tuple[str, ...] | None:
+        """S10 as a tuple of Rackbeat location numbers, or None for all."""
+        return None if self.sync_locations == "all" else tuple(self.sync_locations.split(","))
+
+    @property
+    def graphql_url(self) -> str:
+        """The Admin GraphQL endpoint."""
+        return f"{self.shopify_admin_url}/api/{self.shopify_api_version}/graphql.json"
+
+    @property
+    def token_url(self) -> str:
+        """The client-credentials grant endpoint."""
+        return f"{self.shopify_admin_url}/oauth/access_token"
+
+    @property
+    def health_address(self) -> tuple[str, int]:
+        """HEALTH_LISTEN as (host, port)."""
+        return parse_listen(self.health_listen)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _CredentialsSource(settings_cls))
+
+
+class _CredentialsSource(PydanticBaseSettingsSource):
+    """Reads ``$CREDENTIALS_DIRECTORY/<variable>`` (systemd ``LoadCredential=``)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            return None, field_name, False
+        for candidate in (field_name, field_name.upper()):
+            path = Path(directory) / candidate
+            if path.is_file():
+                return path.read_text(encoding="utf-8").strip(), field_name, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def _is_off(value: Any) -> bool:
+    return str(value).strip().lower() in {"0", "false", "no", "off", "f", "n"}
+
+
+def _missing_combinations(raw: dict[str, Any]) -> list[str]:
+    """Settings that are required only together with others, checked on raw values."""
+    problems: list[str] = []
+
+    def given(name: str) -> bool:
+        value = raw.get(name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return value is not None and str(value).strip() != ""
+
+    if not given("shopify_access_token") and not (
+        given("shopify_client_id") and given("shopify_client_secret")
+    ):
+        problems.append(
+            "SHOPIFY_ACCESS_TOKEN: missing; set it, or both SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
+        )
+    if not _is_off(raw.get("sync_orders", True)):
+        for name, what in (
+            ("sync_payment_terms", "S3 payment terms"),
+            ("sync_employee", "S8 employee"),
+            ("sync_customer_group", "S5 customer group"),
+        ):
+            if not given(name):
+                problems.append(
+                    f"{name.upper()}: missing; the Rackbeat number of the {what}, "
+                    "required while SYNC_ORDERS is on"
+                )
+    if str(raw.get("sync_product_priority", "")).strip().lower() == "shopify" and not given(
+        "sync_default_product_group"
+    ):
+        problems.append(
+            "SYNC_DEFAULT_PRODUCT_GROUP: missing; the S11 Rackbeat product group number, "
+            "required when SYNC_PRODUCT_PRIORITY=shopify"
+        )
+    return problems
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:8787`` for IPv6); raise ValueError when malformed."""
+    match = re.match(r"^\[([0-9a-fA-F:]+)\]:(\d+)$", value) or re.match(r"^([^:\s]+):(\d+)$", value)
+    if not match or not 0 <= int(match.group(2)) <= 65535:
+        raise ValueError("must be host:port, like 127.0.0.1:8787")
+    return match.group(1), int(match.group(2))
+
+
+def _describe(error: Any) -> str:
+    loc = error.get("loc") or ()
+    variable = str(loc[0]).upper() if loc else "configuration"
+    kind = error.get("type", "")
+    given = error.get("input")
+    if kind == "missing":
+        return f"{variable}: missing; required"
+    ctx = error.get("ctx") or {}
+    if kind == "enum" and "expected" in ctx:
+        allowed = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
+        return f"{variable}: {given!r} is not allowed; allowed: {allowed}"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    shown = "" if "token" in variable.lower() or "secret" in variable.lower() else f" (got {given!r})"
+    return f"{variable}: {message}{shown}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise :class:`ConfigError` with one line per problem."""
+    return Settings(**overrides)
+
+
+def now_utc() -> datetime:
+    """Wall-clock time in UTC (for cursors and timestamps)."""
+    return datetime.now(UTC)
