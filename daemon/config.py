@@ -98,12 +98,12 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         validate_default=True,
+        # an empty VAR= means "not set" (the shape of .env.example), not an empty value
+        env_ignore_empty=True,
     )
 
     # --- connection -------------------------------------------------------------
-    rackbeat_api_url: str = Field(
-        "https://app.rackbeat.com/api", description="Rackbeat API base URL."
-    )
+    rackbeat_api_url: str = Field("https://app.rackbeat.com/api", description="Rackbeat API base URL.")
     rackbeat_api_token: SecretStr = Field(description="Rackbeat API key (Bearer token).")
     rackbeat_contact_name: str = Field(
         "rackbeat-shopify", description="Sent to Rackbeat as Consumer-Name (who runs this)."
@@ -123,9 +123,7 @@ class Settings(BaseSettings):
         None, description="Client secret for the client-credentials grant."
     )
     shopify_api_version: str = Field("2026-10", description="Admin API version (YYYY-MM).")
-    shopify_admin_url: str = Field(
-        "", description="Admin base URL; default https://{SHOPIFY_SHOP}/admin."
-    )
+    shopify_admin_url: str = Field("", description="Admin base URL; default https://{SHOPIFY_SHOP}/admin.")
     shopify_location_id: str | None = Field(
         None, description="Shopify location receiving stock; default the shop's primary location."
     )

@@ -1,0 +1,118 @@
+"""Command line: ``rackbeat-shopify run | check | status | parked | retry``.
+
+Thin on purpose: parse the arguments, call into the package, turn the outcome into
+an exit status (see the README's table):
+
+- 0 success; 1 runtime failure; 2 usage error
+- 69 (EX_UNAVAILABLE) an API could not be reached by ``check``
+- 77 (EX_NOPERM) an API refused our credentials
+- 78 (EX_CONFIG) a setting is wrong or missing
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+import anyio
+
+from daemon import __version__
+from daemon.config import Settings, load_settings
+from daemon.errors import AuthError, ConfigError, FatalError, RetriableError
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_USAGE = 2
+EX_UNAVAILABLE = 69
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rackbeat-shopify",
+        description="Keeps a Shopify shop and a Rackbeat account in sync. Settings come from the environment "
+        "(and .env); see .env.example.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser(
+        "run", help="run the daemon (what systemd starts)", description="Run every flow until SIGTERM."
+    )
+    check = sub.add_parser(
+        "check",
+        help="validate the settings, and reach both APIs",
+        description="Validate the settings; without --offline also authenticate against both APIs and verify "
+        "that the configured Rackbeat numbers (S3, S5, S8, S10, S11, S15) exist.",
+    )
+    check.add_argument("--offline", action="store_true", help="only validate the settings")
+    status = sub.add_parser("status", help="cursors, lag and parked records from the state DB")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    parked = sub.add_parser("parked", help="list parked records with reason and advice")
+    parked.add_argument("--json", action="store_true", help="machine-readable output")
+    retry = sub.add_parser("retry", help="retry parked records now")
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("key", nargs="?", help="the parked record's key (see `parked`)")
+    target.add_argument("--all", action="store_true", help="every parked record")
+    return parser
+
+
+def _settings(out: TextIO) -> Settings | None:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print("configuration error:", file=out)
+        for line in str(exc).splitlines():
+            print(f"  {line}", file=out)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    err = sys.stderr
+    settings = _settings(err)
+    if settings is None:
+        return EX_CONFIG
+    try:
+        return anyio.run(_dispatch, args, settings)
+    except KeyboardInterrupt:
+        return EX_OK
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=err)
+        return EX_CONFIG
+    except AuthError as exc:
+        print(f"authentication failed: {exc}", file=err)
+        return EX_NOPERM
+    except FatalError as exc:
+        print(f"error: {exc}", file=err)
+        return EX_FAILURE
+    except RetriableError as exc:
+        print(f"unreachable: {exc}", file=err)
+        return EX_UNAVAILABLE
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon import app  # noqa: PLC0415  # keeps `check --offline` and --help light
+
+    out = sys.stdout
+    command: str = args.command
+    if command == "run":
+        await app.run_daemon(settings)
+        return EX_OK
+    if command == "check":
+        return await app.check(settings, offline=args.offline, out=out)
+    if command == "status":
+        return await app.status(settings, as_json=args.json, out=out)
+    if command == "parked":
+        return await app.list_parked(settings, as_json=args.json, out=out)
+    if command == "retry":
+        return await app.retry(settings, key=args.key, out=out)
+    print(f"unknown command {command}", file=sys.stderr)
+    return EX_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

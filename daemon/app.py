@@ -1,0 +1,344 @@
+"""Wiring: builds the store, clients, flows, runner and health server from the settings.
+
+``run_daemon`` is what ``rackbeat-shopify run`` and the demo call; the other
+functions back the operator commands (``check``, ``status``, ``parked``, ``retry``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import anyio
+import httpx
+import structlog
+
+from daemon import __version__, sdnotify
+from daemon.config import Settings
+from daemon.errors import ConfigError, NotFoundError, SyncError
+from daemon.health import HealthApp
+from daemon.httpserver import HTTPServer
+from daemon.logs import configure_logging, register_secret
+from daemon.metrics import Metrics
+from daemon.rackbeat import RackbeatClient
+from daemon.reasons import advice_for
+from daemon.runner import Flow, Runner, Shutdown
+from daemon.shopify import ShopifyClient
+from daemon.store import Store
+
+log = structlog.get_logger("daemon.app")
+
+FLOW_NAMES = ("orders", "stock", "products")
+
+
+def register_secrets(settings: Settings) -> None:
+    """Make sure no token of ``settings`` can reach a log line."""
+    for secret in (
+        settings.rackbeat_api_token,
+        settings.shopify_access_token,
+        settings.shopify_client_secret,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+
+
+def http_client() -> httpx.AsyncClient:
+    """The one HTTP client both API clients share (timeouts on every phase)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+        follow_redirects=False,
+    )
+
+
+@dataclass
+class Services:
+    """Everything a running daemon holds open."""
+
+    settings: Settings
+    store: Store
+    http: httpx.AsyncClient
+    shopify: ShopifyClient
+    rackbeat: RackbeatClient
+    metrics: Metrics
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, http: httpx.AsyncClient | None = None) -> AsyncIterator[Services]:
+    """Open the state DB and the API clients; close them on exit."""
+    store = await Store.open(settings.sync_db, settings.shop)
+    own_http = http is None
+    client = http or http_client()
+    try:
+        shopify = ShopifyClient.from_settings(settings, client)
+        rackbeat = RackbeatClient.from_settings(settings, client)
+
+        def api_counters() -> dict[str, dict[str, int]]:
+            return {
+                name: {"requests": c.requests, "retries": c.retries, "throttled": c.throttled}
+                for name, c in (("shopify", shopify), ("rackbeat", rackbeat))
+            }
+
+        yield Services(settings, store, client, shopify, rackbeat, Metrics(api_counters))
+    finally:
+        with anyio.CancelScope(shield=True):
+            if own_http:
+                await client.aclose()
+            await store.close()
+
+
+class ProbeFlow:
+    """A flow that only proves its API answers (stands in until the real flow lands)."""
+
+    def __init__(self, name: str, probe: Callable[[], Awaitable[object]]) -> None:
+        self.name = name
+        self._probe = probe
+
+    async def run_once(self) -> int:
+        """Call the probe; applies nothing."""
+        await self._probe()
+        return 0
+
+
+def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
+    """The flows the settings switch on."""
+    s = services.settings
+    flows: list[Flow] = []
+    if s.sync_orders:
+        flows.append(ProbeFlow("orders", services.shopify.primary_location_id))
+    if s.sync_stock:
+        flows.append(ProbeFlow("stock", services.rackbeat.locations))
+    flows.append(ProbeFlow("products", services.rackbeat.product_groups))
+    return flows
+
+
+async def run_daemon(
+    settings: Settings,
+    *,
+    shutdown: Shutdown | None = None,
+    http: httpx.AsyncClient | None = None,
+    configure_logs: bool = True,
+    on_ready: Callable[[Runner, int], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``shutdown``): the ``run`` command."""
+    if configure_logs:
+        configure_logging(settings.log_level, settings.log_format)
+    register_secrets(settings)
+    structlog.contextvars.bind_contextvars(shop=settings.shop)
+    shutdown = shutdown or Shutdown()
+    async with open_services(settings, http) as services:
+        runner = Runner(
+            build_flows(services, shutdown),
+            store=services.store,
+            metrics=services.metrics,
+            poll_seconds=settings.sync_poll_seconds,
+            shutdown=shutdown,
+        )
+        health = HealthApp(runner, services.store, services.metrics, __version__)
+        host, port = settings.health_address
+        async with anyio.create_task_group() as tg:
+            try:
+                bound = await tg.start(HTTPServer(health.handle, name="health").serve, host, port)
+            except OSError as exc:
+                raise ConfigError(f"HEALTH_LISTEN: cannot listen on {host}:{port}: {exc.strerror}") from None
+            log.info(
+                "daemon started",
+                version=__version__,
+                health=f"http://{host}:{bound}/healthz",
+                db=str(settings.sync_db),
+                flows=[f.name for f in runner.flows],
+            )
+            sdnotify.notify("READY=1", f"STATUS=started; health on {host}:{bound}")
+            if on_ready is not None:
+                on_ready(runner, bound)
+            await runner.run()
+            tg.cancel_scope.cancel()
+    log.info("daemon stopped")
+
+
+# --- operator commands -------------------------------------------------------------------
+
+
+def _summary(settings: Settings) -> dict[str, Any]:
+    hidden = {"rackbeat_api_token", "shopify_access_token", "shopify_client_secret"}
+    data = settings.model_dump(mode="json", exclude=hidden)
+    data["shopify_auth"] = "access token" if settings.shopify_access_token else "client credentials"
+    return data
+
+
+async def check(settings: Settings, *, offline: bool, out: TextIO) -> int:
+    """``check``: settings valid; online also authenticate and verify configured numbers."""
+    print(f"configuration OK for {settings.shop}", file=out)
+    if offline:
+        return 0
+    register_secrets(settings)
+    problems: list[str] = []
+    async with open_services(settings) as services:
+        location = await services.shopify.primary_location_id()
+        print(f"Shopify: authenticated; primary location {location}", file=out)
+        if settings.shopify_location_id:
+            ids = {loc["id"] for loc in await services.shopify.locations()}
+            if settings.shopify_location_id not in ids:
+                problems.append(
+                    f"SHOPIFY_LOCATION_ID: {settings.shopify_location_id} is not a location of the shop"
+                )
+        problems.extend(await verify_rackbeat_numbers(settings, services.rackbeat))
+        print("Rackbeat: authenticated", file=out)
+    for line in problems:
+        print(f"  {line}", file=out)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=out)
+        return 78
+    print("all configured numbers exist", file=out)
+    return 0
+
+
+async def verify_rackbeat_numbers(settings: Settings, rackbeat: RackbeatClient) -> list[str]:
+    """Each configured Rackbeat number that does not exist, as a line naming its variable."""
+    problems: list[str] = []
+
+    async def numbers(fetch: Callable[[], Awaitable[list[Any]]]) -> set[str]:
+        return {str(item.number if hasattr(item, "number") else item["number"]) for item in await fetch()}
+
+    checks: list[tuple[str, str | None, Callable[[], Awaitable[list[Any]]]]] = [
+        ("SYNC_PAYMENT_TERMS", settings.sync_payment_terms, rackbeat.payment_terms),
+        ("SYNC_CUSTOMER_GROUP", settings.sync_customer_group, rackbeat.customer_groups),
+        ("SYNC_EMPLOYEE", settings.sync_employee, rackbeat.employees),
+        ("SYNC_DEFAULT_PRODUCT_GROUP", settings.sync_default_product_group, rackbeat.product_groups),
+    ]
+    for variable, value, fetch in checks:
+        if value is not None and value not in await numbers(fetch):
+            problems.append(f"{variable}: {value} does not exist in Rackbeat")
+    wanted = settings.location_numbers
+    if wanted is not None:
+        known = await numbers(rackbeat.locations)
+        missing = [n for n in wanted if n not in known]
+        if missing:
+            problems.append(f"SYNC_LOCATIONS: {', '.join(missing)} not found among Rackbeat's locations")
+    try:
+        product = await rackbeat.get_product(settings.sync_shipping_product)
+    except NotFoundError:
+        product = None
+    if product is None:
+        problems.append(
+            f"SYNC_SHIPPING_PRODUCT: product {settings.sync_shipping_product!r} does not exist in Rackbeat "
+            "(create it in a group without stock)"
+        )
+    return problems
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0, int(time.time() - moment.timestamp()))
+    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
+
+
+async def _open_existing(settings: Settings, out: TextIO) -> Store | None:
+    if not settings.sync_db.exists():
+        print(f"no state DB at {settings.sync_db} yet: the daemon has not run with these settings", file=out)
+        return None
+    return await Store.open(settings.sync_db, settings.shop)
+
+
+async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+    """``status``: cursors, lag, last errors and parked counts from the state DB."""
+    store = await _open_existing(settings, out)
+    if store is None:
+        return 1
+    try:
+        flows = await store.flows(FLOW_NAMES)
+        parked = await store.parked_counts()
+        counts = await store.counts()
+    finally:
+        await store.close()
+    doc = {
+        "shop": settings.shop,
+        "db": str(settings.sync_db),
+        "flows": [
+            {
+                "flow": f.flow,
+                "cursor": f.cursor,
+                "last_success": f.last_success.isoformat() if f.last_success else None,
+                "last_error": f.last_error
+                if f.last_error_at and (not f.last_success or f.last_error_at > f.last_success)
+                else None,
+                "parked": parked.get(f.flow, 0),
+            }
+            for f in flows
+        ],
+        "counts": dict(counts),
+    }
+    if as_json:
+        print(json.dumps(doc, indent=2), file=out)
+        return 0
+    print(f"shop {settings.shop}  (state {settings.sync_db})", file=out)
+    for f, row in zip(flows, doc["flows"], strict=True):
+        line = f"  {f.flow:<9} last success {_ago(f.last_success):<10} parked {row['parked']:<4} cursor {f.cursor or '-'}"
+        print(line, file=out)
+        if row["last_error"]:
+            print(f"            last error: {row['last_error']}", file=out)
+    print("  " + "  ".join(f"{k}={v}" for k, v in counts.items()), file=out)
+    return 0
+
+
+async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+    """``parked``: every parked record with its reason and what to do about it."""
+    store = await _open_existing(settings, out)
+    if store is None:
+        return 1
+    try:
+        records = await store.parked()
+    finally:
+        await store.close()
+    if as_json:
+        rows = [
+            {
+                "flow": r.flow,
+                "key": r.key,
+                "reason": r.reason,
+                "detail": r.detail,
+                "attempts": r.attempts,
+                "first_seen": r.first_seen.isoformat(),
+                "next_attempt": r.next_attempt.isoformat(),
+                "advice": advice_for(r.reason).fix,
+            }
+            for r in records
+        ]
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    if not records:
+        print("nothing parked", file=out)
+        return 0
+    now = datetime.now(UTC)
+    for r in records:
+        advice = advice_for(r.reason)
+        due = "due now" if r.next_attempt <= now else f"next try {r.next_attempt:%Y-%m-%d %H:%M}Z"
+        print(f"{r.flow}/{r.key}  {r.reason} ({advice.meaning})  attempts {r.attempts}, {due}", file=out)
+        print(f"    {r.detail}", file=out)
+        print(f"    fix: {advice.fix}", file=out)
+    return 0
+
+
+async def retry(settings: Settings, *, key: str | None, out: TextIO) -> int:
+    """``retry KEY|--all``: make parked records due now (the running daemon picks them up)."""
+    store = await _open_existing(settings, out)
+    if store is None:
+        return 1
+    try:
+        changed = await store.retry_parked(key)
+    finally:
+        await store.close()
+    if key is not None and changed == 0:
+        print(f"no parked record with key {key!r} (see `rackbeat-shopify parked`)", file=out)
+        return 1
+    print(f"{changed} parked record(s) queued for retry", file=out)
+    return 0
+
+
+__all__ = ["SyncError", "check", "list_parked", "retry", "run_daemon", "status"]

@@ -1,0 +1,108 @@
+"""The health endpoint: ``/livez``, ``/readyz``, ``/healthz`` and ``/metrics``.
+
+- ``/livez``: the scheduler is alive (its heartbeat is recent).
+- ``/readyz``: the state DB answers and the configuration was valid (503 otherwise).
+- ``/healthz``: ``application/health+json`` with ``status`` pass|warn|fail (fail → 503)
+  and per-flow checks: lag, last success, parked records, last error.
+- ``/metrics``: Prometheus text format.
+
+Nothing secret is ever in a response: flows' errors are our own messages, which name
+settings and records, never tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+from daemon.metrics import Metrics
+from daemon.runner import FlowState, Runner, utc_from_timestamp
+from daemon.store import Store
+
+#: a flow that has failed this many cycles in a row is "fail", before that "warn"
+FAIL_AFTER = 3
+_ORDER = {"pass": 0, "warn": 1, "fail": 2}
+
+
+def flow_status(state: FlowState, poll_seconds: float, now: float | None = None) -> str:
+    """pass, warn or fail for one flow."""
+    if state.status == "disabled":
+        return "pass"
+    if state.status == "fatal" or state.failures >= FAIL_AFTER:
+        return "fail"
+    if state.failures or state.parked:
+        return "warn"
+    if state.lag(now) > max(3 * poll_seconds, 120.0) + poll_seconds:
+        return "warn"
+    return "pass"
+
+
+def health_document(runner: Runner, version: str) -> dict[str, Any]:
+    """The ``/healthz`` body (draft-inadarei-api-health-check)."""
+    now = time.time()
+    checks: dict[str, list[dict[str, Any]]] = {}
+    overall = "pass"
+    for state in runner.states.values():
+        status = flow_status(state, runner.poll_seconds, now)
+        if _ORDER[status] > _ORDER[overall]:
+            overall = status
+        entry: dict[str, Any] = {
+            "componentId": state.name,
+            "componentType": "flow",
+            "status": status,
+            "state": state.status,
+            "observedValue": round(state.lag(now), 3),
+            "observedUnit": "s",
+            "lastSuccess": utc_from_timestamp(state.last_success),
+            "parked": state.parked,
+            "time": utc_from_timestamp(state.last_attempt),
+        }
+        if state.last_error and state.status in ("failing", "fatal"):
+            entry["output"] = f"{state.last_error_kind}: {state.last_error}"
+        checks[f"{state.name}:lag"] = [entry]
+    return {"status": overall, "version": version, "serviceId": "rackbeat-shopify", "checks": checks}
+
+
+class HealthApp:
+    """Routes health requests; pass ``handle`` to :class:`daemon.httpserver.HTTPServer`."""
+
+    def __init__(self, runner: Runner, store: Store, metrics: Metrics, version: str = "0") -> None:
+        self.runner = runner
+        self.store = store
+        self.metrics = metrics
+        self.version = version
+        #: the scheduler counts as dead when its heartbeat is older than this
+        self.liveness_window = 30.0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one health request."""
+        if request.method not in ("GET", "HEAD"):
+            return httpx.Response(405, text="method not allowed\n", headers={"allow": "GET, HEAD"})
+        path = request.url.path
+        if path == "/livez":
+            alive = time.monotonic() - self.runner.heartbeat < self.liveness_window
+            return httpx.Response(200 if alive else 503, text="ok\n" if alive else "scheduler stalled\n")
+        if path == "/readyz":
+            try:
+                await self.store.fetchval("SELECT 1")
+            except Exception as exc:
+                return httpx.Response(503, text=f"state DB unavailable: {type(exc).__name__}\n")
+            return httpx.Response(200, text="ok\n")
+        if path == "/healthz":
+            doc = health_document(self.runner, self.version)
+            return httpx.Response(
+                503 if doc["status"] == "fail" else 200,
+                content=json.dumps(doc, indent=1).encode(),
+                headers={"content-type": "application/health+json"},
+            )
+        if path == "/metrics":
+            now = time.time()
+            for state in self.runner.states.values():
+                self.metrics.lag.labels(flow=state.name).set(state.lag(now))
+            return httpx.Response(
+                200, content=self.metrics.render(), headers={"content-type": "text/plain; version=0.0.4"}
+            )
+        return httpx.Response(404, text="not found; try /livez /readyz /healthz /metrics\n")

@@ -1,0 +1,397 @@
+"""The daemon's state in SQLite: cursors, the SKU index, ledgers and parked records.
+
+One file per daemon instance (``SYNC_DB``), opened in WAL mode and created with mode
+0600. Every row carries the shop it belongs to, so one file can never mix two shops'
+state by accident. The schema is versioned with ``PRAGMA user_version``: an older file
+is migrated on open, a newer one is refused.
+
+Writes happen in :meth:`Store.transaction`, one ``BEGIN IMMEDIATE`` … ``COMMIT`` at a
+time. A flow applies a page of changes and advances its cursor inside the same
+transaction, so a crash leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from daemon.errors import FatalError
+
+#: schema migrations, in order; migration N brings a file from version N-1 to N
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE cursors (
+        shop TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, flow)
+    );
+    CREATE TABLE flow_status (
+        shop TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        last_success TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        PRIMARY KEY (shop, flow)
+    );
+    CREATE TABLE sku_index (
+        shop TEXT NOT NULL,
+        variant_id TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        product_id TEXT NOT NULL,
+        inventory_item_id TEXT,
+        rackbeat_number TEXT,
+        shopify_hash TEXT,
+        rackbeat_hash TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, variant_id)
+    );
+    CREATE INDEX sku_index_by_sku ON sku_index (shop, sku);
+    CREATE INDEX sku_index_by_item ON sku_index (shop, inventory_item_id);
+    CREATE TABLE order_ledger (
+        shop TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        order_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        rackbeat_number TEXT,
+        customer_number TEXT,
+        shopify_updated_at TEXT,
+        demand TEXT,
+        note TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, order_id)
+    );
+    CREATE INDEX order_ledger_by_state ON order_ledger (shop, state);
+    CREATE TABLE customers (
+        shop TEXT NOT NULL,
+        email TEXT NOT NULL,
+        customer_number TEXT NOT NULL,
+        PRIMARY KEY (shop, email)
+    );
+    CREATE TABLE stock_ledger (
+        shop TEXT NOT NULL,
+        inventory_item_id TEXT NOT NULL,
+        location_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        rackbeat_figure TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, inventory_item_id, location_id)
+    );
+    CREATE TABLE parked (
+        shop TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        next_attempt TEXT NOT NULL,
+        PRIMARY KEY (shop, flow, key)
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: parked records are retried after this delay, doubling per attempt up to the cap
+PARK_RETRY_FIRST = timedelta(minutes=5)
+PARK_RETRY_CAP = timedelta(hours=6)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """A record a flow could not apply, with why."""
+
+    flow: str
+    key: str
+    reason: str
+    detail: str
+    attempts: int
+    first_seen: datetime
+    last_seen: datetime
+    next_attempt: datetime
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """What the DB remembers of a flow for ``status``."""
+
+    flow: str
+    cursor: str | None
+    cursor_updated_at: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class Transaction:
+    """The writes of one ``BEGIN IMMEDIATE`` … ``COMMIT``; obtained from :meth:`Store.transaction`."""
+
+    def __init__(self, db: aiosqlite.Connection, shop: str, now: datetime) -> None:
+        self.db = db
+        self.shop = shop
+        self.now = now
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        """Run one statement inside the transaction."""
+        await self.db.execute(sql, tuple(params))
+
+    async def set_cursor(self, flow: str, value: str) -> None:
+        """Advance ``flow``'s cursor; lands together with the rest of the transaction."""
+        await self.db.execute(
+            "INSERT INTO cursors (shop, flow, value, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (shop, flow) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (self.shop, flow, value, _iso(self.now)),
+        )
+
+    async def park(self, flow: str, key: str, reason: str, detail: str) -> None:
+        """Park a record (or count one more attempt); it is retried later with backoff."""
+        cursor = await self.db.execute(
+            "SELECT attempts FROM parked WHERE shop = ? AND flow = ? AND key = ?", (self.shop, flow, key)
+        )
+        row = await cursor.fetchone()
+        attempts = (row[0] if row else 0) + 1
+        delay = min(PARK_RETRY_FIRST * (2 ** (attempts - 1)), PARK_RETRY_CAP)
+        await self.db.execute(
+            "INSERT INTO parked (shop, flow, key, reason, detail, attempts, first_seen, last_seen, next_attempt) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (shop, flow, key) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, "
+            "attempts = excluded.attempts, last_seen = excluded.last_seen, next_attempt = excluded.next_attempt",
+            (
+                self.shop,
+                flow,
+                key,
+                reason,
+                detail,
+                attempts,
+                _iso(self.now),
+                _iso(self.now),
+                _iso(self.now + delay),
+            ),
+        )
+
+    async def unpark(self, flow: str, key: str) -> None:
+        """Forget a parked record (it has been applied)."""
+        await self.db.execute(
+            "DELETE FROM parked WHERE shop = ? AND flow = ? AND key = ?", (self.shop, flow, key)
+        )
+
+
+class Store:
+    """The state DB of one shop. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, shop: str) -> None:
+        self.db = db
+        self.path = path
+        self.shop = shop
+        self._write_lock = anyio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str, shop: str) -> Store:
+        """Open (creating with mode 0600, migrating if older) the state DB at ``path``."""
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # create it ourselves so that it is never world-readable, not even for a moment
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            os.chmod(path, 0o600)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await cls._migrate(db, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, shop)
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+        cursor = await db.execute("PRAGMA user_version")
+        row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise FatalError(
+                f"state DB {path} has schema version {version}, newer than this daemon knows "
+                f"({SCHEMA_VERSION}); run the newer release, or restore a backup made before the upgrade"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript commits on its own; the version bump is part of the same script
+            await db.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    async def close(self) -> None:
+        """Close the DB (after the last transaction committed)."""
+        async with self._write_lock:
+            await self.db.close()
+
+    async def schema_version(self) -> int:
+        """The file's schema version."""
+        return int((await self.fetchval("PRAGMA user_version")) or 0)
+
+    @asynccontextmanager
+    async def transaction(self, now: datetime | None = None) -> AsyncIterator[Transaction]:
+        """One write transaction: everything inside commits together or not at all."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self.db, self.shop, now or _now())
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.db.execute("ROLLBACK")
+                raise
+            with anyio.CancelScope(shield=True):
+                await self.db.execute("COMMIT")
+
+    # --- reads ----------------------------------------------------------------------
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read query."""
+        cursor = await self.db.execute(sql, tuple(params))
+        return [tuple(row) for row in await cursor.fetchall()]
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of a read query, or None."""
+        cursor = await self.db.execute(sql, tuple(params))
+        row = await cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    async def fetchval(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = await self.fetchone(sql, params)
+        return row[0] if row else None
+
+    async def get_cursor(self, flow: str) -> str | None:
+        """The committed cursor of ``flow``, or None before its first commit."""
+        value = await self.fetchval(
+            "SELECT value FROM cursors WHERE shop = ? AND flow = ?", (self.shop, flow)
+        )
+        return str(value) if value is not None else None
+
+    async def parked(self, flow: str | None = None) -> list[ParkedRecord]:
+        """Parked records, oldest first (optionally of one flow)."""
+        sql = (
+            "SELECT flow, key, reason, detail, attempts, first_seen, last_seen, next_attempt FROM parked "
+            "WHERE shop = ?"
+        )
+        params: list[Any] = [self.shop]
+        if flow is not None:
+            sql += " AND flow = ?"
+            params.append(flow)
+        rows = await self.fetchall(sql + " ORDER BY first_seen, key", params)
+        return [
+            ParkedRecord(
+                flow=r[0],
+                key=r[1],
+                reason=r[2],
+                detail=r[3],
+                attempts=int(r[4]),
+                first_seen=datetime.fromisoformat(r[5]),
+                last_seen=datetime.fromisoformat(r[6]),
+                next_attempt=datetime.fromisoformat(r[7]),
+            )
+            for r in rows
+        ]
+
+    async def parked_counts(self) -> dict[str, int]:
+        """Number of parked records per flow."""
+        rows = await self.fetchall(
+            "SELECT flow, COUNT(*) FROM parked WHERE shop = ? GROUP BY flow", (self.shop,)
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def due_parked(self, flow: str, now: datetime | None = None) -> list[ParkedRecord]:
+        """Parked records of ``flow`` whose retry time has come."""
+        moment = _iso(now or _now())
+        return [p for p in await self.parked(flow) if _iso(p.next_attempt) <= moment]
+
+    async def retry_parked(self, key: str | None = None, flow: str | None = None) -> int:
+        """Make parked records due now (one by key, or all); return how many."""
+        sql = "UPDATE parked SET next_attempt = ? WHERE shop = ?"
+        params: list[Any] = [_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop]
+        if key is not None:
+            sql += " AND key = ?"
+            params.append(key)
+        if flow is not None:
+            sql += " AND flow = ?"
+            params.append(flow)
+        async with self._write_lock:
+            cursor = await self.db.execute(sql, params)
+            return int(cursor.rowcount)
+
+    async def flows(self, names: Iterable[str]) -> list[FlowRecord]:
+        """Cursor and last outcome of each named flow."""
+        result: list[FlowRecord] = []
+        for name in names:
+            cur = await self.fetchone(
+                "SELECT value, updated_at FROM cursors WHERE shop = ? AND flow = ?", (self.shop, name)
+            )
+            st = await self.fetchone(
+                "SELECT last_success, last_error, last_error_at FROM flow_status WHERE shop = ? AND flow = ?",
+                (self.shop, name),
+            )
+            result.append(
+                FlowRecord(
+                    flow=name,
+                    cursor=cur[0] if cur else None,
+                    cursor_updated_at=_parse(cur[1]) if cur else None,
+                    last_success=_parse(st[0]) if st else None,
+                    last_error=st[1] if st else None,
+                    last_error_at=_parse(st[2]) if st else None,
+                )
+            )
+        return result
+
+    async def record_outcome(self, flow: str, *, ok: bool, error: str | None = None) -> None:
+        """Remember a flow cycle's outcome for ``status`` (success time, or the error)."""
+        now = _iso(_now())
+        async with self.transaction() as tx:
+            if ok:
+                await tx.execute(
+                    "INSERT INTO flow_status (shop, flow, last_success) VALUES (?, ?, ?) "
+                    "ON CONFLICT (shop, flow) DO UPDATE SET last_success = excluded.last_success",
+                    (self.shop, flow, now),
+                )
+            else:
+                await tx.execute(
+                    "INSERT INTO flow_status (shop, flow, last_error, last_error_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (shop, flow) DO UPDATE SET last_error = excluded.last_error, "
+                    "last_error_at = excluded.last_error_at",
+                    (self.shop, flow, error, now),
+                )
+
+    async def counts(self) -> Mapping[str, int]:
+        """Row counts of the main tables (for ``status``)."""
+        result: dict[str, int] = {}
+        for table in ("sku_index", "order_ledger", "stock_ledger", "customers", "parked"):
+            result[table] = int(
+                await self.fetchval(f"SELECT COUNT(*) FROM {table} WHERE shop = ?", (self.shop,))  # noqa: S608  # table names are the constants above
+            )
+        return result
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

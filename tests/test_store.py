@@ -1,0 +1,128 @@
+"""State DB: private file, WAL, migrations, atomic page + cursor commits, parking."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon import store as store_module
+from daemon.errors import FatalError
+from daemon.store import SCHEMA_VERSION, Store
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_created_private_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "sync.db"
+    store = await Store.open(path, "a.myshopify.com")
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert await store.fetchval("PRAGMA journal_mode") == "wal"
+        assert await store.schema_version() == SCHEMA_VERSION
+    finally:
+        await store.close()
+
+
+async def test_existing_world_readable_file_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "sync.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    store = await Store.open(path, "a.myshopify.com")
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "sync.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(FatalError, match=r"newer than this daemon knows"):
+        await Store.open(path, "a.myshopify.com")
+
+
+async def test_older_schema_is_migrated_keeping_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "sync.db"
+    store = await Store.open(path, "a.myshopify.com")
+    async with store.transaction() as tx:
+        await tx.set_cursor("orders", "2026-11-01T00:00:00+00:00")
+    await store.close()
+    extra = "CREATE TABLE added_later (shop TEXT NOT NULL, x INTEGER);"
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*store_module.MIGRATIONS, extra))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    store = await Store.open(path, "a.myshopify.com")
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION + 1
+        assert await store.get_cursor("orders") == "2026-11-01T00:00:00+00:00"
+        assert await store.fetchval("SELECT COUNT(*) FROM added_later") == 0
+    finally:
+        await store.close()
+
+
+async def test_page_and_cursor_commit_together_or_not_at_all(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    try:
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO customers (shop, email, customer_number) VALUES (?, ?, ?)",
+                    (store.shop, "a@example.com", "1001"),
+                )
+                await tx.set_cursor("orders", "X")
+                raise RuntimeError("crash between the page and the commit")
+        assert await store.get_cursor("orders") is None
+        assert await store.fetchval("SELECT COUNT(*) FROM customers") == 0
+    finally:
+        await store.close()
+
+
+async def test_rows_are_kept_per_shop(tmp_path: Path) -> None:
+    path = tmp_path / "sync.db"
+    one = await Store.open(path, "one.myshopify.com")
+    async with one.transaction() as tx:
+        await tx.set_cursor("orders", "1")
+        await tx.park("orders", "#1001", "NO_EMAIL", "order #1001 has no e-mail")
+    await one.close()
+    two = await Store.open(path, "two.myshopify.com")
+    try:
+        assert await two.get_cursor("orders") is None
+        assert await two.parked() == []
+    finally:
+        await two.close()
+
+
+async def test_parking_backs_off_and_retry_makes_due(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    t0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    try:
+        for n in range(3):
+            async with store.transaction(now=t0 + timedelta(minutes=n)) as tx:
+                await tx.park("orders", "#1001", "UNKNOWN_SKU", "SKU 'X-1' is not a Rackbeat product")
+        [record] = await store.parked()
+        assert record.attempts == 3
+        assert record.next_attempt - record.last_seen == timedelta(minutes=20)
+        assert await store.due_parked("orders", now=t0 + timedelta(minutes=3)) == []
+        assert await store.parked_counts() == {"orders": 1}
+        assert await store.retry_parked("#1001") == 1
+        assert [p.key for p in await store.due_parked("orders", now=t0)] == ["#1001"]
+        async with store.transaction() as tx:
+            await tx.unpark("orders", "#1001")
+        assert await store.parked_counts() == {}
+    finally:
+        await store.close()
+
+
+async def test_flow_outcomes_for_status(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    try:
+        await store.record_outcome("stock", ok=False, error="transport: connection refused")
+        await store.record_outcome("orders", ok=True)
+        rows = {r.flow: r for r in await store.flows(["orders", "stock", "products"])}
+        assert rows["orders"].last_success is not None
+        assert rows["stock"].last_error == "transport: connection refused"
+        assert rows["products"].last_success is None
+    finally:
+        await store.close()
