@@ -325,7 +325,9 @@ class _CredentialsSource(PydanticBaseSettingsSource):
         for candidate in (field_name, field_name.upper()):
             path = Path(directory) / candidate
             if path.is_file():
-                return path.read_text(encoding="utf-8").strip(), field_name, False
+                # a blank credential (systemd's SetCredential= fallback) means "not given here"
+                value = path.read_text(encoding="utf-8").strip()
+                return (value or None), field_name, False
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
