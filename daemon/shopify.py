@@ -1,0 +1,1098 @@
+"""Shopify Admin GraphQL client: credentials, cost-aware throttle, retries, pagination.
+
+Every request goes through :meth:`ShopifyClient.execute`, which sends one document from
+:mod:`daemon.shopify_documents` and returns the response's ``data``. The flows use the
+higher-level methods below it (``orders_updated_since``, ``set_available`` …).
+
+Return values
+-------------
+Reads return plain JSON (``dict``/``list``) shaped exactly like the document's selection,
+so the document *is* the description of the result; the only changes are that nested
+connections (an order's ``lineItems``, a product's ``variants``) are completed: their
+``nodes`` hold every item and ``pageInfo.hasNextPage`` is false. Inventory results are
+small frozen dataclasses (:class:`SetStockResult`, :class:`UserError`) or mappings of id →
+quantity, because the stock flow reasons about them item by item.
+
+Throttle
+--------
+Shopify meters the Admin API with a leaky bucket per app and shop, counted in query-cost
+points. Every response reports the bucket in ``extensions.cost.throttleStatus``
+(``maximumAvailable``, ``currentlyAvailable``, ``restoreRate`` per second) and the price of
+the query (``requestedQueryCost`` before running, ``actualQueryCost`` after the refund for
+what was not returned). Bucket sizes differ by plan and change without notice, so none is
+hard-coded: the client only knows what the last response said.
+
+Before sending, the client extrapolates the last known bucket to now
+(``currentlyAvailable + restoreRate × elapsed``, capped at ``maximumAvailable``) and compares
+it with the expected cost of the document (the ``requestedQueryCost`` it had last time,
+:data:`DEFAULT_EXPECTED_COST` before that). If the bucket cannot cover it, the client sleeps
+``(expected − available) / restoreRate`` first, and then books the points against its own
+estimate so that concurrent callers sharing the client do not all spend the same points.
+Shopify's next answer replaces the estimate.
+
+When Shopify throttles anyway (top-level error ``THROTTLED``, usually with HTTP 200, or
+HTTP 429) the client waits ``(requestedQueryCost − currentlyAvailable) / restoreRate``, or
+``Retry-After`` on a 429, and sends the same request again. Throttling is expected during
+a long sync, so it does not use up the retry budget for failures; a separate, generous
+bound (:data:`MAX_THROTTLE_WAITS` in a row for one request) stops a client that is never
+let through.
+
+Failures
+--------
+5xx answers, timeouts, connection errors and unreadable bodies (truncated JSON, an HTML
+error page, no ``data``) are retried with exponential backoff and full jitter, at most
+``max_attempts`` sends, then raised as :class:`~daemon.errors.TransportError` or
+:class:`~daemon.errors.MalformedResponse`. A mutation that may not be replayed
+(``productCreate`` has no idempotency key) is only resent when Shopify certainly did not
+receive it. Top-level ``errors`` that are neither throttling nor access problems raise
+:class:`~daemon.errors.GraphQLError`; ``userErrors`` of a mutation raise
+:class:`~daemon.errors.ValidationError` (see :func:`raise_user_errors`), except for
+``inventorySetQuantities``, whose errors are returned item by item.
+
+Access tokens are held as :class:`~pydantic.SecretStr`, registered with the log scrubber,
+and never written into an exception, a log line or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import random as _random
+import re
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import anyio
+import httpx
+from pydantic import SecretStr
+
+from daemon import shopify_documents as docs
+from daemon.errors import (
+    AuthError,
+    ConfigError,
+    FatalError,
+    GraphQLError,
+    MalformedResponse,
+    NotFoundError,
+    RetriableError,
+    ThrottledError,
+    TransportError,
+    ValidationError,
+)
+from daemon.logs import register_secret
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
+
+__all__ = [
+    "DEFAULT_EXPECTED_COST",
+    "MAX_ATTEMPTS",
+    "MAX_THROTTLE_WAITS",
+    "STALE_CODE",
+    "JSONObject",
+    "SetStockResult",
+    "ShopifyClient",
+    "StockQuantity",
+    "ThrottleStatus",
+    "UserError",
+    "raise_user_errors",
+    "sku_search",
+]
+
+logger = logging.getLogger(__name__)
+
+JSONObject = dict[str, Any]
+"""A JSON object as decoded from a response."""
+
+_T = TypeVar("_T")
+
+#: points assumed for a document the client has not sent before
+DEFAULT_EXPECTED_COST = 50.0
+#: sends of one request, first one included, before a failure is raised
+MAX_ATTEMPTS = 8
+#: throttled answers in a row for one request before giving up with ThrottledError
+MAX_THROTTLE_WAITS = 60
+#: backoff before retry n is uniform in [0, min(cap, base × 2^(n-1))] ("full jitter")
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+#: never retry a throttled request sooner than this, whatever the arithmetic says
+MIN_THROTTLE_WAIT_SECONDS = 0.25
+#: renew a granted token after this fraction of its lifetime …
+TOKEN_RENEW_FRACTION = 0.9
+#: … or this many seconds before it expires, whichever comes first
+TOKEN_RENEW_MARGIN_SECONDS = 300.0
+
+#: ``inventorySetQuantities`` code for a failed compare-and-swap
+STALE_CODE = "CHANGE_FROM_QUANTITY_STALE"
+#: ``inventorySetQuantities`` code for "the same key is still being processed"
+_CONCURRENT_CODE = "IDEMPOTENCY_CONCURRENT_REQUEST"
+
+
+# --- value types -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThrottleStatus:
+    """The cost bucket as Shopify last reported it."""
+
+    maximum_available: float
+    currently_available: float
+    restore_rate: float
+    #: ``clock()`` reading when the report arrived
+    observed_at: float
+
+    def available_at(self, now: float) -> float:
+        """Points available at ``now``, assuming nothing else was spent meanwhile."""
+        elapsed = max(0.0, now - self.observed_at)
+        return min(self.maximum_available, self.currently_available + self.restore_rate * elapsed)
+
+
+@dataclass(frozen=True)
+class UserError:
+    """One entry of a mutation's ``userErrors``."""
+
+    message: str
+    #: path to the input field, e.g. ``("input", "quantities", "3", "changeFromQuantity")``
+    field: tuple[str, ...] = ()
+    #: machine code where the payload type has one (``CHANGE_FROM_QUANTITY_STALE`` …)
+    code: str | None = None
+
+    @property
+    def index(self) -> int | None:
+        """Position in the input list the error refers to, when the path has one."""
+        for part in self.field:
+            if part.isdigit():
+                return int(part)
+        return None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> UserError:
+        """Build from one ``userErrors`` entry, tolerating missing keys."""
+        if not isinstance(raw, Mapping):
+            return cls(message=str(raw))
+        field = raw.get("field")
+        code = raw.get("code")
+        return cls(
+            message=str(raw.get("message") or "rejected"),
+            field=tuple(str(part) for part in field) if isinstance(field, list) else (),
+            code=str(code) if code is not None else None,
+        )
+
+
+class StockQuantity(NamedTuple):
+    """One quantity for :meth:`ShopifyClient.set_available`.
+
+    ``change_from`` is the quantity the caller believes Shopify has now: Shopify applies
+    the change only if it still has that value (compare-and-swap). ``None`` opts out.
+    """
+
+    inventory_item_id: str
+    location_id: str
+    quantity: int
+    change_from: int | None
+
+
+@dataclass(frozen=True)
+class SetStockResult:
+    """What ``inventorySetQuantities`` did with a batch of quantities.
+
+    Shopify applies a batch as a whole: with any ``user_errors`` nothing was changed
+    (``adjustment_group_id`` is then None) and the caller re-sends the good items, with a
+    new idempotency key, after dealing with the bad ones.
+    """
+
+    quantities: tuple[StockQuantity, ...]
+    user_errors: tuple[UserError, ...] = ()
+    adjustment_group_id: str | None = None
+    #: ``inventoryAdjustmentGroup.changes`` as returned
+    changes: tuple[JSONObject, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when Shopify reported no error."""
+        return not self.user_errors
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Every error code, in order."""
+        return tuple(e.code for e in self.user_errors if e.code)
+
+    @property
+    def stale_item_ids(self) -> frozenset[str]:
+        """Inventory items whose ``change_from`` no longer matched Shopify."""
+        return frozenset(
+            item
+            for item, errors in self.errors_by_item().items()
+            if any(e.code == STALE_CODE for e in errors)
+        )
+
+    @property
+    def general_errors(self) -> tuple[UserError, ...]:
+        """Errors that do not point at one quantity (a bad reason, a reused key …)."""
+        return tuple(e for e in self.user_errors if self._item_of(e) is None)
+
+    def errors_by_item(self) -> dict[str, tuple[UserError, ...]]:
+        """Errors that point at one quantity, by inventory item id."""
+        grouped: dict[str, list[UserError]] = {}
+        for error in self.user_errors:
+            item = self._item_of(error)
+            if item is not None:
+                grouped.setdefault(item, []).append(error)
+        return {item: tuple(errors) for item, errors in grouped.items()}
+
+    def _item_of(self, error: UserError) -> str | None:
+        index = error.index
+        if index is None or not 0 <= index < len(self.quantities):
+            return None
+        return self.quantities[index].inventory_item_id
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def raise_user_errors(payload: Mapping[str, Any] | None, *, record: str) -> Mapping[str, Any]:
+    """Return a mutation payload unchanged, or raise ValidationError for its ``userErrors``.
+
+    ``record`` names what was being written (``"product 'Blue mug'"``) for the message and
+    the parked-record reason. The error's ``codes`` list every ``userErrors[].code`` and its
+    ``fields`` map the dotted input path to the messages; its ``reason`` is the first code.
+    """
+    if payload is None:
+        raise MalformedResponse(f"{record}: the mutation returned no payload")
+    raw = payload.get("userErrors") or []
+    if not raw:
+        return payload
+    errors = [UserError.from_json(item) for item in raw]
+    fields: dict[str, list[str]] = {}
+    for error in errors:
+        fields.setdefault(".".join(error.field) or "base", []).append(error.message)
+    codes = [e.code for e in errors if e.code]
+    summary = "; ".join(e.message for e in errors)
+    raise ValidationError(
+        f"Shopify rejected {record}: {summary}",
+        fields=fields,
+        codes=codes,
+        reason=codes[0] if codes else None,
+    )
+
+
+def sku_search(sku: str) -> str:
+    """The ``productVariants`` search filter for exactly ``sku``.
+
+    Quotes keep spaces and colons inside the value; backslash and quote are escaped,
+    as Shopify's search syntax asks.
+    """
+    escaped = sku.replace("\\", "\\\\").replace("'", "\\'")
+    return f"sku:'{escaped}'"
+
+
+def _search_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("a timezone-aware datetime is required (naive datetimes are ambiguous)")
+    # Seconds precision; the filter is >= so dropping the fraction only re-reads a little.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _updated_since_filter(since: datetime | None) -> str | None:
+    return None if since is None else f"updated_at:>='{_search_time(since)}'"
+
+
+@functools.lru_cache(maxsize=64)
+def _operation(document: str) -> tuple[str, str]:
+    """(kind, name) of the document's operation: ``("mutation", "SetStock")``."""
+    match = re.search(r"\b(query|mutation)\s+(\w+)", document)
+    if match is None:
+        return ("mutation" if document.lstrip().startswith("mutation") else "query", "anonymous")
+    return match.group(1), match.group(2)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None  # an HTTP date; the cost report or the backoff decides instead
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_list(raw: Any) -> list[JSONObject]:
+    """Top-level ``errors`` as a list of objects (Shopify sometimes sends one string)."""
+    if isinstance(raw, str):
+        return [{"message": raw}]
+    if isinstance(raw, list):
+        return [e if isinstance(e, dict) else {"message": str(e)} for e in raw]
+    if isinstance(raw, dict):
+        return [raw]
+    return []
+
+
+def _error_code(error: Mapping[str, Any]) -> str | None:
+    extensions = error.get("extensions")
+    code = extensions.get("code") if isinstance(extensions, Mapping) else None
+    return str(code) if code is not None else None
+
+
+def _describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for error in errors:
+        code = _error_code(error)
+        message = str(error.get("message") or "error")
+        parts.append(f"{message} [{code}]" if code else message)
+    return "; ".join(parts) or "no message"
+
+
+def _dig(data: Mapping[str, Any], path: Sequence[str], operation: str) -> JSONObject:
+    current: Any = data
+    for depth, key in enumerate(path, start=1):
+        if not isinstance(current, Mapping):
+            raise MalformedResponse(f"{operation}: {'.'.join(path[: depth - 1])} is not an object")
+        current = current.get(key)
+        if current is None:
+            # An object asked for by id (an order, a product) vanished between pages.
+            raise NotFoundError(f"{operation}: {'.'.join(path[:depth])} is null")
+    if not isinstance(current, dict):
+        raise MalformedResponse(f"{operation}: {'.'.join(path)} is not an object")
+    return current
+
+
+class _AttemptFailed(Exception):
+    """One send failed in a way worth retrying; ``delivered`` says if Shopify may have acted."""
+
+    def __init__(self, error: RetriableError, *, delivered: bool, cause: BaseException | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delivered = delivered
+        self.cause = cause
+
+
+class _Resend(Exception):
+    """Send again at once (after renewing the token); bounded by the caller."""
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: SecretStr
+    renew_at: float
+
+
+@dataclass(frozen=True)
+class _ClientCredentials:
+    token_url: str
+    client_id: str
+    client_secret: SecretStr
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+class ShopifyClient:
+    """Talks to one shop's Admin GraphQL API through an injected ``httpx.AsyncClient``.
+
+    Counters for metrics (plain attributes, only ever increased):
+    ``requests`` GraphQL requests sent (retries included), ``retries`` re-sends after a
+    failure, ``throttled`` throttled answers, ``cost_spent`` sum of ``actualQueryCost``,
+    ``token_requests`` client-credentials grants sent, ``throttle_wait_seconds`` time spent
+    waiting for the bucket (pre-emptive and after throttling).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        graphql_url: str,
+        token_url: str | None = None,
+        access_token: SecretStr | None = None,
+        client_id: str | None = None,
+        client_secret: SecretStr | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_throttle_waits: int = MAX_THROTTLE_WAITS,
+        default_expected_cost: float = DEFAULT_EXPECTED_COST,
+    ) -> None:
+        """Use a static ``access_token``, or ``client_id`` + ``client_secret`` + ``token_url``
+        for the client-credentials grant. ``sleep``, ``clock`` (monotonic seconds) and
+        ``random`` (uniform in [0, 1)) are seams for tests.
+        """
+        if access_token is None and not (client_id and client_secret and token_url):
+            raise ConfigError(
+                "SHOPIFY_ACCESS_TOKEN: missing; set it, or both SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
+            )
+        if max_attempts < 1 or max_throttle_waits < 1:
+            raise ValueError("max_attempts and max_throttle_waits must be at least 1")
+        self._http = http
+        self._graphql_url = graphql_url
+        self._static_token = access_token
+        self._credentials = (
+            _ClientCredentials(token_url, client_id, client_secret)
+            if access_token is None and token_url and client_id and client_secret
+            else None
+        )
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self._max_attempts = max_attempts
+        self._max_throttle_waits = max_throttle_waits
+        self._default_cost = default_expected_cost
+        for secret in (access_token, client_secret):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+
+        self._token: _Token | None = None
+        self._token_lock = anyio.Lock()
+        self._bucket: ThrottleStatus | None = None
+        #: last requestedQueryCost per document
+        self._expected_cost: dict[str, float] = {}
+
+        self.requests = 0
+        self.retries = 0
+        self.throttled = 0
+        self.cost_spent = 0
+        self.token_requests = 0
+        self.throttle_wait_seconds = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, http: httpx.AsyncClient, **kwargs: Any) -> ShopifyClient:
+        """Build from :class:`~daemon.config.Settings`; ``kwargs`` go to the constructor."""
+        return cls(
+            http,
+            graphql_url=settings.graphql_url,
+            token_url=settings.token_url,
+            access_token=settings.shopify_access_token,
+            client_id=settings.shopify_client_id,
+            client_secret=settings.shopify_client_secret,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        auth = "access token" if self._static_token is not None else "client credentials"
+        return f"ShopifyClient(url={self._graphql_url!r}, auth={auth!r})"
+
+    @property
+    def throttle_status(self) -> ThrottleStatus | None:
+        """The bucket as last reported (or booked against), None before the first answer."""
+        return self._bucket
+
+    # --- core ---------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        document: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        replay_safe: bool | None = None,
+    ) -> JSONObject:
+        """Send one document and return the response's ``data``.
+
+        ``replay_safe`` says whether the request may be sent again after a failure that
+        Shopify may already have acted on (a timeout, a 5xx). By default queries and
+        mutations carrying ``@idempotent`` are; other mutations are only resent when the
+        request certainly never arrived. Raises the errors of :mod:`daemon.errors`.
+        """
+        kind, name = _operation(document)
+        if replay_safe is None:
+            replay_safe = kind == "query" or "@idempotent" in document
+        payload: JSONObject = {"query": document, "variables": dict(variables or {})}
+        if name != "anonymous":
+            payload["operationName"] = name
+        renewed = False
+
+        async def attempt() -> JSONObject:
+            nonlocal renewed
+            await self._await_budget(document)
+            token = await self._access_token()
+            self.requests += 1
+            response = await self._post(
+                self._graphql_url,
+                name,
+                json=payload,
+                headers={"X-Shopify-Access-Token": token.get_secret_value(), "Accept": "application/json"},
+            )
+            if response.status_code == 401:
+                if self._static_token is not None:
+                    raise AuthError(f"Shopify refused SHOPIFY_ACCESS_TOKEN (HTTP 401) in {name}")
+                if renewed:
+                    raise AuthError(
+                        f"Shopify refused a freshly granted token (HTTP 401) in {name}; "
+                        "check the app installation and SHOPIFY_CLIENT_ID"
+                    )
+                # Tokens can be revoked before they expire: get a new one, once.
+                renewed = True
+                self._forget_token(token)
+                raise _Resend
+            return self._interpret(response, name, document)
+
+        return await self._retrying(name, attempt, replay_safe=replay_safe)
+
+    async def paginate(
+        self,
+        document: str,
+        variables: Mapping[str, Any],
+        connection_path: Sequence[str],
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield the ``nodes`` of each page of the connection at ``connection_path``.
+
+        ``variables`` must hold ``first`` (1–250) and may hold ``after`` to start past a
+        cursor. Pages follow ``pageInfo { hasNextPage endCursor }``; a cursor seen before
+        raises MalformedResponse rather than looping forever. A null object on the path
+        (the order being paged was deleted) raises NotFoundError.
+        """
+        _, name = _operation(document)
+        first = variables.get("first")
+        if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= 250:
+            raise ValueError(f"{name}: 'first' must be an integer from 1 to 250, not {first!r}")
+        current = dict(variables)
+        cursor = current.get("after")
+        seen: set[str] = {cursor} if isinstance(cursor, str) else set()
+        while True:
+            current["after"] = cursor
+            data = await self.execute(document, current)
+            connection = _dig(data, connection_path, name)
+            nodes = connection.get("nodes")
+            page_info = connection.get("pageInfo")
+            if not isinstance(nodes, list) or not isinstance(page_info, dict):
+                raise MalformedResponse(f"{name}: {'.'.join(connection_path)} has no nodes or pageInfo")
+            yield nodes
+            if not page_info.get("hasNextPage"):
+                return
+            cursor = page_info.get("endCursor")
+            if not isinstance(cursor, str) or not cursor:
+                raise MalformedResponse(f"{name}: hasNextPage is true but endCursor is missing")
+            if cursor in seen:
+                raise MalformedResponse(f"{name}: Shopify repeated a page cursor; stopped to avoid a loop")
+            seen.add(cursor)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def locations(self) -> list[JSONObject]:
+        """Every active location: ``[{id, name, isActive, fulfillsOnlineOrders}]``."""
+        found: list[JSONObject] = []
+        pages = self.paginate(docs.LOCATIONS, {"first": docs.LOCATIONS_PAGE_SIZE}, ("locations",))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                found.extend(page)
+        return found
+
+    async def primary_location_id(self) -> str:
+        """The id of the shop's primary location (``gid://shopify/Location/…``)."""
+        data = await self.execute(docs.PRIMARY_LOCATION)
+        location = data.get("location")
+        if not isinstance(location, Mapping) or not isinstance(location.get("id"), str):
+            raise ConfigError("SHOPIFY_LOCATION_ID: Shopify reports no primary location; set it explicitly")
+        return str(location["id"])
+
+    async def orders_updated_since(
+        self, since: datetime | None, *, page_size: int = docs.ORDERS_PAGE_SIZE
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield pages of orders updated at or after ``since`` (all orders when None), oldest first.
+
+        Each order is shaped like ``ORDERS_UPDATED_SINCE``'s selection, with
+        ``lineItems.nodes`` holding every line item (paged with ``ORDER_LINE_ITEMS``).
+        ``since`` must be timezone-aware; the filter has seconds precision and runs on
+        Shopify's search index, which lags, so callers query with an overlap.
+        """
+        variables = {"first": page_size, "query": _updated_since_filter(since)}
+        pages = self.paginate(docs.ORDERS_UPDATED_SINCE, variables, ("orders",))
+        async with contextlib.aclosing(pages):
+            async for orders in pages:
+                for order in orders:
+                    await self._complete(
+                        order, "lineItems", docs.ORDER_LINE_ITEMS, docs.ORDER_LINE_ITEMS_PAGE_SIZE, "order"
+                    )
+                yield orders
+
+    async def products_updated_since(
+        self, since: datetime | None, *, page_size: int = docs.PRODUCTS_PAGE_SIZE
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield pages of products updated at or after ``since`` (all when None), oldest first.
+
+        Each product is shaped like ``PRODUCTS_UPDATED_SINCE``'s selection, with
+        ``variants.nodes`` holding every variant (paged with ``PRODUCT_VARIANTS``).
+        """
+        variables = {"first": page_size, "query": _updated_since_filter(since)}
+        pages = self.paginate(docs.PRODUCTS_UPDATED_SINCE, variables, ("products",))
+        async with contextlib.aclosing(pages):
+            async for products in pages:
+                for product in products:
+                    await self._complete(
+                        product, "variants", docs.PRODUCT_VARIANTS, docs.PRODUCT_VARIANTS_PAGE_SIZE, "product"
+                    )
+                yield products
+
+    async def variants(
+        self, *, page_size: int = docs.VARIANTS_PAGE_SIZE
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield pages of every variant of the shop:
+        ``[{id, sku, product: {id, updatedAt}, inventoryItem: {id, tracked}}]``."""
+        pages = self.paginate(docs.VARIANTS_PAGE, {"first": page_size}, ("productVariants",))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+
+    async def variants_by_sku(self, sku: str) -> list[JSONObject]:
+        """Variants whose SKU is exactly ``sku`` (Shopify does not keep SKUs unique):
+        ``[{id, sku, barcode, price, product: {id, updatedAt}, inventoryItem: {id, tracked}}]``."""
+        if not sku.strip():
+            raise ValueError("an empty SKU matches nothing reliably")
+        data = await self.execute(docs.VARIANTS_BY_SKU, {"query": sku_search(sku)})
+        nodes = _dig(data, ("productVariants",), "VariantsBySku").get("nodes")
+        if not isinstance(nodes, list):
+            raise MalformedResponse("VariantsBySku: productVariants has no nodes")
+        # The search index tokenises values; only an exact match is the SKU asked for.
+        return [node for node in nodes if isinstance(node, dict) and node.get("sku") == sku]
+
+    async def variant_by_sku(self, sku: str) -> JSONObject | None:
+        """The one variant with SKU ``sku``, None when there is none.
+
+        Raises ValidationError (reason ``DUPLICATE_SKU``) when several variants share it:
+        stock or prices cannot be assigned to one of them safely.
+        """
+        matches = await self.variants_by_sku(sku)
+        if len(matches) > 1:
+            raise ValidationError(
+                f"SKU {sku!r} is on {len(matches)} Shopify variants",
+                codes=["DUPLICATE_SKU"],
+                reason="DUPLICATE_SKU",
+            )
+        return matches[0] if matches else None
+
+    async def inventory_quantities(
+        self, item_ids: Sequence[str], location_id: str
+    ) -> dict[str, dict[str, int] | None]:
+        """``{inventory item id: {"available": n, "on_hand": m}}`` at ``location_id``.
+
+        The value is None for an item not stocked at the location or no longer existing.
+        Any number of ids; they are sent 250 at a time.
+        """
+        unique = list(dict.fromkeys(item_ids))
+        result: dict[str, dict[str, int] | None] = dict.fromkeys(unique)
+        for start in range(0, len(unique), docs.MAX_INPUT_ITEMS):
+            chunk = unique[start : start + docs.MAX_INPUT_ITEMS]
+            data = await self.execute(docs.INVENTORY_LEVELS, {"ids": chunk, "locationId": location_id})
+            nodes = data.get("nodes")
+            if not isinstance(nodes, list):
+                raise MalformedResponse("InventoryLevels: nodes is not a list")
+            for node in nodes:
+                if not isinstance(node, Mapping) or node.get("id") not in result:
+                    continue  # a deleted item comes back as null
+                level = node.get("inventoryLevel")
+                if not isinstance(level, Mapping):
+                    continue
+                quantities = level.get("quantities")
+                if not isinstance(quantities, list):
+                    raise MalformedResponse("InventoryLevels: inventoryLevel has no quantities")
+                result[str(node["id"])] = {
+                    str(q["name"]): int(q["quantity"])
+                    for q in quantities
+                    if isinstance(q, Mapping) and isinstance(q.get("quantity"), int)
+                }
+        return result
+
+    async def inventory_levels(self, item_ids: Sequence[str], location_id: str) -> dict[str, int | None]:
+        """``{inventory item id: available}`` at ``location_id``; None where not stocked."""
+        quantities = await self.inventory_quantities(item_ids, location_id)
+        return {item: q.get("available") if q is not None else None for item, q in quantities.items()}
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def set_available(
+        self,
+        quantities: Sequence[StockQuantity | tuple[str, str, int, int | None]],
+        *,
+        key: str,
+        reference_uri: str,
+        reason: str = "correction",
+        name: str = "available",
+    ) -> SetStockResult:
+        """Set absolute stock quantities (at most 250) with ``inventorySetQuantities``.
+
+        ``key`` is the idempotency key: reuse it when re-sending the same batch, use a new
+        one for a different batch. ``reference_uri`` names the source document in Shopify's
+        inventory history (``gid://rackbeat-shopify/StockSync/…``). Errors are returned,
+        not raised, so the caller can see which items were stale
+        (:attr:`SetStockResult.stale_item_ids`); ``IDEMPOTENCY_CONCURRENT_REQUEST`` (the
+        same key still running) is waited out and re-sent here.
+        """
+        batch = tuple(StockQuantity(*q) for q in quantities)
+        if not batch:
+            return SetStockResult(quantities=batch)
+        if len(batch) > docs.MAX_INPUT_ITEMS:
+            raise ValueError(f"at most {docs.MAX_INPUT_ITEMS} quantities per call, got {len(batch)}")
+        if not key.strip():
+            raise ValueError("the idempotency key must not be blank")
+        variables = {
+            "key": key,
+            "input": {
+                "name": name,
+                "reason": reason,
+                "referenceDocumentUri": reference_uri,
+                "quantities": [
+                    {
+                        "inventoryItemId": q.inventory_item_id,
+                        "locationId": q.location_id,
+                        "quantity": q.quantity,
+                        # always present: since 2026-04 leaving it out is an error
+                        "changeFromQuantity": q.change_from,
+                    }
+                    for q in batch
+                ],
+            },
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            data = await self.execute(docs.SET_STOCK, variables)
+            payload = data.get("inventorySetQuantities")
+            if not isinstance(payload, Mapping):
+                raise MalformedResponse("SetStock: inventorySetQuantities is missing")
+            errors = tuple(UserError.from_json(e) for e in payload.get("userErrors") or [])
+            if errors and all(e.code == _CONCURRENT_CODE for e in errors) and attempt < self._max_attempts:
+                # An earlier send with this key is still running; its outcome is ours.
+                self.retries += 1
+                await self._sleep(self._backoff(attempt))
+                continue
+            group = payload.get("inventoryAdjustmentGroup")
+            group_id = group.get("id") if isinstance(group, Mapping) else None
+            changes = group.get("changes") if isinstance(group, Mapping) else None
+            return SetStockResult(
+                quantities=batch,
+                user_errors=errors,
+                adjustment_group_id=str(group_id) if group_id is not None else None,
+                changes=tuple(c for c in changes or [] if isinstance(c, dict)),
+            )
+
+    async def product_create(self, product: Mapping[str, Any]) -> JSONObject:
+        """Create a product from a ``ProductCreateInput``; return
+        ``{id, updatedAt, variants: {nodes: [{id, inventoryItem: {id}}]}}``.
+
+        Not resent after an ambiguous failure (it has no idempotency key): the products
+        flow looks the SKU up again on its next pass instead of risking a duplicate.
+        Raises ValidationError for ``userErrors``.
+        """
+        data = await self.execute(docs.PRODUCT_CREATE, {"product": dict(product)})
+        record = f"product {product.get('title')!r}"
+        payload = raise_user_errors(data.get("productCreate"), record=record)
+        return self._payload_object(payload, "product", "ProductCreate")
+
+    async def product_update(self, product: Mapping[str, Any]) -> JSONObject:
+        """Update a product from a ``ProductUpdateInput`` (which carries ``id``);
+        return ``{id, updatedAt}``. Raises ValidationError for ``userErrors``."""
+        if not product.get("id"):
+            raise ValueError("product_update needs the product's id")
+        # Setting absolute values twice has the same effect as once: safe to resend.
+        data = await self.execute(docs.PRODUCT_UPDATE, {"product": dict(product)}, replay_safe=True)
+        payload = raise_user_errors(data.get("productUpdate"), record=f"product {product['id']}")
+        return self._payload_object(payload, "product", "ProductUpdate")
+
+    async def variants_bulk_update(
+        self, product_id: str, variants: Sequence[Mapping[str, Any]]
+    ) -> JSONObject:
+        """Update existing variants (``ProductVariantsBulkInput`` with ``id``) of one product.
+
+        Returns ``{product: {id, updatedAt}, productVariants: [{id, sku, barcode, price,
+        inventoryItem: {id, tracked}}]}``; raises ValidationError for ``userErrors`` (with
+        codes). At most 250 variants.
+        """
+        if len(variants) > docs.MAX_INPUT_ITEMS:
+            raise ValueError(f"at most {docs.MAX_INPUT_ITEMS} variants per call, got {len(variants)}")
+        data = await self.execute(
+            docs.VARIANTS_BULK_UPDATE,
+            {"productId": product_id, "variants": [dict(v) for v in variants]},
+            replay_safe=True,  # absolute values, like product_update
+        )
+        payload = raise_user_errors(data.get("productVariantsBulkUpdate"), record=f"variants of {product_id}")
+        return {k: v for k, v in payload.items() if k != "userErrors"}
+
+    # --- internals: nested pages ----------------------------------------------------------------
+
+    async def _complete(
+        self, parent: JSONObject, field: str, document: str, page_size: int, root: str
+    ) -> None:
+        """Fetch the remaining pages of ``parent[field]`` and append them in place."""
+        connection = parent.get(field)
+        if not isinstance(connection, dict):
+            raise MalformedResponse(f"{_operation(document)[1]}: {field} is missing")
+        page_info = connection.get("pageInfo") or {}
+        nodes = connection.get("nodes")
+        if not isinstance(nodes, list):
+            raise MalformedResponse(f"{_operation(document)[1]}: {field} has no nodes")
+        if not page_info.get("hasNextPage"):
+            return
+        variables = {"id": parent.get("id"), "first": page_size, "after": page_info.get("endCursor")}
+        pages = self.paginate(document, variables, (root, field))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                nodes.extend(page)
+        connection["pageInfo"] = {"hasNextPage": False, "endCursor": None}
+
+    @staticmethod
+    def _payload_object(payload: Mapping[str, Any], key: str, operation: str) -> JSONObject:
+        value = payload.get(key)
+        if not isinstance(value, dict):
+            raise MalformedResponse(f"{operation}: no {key} in the payload and no userErrors")
+        return value
+
+    # --- internals: sending ------------------------------------------------------------------
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]], *, replay_safe: bool) -> _T:
+        """Run ``attempt`` until it returns, retrying failures and waiting out throttling."""
+        failures = 0
+        throttles = 0
+        while True:
+            try:
+                result = await attempt()
+            except _Resend:
+                continue
+            except ThrottledError as exc:
+                throttles += 1
+                self.throttled += 1
+                if throttles >= self._max_throttle_waits:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else self._backoff(throttles)
+                logger.debug("shopify throttled %s; waiting %.2fs", what, wait)
+                await self._pause(wait)
+                continue
+            except _AttemptFailed as failed:
+                failures += 1
+                if failures >= self._max_attempts or (failed.delivered and not replay_safe):
+                    raise failed.error from failed.cause
+                self.retries += 1
+                delay = self._backoff(failures)
+                logger.debug("shopify %s failed (%s); retry %d in %.2fs", what, failed.error, failures, delay)
+                await self._sleep(delay)
+                continue
+            return result
+
+    async def _post(self, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        """POST, turning httpx's exceptions into retriable failures."""
+        try:
+            return await self._http.post(url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # The request never left: resending cannot duplicate anything.
+            error = TransportError(f"{what}: cannot reach Shopify ({type(exc).__name__}: {exc})")
+            raise _AttemptFailed(error, delivered=False, cause=exc) from exc
+        except httpx.TimeoutException as exc:
+            error = TransportError(f"{what}: Shopify did not answer in time ({type(exc).__name__})")
+            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+        except httpx.TransportError as exc:
+            error = TransportError(f"{what}: connection failed ({type(exc).__name__}: {exc})")
+            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+
+    def _interpret(self, response: httpx.Response, name: str, document: str) -> JSONObject:
+        """Turn one GraphQL response into ``data`` or the matching error."""
+        status = response.status_code
+        if status == 429:
+            body = _json_or_none(response)
+            if isinstance(body, dict):
+                self._observe_cost(body, document)
+            wait = _retry_after(response)
+            if wait is None and isinstance(body, dict):
+                wait = self._throttle_wait(body, document)
+            raise ThrottledError(f"{name}: throttled by Shopify (HTTP 429)", retry_after=wait)
+        if status >= 500:
+            error = TransportError(f"{name}: Shopify answered HTTP {status}")
+            raise _AttemptFailed(error, delivered=True)
+        if status == 403:
+            raise AuthError(f"{name}: Shopify answered HTTP 403; check the app's access scopes")
+        if status == 404:
+            raise ConfigError(
+                f"{name}: Shopify answered HTTP 404; check SHOPIFY_SHOP, SHOPIFY_ADMIN_URL and SHOPIFY_API_VERSION"
+            )
+        if status in (402, 423):
+            raise FatalError(f"{name}: Shopify answered HTTP {status}; the shop is frozen, locked or unpaid")
+        if 300 <= status < 400:
+            raise ConfigError(
+                f"{name}: Shopify redirected (HTTP {status}) to {response.headers.get('location', '?')}; "
+                "check SHOPIFY_SHOP and SHOPIFY_ADMIN_URL"
+            )
+
+        body = _json_or_none(response)
+        if not isinstance(body, dict):
+            kind = response.headers.get("content-type", "unknown content type")
+            malformed = MalformedResponse(f"{name}: HTTP {status} body is not a JSON object ({kind})")
+            raise _AttemptFailed(malformed, delivered=True)
+        self._observe_cost(body, document)
+
+        errors = _error_list(body.get("errors"))
+        if errors:
+            codes = {_error_code(e) for e in errors}
+            if "THROTTLED" in codes:
+                raise ThrottledError(
+                    f"{name}: throttled by Shopify", retry_after=self._throttle_wait(body, document)
+                )
+            if "INTERNAL_SERVER_ERROR" in codes:
+                error = TransportError(f"{name}: Shopify reported an internal error")
+                raise _AttemptFailed(error, delivered=True)
+            if "ACCESS_DENIED" in codes:
+                raise AuthError(f"{name}: {_describe_errors(errors)}; check the app's access scopes")
+            raise GraphQLError(f"Shopify rejected {name}: {_describe_errors(errors)}", errors)
+        if status != 200:
+            raise GraphQLError(f"Shopify rejected {name} with HTTP {status}")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise _AttemptFailed(MalformedResponse(f"{name}: the response has no data"), delivered=True)
+        return data
+
+    # --- internals: throttle ------------------------------------------------------------------
+
+    def _observe_cost(self, body: Mapping[str, Any], document: str) -> None:
+        """Remember the bucket, the document's price and what was spent."""
+        extensions = body.get("extensions")
+        cost = extensions.get("cost") if isinstance(extensions, Mapping) else None
+        if not isinstance(cost, Mapping):
+            return
+        requested = _number(cost.get("requestedQueryCost"))
+        if requested is not None:
+            self._expected_cost[document] = requested
+        actual = _number(cost.get("actualQueryCost"))
+        if actual is not None:
+            self.cost_spent += round(actual)
+        status = cost.get("throttleStatus")
+        if isinstance(status, Mapping):
+            maximum = _number(status.get("maximumAvailable"))
+            available = _number(status.get("currentlyAvailable"))
+            rate = _number(status.get("restoreRate"))
+            if maximum is not None and available is not None and rate is not None and rate > 0:
+                self._bucket = ThrottleStatus(maximum, available, rate, self._clock())
+
+    def _throttle_wait(self, body: Mapping[str, Any], document: str) -> float | None:
+        """Seconds until the bucket holds the requested cost again, from a throttled answer."""
+        bucket = self._bucket
+        if bucket is None:
+            return None
+        extensions = body.get("extensions")
+        cost = extensions.get("cost") if isinstance(extensions, Mapping) else None
+        requested = _number(cost.get("requestedQueryCost")) if isinstance(cost, Mapping) else None
+        if requested is None:
+            requested = self._expected_cost.get(document, self._default_cost)
+        needed = min(requested, bucket.maximum_available) - bucket.currently_available
+        return max(MIN_THROTTLE_WAIT_SECONDS, needed / bucket.restore_rate)
+
+    async def _await_budget(self, document: str) -> None:
+        """Sleep until the known bucket covers the document's expected cost, then book it."""
+        while True:
+            bucket = self._bucket
+            if bucket is None:
+                return  # nothing known yet: the first answer will tell
+            needed = min(self._expected_cost.get(document, self._default_cost), bucket.maximum_available)
+            available = bucket.available_at(self._clock())
+            if available < needed:
+                wait = (needed - available) / bucket.restore_rate
+                logger.debug(
+                    "shopify bucket low (%.0f of %.0f points); waiting %.2fs", available, needed, wait
+                )
+                await self._pause(wait)
+                if self._bucket is not bucket:
+                    continue  # news arrived while sleeping (a report, another caller's booking)
+                # The wait covered the shortfall; not re-measured, because rounding can
+                # leave it a hair short and turn the check into a loop of tiny sleeps.
+            # Book the points so that concurrent callers wait their turn; Shopify's next
+            # report replaces this estimate.
+            now = self._clock()
+            left = max(0.0, bucket.available_at(now) - needed)
+            self._bucket = ThrottleStatus(bucket.maximum_available, left, bucket.restore_rate, now)
+            return
+
+    async def _pause(self, seconds: float) -> None:
+        self.throttle_wait_seconds += seconds
+        await self._sleep(seconds)
+
+    def _backoff(self, failures: int) -> float:
+        """Full-jitter exponential backoff before retry number ``failures``."""
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1))
+        return self._random() * ceiling
+
+    # --- internals: credentials ----------------------------------------------------------------
+
+    async def _access_token(self) -> SecretStr:
+        if self._static_token is not None:
+            return self._static_token
+        token = self._token
+        if token is not None and self._clock() < token.renew_at:
+            return token.value
+        async with self._token_lock:
+            # Another task may have renewed it while this one waited for the lock.
+            token = self._token
+            if token is None or self._clock() >= token.renew_at:
+                token = await self._grant()
+                self._token = token
+            return token.value
+
+    def _forget_token(self, rejected: SecretStr) -> None:
+        # Only drop the token that was refused; a concurrent task may already hold a new one.
+        if self._token is not None and self._token.value == rejected:
+            self._token = None
+
+    async def _grant(self) -> _Token:
+        """Obtain a token with the client-credentials grant."""
+        credentials = self._credentials
+        if credentials is None:
+            raise ConfigError("SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET are needed to obtain a token")
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret.get_secret_value(),
+        }
+
+        async def attempt() -> _Token:
+            self.token_requests += 1
+            response = await self._post(
+                credentials.token_url, "token grant", data=form, headers={"Accept": "application/json"}
+            )
+            status = response.status_code
+            if status in (400, 401, 403):
+                body = _json_or_none(response)
+                code = body.get("error") if isinstance(body, dict) else None
+                # Only a short machine code is repeated; free text could echo the request.
+                shown = f", {code}" if isinstance(code, str) and re.fullmatch(r"[a-z_]{1,40}", code) else ""
+                raise AuthError(
+                    f"Shopify refused the client credentials (HTTP {status}{shown}); "
+                    "check SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
+                )
+            if status == 429:
+                raise ThrottledError("token grant: throttled by Shopify", retry_after=_retry_after(response))
+            if status >= 500:
+                error = TransportError(f"token grant: Shopify answered HTTP {status}")
+                raise _AttemptFailed(error, delivered=True)
+            if status != 200:
+                raise ConfigError(
+                    f"token grant: Shopify answered HTTP {status}; check SHOPIFY_SHOP and SHOPIFY_ADMIN_URL"
+                )
+            body = _json_or_none(response)
+            value = body.get("access_token") if isinstance(body, dict) else None
+            if not isinstance(value, str) or not value:
+                malformed = MalformedResponse("token grant: the answer has no access_token")
+                raise _AttemptFailed(malformed, delivered=True)
+            register_secret(value)
+            lifetime = _number(body.get("expires_in")) if isinstance(body, dict) else None
+            now = self._clock()
+            if lifetime is None or lifetime <= 0:
+                renew_at = math.inf  # no expiry given: renew only when refused
+            else:
+                renew_at = now + max(
+                    0.0, min(lifetime * TOKEN_RENEW_FRACTION, lifetime - TOKEN_RENEW_MARGIN_SECONDS)
+                )
+            return _Token(SecretStr(value), renew_at)
+
+        return await self._retrying("token grant", attempt, replay_safe=True)

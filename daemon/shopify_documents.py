@@ -1,0 +1,329 @@
+"""Every GraphQL document the daemon sends to the Shopify Admin API (version 2026-10).
+
+The documents are plain strings so that a test can validate each one against Shopify's
+published schema (``tests/test_shopify_documents.py``) and the simulator's schema.
+:data:`ALL_DOCUMENTS` lists them by name.
+
+Query cost
+----------
+Shopify prices a query before running it: scalars and enums cost 0, objects 1, and a
+connection 2 plus ``first`` times the cost of one node, so nested connections multiply.
+A query may ask for at most 1,000 points (``MAX_COST_EXCEEDED``). The page sizes below
+are chosen so that every document stays well below that with the ``first`` the client
+sends; the documents test recomputes the estimate from the schema. Shopify charges the
+*actual* cost afterwards (an order with two line items pays for two, not ten), so
+generous inner page sizes cost little in practice but they do count against the
+maximum.
+
+Nested connections are kept small and paged separately: an order's first
+:data:`ORDER_INLINE_LINE_ITEMS` line items come with the order, the rest with
+:data:`ORDER_LINE_ITEMS`; a product's variants likewise with :data:`PRODUCT_VARIANTS`.
+"""
+
+from __future__ import annotations
+
+#: orders per page of ORDERS_UPDATED_SINCE (≈ 780 requested points a page)
+ORDERS_PAGE_SIZE = 5
+#: line items fetched together with each order; more are paged with ORDER_LINE_ITEMS
+ORDER_INLINE_LINE_ITEMS = 10
+#: line items per page of ORDER_LINE_ITEMS (≈ 900 points)
+ORDER_LINE_ITEMS_PAGE_SIZE = 90
+#: products per page of PRODUCTS_UPDATED_SINCE (≈ 830 points)
+PRODUCTS_PAGE_SIZE = 8
+#: variants fetched together with each product; more are paged with PRODUCT_VARIANTS
+PRODUCT_INLINE_VARIANTS = 20
+#: variants per page of PRODUCT_VARIANTS (≈ 500 points)
+PRODUCT_VARIANTS_PAGE_SIZE = 100
+#: variants per page of VARIANTS_PAGE (≈ 750 points)
+VARIANTS_PAGE_SIZE = 250
+#: locations per page of LOCATIONS
+LOCATIONS_PAGE_SIZE = 250
+#: candidates fetched by VARIANTS_BY_SKU; more than one exact match is a duplicate SKU
+VARIANTS_BY_SKU_LIMIT = 10
+#: Shopify caps array inputs (``ids``, ``quantities``, ``variants``) at 250 items
+MAX_INPUT_ITEMS = 250
+
+# --- shared selections ----------------------------------------------------------------
+# Plain text pasted into several documents rather than GraphQL fragments: the
+# selection is identical and there is no fragment machinery to keep in step.
+
+_MONEY = "shopMoney { amount }"
+
+_TAX_LINES = f"taxLines {{ rate priceSet {{ {_MONEY} }} }}"
+
+_ADDRESS = "name address1 address2 zip city countryCodeV2 phone"
+
+_LINE_ITEM = f"""
+        id
+        sku
+        name
+        quantity
+        currentQuantity
+        originalUnitPriceSet {{ {_MONEY} }}
+        discountedUnitPriceSet {{ {_MONEY} }}
+        discountedUnitPriceAfterAllDiscountsSet {{ {_MONEY} }}
+        {_TAX_LINES}"""
+
+_VARIANT = """
+        id
+        title
+        sku
+        barcode
+        price
+        inventoryItem {
+          id
+          tracked
+          unitCost { amount }
+          measurement { weight { unit value } }
+        }"""
+
+_PAGE_INFO = "pageInfo { hasNextPage endCursor }"
+
+# --- locations --------------------------------------------------------------------------
+
+LOCATIONS = f"""
+query Locations($first: Int!, $after: String) {{
+  locations(first: $first, after: $after) {{
+    {_PAGE_INFO}
+    nodes {{ id name isActive fulfillsOnlineOrders }}
+  }}
+}}
+"""
+
+#: ``location`` without an id returns the shop's primary location (``Location.isPrimary``
+#: and ``Shop.primaryLocation`` are deprecated in 2026-10; this is the supported way).
+PRIMARY_LOCATION = """
+query PrimaryLocation {
+  location { id name isActive fulfillsOnlineOrders }
+}
+"""
+
+# --- orders ------------------------------------------------------------------------------
+
+#: ``$query`` is a search filter such as ``updated_at:>='2026-11-01T10:00:00Z'``.
+ORDERS_UPDATED_SINCE = f"""
+query OrdersUpdatedSince($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    {_PAGE_INFO}
+    nodes {{
+      id
+      name
+      number
+      email
+      phone
+      createdAt
+      updatedAt
+      cancelledAt
+      cancelReason
+      test
+      taxesIncluded
+      currencyCode
+      displayFinancialStatus
+      displayFulfillmentStatus
+      customer {{ id email firstName lastName phone }}
+      billingAddress {{ {_ADDRESS} }}
+      shippingAddress {{ {_ADDRESS} }}
+      shippingLines(first: 5) {{
+        nodes {{
+          title
+          isRemoved
+          discountedPriceSet {{ {_MONEY} }}
+          currentDiscountedPriceSet {{ {_MONEY} }}
+          {_TAX_LINES}
+        }}
+      }}
+      lineItems(first: {ORDER_INLINE_LINE_ITEMS}) {{
+        {_PAGE_INFO}
+        nodes {{{_LINE_ITEM}
+        }}
+      }}
+      totalPriceSet {{ {_MONEY} }}
+      currentTotalPriceSet {{ {_MONEY} }}
+      totalTaxSet {{ {_MONEY} }}
+      totalShippingPriceSet {{ {_MONEY} }}
+    }}
+  }}
+}}
+"""
+
+#: The rest of one order's line items, after the inline first page.
+ORDER_LINE_ITEMS = f"""
+query OrderLineItems($id: ID!, $first: Int!, $after: String) {{
+  order(id: $id) {{
+    id
+    lineItems(first: $first, after: $after) {{
+      {_PAGE_INFO}
+      nodes {{{_LINE_ITEM}
+      }}
+    }}
+  }}
+}}
+"""
+
+# --- products and variants ------------------------------------------------------------------
+
+PRODUCTS_UPDATED_SINCE = f"""
+query ProductsUpdatedSince($first: Int!, $after: String, $query: String) {{
+  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    {_PAGE_INFO}
+    nodes {{
+      id
+      title
+      descriptionHtml
+      productType
+      status
+      updatedAt
+      variants(first: {PRODUCT_INLINE_VARIANTS}) {{
+        {_PAGE_INFO}
+        nodes {{{_VARIANT}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
+#: The rest of one product's variants, after the inline first page.
+PRODUCT_VARIANTS = f"""
+query ProductVariants($id: ID!, $first: Int!, $after: String) {{
+  product(id: $id) {{
+    id
+    variants(first: $first, after: $after) {{
+      {_PAGE_INFO}
+      nodes {{{_VARIANT}
+      }}
+    }}
+  }}
+}}
+"""
+
+#: Every variant of the shop, for building the SKU index.
+VARIANTS_PAGE = f"""
+query VariantsPage($first: Int!, $after: String) {{
+  productVariants(first: $first, after: $after) {{
+    {_PAGE_INFO}
+    nodes {{
+      id
+      sku
+      product {{ id updatedAt }}
+      inventoryItem {{ id tracked }}
+    }}
+  }}
+}}
+"""
+
+#: ``$query`` is ``sku:'ABC-1'``; the search is an index lookup, so callers compare the
+#: returned ``sku`` exactly before trusting a hit.
+VARIANTS_BY_SKU = f"""
+query VariantsBySku($query: String!) {{
+  productVariants(first: {VARIANTS_BY_SKU_LIMIT}, query: $query) {{
+    nodes {{
+      id
+      sku
+      barcode
+      price
+      product {{ id updatedAt }}
+      inventoryItem {{ id tracked }}
+    }}
+  }}
+}}
+"""
+
+# --- inventory ---------------------------------------------------------------------------------
+
+#: Up to 250 inventory item ids; ``inventoryLevel`` is null where the item is not stocked.
+INVENTORY_LEVELS = """
+query InventoryLevels($ids: [ID!]!, $locationId: ID!) {
+  nodes(ids: $ids) {
+    ... on InventoryItem {
+      id
+      sku
+      inventoryLevel(locationId: $locationId) {
+        quantities(names: ["available", "on_hand"]) { name quantity }
+      }
+    }
+  }
+}
+"""
+
+#: Since 2026-04 inventory mutations must carry ``@idempotent`` and every quantity a
+#: ``changeFromQuantity`` (an integer: compare-and-swap; null: opt out).
+SET_STOCK = """
+mutation SetStock($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup {
+      id
+      changes { name delta quantityAfterChange item { id } location { id } }
+    }
+    userErrors { code field message }
+  }
+}
+"""
+
+# --- product writes -----------------------------------------------------------------------------
+
+#: Creates a product with its single initial variant; the variant and inventory item
+#: ids come back so the caller can set price, SKU and stock next.
+PRODUCT_CREATE = """
+mutation ProductCreate($product: ProductCreateInput!) {
+  productCreate(product: $product) {
+    product {
+      id
+      updatedAt
+      variants(first: 1) { nodes { id inventoryItem { id } } }
+    }
+    userErrors { field message }
+  }
+}
+"""
+
+#: ``$product`` carries the product's ``id``.
+PRODUCT_UPDATE = """
+mutation ProductUpdate($product: ProductUpdateInput!) {
+  productUpdate(product: $product) {
+    product { id updatedAt }
+    userErrors { field message }
+  }
+}
+"""
+
+#: Price, barcode and inventory item (sku, tracked, cost, measurement) of existing variants.
+VARIANTS_BULK_UPDATE = """
+mutation VariantsBulkUpdate($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
+  productVariantsBulkUpdate(productId: $productId, variants: $variants) {
+    product { id updatedAt }
+    productVariants { id sku barcode price inventoryItem { id tracked } }
+    userErrors { code field message }
+  }
+}
+"""
+
+ALL_DOCUMENTS: dict[str, str] = {
+    "LOCATIONS": LOCATIONS,
+    "PRIMARY_LOCATION": PRIMARY_LOCATION,
+    "ORDERS_UPDATED_SINCE": ORDERS_UPDATED_SINCE,
+    "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS,
+    "PRODUCTS_UPDATED_SINCE": PRODUCTS_UPDATED_SINCE,
+    "PRODUCT_VARIANTS": PRODUCT_VARIANTS,
+    "VARIANTS_PAGE": VARIANTS_PAGE,
+    "VARIANTS_BY_SKU": VARIANTS_BY_SKU,
+    "INVENTORY_LEVELS": INVENTORY_LEVELS,
+    "SET_STOCK": SET_STOCK,
+    "PRODUCT_CREATE": PRODUCT_CREATE,
+    "PRODUCT_UPDATE": PRODUCT_UPDATE,
+    "VARIANTS_BULK_UPDATE": VARIANTS_BULK_UPDATE,
+}
+"""Every document the daemon sends, by constant name."""
+
+#: Documents that change inventory; each must carry ``@idempotent(key:)``.
+INVENTORY_MUTATIONS: tuple[str, ...] = ("SET_STOCK",)
+
+#: The ``first`` each paged document is sent with, for the cost estimate in the tests.
+PAGE_SIZES: dict[str, int] = {
+    "LOCATIONS": LOCATIONS_PAGE_SIZE,
+    "ORDERS_UPDATED_SINCE": ORDERS_PAGE_SIZE,
+    "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS_PAGE_SIZE,
+    "PRODUCTS_UPDATED_SINCE": PRODUCTS_PAGE_SIZE,
+    "PRODUCT_VARIANTS": PRODUCT_VARIANTS_PAGE_SIZE,
+    "VARIANTS_PAGE": VARIANTS_PAGE_SIZE,
+}
