@@ -622,6 +622,25 @@ class ShopifyClient:
                     )
                 yield orders
 
+    async def orders_by_ids(self, order_ids: Sequence[str]) -> list[JSONObject]:
+        """The orders with these ids (``gid://shopify/Order/…``), shaped like
+        ``orders_updated_since``'s; ids Shopify no longer has are left out."""
+        numeric = [i.rsplit("/", 1)[-1] for i in order_ids if i.rsplit("/", 1)[-1].isdigit()]
+        found: list[JSONObject] = []
+        for start in range(0, len(numeric), docs.ORDERS_PAGE_SIZE):
+            chunk = numeric[start : start + docs.ORDERS_PAGE_SIZE]
+            query = " OR ".join(f"id:{n}" for n in chunk)
+            variables = {"first": docs.ORDERS_PAGE_SIZE, "query": query}
+            pages = self.paginate(docs.ORDERS_UPDATED_SINCE, variables, ("orders",))
+            async with contextlib.aclosing(pages):
+                async for orders in pages:
+                    for order in orders:
+                        await self._complete(
+                            order, "lineItems", docs.ORDER_LINE_ITEMS, docs.ORDER_LINE_ITEMS_PAGE_SIZE, "order"
+                        )
+                    found.extend(orders)
+        return found
+
     async def products_updated_since(
         self, since: datetime | None, *, page_size: int = docs.PRODUCTS_PAGE_SIZE
     ) -> AsyncGenerator[list[JSONObject], None]:

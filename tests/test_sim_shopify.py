@@ -1,0 +1,584 @@
+"""The simulated Shopify Admin API, as a client sees it.
+
+Most tests talk to the simulator in-process through ``httpx.MockTransport``; one goes
+over a real socket with :class:`~daemon.httpserver.HTTPServer`. Time is a
+:class:`~daemon.sim.shopify.SimClock`, so nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from graphql import build_schema, parse, validate
+
+from daemon.httpserver import HTTPServer
+from daemon.sim.faults import Faults, truncate_body
+from daemon.sim.shopify import (
+    DEFAULT_ACCESS_TOKEN,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    ShopifySimulator,
+    SimClock,
+    load_schema,
+    parse_search,
+)
+
+pytestmark = pytest.mark.anyio
+
+GRAPHQL = "/admin/api/2026-10/graphql.json"
+
+PRODUCTS_PAGE = """
+query Products($first: Int!, $after: String, $query: String) {
+  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id title updatedAt }
+  }
+}
+"""
+
+VARIANTS_BY_SKU = """
+query VariantsBySku($query: String!) {
+  productVariants(first: 10, query: $query) {
+    edges { cursor node { id sku price inventoryItem { id tracked } } }
+  }
+}
+"""
+
+SET_STOCK = """
+mutation SetStock($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup { id changes { name delta quantityAfterChange item { id } location { id } } }
+    userErrors { code field message }
+  }
+}
+"""
+
+LEVELS = """
+query Levels($ids: [ID!]!, $locationId: ID!) {
+  nodes(ids: $ids) {
+    ... on InventoryItem {
+      sku
+      inventoryLevel(locationId: $locationId) { quantities(names: ["available", "on_hand"]) { name quantity } }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+def sim(clock: SimClock) -> ShopifySimulator:
+    return ShopifySimulator(now=clock.now, monotonic=clock.monotonic, sleep=clock.sleep)
+
+
+@pytest.fixture
+async def client(sim: ShopifySimulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(sim.handle),
+        base_url="https://sim-shop.myshopify.com",
+        headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN},
+    ) as http:
+        yield http
+
+
+async def gql(http: httpx.AsyncClient, document: str, /, **variables: Any) -> dict[str, Any]:
+    """POST one document with ``variables`` and return the JSON body (asserting HTTP 200)."""
+    response = await http.post(GRAPHQL, json={"query": document, "variables": variables})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def quantity(sim: ShopifySimulator, item_id: str, value: int, change_from: int | None) -> dict[str, Any]:
+    return {
+        "inventoryItemId": item_id,
+        "locationId": sim.primary_location_id,
+        "quantity": value,
+        "changeFromQuantity": change_from,
+    }
+
+
+def stock_input(*quantities: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "available",
+        "reason": "correction",
+        "referenceDocumentUri": "gid://rackbeat/StockSync/1",
+        "quantities": list(quantities),
+    }
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+async def test_pages_over_600_products(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    for n in range(600):
+        sim.add_product(f"Product {n:03}", [{"sku": f"SKU-{n:03}", "price": "10.00"}])
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        clock.advance(10)  # let the bucket refill between 252-point pages
+        body = await gql(client, PRODUCTS_PAGE, first=250, after=after)
+        connection = body["data"]["products"]
+        seen.extend(node["id"] for node in connection["nodes"])
+        pages += 1
+        if not connection["pageInfo"]["hasNextPage"]:
+            assert connection["pageInfo"]["endCursor"] is not None
+            break
+        after = connection["pageInfo"]["endCursor"]
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 600
+    assert sim.requests["Products"] == 3
+
+
+async def test_updated_at_filter(sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock) -> None:
+    old = sim.add_product("Old chair", [{"sku": "OLD"}])
+    clock.advance(60)
+    mark = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    new = sim.add_product("New chair", [{"sku": "NEW"}])
+    clock.advance(60)
+    sim.update_product(old.product_id, title="Old chair, renamed")
+
+    body = await gql(client, PRODUCTS_PAGE, first=10, query=f"updated_at:>='{mark}'")
+    titles = [n["title"] for n in body["data"]["products"]["nodes"]]
+    assert titles == ["New chair", "Old chair, renamed"]  # UPDATED_AT order
+
+    body = await gql(client, PRODUCTS_PAGE, first=10, query=f"updated_at:>'{mark}'")
+    assert [n["id"] for n in body["data"]["products"]["nodes"]] == [old.product_id]
+    assert new.product_id not in str(body)
+
+
+async def test_search_index_lags(sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock) -> None:
+    sim.search_lag = 30
+    sim.add_product("Fresh", [{"sku": "FRESH"}])
+    query = "updated_at:>='2026-01-01T00:00:00Z'"
+    assert (await gql(client, PRODUCTS_PAGE, first=10, query=query))["data"]["products"]["nodes"] == []
+    # unfiltered reads are not served from the search index
+    assert len((await gql(client, PRODUCTS_PAGE, first=10))["data"]["products"]["nodes"]) == 1
+    clock.advance(31)
+    assert len((await gql(client, PRODUCTS_PAGE, first=10, query=query))["data"]["products"]["nodes"]) == 1
+
+
+async def test_sku_filter(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "price": "125.00"}, {"sku": "CH-10", "price": "99"}])
+    sim.add_product("Table", [{"sku": "TB-1"}])
+    for query in ("sku:'CH-1'", "sku:CH-1", 'sku:"ch-1"'):
+        edges = (await gql(client, VARIANTS_BY_SKU, query=query))["data"]["productVariants"]["edges"]
+        assert [(e["node"]["sku"], e["node"]["price"]) for e in edges] == [("CH-1", "125.00")], query
+        assert edges[0]["cursor"]
+    edges = (await gql(client, VARIANTS_BY_SKU, query="sku:CH*"))["data"]["productVariants"]["edges"]
+    assert sorted(e["node"]["sku"] for e in edges) == ["CH-1", "CH-10"]
+
+
+def test_search_terms_are_parsed() -> None:
+    terms = parse_search("updated_at:>='2026-11-01T10:00:00Z' AND -status:archived sku:\"A B\" free text")
+    assert [(t.field, t.op, t.value, t.negate) for t in terms] == [
+        ("updated_at", ">=", "2026-11-01T10:00:00Z", False),
+        ("status", "=", "archived", True),
+        ("sku", "=", "A B", False),
+    ]
+
+
+async def test_nodes_resolve_each_type(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    added = sim.add_product("Lamp", [{"sku": "LAMP"}])
+    order_id = sim.sell("LAMP")
+    ids = [
+        added.product_id,
+        added.variant_ids[0],
+        added.inventory_item_ids[0],
+        order_id,
+        "gid://shopify/Product/1",
+    ]
+    query = "query Nodes($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"
+    nodes = (await gql(client, query, ids=ids))["data"]["nodes"]
+    assert [n and n["__typename"] for n in nodes] == [
+        "Product",
+        "ProductVariant",
+        "InventoryItem",
+        "Order",
+        None,
+    ]
+
+
+async def test_unknown_field_is_a_top_level_error(client: httpx.AsyncClient) -> None:
+    body = await gql(client, "query Shop { shop { name myshopifyDomain nonsense } }")
+    assert "data" not in body
+    assert "nonsense" in body["errors"][0]["message"]
+    assert "cost" in body["extensions"]
+    ok = await gql(client, "query Shop { shop { name myshopifyDomain } }")
+    assert ok["data"]["shop"] == {"name": "Simulated Shop", "myshopifyDomain": "sim-shop.myshopify.com"}
+
+
+async def test_validate_schema_rejects_what_it_does_not_know(
+    sim: ShopifySimulator, client: httpx.AsyncClient
+) -> None:
+    # stands in for Shopify's published schema: it knows Shop.name but not myshopifyDomain
+    sim.validate_schema = build_schema(
+        "schema { query: QueryRoot } type QueryRoot { shop: Shop! } type Shop { name: String! }"
+    )
+    assert (await gql(client, "{ shop { name } }"))["data"] == {"shop": {"name": "Simulated Shop"}}
+    body = await gql(client, "{ shop { myshopifyDomain } }")
+    assert "myshopifyDomain" in body["errors"][0]["message"]
+
+
+def test_daemon_documents_validate_against_the_simulator() -> None:
+    from daemon.shopify_documents import ALL_DOCUMENTS
+
+    schema = load_schema()
+    for name, document in ALL_DOCUMENTS.items():
+        assert validate(schema, parse(document)) == [], name
+
+
+async def test_unknown_version_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("/admin/api/2019-04/graphql.json", json={"query": "{ shop { name } }"})
+    assert response.status_code == 404
+
+
+# --- stock -------------------------------------------------------------------------------------
+
+
+async def test_sale_commits_stock(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    added = sim.add_product("Chair", [{"sku": "CH-1", "price": "125.00", "stock": 10}])
+    order_id = sim.sell("CH-1", 3, shipping_price="50.00")
+    assert (sim.available("CH-1"), sim.on_hand("CH-1"), sim.committed("CH-1")) == (7, 10, 3)
+    nodes = (
+        await gql(client, LEVELS, ids=list(added.inventory_item_ids), locationId=sim.primary_location_id)
+    )["data"]["nodes"]
+    quantities = {q["name"]: q["quantity"] for q in nodes[0]["inventoryLevel"]["quantities"]}
+    assert quantities == {"available": 7, "on_hand": 10}
+
+    query = """query Order($id: ID!) { order(id: $id) {
+      name taxesIncluded
+      lineItems(first: 5) { nodes { sku currentQuantity discountedUnitPriceSet { shopMoney { amount } }
+                                   taxLines { rate priceSet { shopMoney { amount } } } } }
+      totalPriceSet { shopMoney { amount currencyCode } } totalTaxSet { shopMoney { amount } } } }"""
+    order = (await gql(client, query, id=order_id))["data"]["order"]
+    assert order["name"] == "#1001"
+    assert order["taxesIncluded"] is True
+    line = order["lineItems"]["nodes"][0]
+    assert line["discountedUnitPriceSet"]["shopMoney"]["amount"] == "125.00"
+    assert line["taxLines"] == [
+        {"rate": 0.25, "priceSet": {"shopMoney": {"amount": "75.00"}}}
+    ]  # 375 × 0.25/1.25
+    assert order["totalPriceSet"]["shopMoney"] == {"amount": "425.00", "currencyCode": "DKK"}
+    assert order["totalTaxSet"]["shopMoney"]["amount"] == "85.00"  # plus 10.00 on shipping
+
+    sim.edit_order(order_id, {"CH-1": 1})
+    assert sim.available("CH-1") == 9
+    sim.cancel_order(order_id)
+    assert (sim.available("CH-1"), sim.committed("CH-1")) == (10, 0)
+
+
+async def test_stale_change_from_applies_nothing(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    a = sim.add_product("A", [{"sku": "A", "stock": 5}]).inventory_item_ids[0]
+    b = sim.add_product("B", [{"sku": "B", "stock": 7}]).inventory_item_ids[0]
+    payload = stock_input(quantity(sim, a, 50, 5), quantity(sim, b, 70, 6))  # b is really 7
+    result = (await gql(client, SET_STOCK, input=payload, key="k-1"))["data"]["inventorySetQuantities"]
+    assert result["inventoryAdjustmentGroup"] is None
+    assert [e["code"] for e in result["userErrors"]] == ["CHANGE_FROM_QUANTITY_STALE"]
+    assert result["userErrors"][0]["field"] == ["input", "quantities", "1", "changeFromQuantity"]
+    assert (sim.available("A"), sim.available("B")) == (5, 7)
+    assert sim.inventory_applications == []
+
+
+async def test_idempotent_replay_and_mismatch(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    item = sim.add_product("A", [{"sku": "A", "stock": 5}]).inventory_item_ids[0]
+    payload = stock_input(quantity(sim, item, 8, 5))
+    first = (await gql(client, SET_STOCK, input=payload, key="k-1"))["data"]["inventorySetQuantities"]
+    again = (await gql(client, SET_STOCK, input=payload, key="k-1"))["data"]["inventorySetQuantities"]
+    assert first == again
+    assert first["userErrors"] == []
+    assert {
+        c["name"]: (c["delta"], c["quantityAfterChange"])
+        for c in first["inventoryAdjustmentGroup"]["changes"]
+    } == {
+        "available": (3, 8),
+        "on_hand": (3, 8),
+    }
+    assert sim.available("A") == 8
+    assert len(sim.inventory_applications) == 1
+    assert sim.idempotent_replays == 1
+
+    other = stock_input(quantity(sim, item, 9, 8))
+    mismatch = (await gql(client, SET_STOCK, input=other, key="k-1"))["data"]["inventorySetQuantities"]
+    assert [e["code"] for e in mismatch["userErrors"]] == ["IDEMPOTENCY_KEY_PARAMETER_MISMATCH"]
+    assert sim.available("A") == 8
+
+
+async def test_set_quantities_contract(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    item = sim.add_product("A", [{"sku": "A", "stock": 5}]).inventory_item_ids[0]
+    untracked = sim.add_product("U", [{"sku": "U", "tracked": False}]).inventory_item_ids[0]
+
+    no_key = SET_STOCK.replace(
+        "($input: InventorySetQuantitiesInput!, $key: String!)", "($input: InventorySetQuantitiesInput!)"
+    )
+    no_key = no_key.replace(" @idempotent(key: $key)", "")
+    body = await gql(client, no_key, input=stock_input(quantity(sim, item, 1, None)))
+    assert "@idempotent" in body["errors"][0]["message"]
+
+    missing = stock_input({"inventoryItemId": item, "locationId": sim.primary_location_id, "quantity": 1})
+    body = await gql(client, SET_STOCK, input=missing, key="k-missing")
+    assert "changeFromQuantity" in body["errors"][0]["message"]
+
+    body = await gql(
+        client, SET_STOCK, input=stock_input(quantity(sim, untracked, 1, None)), key="k-untracked"
+    )
+    assert body["data"]["inventorySetQuantities"]["userErrors"][0]["code"] == "NON_MUTABLE_INVENTORY_ITEM"
+
+    too_many = stock_input(*(quantity(sim, item, n, None) for n in range(251)))
+    body = await gql(client, SET_STOCK, input=too_many, key="k-many")
+    assert body["errors"][0]["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+
+    # null opts out of the compare-and-swap
+    body = await gql(client, SET_STOCK, input=stock_input(quantity(sim, item, 2, None)), key="k-null")
+    assert body["data"]["inventorySetQuantities"]["userErrors"] == []
+    assert sim.available("A") == 2
+
+
+# --- cost and throttling -------------------------------------------------------------------------
+
+
+async def test_throttled_with_http_200_then_refills(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    query = "query Locations { locations(first: 250) { nodes { id } } }"  # 2 + 250 × 1
+    sim.bucket.drain()
+    body = await gql(client, query)
+    assert body["errors"] == [
+        {
+            "message": "Throttled",
+            "extensions": {
+                "code": "THROTTLED",
+                "documentation": body["errors"][0]["extensions"]["documentation"],
+            },
+        }
+    ]
+    cost = body["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == 252
+    assert cost["throttleStatus"] == {
+        "maximumAvailable": 2000.0,
+        "currentlyAvailable": 0,
+        "restoreRate": 100.0,
+    }
+
+    clock.advance(3)  # 300 points back
+    body = await gql(client, query)
+    assert "errors" not in body
+    assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 300 - 252
+    assert body["extensions"]["cost"]["actualQueryCost"] == 252
+
+
+async def test_max_cost_exceeded(client: httpx.AsyncClient) -> None:
+    query = "{ orders(first: 50) { nodes { lineItems(first: 100) { nodes { id } } } } }"
+    body = await gql(client, query)
+    assert body["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
+    assert body["extensions"]["cost"]["requestedQueryCost"] > 1000
+
+
+# --- auth ------------------------------------------------------------------------------------------
+
+
+async def test_client_credentials_tokens_expire(sim: ShopifySimulator, clock: SimClock) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(sim.handle), base_url="https://sim-shop.myshopify.com"
+    ) as http:
+        assert (await http.post(GRAPHQL, json={"query": "{ shop { name } }"})).status_code == 401
+        denied = await http.post(
+            "/admin/oauth/access_token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": "wrong",
+            },
+        )
+        assert denied.status_code == 401
+        granted = await http.post(
+            "/admin/oauth/access_token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+            },
+        )
+        grant = granted.json()
+        assert grant["expires_in"] == 86399
+        assert "write_inventory" in grant["scope"]
+        headers = {"X-Shopify-Access-Token": grant["access_token"]}
+        ok = await http.post(GRAPHQL, json={"query": "{ shop { name } }"}, headers=headers)
+        assert ok.status_code == 200
+        clock.advance(86400)
+        expired = await http.post(GRAPHQL, json={"query": "{ shop { name } }"}, headers=headers)
+        assert expired.status_code == 401
+        assert "Invalid API key or access token" in expired.json()["errors"]
+
+        token = sim.issue_token()
+        sim.expire_tokens()
+        revoked = await http.post(
+            GRAPHQL, json={"query": "{ shop { name } }"}, headers={"X-Shopify-Access-Token": token}
+        )
+        assert revoked.status_code == 401
+
+
+# --- faults ----------------------------------------------------------------------------------------
+
+
+def test_faults_draw_is_seeded() -> None:
+    assert Faults().draw() is None
+    draws = [Faults(error_rate=0.2, throttle_rate=0.2, truncate_rate=0.2, seed=7).draw() for _ in range(2)]
+    assert draws[0] == draws[1]
+    sequence = Faults(error_rate=0.3, throttle_rate=0.3, truncate_rate=0.3, seed=1)
+    assert {sequence.draw() for _ in range(200)} == {"error", "throttle", "truncate", None}
+    assert truncate_body(b"abcdef") == b"abc"
+    with pytest.raises(ValueError, match="error_rate"):
+        Faults(error_rate=1.5)
+
+
+async def test_faults_answer_before_and_after_execution(
+    sim: ShopifySimulator, client: httpx.AsyncClient
+) -> None:
+    item = sim.add_product("A", [{"sku": "A", "stock": 5}]).inventory_item_ids[0]
+    sim.faults = Faults(error_rate=1.0)
+    assert (await client.post(GRAPHQL, json={"query": "{ shop { name } }"})).status_code == 503
+    sim.faults = Faults(throttle_rate=1.0)
+    throttled = await client.post(GRAPHQL, json={"query": "{ shop { name } }"})
+    assert throttled.status_code == 429
+    assert throttled.json()["errors"][0]["extensions"]["code"] == "THROTTLED"
+
+    # a truncated answer still did the work: the retry with the same key is a replay
+    sim.faults = Faults(truncate_rate=1.0)
+    payload = {
+        "query": SET_STOCK,
+        "variables": {"input": stock_input(quantity(sim, item, 9, 5)), "key": "k-cut"},
+    }
+    cut = await client.post(GRAPHQL, json=payload)
+    with pytest.raises(ValueError, match=r"Expecting|Unterminated|delimiter"):
+        cut.json()
+    sim.faults = Faults()
+    retry = (await client.post(GRAPHQL, json=payload)).json()
+    assert retry["data"]["inventorySetQuantities"]["userErrors"] == []
+    assert sim.available("A") == 9
+    assert (len(sim.inventory_applications), sim.idempotent_replays) == (1, 1)
+
+
+# --- product writes ------------------------------------------------------------------------------
+
+
+async def test_create_then_set_variant_fields(sim: ShopifySimulator, client: httpx.AsyncClient) -> None:
+    create = """mutation ProductCreate($product: ProductCreateInput!) { productCreate(product: $product) {
+      product { id variants(first: 1) { nodes { id inventoryItem { id } } } } userErrors { field message } } }"""
+    created = (await gql(client, create, product={"title": "Desk", "status": "DRAFT"}))["data"][
+        "productCreate"
+    ]
+    product_id = created["product"]["id"]
+    variant_id = created["product"]["variants"]["nodes"][0]["id"]
+    update = """mutation V($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
+      productVariantsBulkUpdate(productId: $productId, variants: $variants) {
+        productVariants { sku price barcode inventoryItem { unitCost { amount } measurement { weight { unit value } } } }
+        userErrors { code field message } } }"""
+    variants = [
+        {
+            "id": variant_id,
+            "price": "499.5",
+            "barcode": "5701234567890",
+            "inventoryItem": {
+                "sku": "DESK-1",
+                "cost": "200",
+                "measurement": {"weight": {"unit": "KILOGRAMS", "value": 20}},
+            },
+        }
+    ]
+    result = (await gql(client, update, productId=product_id, variants=variants))["data"][
+        "productVariantsBulkUpdate"
+    ]
+    assert result["userErrors"] == []
+    assert result["productVariants"] == [
+        {
+            "sku": "DESK-1",
+            "price": "499.50",
+            "barcode": "5701234567890",
+            "inventoryItem": {
+                "unitCost": {"amount": "200.00"},
+                "measurement": {"weight": {"unit": "KILOGRAMS", "value": 20.0}},
+            },
+        }
+    ]
+    bad = [{"id": "gid://shopify/ProductVariant/1", "price": "1"}]
+    result = (await gql(client, update, productId=product_id, variants=bad))["data"][
+        "productVariantsBulkUpdate"
+    ]
+    assert result["userErrors"][0]["code"] == "PRODUCT_VARIANT_DOES_NOT_EXIST"
+    assert sim.find_by_sku("DESK-1") is not None
+
+
+# --- over a real socket -------------------------------------------------------------------------
+
+
+async def test_over_a_real_socket(sim: ShopifySimulator) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 4}])
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(HTTPServer(sim.handle, name="shopify-sim").serve, "127.0.0.1", 0)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN}
+        ) as http:
+            created = await http.post("/_sim/orders", json={"lines": [{"sku": "CH-1", "quantity": 1}]})
+            assert created.status_code == 201
+            body = (
+                await http.post(GRAPHQL, json={"query": VARIANTS_BY_SKU, "variables": {"query": "sku:CH-1"}})
+            ).json()
+            assert body["data"]["productVariants"]["edges"][0]["node"]["sku"] == "CH-1"
+            state = (await http.get("/_sim/state")).json()
+            assert state["stock"]["CH-1"]["Warehouse"] == {"available": 3, "on_hand": 4, "committed": 1}
+            assert state["requests"] == {"VariantsBySku": 1}
+        tg.cancel_scope.cancel()
+
+
+# --- Shopify's published schema ---------------------------------------------------------------
+
+
+async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulator, clock: SimClock) -> None:
+    """Every document the daemon sends validates against Shopify's schema and runs here cleanly."""
+    from daemon.shopify_documents import ALL_DOCUMENTS, PAGE_SIZES
+    from tests.shopify_schema import require_admin_schema
+
+    sim.validate_schema = require_admin_schema()
+    chair = sim.add_product("Chair", [{"sku": "CH-1", "price": "125.00", "stock": 5}])
+    order_id = sim.sell("CH-1", 2, shipping_price="49.00")
+    ids_by_document = {"ORDER_LINE_ITEMS": order_id}
+    item = chair.inventory_item_ids[0]
+    variables: dict[str, dict[str, Any]] = {
+        "SET_STOCK": {"input": stock_input(quantity(sim, item, 9, 3)), "key": "contract-1"},
+        "PRODUCT_CREATE": {"product": {"title": "Desk", "descriptionHtml": "<p>Oak</p>", "status": "DRAFT"}},
+        "PRODUCT_UPDATE": {"product": {"id": chair.product_id, "title": "Armchair"}},
+        "VARIANTS_BULK_UPDATE": {
+            "productId": chair.product_id,
+            "variants": [{"id": chair.variant_ids[0], "price": "130.00", "inventoryItem": {"sku": "CH-1"}}],
+        },
+        "INVENTORY_LEVELS": {"ids": list(chair.inventory_item_ids), "locationId": sim.primary_location_id},
+        "VARIANTS_BY_SKU": {"query": "sku:'CH-1'"},
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(sim.handle),
+        base_url="https://sim-shop.myshopify.com",
+        headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN},
+    ) as http:
+        for name, document in ALL_DOCUMENTS.items():
+            values = dict(variables.get(name, {}))
+            if "$first" in document:
+                values["first"] = PAGE_SIZES.get(name, 10)
+            if "$id" in document:
+                values["id"] = ids_by_document.get(name, chair.product_id)
+            clock.advance(10)  # keep the bucket full: this test is about validity, not cost
+            body = await gql(http, document, **values)
+            assert "errors" not in body, (name, body["errors"])
+            assert body["extensions"]["cost"]["requestedQueryCost"] <= 1000, name
+    assert sim.available("CH-1") == 9
