@@ -257,28 +257,24 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
         counts = await store.counts()
     finally:
         await store.close()
-    doc = {
-        "shop": settings.shop,
-        "db": str(settings.sync_db),
-        "flows": [
-            {
-                "flow": f.flow,
-                "cursor": f.cursor,
-                "last_success": f.last_success.isoformat() if f.last_success else None,
-                "last_error": f.last_error
-                if f.last_error_at and (not f.last_success or f.last_error_at > f.last_success)
-                else None,
-                "parked": parked.get(f.flow, 0),
-            }
-            for f in flows
-        ],
-        "counts": dict(counts),
-    }
+    rows: list[dict[str, Any]] = [
+        {
+            "flow": f.flow,
+            "cursor": f.cursor,
+            "last_success": f.last_success.isoformat() if f.last_success else None,
+            "last_error": f.last_error
+            if f.last_error_at and (not f.last_success or f.last_error_at > f.last_success)
+            else None,
+            "parked": parked.get(f.flow, 0),
+        }
+        for f in flows
+    ]
+    doc = {"shop": settings.shop, "db": str(settings.sync_db), "flows": rows, "counts": dict(counts)}
     if as_json:
         print(json.dumps(doc, indent=2), file=out)
         return 0
     print(f"shop {settings.shop}  (state {settings.sync_db})", file=out)
-    for f, row in zip(flows, doc["flows"], strict=True):
+    for f, row in zip(flows, rows, strict=True):
         line = f"  {f.flow:<9} last success {_ago(f.last_success):<10} parked {row['parked']:<4} cursor {f.cursor or '-'}"
         print(line, file=out)
         if row["last_error"]:

@@ -636,7 +636,11 @@ class ShopifyClient:
                 async for orders in pages:
                     for order in orders:
                         await self._complete(
-                            order, "lineItems", docs.ORDER_LINE_ITEMS, docs.ORDER_LINE_ITEMS_PAGE_SIZE, "order"
+                            order,
+                            "lineItems",
+                            docs.ORDER_LINE_ITEMS,
+                            docs.ORDER_LINE_ITEMS_PAGE_SIZE,
+                            "order",
                         )
                     found.extend(orders)
         return found

@@ -26,7 +26,9 @@ VALID = {
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """An empty environment and a working directory without .env."""
     for name in list(__import__("os").environ):
-        if name.startswith(("RACKBEAT_", "SHOPIFY_", "SYNC_", "HEALTH_", "LOG_", "CREDENTIALS_", "STATE_DIR")):
+        if name.startswith(
+            ("RACKBEAT_", "SHOPIFY_", "SYNC_", "HEALTH_", "LOG_", "CREDENTIALS_", "STATE_DIR")
+        ):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return monkeypatch
@@ -89,9 +91,13 @@ def test_guide_defaults(env: pytest.MonkeyPatch) -> None:
     for key, value in VALID.items():
         env.setenv(key, value)
     s = load_settings()
-    assert (s.sync_order_status, s.sync_order_number, s.sync_vat_zone) == ("ready_to_ship", "rackbeat", "domestic")
+    assert (s.sync_order_status, s.sync_order_number, s.sync_vat_zone) == (
+        "ready_to_ship",
+        "rackbeat",
+        "domestic",
+    )
     assert (s.sync_currency, s.sync_shipping_product, s.sync_product_priority) == ("SEK", "frakt", "rackbeat")
-    assert s.sync_stock and s.sync_prices_exclude_vat and not s.sync_send_order_confirmation
+    assert (s.sync_stock, s.sync_prices_exclude_vat, s.sync_send_order_confirmation) == (True, True, False)
     assert s.location_numbers is None
     assert s.graphql_url == "https://demo-shop.myshopify.com/admin/api/2026-10/graphql.json"
     assert s.token_url == "https://demo-shop.myshopify.com/admin/oauth/access_token"

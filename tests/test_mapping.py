@@ -32,7 +32,7 @@ def make_order(
     The total is computed the way Shopify does: line prices as shown (tax-inclusive or
     not), tax per line rounded to the cent when taxes are added on top.
     """
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     computed = Decimal(0)
     for sku, qty, price, discount, rate in lines:
         unit = price - discount
@@ -46,7 +46,9 @@ def make_order(
                 "originalUnitPriceSet": bag(price),
                 "discountedUnitPriceSet": bag(unit),
                 "discountedUnitPriceAfterAllDiscountsSet": bag(unit),
-                "taxLines": [{"rate": float(rate), "priceSet": bag(cents(unit * qty * rate))}] if rate else [],
+                "taxLines": [{"rate": float(rate), "priceSet": bag(cents(unit * qty * rate))}]
+                if rate
+                else [],
             }
         )
         computed += unit * qty if taxes_included else unit * qty + cents(unit * qty * rate)
@@ -116,8 +118,11 @@ def test_mapped_lines_add_up_to_shopifys_total(
 
 def test_price_including_vat_is_divided_by_the_rate() -> None:
     mapped = map_order(
-        make_order([("MUG-1", 2, Decimal("99.00"), Decimal(0), Decimal("0.25"))], taxes_included=True,
-                   shipping=Decimal("49.00")),
+        make_order(
+            [("MUG-1", 2, Decimal("99.00"), Decimal(0), Decimal("0.25"))],
+            taxes_included=True,
+            shipping=Decimal("49.00"),
+        ),
         shipping_product="frakt",
     )
     assert [(line.item_id, line.quantity, line.unit_price) for line in mapped.lines] == [
@@ -151,12 +156,14 @@ def test_removed_lines_and_edited_quantities() -> None:
 
 
 def test_wrong_total_is_parked_with_both_figures() -> None:
-    order = make_order([("A", 1, Decimal("100"), Decimal(0), Decimal("0.25"))], taxes_included=True,
-                       total=Decimal("90"))
+    order = make_order(
+        [("A", 1, Decimal("100"), Decimal(0), Decimal("0.25"))], taxes_included=True, total=Decimal("90")
+    )
     with pytest.raises(RecordError) as info:
         check_totals(map_order(order, shipping_product="frakt"))
     assert info.value.reason == "TOTALS_MISMATCH"
-    assert "100.00" in str(info.value) and "90" in str(info.value)
+    assert "100.00" in str(info.value)
+    assert "90" in str(info.value)
 
 
 def test_line_without_sku_is_a_record_error() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -40,13 +42,15 @@ class ScriptedFlow:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
-    yield s  # type: ignore[misc]  # async generator fixture
+    yield s
     await s.close()
 
 
-async def run_scripted(store: Store, script: list[Exception | int]) -> tuple[Runner, list[float], list[dict]]:  # type: ignore[type-arg]
+async def run_scripted(
+    store: Store, script: list[Exception | int]
+) -> tuple[Runner, list[float], list[MutableMapping[str, Any]]]:
     shutdown = Shutdown()
     waits: list[float] = []
 
@@ -55,8 +59,9 @@ async def run_scripted(store: Store, script: list[Exception | int]) -> tuple[Run
         await anyio.lowlevel.checkpoint()
 
     flow = ScriptedFlow("orders", script, shutdown)
-    runner = Runner([flow], store=store, metrics=Metrics(), poll_seconds=10, shutdown=shutdown,
-                    sleep_until_stop=fake_wait)
+    runner = Runner(
+        [flow], store=store, metrics=Metrics(), poll_seconds=10, shutdown=shutdown, sleep_until_stop=fake_wait
+    )
     with capture_logs() as logs, anyio.fail_after(5):
         await runner.run()
     return runner, waits, logs
@@ -77,7 +82,9 @@ async def test_failure_logged_once_and_recovery_once(store: Store) -> None:
 
 
 async def test_a_different_error_is_logged_again(store: Store) -> None:
-    _, _, logs = await run_scripted(store, [TransportError("refused"), AuthError("RACKBEAT_API_TOKEN refused")])
+    _, _, logs = await run_scripted(
+        store, [TransportError("refused"), AuthError("RACKBEAT_API_TOKEN refused")]
+    )
     failed = [e for e in logs if e["event"] == "flow failed"]
     assert [e["kind"] for e in failed] == ["transport", "auth"]
 
@@ -98,8 +105,14 @@ async def test_health_endpoints(store: Store) -> None:
     shutdown = Shutdown()
     flow = ScriptedFlow("stock", [TransportError("connection refused")] * 4, shutdown)
     metrics = Metrics()
-    runner = Runner([flow], store=store, metrics=metrics, poll_seconds=1, shutdown=shutdown,
-                    sleep_until_stop=lambda s: anyio.lowlevel.checkpoint())
+    runner = Runner(
+        [flow],
+        store=store,
+        metrics=metrics,
+        poll_seconds=1,
+        shutdown=shutdown,
+        sleep_until_stop=lambda s: anyio.lowlevel.checkpoint(),
+    )
     with anyio.fail_after(5):
         await runner.run()
     app = HealthApp(runner, store, metrics, "test")

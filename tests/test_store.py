@@ -65,7 +65,8 @@ async def test_older_schema_is_migrated_keeping_rows(tmp_path: Path, monkeypatch
 async def test_page_and_cursor_commit_together_or_not_at_all(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
     try:
-        with pytest.raises(RuntimeError):
+
+        async def crash_mid_transaction() -> None:
             async with store.transaction() as tx:
                 await tx.execute(
                     "INSERT INTO customers (shop, email, customer_number) VALUES (?, ?, ?)",
@@ -73,6 +74,9 @@ async def test_page_and_cursor_commit_together_or_not_at_all(tmp_path: Path) -> 
                 )
                 await tx.set_cursor("orders", "X")
                 raise RuntimeError("crash between the page and the commit")
+
+        with pytest.raises(RuntimeError):
+            await crash_mid_transaction()
         assert await store.get_cursor("orders") is None
         assert await store.fetchval("SELECT COUNT(*) FROM customers") == 0
     finally:

@@ -775,8 +775,9 @@ class SearchTerm:
 def parse_search(query: str | None) -> list[SearchTerm]:
     """The ``field:value`` terms of a Shopify search string.
 
-    Terms are AND-ed; free text, ``AND``/``OR`` and parentheses are ignored, which is
-    enough for the filters a sync client sends.
+    Terms are AND-ed; free text, ``AND`` and parentheses are ignored (``OR`` is split
+    off by :meth:`ShopifySimulator.search`), which is enough for the filters a sync
+    client sends.
     """
     terms: list[SearchTerm] = []
     for match in _TERM.finditer(query or ""):
@@ -2017,17 +2018,21 @@ class ShopifySimulator:
         With a filter present, rows changed within :attr:`search_lag` seconds are not yet
         in the index and are left out, as Shopify's lagging search does.
         """
-        terms = parse_search(query)
-        if not terms:
+        # "a:1 OR a:2" (no parentheses): a row matches when every term of one alternative does
+        alternatives = [parse_search(part) for part in re.split(r"\s+OR\s+", query or "")]
+        alternatives = [terms for terms in alternatives if terms]
+        if not alternatives:
             return list(rows)
         horizon = self._stamp() - timedelta(seconds=self.search_lag) if self.search_lag > 0 else None
         result = []
         for row in rows:
             if horizon is not None and cast(Any, row).updated_at > horizon:
                 continue
-            verdicts = ((matches(row, term), term.negate) for term in terms)
-            if all(verdict is None or verdict != negate for verdict, negate in verdicts):
-                result.append(row)
+            for terms in alternatives:
+                verdicts = ((matches(row, term), term.negate) for term in terms)
+                if all(verdict is None or verdict != negate for verdict, negate in verdicts):
+                    result.append(row)
+                    break
         return result
 
     def order_matches(self, order: Order, term: SearchTerm) -> bool | None:
@@ -2047,6 +2052,8 @@ class ShopifySimulator:
             return current in states
         if term.field == "email":
             return _text_matches(order.email, term.value)
+        if term.field == "id":
+            return str(_gid_number(order.id)) == term.value
         return None
 
     def product_matches(self, product: Product, term: SearchTerm) -> bool | None:

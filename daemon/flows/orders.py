@@ -1,0 +1,420 @@
+"""Shopify orders → Rackbeat sales orders, exactly once.
+
+Read: orders updated since the cursor minus an overlap (Shopify's search index lags),
+oldest first. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
+Write: customer, draft, booking, shipment in Rackbeat. Commit: every step's outcome in
+the order ledger before the next step, the cursor after the page.
+
+The ledger state machine, one row per Shopify order::
+
+    seen ─► customer ─► draft ─► booked ─► shipment ─► done
+      │                   (S1=draft: done after draft; S1=booked: done after booked)
+      └─► skipped      (a test order, or cancelled before import)
+
+After a crash the flow resumes from the stored state. Before it creates a draft for an
+order without a stored Rackbeat number, it looks for a Rackbeat order whose
+``your_reference`` is the Shopify order name and adopts it: a crash between Rackbeat's
+answer and our commit never makes a second order. Booking and shipping a second time
+are answered with 422 by Rackbeat; the flow then reads the order's flags and goes on.
+
+A record-level problem (unknown SKU, no e-mail, totals that do not add up, a 422)
+parks that order with a reason; the others go on. Parked orders are retried with
+backoff, or at once with ``rackbeat-shopify retry``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from daemon.config import OrderNumbering, OrderStatus, Settings
+from daemon.errors import MalformedResponse, RecordError, ValidationError
+from daemon.mapping import MappedOrder, check_totals, map_order
+from daemon.metrics import Metrics
+from daemon.rackbeat import RackbeatClient, customer_body, order_body, order_state
+from daemon.runner import Shutdown
+from daemon.shopify import ShopifyClient
+from daemon.store import Store
+
+log = structlog.get_logger("daemon.flows.orders")
+
+FLOW = "orders"
+#: re-read this much before the cursor: Shopify's search index lags behind writes
+OVERLAP = timedelta(minutes=5)
+
+#: ledger states in order; an order is finished in "done" or "skipped"
+STATES = ("seen", "customer", "draft", "booked", "shipment", "done")
+FINISHED = ("done", "skipped")
+#: states in which Rackbeat does not yet reserve the order's stock (the stock flow subtracts it)
+UNRESERVED = ("seen", "customer", "draft")
+
+
+def parse_time(value: str) -> datetime:
+    """Shopify's ISO 8601 timestamps (``…Z``) as aware datetimes."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def target_state(status: OrderStatus) -> str:
+    """The last ledger state S1 asks for."""
+    return {OrderStatus.DRAFT: "draft", OrderStatus.BOOKED: "booked", OrderStatus.READY_TO_SHIP: "shipment"}[
+        status
+    ]
+
+
+class OrdersFlow:
+    """Imports Shopify orders into Rackbeat; see the module docstring."""
+
+    name = FLOW
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        shopify: ShopifyClient,
+        rackbeat: RackbeatClient,
+        *,
+        metrics: Metrics,
+        shutdown: Shutdown,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.shopify = shopify
+        self.rackbeat = rackbeat
+        self.metrics = metrics
+        self.shutdown = shutdown
+        self.clock = clock
+        self.log = log.bind(flow=FLOW)
+
+    # --- the cycle ---------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """One cycle: due parked orders, then every order updated since the cursor."""
+        cursor = await self._cursor()
+        started = self.clock()
+        applied = await self._retry_parked()
+        high = cursor
+        pages = self.shopify.orders_updated_since(cursor - OVERLAP)
+        try:
+            async for page in pages:
+                for order in page:
+                    if await self.apply(order):
+                        applied += 1
+                    updated = order.get("updatedAt")
+                    if isinstance(updated, str):
+                        # never past the moment the cycle started: later changes may not be indexed yet
+                        high = max(high, min(parse_time(updated), started))
+                async with self.store.transaction() as tx:
+                    await tx.set_cursor(FLOW, _iso(high))
+                if self.shutdown.requested:
+                    break
+        finally:
+            await pages.aclose()
+        return applied
+
+    async def _cursor(self) -> datetime:
+        stored = await self.store.get_cursor(FLOW)
+        if stored is not None:
+            return parse_time(stored)
+        # First start: from SYNC_ORDERS_SINCE, else from now — never the whole history by surprise.
+        start = self.settings.sync_orders_since or self.clock()
+        async with self.store.transaction() as tx:
+            await tx.set_cursor(FLOW, _iso(start))
+        self.log.info("orders cursor initialised", since=_iso(start))
+        return start
+
+    async def _retry_parked(self) -> int:
+        due = await self.store.due_parked(FLOW, self.clock())
+        if not due:
+            return 0
+        keys = {p.key for p in due}
+        rows = await self.store.fetchall(
+            f"SELECT order_id FROM order_ledger WHERE shop = ? AND order_name IN ({','.join('?' * len(keys))})",  # noqa: S608  # placeholders only
+            (self.store.shop, *keys),
+        )
+        applied = 0
+        for order in await self.shopify.orders_by_ids([r[0] for r in rows]):
+            if await self.apply(order):
+                applied += 1
+        return applied
+
+    # --- one order -----------------------------------------------------------------------------
+
+    async def apply(self, order: Mapping[str, Any]) -> bool:
+        """Bring one order as far as S1 asks; True when this call changed Rackbeat.
+
+        Record-level problems park the order (and return False); retriable and fatal
+        errors propagate so that the cycle stops before its cursor moves.
+        """
+        name = str(order.get("name") or order.get("id"))
+        try:
+            return await self._apply(order, name)
+        except RecordError as exc:
+            await self._park(order, name, exc)
+            return False
+
+    async def _ledger(self, order_id: str) -> dict[str, Any] | None:
+        row = await self.store.fetchone(
+            "SELECT state, rackbeat_number, customer_number, shopify_updated_at, note FROM order_ledger "
+            "WHERE shop = ? AND order_id = ?",
+            (self.store.shop, order_id),
+        )
+        if row is None:
+            return None
+        return dict(
+            zip(
+                ("state", "rackbeat_number", "customer_number", "shopify_updated_at", "note"),
+                row,
+                strict=True,
+            )
+        )
+
+    async def _save(self, order_id: str, name: str, **values: Any) -> None:
+        """Upsert the ledger row of one order (a step's outcome) and unpark it."""
+        now = _iso(self.clock())
+        columns = ["state", "rackbeat_number", "customer_number", "shopify_updated_at", "demand", "note"]
+        given = {k: v for k, v in values.items() if k in columns}
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO order_ledger (shop, order_id, order_name, state, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
+                (self.store.shop, order_id, name, given.get("state", "seen"), now, now),
+            )
+            sets = ", ".join(f"{k} = ?" for k in given)
+            await tx.execute(
+                f"UPDATE order_ledger SET {sets}, updated_at = ? WHERE shop = ? AND order_id = ?",  # noqa: S608  # column names are the constants above
+                (*given.values(), now, self.store.shop, order_id),
+            )
+            if values.get("unpark", True):
+                await tx.unpark(FLOW, name)
+
+    async def _apply(self, order: Mapping[str, Any], name: str) -> bool:
+        order_id = str(order.get("id") or "")
+        if not order_id:
+            raise MalformedResponse("an order without id")
+        ledger = await self._ledger(order_id)
+        updated = str(order.get("updatedAt") or "")
+        if ledger is not None and ledger["state"] in FINISHED:
+            await self._note_changes_after_import(order, name, ledger, updated)
+            return False
+        if ledger is None or ledger["rackbeat_number"] is None:
+            skip = self._skip_reason(order)
+            if skip is not None:
+                if ledger is None or ledger["state"] != "skipped":
+                    await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
+                return False
+        mapped = map_order(order, shipping_product=self.settings.sync_shipping_product)
+        check_totals(mapped)
+        demand = json.dumps(mapped.demand, sort_keys=True)
+        if ledger is None:
+            await self._save(order_id, name, state="seen", demand=demand, shopify_updated_at=updated)
+            ledger = {"state": "seen", "rackbeat_number": None, "customer_number": None}
+        state = str(ledger["state"])
+        customer = ledger["customer_number"]
+        number = ledger["rackbeat_number"]
+        target = target_state(self.settings.sync_order_status)
+        changed = False
+        if state == "seen":
+            customer = await self._resolve_customer(mapped)
+            state = "customer"
+            await self._save(order_id, name, state=state, customer_number=customer, demand=demand)
+        if state == "customer":
+            number = await self._create_draft(mapped, str(customer))
+            state = "draft"
+            changed = True
+            await self._save(
+                order_id, name, state="done" if target == "draft" else state, rackbeat_number=number
+            )
+            self.metrics.count(FLOW, "drafts_created")
+        if state == "draft" and target in ("booked", "shipment"):
+            await self._book(str(number), name)
+            state = "booked"
+            changed = True
+            await self._save(order_id, name, state="done" if target == "booked" else state)
+        if state == "booked" and target == "shipment":
+            await self._ship(str(number), name)
+            changed = True
+            await self._save(order_id, name, state="done")
+        if changed:
+            self.metrics.count(FLOW, "imported")
+            self.log.info("order imported", order=name, rackbeat_order=number, state=target)
+        return changed
+
+    def _skip_reason(self, order: Mapping[str, Any]) -> str | None:
+        if order.get("test") and not self.settings.sync_import_test_orders:
+            return "test order (SYNC_IMPORT_TEST_ORDERS is off)"
+        if order.get("cancelledAt"):
+            return f"cancelled in Shopify before import ({order.get('cancelReason') or 'no reason given'})"
+        return None
+
+    async def _note_changes_after_import(
+        self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any], updated: str
+    ) -> None:
+        if not updated or updated == ledger.get("shopify_updated_at") or ledger["state"] == "skipped":
+            return
+        notes: list[str] = []
+        if order.get("cancelledAt"):
+            notes.append("cancelled in Shopify after import")
+        try:
+            demand = map_order(order, shipping_product=self.settings.sync_shipping_product).demand
+        except RecordError:
+            demand = None
+        stored = await self.store.fetchval(
+            "SELECT demand FROM order_ledger WHERE shop = ? AND order_id = ?", (self.store.shop, order["id"])
+        )
+        if demand is not None and stored and json.loads(stored) != demand:
+            notes.append("lines edited in Shopify after import")
+        note = "; ".join(notes) or None
+        await self._save(str(order["id"]), name, shopify_updated_at=updated, note=note, unpark=False)
+        if note and note != ledger.get("note"):
+            # booked Rackbeat orders have locked lines: we tell, we do not touch
+            self.log.warning(
+                "order changed after import",
+                order=name,
+                rackbeat_order=ledger["rackbeat_number"],
+                change=note,
+            )
+            self.metrics.count(FLOW, "changed_after_import")
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    async def _resolve_customer(self, mapped: MappedOrder) -> str:
+        email = mapped.customer.email
+        if email is None:
+            if self.settings.sync_fallback_customer:
+                return self.settings.sync_fallback_customer
+            raise RecordError(
+                f"order {mapped.reference} has no e-mail and SYNC_FALLBACK_CUSTOMER is not set",
+                reason="NO_EMAIL",
+            )
+        cached = await self.store.fetchval(
+            "SELECT customer_number FROM customers WHERE shop = ? AND email = ?", (self.store.shop, email)
+        )
+        if cached is not None:
+            return str(cached)
+        found = await self.rackbeat.find_customer_by_email(email)
+        if found is not None:
+            number = str(found.number)
+        else:
+            s = self.settings
+            created = await self.rackbeat.create_customer(
+                customer_body(
+                    name=mapped.customer.name,
+                    email=email,
+                    phone=mapped.customer.phone,
+                    group=s.sync_customer_group,
+                    vat_zone=s.sync_vat_zone.value,
+                    currency=s.sync_currency,
+                    payment_terms=s.sync_payment_terms,
+                    locale=s.sync_language,
+                )
+            )
+            number = str(created.number)
+            self.metrics.count(FLOW, "customers_created")
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO customers (shop, email, customer_number) VALUES (?, ?, ?) "
+                "ON CONFLICT (shop, email) DO UPDATE SET customer_number = excluded.customer_number",
+                (self.store.shop, email, number),
+            )
+        return number
+
+    async def _create_draft(self, mapped: MappedOrder, customer: str) -> str:
+        existing = await self.rackbeat.find_order_by_reference(mapped.reference)
+        if existing is not None:
+            self.log.info(
+                "adopted existing Rackbeat order", order=mapped.reference, rackbeat_order=existing.number
+            )
+            return str(existing.number)
+        s = self.settings
+        body = order_body(
+            customer=customer,
+            currency=mapped.currency or s.sync_currency,
+            number=mapped.number if s.sync_order_number is OrderNumbering.SHOPIFY else None,
+            payment_terms=s.sync_payment_terms,
+            employee=s.sync_employee,
+            your_reference=mapped.reference,
+            heading=mapped.heading,
+            delivery_address=mapped.delivery_address,
+            lines=[
+                {
+                    "item_id": line.item_id,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "line_price": line.unit_price,
+                }
+                for line in mapped.lines
+            ],
+        )
+        try:
+            created = await self.rackbeat.create_draft_order(body)
+        except ValidationError as exc:
+            raise self._explain_rejection(exc, mapped) from None
+        return str(created.number)
+
+    def _explain_rejection(self, exc: ValidationError, mapped: MappedOrder) -> RecordError:
+        """Turn a 422 on an order into the most specific reason code."""
+        for field, messages in exc.fields.items():
+            parts = field.split(".")
+            if len(parts) >= 3 and parts[0] == "lines" and parts[1].isdigit() and parts[2] == "item_id":
+                index = int(parts[1])
+                sku = mapped.lines[index].item_id if index < len(mapped.lines) else "?"
+                if sku == self.settings.sync_shipping_product:
+                    return RecordError(
+                        f"order {mapped.reference}: shipping product {sku!r} (SYNC_SHIPPING_PRODUCT) "
+                        f"does not exist in Rackbeat: {' '.join(messages)}",
+                        reason="NO_SHIPPING_PRODUCT",
+                    )
+                return RecordError(
+                    f"order {mapped.reference}: SKU {sku!r} is not a Rackbeat product ({' '.join(messages)})",
+                    reason="UNKNOWN_SKU",
+                )
+            if field == "number":
+                return RecordError(
+                    f"order {mapped.reference}: Rackbeat already has an order number {mapped.number} "
+                    f"({' '.join(messages)})",
+                    reason="NUMBER_TAKEN",
+                )
+        return RecordError(f"order {mapped.reference}: Rackbeat refused it: {exc}", reason="REJECTED")
+
+    async def _book(self, number: str, name: str) -> None:
+        try:
+            await self.rackbeat.book_order(number, send_mail=self.settings.sync_send_order_confirmation)
+        except ValidationError:
+            # booked already (our earlier attempt landed before a crash)? then go on
+            if order_state(await self.rackbeat.get_order(number)) in ("booked", "ready_to_ship", "shipped"):
+                return
+            raise
+
+    async def _ship(self, number: str, name: str) -> None:
+        try:
+            await self.rackbeat.create_shipment(number)
+        except ValidationError:
+            if order_state(await self.rackbeat.get_order(number)) in ("ready_to_ship", "shipped"):
+                return
+            raise
+
+    async def _park(self, order: Mapping[str, Any], name: str, exc: RecordError) -> None:
+        order_id = str(order.get("id") or name)
+        try:
+            demand = json.dumps(map_order(order, shipping_product=self.settings.sync_shipping_product).demand)
+        except (RecordError, MalformedResponse):
+            demand = None
+        async with self.store.transaction() as tx:
+            now = _iso(self.clock())
+            await tx.execute(
+                "INSERT INTO order_ledger (shop, order_id, order_name, state, demand, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'seen', ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
+                (self.store.shop, order_id, name, demand, now, now),
+            )
+            await tx.park(FLOW, name, exc.reason, str(exc))
+        self.metrics.count(FLOW, f"parked_{exc.reason.lower()}")
+        self.log.warning("order parked", order=name, reason=exc.reason, detail=str(exc))

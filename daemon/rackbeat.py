@@ -1,0 +1,1239 @@
+"""Rackbeat REST client: request budget, retries, pagination, and every API assumption.
+
+:class:`RackbeatClient` speaks to Rackbeat's REST API (``shared/reference/rackbeat-api.md``)
+through an injected ``httpx.AsyncClient``. The flows call its methods
+(:meth:`~RackbeatClient.stock_totals`, :meth:`~RackbeatClient.create_draft_order` …) and
+build request bodies with the pure functions :func:`product_body`, :func:`customer_body`
+and :func:`order_body`.
+
+Assumptions
+-----------
+Facts the reference marks **[assumed]** each live behind one small function or constant
+of this module, so that a difference in the live API is a one-line fix:
+:func:`number_text`, :func:`parse_timestamp`, :func:`updated_since_params`,
+:func:`customer_search_params`, :func:`customer_email_matches`,
+:func:`order_search_params`, :func:`order_reference_matches`, :func:`reference_envelope`,
+:func:`available_entry`, :func:`product_body`, :func:`customer_body`, :func:`order_body`,
+:func:`order_state` and :data:`PAGE_LIMIT`. ``docs-rackbeat-assumptions.md`` lists them.
+
+Return values
+-------------
+Records come back as small frozen dataclasses (:class:`Product`, :class:`StockTotals`,
+:class:`Customer`, :class:`Order` …) that keep the decoded JSON in ``raw``. Every Rackbeat
+*number* (SKU, customer, order, location, group …) is a ``str`` whatever JSON type it
+arrived as. Quantities and money are :class:`~decimal.Decimal` (Rackbeat quantities may be
+fractional, and Decimal keeps ``0.1 + 0.2`` exact); a field the answer did not contain
+(``fields=`` narrows it) is ``None``, never a made-up zero. Timestamps are aware UTC
+datetimes.
+
+Budget and throttling
+---------------------
+Every request, retries included, first takes a slot from a budget of
+``requests_per_minute`` shared by all tasks using the client (one client per daemon; the
+flows run concurrently). The budget is a token bucket of that many requests, refilled
+evenly over a minute, kept as a "theoretical arrival time" (GCRA) under an
+:class:`anyio.Lock`. A **429** pauses the whole client: for ``Retry-After`` seconds when
+the answer has one, else for an exponential backoff with full jitter; the request is then
+sent again. Longer pauses than :data:`MAX_INLINE_THROTTLE_WAIT` are not slept through
+inside one call: :class:`~daemon.errors.ThrottledError` is raised with ``retry_after``
+(the pause still holds for the next call).
+
+Failures
+--------
+5xx answers, 408, timeouts, connection errors and unreadable bodies (truncated JSON, an
+HTML error page) are retried with exponential backoff and full jitter, at most
+``max_attempts`` sends, then raised as :class:`~daemon.errors.TransportError` or
+:class:`~daemon.errors.MalformedResponse`. Creating requests that are not idempotent
+(product, customer, draft order) are resent only when the request certainly did not
+arrive (connection refused); otherwise the error is raised and the flow looks the record
+up before trying again. 401/403 raise :class:`~daemon.errors.AuthError` (the message names
+``RACKBEAT_API_TOKEN``, never the token); 404 on a record raises
+:class:`~daemon.errors.NotFoundError` (``get_product`` returns None instead) and on a list
+:class:`~daemon.errors.ConfigError` (the base URL is wrong); 400/409/422 raise
+:class:`~daemon.errors.ValidationError` whose ``fields`` is Rackbeat's ``errors`` object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random as _random
+import time
+import urllib.parse
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from daemon.errors import (
+    AuthError,
+    ConfigError,
+    FatalError,
+    MalformedResponse,
+    NotFoundError,
+    RetriableError,
+    ThrottledError,
+    TransportError,
+    ValidationError,
+)
+from daemon.logs import register_secret
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_INLINE_THROTTLE_WAIT",
+    "PAGE_LIMIT",
+    "STOCK_FIELDS",
+    "Customer",
+    "JSONObject",
+    "Location",
+    "LocationStock",
+    "Order",
+    "OrderState",
+    "Product",
+    "RackbeatClient",
+    "ReferenceItem",
+    "StockTotals",
+    "available_entry",
+    "customer_body",
+    "customer_email_matches",
+    "customer_search_params",
+    "format_timestamp",
+    "number_text",
+    "order_body",
+    "order_reference_matches",
+    "order_search_params",
+    "order_state",
+    "parse_timestamp",
+    "product_body",
+    "reference_envelope",
+    "updated_since_params",
+]
+
+log = structlog.get_logger("daemon.rackbeat")
+
+JSONObject = dict[str, Any]
+"""A JSON object as decoded from a response."""
+
+OrderState = Literal["draft", "booked", "ready_to_ship", "shipped", "cancelled"]
+
+#: items per list page asked for. [assumed] Sources name 100, 200 and 1000 as the maximum;
+#: the echoed ``limit`` is read back, so a smaller server maximum costs pages, not items.
+PAGE_LIMIT = 100
+#: fields of the narrow stock scan (``GET /products?fields=…``)
+STOCK_FIELDS = (
+    "number",
+    "stock_quantity",
+    "available_quantity",
+    "in_order_quantity",
+    "is_barred",
+    "updated_at",
+)
+#: sends of one request, first one included, before a failure is raised
+MAX_ATTEMPTS = 6
+#: 429 answers in a row for one request before ThrottledError is raised
+MAX_THROTTLE_WAITS = 20
+#: a longer Retry-After is not slept through inside one call (ThrottledError instead)
+MAX_INLINE_THROTTLE_WAIT = 120.0
+#: backoff before retry n is uniform in [0, min(cap, base × 2^(n-1))] ("full jitter")
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+#: more pages than this from one list means the server ignores ``page``: stop, do not loop
+MAX_PAGES = 100_000
+
+_SUCCESS = frozenset({200, 201, 202, 206})
+
+
+# --- assumptions: one function each ---------------------------------------------------------
+
+
+def number_text(value: Any) -> str:
+    """A Rackbeat number (SKU, customer, order, location …) as the opaque string we key on.
+
+    [assumed] Numbers arrive as JSON strings or numbers; ``1001``, ``1001.0`` and
+    ``"1001"`` are the same number. Raises MalformedResponse for a missing or non-scalar value.
+    """
+    if isinstance(value, bool) or value is None:
+        raise MalformedResponse(f"expected a Rackbeat number, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return str(int(value))
+        raise MalformedResponse(f"expected a Rackbeat number, got {value!r}")
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise MalformedResponse(f"expected a Rackbeat number, got {value!r}")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A Rackbeat timestamp as an aware UTC datetime.
+
+    [assumed] Either ISO 8601 with an offset (``2026-11-01T10:00:00+01:00``, ``…Z``,
+    fractions allowed) or ``YYYY-MM-DD HH:MM:SS``, which is UTC. Raises MalformedResponse.
+    """
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError, TypeError):
+        raise MalformedResponse(f"not a timestamp: {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC, the form Rackbeat's date filters take."""
+    if moment.tzinfo is None:
+        raise ValueError("a timezone-aware datetime is required (naive datetimes are ambiguous)")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def updated_since_params(since: datetime) -> dict[str, str]:
+    """Query parameters for "updated at or after ``since``" on ``/products``.
+
+    [assumed] ``updated_at_from`` is documented on invoices only. Whether a stock movement
+    changes ``updated_at`` is unknown, so the stock flow must not rely on this filter.
+    """
+    return {"updated_at_from": format_timestamp(since)}
+
+
+def customer_search_params(email: str) -> dict[str, str]:
+    """Query parameters that find customers by e-mail: ``/customers?search=<email>``.
+
+    [assumed] Rackbeat's free-text search covers the e-mail; the results are then compared
+    exactly with :func:`customer_email_matches`.
+    """
+    return {"search": email.strip()}
+
+
+def customer_email_matches(customer: Customer, email: str) -> bool:
+    """True when ``customer``'s e-mail is ``email`` (exact, case-insensitive, trimmed).
+
+    [assumed] The e-mail is the customer's ``contact_email`` (read in
+    :meth:`Customer.from_json`). A near match (``anna@x.se`` for ``hanna@x.se``) is no match.
+    """
+    return customer.email is not None and customer.email.strip().casefold() == email.strip().casefold()
+
+
+def order_search_params(reference: str) -> dict[str, str]:
+    """Query parameters that find orders by our reference: ``/orders?search=<reference>``.
+
+    [assumed] The free-text search covers ``your_reference``; results are compared exactly
+    with :func:`order_reference_matches`.
+    """
+    return {"search": reference.strip()}
+
+
+def order_reference_matches(order: Order, reference: str) -> bool:
+    """True when ``order.your_reference`` is exactly ``reference`` (surrounding blanks ignored).
+
+    [assumed] The Shopify order name is stored in ``your_reference`` (see :func:`order_body`);
+    case matters, so ``#1042`` never matches ``#10420`` or ``#1042-1``.
+    """
+    return order.your_reference is not None and order.your_reference.strip() == reference.strip()
+
+
+def reference_envelope(resource: str) -> str:
+    """The envelope key of a list endpoint: the path with ``-`` as ``_``.
+
+    [assumed] for ``payment-terms``, ``employees``, ``customer-groups`` and ``currencies``
+    (documented for ``product-groups`` → ``product_groups``).
+    """
+    return resource.strip("/").replace("-", "_")
+
+
+def available_entry(raw: Mapping[str, Any]) -> tuple[str, Decimal | None]:
+    """(location number, available quantity) from one ``/items/{n}/locations/available`` entry.
+
+    [assumed] The entry is a location with its ``number`` (or a nested ``location.number``)
+    and ``available_quantity`` (``quantity`` as a second guess).
+    """
+    location = raw.get("location")
+    number = location.get("number") if isinstance(location, Mapping) else raw.get("number")
+    value = raw["available_quantity"] if "available_quantity" in raw else raw.get("quantity")
+    return number_text(number), _decimal(value, "available quantity")
+
+
+def product_body(
+    *,
+    number: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    barcode: str | None = None,
+    sales_price: Decimal | int | float | None = None,
+    cost_price: Decimal | int | float | None = None,
+    group: str | None = None,
+    weight: Decimal | int | float | None = None,
+    weight_unit: str | None = None,
+    is_barred: bool | None = None,
+) -> JSONObject:
+    """Body of ``POST /products`` and ``PUT /products/{number}``; None leaves a field out.
+
+    [assumed] Writes use the read names; the group is ``group_id`` holding the group
+    *number*; the weight is ``physical.weight`` / ``physical.weight_unit`` (unit values
+    such as ``"kg"`` or ``"g"`` are passed through as given).
+    """
+    body: JSONObject = {}
+    for key, value in (
+        ("number", number),
+        ("name", name),
+        ("description", description),
+        ("barcode", barcode),
+    ):
+        if value is not None:
+            body[key] = value
+    for key, amount in (("sales_price", sales_price), ("cost_price", cost_price)):
+        if amount is not None:
+            body[key] = _json_number(amount)
+    if group is not None:
+        body["group_id"] = group
+    physical: JSONObject = {}
+    if weight is not None:
+        physical["weight"] = _json_number(weight)
+    if weight_unit is not None:
+        physical["weight_unit"] = weight_unit
+    if physical:
+        body["physical"] = physical
+    if is_barred is not None:
+        body["is_barred"] = is_barred
+    return body
+
+
+def customer_body(
+    *,
+    name: str,
+    email: str | None = None,
+    phone: str | None = None,
+    group: str | None = None,
+    vat_zone: str | None = None,
+    currency: str | None = None,
+    payment_terms: str | None = None,
+    locale: str | None = None,
+) -> JSONObject:
+    """Body of ``POST /customers``; None leaves a field out (Rackbeat's default applies).
+
+    [assumed] snake_case names seen in .NET connectors: ``contact_email``, ``contact_phone``,
+    ``customer_group_id``, ``vat_zone`` (``domestic``/``eu``/``abroad``), ``currency``,
+    ``payment_terms_id``, ``locale``. Numbers are sent as the strings configured.
+    """
+    body: JSONObject = {"name": name}
+    optional = (
+        ("contact_email", email),
+        ("contact_phone", phone),
+        ("customer_group_id", group),
+        ("vat_zone", vat_zone),
+        ("currency", currency),
+        ("payment_terms_id", payment_terms),
+        ("locale", locale),
+    )
+    body.update({key: value for key, value in optional if value is not None})
+    return body
+
+
+def order_body(
+    *,
+    customer: str,
+    lines: Sequence[Mapping[str, Any]],
+    currency: str | None = None,
+    number: str | None = None,
+    payment_terms: str | None = None,
+    employee: str | None = None,
+    your_reference: str | None = None,
+    heading: str | None = None,
+    delivery_address: Mapping[str, str] | None = None,
+) -> JSONObject:
+    """Body of ``POST /orders/drafts``.
+
+    Each line needs ``item_id`` (the product number) and ``quantity``, and may have ``name``,
+    ``line_price`` (the *unit* price excluding VAT; left out → Rackbeat's price) and
+    ``discount_percentage`` (default 0). ``number`` is only for reusing Shopify's order
+    number (S2); None lets Rackbeat number the order.
+
+    [assumed] header names ``customer_id``, ``currency``, ``number``, ``payment_terms_id``,
+    ``our_reference`` (the employee number), ``your_reference`` (the Shopify order name, also
+    what :meth:`RackbeatClient.find_order_by_reference` looks for), ``heading`` and
+    ``delivery_address`` {name, street, street2, zipcode, city, country}.
+    """
+    body: JSONObject = {"customer_id": customer}
+    optional = (
+        ("currency", currency),
+        ("number", number),
+        ("payment_terms_id", payment_terms),
+        ("our_reference", employee),
+        ("your_reference", your_reference),
+        ("heading", heading),
+    )
+    body.update({key: value for key, value in optional if value is not None})
+    if delivery_address is not None:
+        body["delivery_address"] = {str(k): "" if v is None else str(v) for k, v in delivery_address.items()}
+    body["lines"] = [_order_line(index, line) for index, line in enumerate(lines)]
+    return body
+
+
+def _order_line(index: int, line: Mapping[str, Any]) -> JSONObject:
+    if not line.get("item_id") or line.get("quantity") is None:
+        raise ValueError(f"order line {index} needs item_id and quantity")
+    out: JSONObject = {"item_id": str(line["item_id"]), "quantity": _json_number(line["quantity"])}
+    if line.get("name") is not None:
+        out["name"] = str(line["name"])
+    if line.get("line_price") is not None:
+        out["line_price"] = _json_number(line["line_price"])
+    out["discount_percentage"] = _json_number(line.get("discount_percentage") or 0)
+    return out
+
+
+def order_state(order: Order | Mapping[str, Any]) -> OrderState:
+    """Where an order stands, from its flags (``is_cancelled``, ``is_shipped``,
+    ``is_ready_for_shipping``, ``is_booked``), the strongest first.
+
+    [assumed] "ready to ship" is a booked order with a shipment created, which Rackbeat
+    shows as ``is_ready_for_shipping``.
+    """
+    if isinstance(order, Order):
+        flags = (order.is_cancelled, order.is_shipped, order.is_ready_for_shipping, order.is_booked)
+    else:
+        flags = (
+            _flag(order.get("is_cancelled")),
+            _flag(order.get("is_shipped")),
+            _flag(order.get("is_ready_for_shipping")),
+            _flag(order.get("is_booked")),
+        )
+    cancelled, shipped, ready, booked = flags
+    if cancelled:
+        return "cancelled"
+    if shipped:
+        return "shipped"
+    if ready:
+        return "ready_to_ship"
+    if booked:
+        return "booked"
+    return "draft"
+
+
+# --- value parsing --------------------------------------------------------------------------
+
+
+def _json_number(value: Any) -> int | float:
+    """An amount or quantity as a JSON number (integral values as int)."""
+    if isinstance(value, bool):
+        raise TypeError(f"not a number: {value!r}")
+    try:
+        exact = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not exact.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
+
+
+def _decimal(value: Any, what: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise MalformedResponse(f"{what} is not a number: {value!r}")
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise MalformedResponse(f"{what} is not a number: {value!r}") from None
+    if not result.is_finite():
+        raise MalformedResponse(f"{what} is not a finite number: {value!r}")
+    return result
+
+
+def _optional_number(value: Any) -> str | None:
+    return None if value is None or value == "" else number_text(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return parse_timestamp(value) if isinstance(value, str) and value.strip() else None
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def _record(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise MalformedResponse(f"{what} is not a JSON object")
+    return raw
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Product:
+    """A Rackbeat product; fields a narrow scan (``fields=``) did not ask for are None."""
+
+    number: str
+    name: str | None = None
+    description: str | None = None
+    barcode: str | None = None
+    sales_price: Decimal | None = None
+    cost_price: Decimal | None = None
+    group_number: str | None = None
+    group_name: str | None = None
+    weight: Decimal | None = None
+    weight_unit: str | None = None
+    stock_quantity: Decimal | None = None
+    in_order_quantity: Decimal | None = None
+    available_quantity: Decimal | None = None
+    is_barred: bool | None = None
+    inventory_enabled: bool | None = None
+    updated_at: datetime | None = None
+    #: the product as Rackbeat sent it
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Product:
+        """Build from one product object; raises MalformedResponse without a number."""
+        data = _record(raw, "a product")
+        number = number_text(data.get("number"))
+        what = f"product {number!r}"
+        group = data.get("group")
+        group_number = _optional_number(group.get("number")) if isinstance(group, Mapping) else None
+        if group_number is None:
+            group_number = _optional_number(data.get("group_id"))
+        physical = data.get("physical")
+        physical = physical if isinstance(physical, Mapping) else {}
+        return cls(
+            number=number,
+            name=_optional_text(data.get("name")),
+            description=_optional_text(data.get("description")),
+            barcode=_optional_text(data.get("barcode")) or None,
+            sales_price=_decimal(data.get("sales_price"), f"{what} sales_price"),
+            cost_price=_decimal(data.get("cost_price"), f"{what} cost_price"),
+            group_number=group_number,
+            group_name=_optional_text(group.get("name")) if isinstance(group, Mapping) else None,
+            weight=_decimal(physical.get("weight"), f"{what} weight"),
+            weight_unit=_optional_text(physical.get("weight_unit")),
+            stock_quantity=_decimal(data.get("stock_quantity"), f"{what} stock_quantity"),
+            in_order_quantity=_decimal(data.get("in_order_quantity"), f"{what} in_order_quantity"),
+            available_quantity=_decimal(data.get("available_quantity"), f"{what} available_quantity"),
+            is_barred=_flag(data["is_barred"]) if "is_barred" in data else None,
+            inventory_enabled=_flag(data["inventory_enabled"]) if "inventory_enabled" in data else None,
+            updated_at=_optional_time(data.get("updated_at")),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class StockTotals:
+    """One product's stock over all locations, from the narrow scan (:data:`STOCK_FIELDS`).
+
+    A quantity Rackbeat left out or sent as null is None: "unknown", not zero.
+    """
+
+    number: str
+    stock_quantity: Decimal | None
+    in_order_quantity: Decimal | None
+    available_quantity: Decimal | None
+    is_barred: bool
+    updated_at: datetime | None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> StockTotals:
+        """Build from one (narrowed) product object."""
+        product = Product.from_json(raw)
+        return cls(
+            number=product.number,
+            stock_quantity=product.stock_quantity,
+            in_order_quantity=product.in_order_quantity,
+            available_quantity=product.available_quantity,
+            is_barred=bool(product.is_barred),
+            updated_at=product.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Location:
+    """A stock location (``number`` is a string in Rackbeat too)."""
+
+    number: str
+    name: str
+    is_default: bool
+    parent_id: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Location:
+        """Build from one ``locations`` entry."""
+        data = _record(raw, "a location")
+        return cls(
+            number=number_text(data.get("number")),
+            name=str(data.get("name") or ""),
+            is_default=_flag(data.get("is_default")),
+            parent_id=_optional_number(data.get("parent_id")),
+        )
+
+
+@dataclass(frozen=True)
+class LocationStock:
+    """A product's stock at one location (``/products/{n}/locations``)."""
+
+    location: str
+    stock_quantity: Decimal | None
+    in_order_quantity: Decimal | None
+    available_quantity: Decimal | None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> LocationStock:
+        """Build from one ``product_locations`` entry (``number`` is the location's)."""
+        data = _record(raw, "a product location")
+        location = number_text(data.get("number"))
+        what = f"location {location!r}"
+        return cls(
+            location=location,
+            stock_quantity=_decimal(data.get("stock_quantity"), f"{what} stock_quantity"),
+            in_order_quantity=_decimal(data.get("in_order_quantity"), f"{what} in_order_quantity"),
+            available_quantity=_decimal(data.get("available_quantity"), f"{what} available_quantity"),
+        )
+
+
+@dataclass(frozen=True)
+class ReferenceItem:
+    """An entry of a reference list: payment terms, employees, groups, currencies."""
+
+    number: str
+    name: str
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ReferenceItem:
+        """Build from one entry; currencies without ``number`` are keyed by ``code`` [assumed]."""
+        data = _record(raw, "a reference entry")
+        number = data.get("number")
+        if number is None:
+            number = data.get("code")
+        return cls(number=number_text(number), name=str(data.get("name") or ""), raw=data)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A Rackbeat customer."""
+
+    number: str
+    name: str
+    #: ``contact_email`` [assumed]
+    email: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Customer:
+        """Build from one customer object."""
+        data = _record(raw, "a customer")
+        email = data.get("contact_email")
+        return cls(
+            number=number_text(data.get("number")),
+            name=str(data.get("name") or ""),
+            email=str(email) if email else None,
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class Order:
+    """A Rackbeat sales order (a draft is an order that is not booked yet)."""
+
+    number: str
+    customer: str | None
+    your_reference: str | None
+    is_booked: bool
+    is_ready_for_shipping: bool
+    is_shipped: bool
+    is_cancelled: bool
+    updated_at: datetime | None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def state(self) -> OrderState:
+        """:func:`order_state` of this order."""
+        return order_state(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Order:
+        """Build from one order object."""
+        data = _record(raw, "an order")
+        customer = data.get("customer_id")
+        nested = data.get("customer")
+        if customer is None and isinstance(nested, Mapping):
+            customer = nested.get("number")
+        reference = data.get("your_reference")
+        return cls(
+            number=number_text(data.get("number")),
+            customer=_optional_number(customer),
+            your_reference=str(reference) if reference is not None else None,
+            is_booked=_flag(data.get("is_booked")),
+            is_ready_for_shipping=_flag(data.get("is_ready_for_shipping")),
+            is_shipped=_flag(data.get("is_shipped")),
+            is_cancelled=_flag(data.get("is_cancelled")),
+            updated_at=_optional_time(data.get("updated_at")),
+            raw=data,
+        )
+
+
+# --- transport helpers --------------------------------------------------------------------------
+
+
+def _segment(number: str) -> str:
+    """A path parameter, percent-encoded exactly once (``/``, space, ``+`` and ``æøå`` too)."""
+    text = str(number)
+    if not text.strip():
+        raise ValueError("a Rackbeat number must not be blank")
+    return urllib.parse.quote(text, safe="")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None  # an HTTP date: the backoff decides instead
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _validation_fields(body: Any) -> dict[str, list[str]]:
+    """Rackbeat's ``{"errors": {field: [messages]}}`` as field → messages."""
+    if not isinstance(body, Mapping):
+        return {}
+    errors = body.get("errors")
+    fields: dict[str, list[str]] = {}
+    if isinstance(errors, Mapping):
+        for key, messages in errors.items():
+            if isinstance(messages, list):
+                fields[str(key)] = [str(m) for m in messages]
+            else:
+                fields[str(key)] = [str(messages)]
+    elif isinstance(errors, list):
+        fields["base"] = [str(m) for m in errors]
+    message = body.get("message")
+    if not fields and isinstance(message, str) and message:
+        fields["base"] = [message]
+    return fields
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _unwrap(body: Mapping[str, Any], key: str, what: str) -> JSONObject:
+    value = body.get(key)
+    if not isinstance(value, dict):
+        raise MalformedResponse(f"{what}: the answer has no {key!r} object")
+    return value
+
+
+def _items(body: Mapping[str, Any], key: str, what: str) -> list[JSONObject]:
+    value = body.get(key)
+    if not isinstance(value, list):
+        raise MalformedResponse(f"{what}: the answer has no {key!r} list")
+    if not all(isinstance(item, dict) for item in value):
+        raise MalformedResponse(f"{what}: {key!r} holds something other than objects")
+    return value
+
+
+class _AttemptFailed(Exception):
+    """One send failed in a way worth retrying; ``delivered`` says if Rackbeat may have acted."""
+
+    def __init__(self, error: RetriableError, *, delivered: bool, cause: BaseException | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delivered = delivered
+        self.cause = cause
+
+
+Missing = Literal["record", "config"]
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+class RackbeatClient:
+    """Talks to one Rackbeat account through an injected ``httpx.AsyncClient``.
+
+    Counters for metrics (plain attributes, only ever increased): ``requests`` sent
+    (retries included), ``retries`` re-sends after a failure, ``throttled`` 429 answers,
+    ``wait_seconds`` time spent waiting for the budget or a throttle pause.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        token: SecretStr,
+        contact_name: str = "rackbeat-shopify",
+        contact_email: str = "",
+        requests_per_minute: int = 300,
+        burst: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_throttle_waits: int = MAX_THROTTLE_WAITS,
+        page_limit: int = PAGE_LIMIT,
+    ) -> None:
+        """``requests_per_minute`` is the budget shared by every caller; ``burst`` (default
+        the same number) how many may go at once after a quiet spell. ``sleep``, ``clock``
+        (monotonic seconds) and ``random`` (uniform in [0, 1), the jitter) are seams for tests.
+        """
+        if not token.get_secret_value().strip():
+            raise ConfigError("RACKBEAT_API_TOKEN: missing; set the Rackbeat API key")
+        if requests_per_minute < 1:
+            raise ConfigError("RACKBEAT_REQUESTS_PER_MINUTE: must be at least 1")
+        if max_attempts < 1 or max_throttle_waits < 1 or not 1 <= page_limit <= 1000:
+            raise ValueError("max_attempts and max_throttle_waits must be ≥ 1, page_limit 1–1000")
+        for variable, value in (
+            ("RACKBEAT_CONTACT_NAME", contact_name),
+            ("RACKBEAT_CONTACT_EMAIL", contact_email),
+        ):
+            # sent in HTTP headers: plain ASCII on one line, or httpx refuses to send
+            if not value.isascii() or any(c in value for c in "\r\n"):
+                raise ConfigError(f"{variable}: must be plain ASCII on one line (it is sent in HTTP headers)")
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        register_secret(token.get_secret_value())
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self._max_attempts = max_attempts
+        self._max_throttle_waits = max_throttle_waits
+        self.page_limit = page_limit
+        #: the ``limit`` Rackbeat last echoed on a list (it may cap what we ask for)
+        self.echoed_limit: int | None = None
+
+        name = contact_name.strip() or "rackbeat-shopify"
+        email = contact_email.strip()
+        self._headers = {
+            "Authorization": f"Bearer {token.get_secret_value()}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"{name} ({email})" if email else name,
+            "Consumer-Name": name,
+            "API-Version": "latest",
+        }
+        if email:
+            self._headers["Consumer-Contact"] = email
+        else:
+            log.warning("RACKBEAT_CONTACT_EMAIL is not set; Rackbeat asks integrations to send a contact")
+
+        # budget: GCRA form of a token bucket of `burst` requests refilled over a minute
+        self._interval = 60.0 / requests_per_minute
+        self._tolerance = (max(1, burst or requests_per_minute) - 1) * self._interval
+        self._tat: float | None = None
+        self._resume_at = -math.inf
+        self._budget_lock = anyio.Lock()
+
+        self.requests = 0
+        self.retries = 0
+        self.throttled = 0
+        self.wait_seconds = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, http: httpx.AsyncClient, **kwargs: Any) -> RackbeatClient:
+        """Build from :class:`~daemon.config.Settings`; ``kwargs`` go to the constructor."""
+        return cls(
+            http,
+            base_url=settings.rackbeat_api_url,
+            token=settings.rackbeat_api_token,
+            contact_name=settings.rackbeat_contact_name,
+            contact_email=settings.rackbeat_contact_email,
+            requests_per_minute=settings.rackbeat_requests_per_minute,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"RackbeatClient(url={self._base_url!r})"
+
+    # --- products ---------------------------------------------------------------------------
+
+    async def products(
+        self, fields: Sequence[str] | None = None, updated_since: datetime | None = None
+    ) -> AsyncGenerator[list[Product], None]:
+        """Yield pages of products (``GET /products``), in Rackbeat's order.
+
+        ``fields`` narrows each product to those fields (``number`` is always added);
+        ``updated_since`` (aware) keeps products updated at or after it
+        (:func:`updated_since_params`). Close the generator (``contextlib.aclosing``) when
+        leaving early.
+        """
+        params: dict[str, str] = {}
+        if fields:
+            wanted = ["number", *(f for f in fields if f != "number")]
+            params["fields"] = ",".join(wanted)
+        if updated_since is not None:
+            params.update(updated_since_params(updated_since))
+        pages = self._pages("products", "products", params)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield [Product.from_json(item) for item in page]
+
+    async def stock_totals(self) -> AsyncGenerator[list[StockTotals], None]:
+        """Yield pages of every product's stock totals: the narrow scan (:data:`STOCK_FIELDS`)."""
+        pages = self._pages("products", "products", {"fields": ",".join(STOCK_FIELDS)})
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield [StockTotals.from_json(item) for item in page]
+
+    async def get_product(self, number: str) -> Product | None:
+        """The product with this number (SKU), or None when Rackbeat has none (404)."""
+        try:
+            body = await self._call("GET", f"products/{_segment(number)}")
+        except NotFoundError:
+            return None
+        return Product.from_json(_unwrap(body, "product", f"GET product {number!r}"))
+
+    async def create_product(self, body: Mapping[str, Any]) -> Product:
+        """Create a product (:func:`product_body`) → the created product.
+
+        Raises ValidationError (422) e.g. for a number already taken. Not resent after a
+        failure Rackbeat may have acted on: look the number up before trying again.
+        """
+        answer = await self._call("POST", "products", json=dict(body), replay_safe=False)
+        return Product.from_json(_unwrap(answer, "product", "POST product"))
+
+    async def update_product(self, number: str, body: Mapping[str, Any]) -> Product:
+        """Update the product with this number (:func:`product_body`) → the product.
+
+        Raises NotFoundError (404) and ValidationError (422).
+        """
+        answer = await self._call("PUT", f"products/{_segment(number)}", json=dict(body))
+        return Product.from_json(_unwrap(answer, "product", f"PUT product {number!r}"))
+
+    async def product_locations(self, number: str) -> list[LocationStock]:
+        """Stock of one product per location (``/products/{n}/locations``); NotFoundError (404)."""
+        path = f"products/{_segment(number)}/locations"
+        return [
+            LocationStock.from_json(item)
+            for item in await self._all(path, "product_locations", missing="record")
+        ]
+
+    async def available_per_location(self, number: str) -> dict[str, Decimal | None]:
+        """Available stock of one product by location number
+        (``/items/{n}/locations/available``, read with :func:`available_entry`); NotFoundError (404)."""
+        path = f"items/{_segment(number)}/locations/available"
+        return dict(available_entry(item) for item in await self._all(path, "locations", missing="record"))
+
+    # --- reference data -----------------------------------------------------------------------
+
+    async def locations(self) -> list[Location]:
+        """Every stock location."""
+        return [Location.from_json(item) for item in await self._all("locations", "locations")]
+
+    async def product_groups(self) -> list[ReferenceItem]:
+        """Every product group (``product_groups``)."""
+        return await self._reference("product-groups")
+
+    async def payment_terms(self) -> list[ReferenceItem]:
+        """Every payment term (envelope :func:`reference_envelope`)."""
+        return await self._reference("payment-terms")
+
+    async def employees(self) -> list[ReferenceItem]:
+        """Every employee (their numbers go in an order's ``our_reference``)."""
+        return await self._reference("employees")
+
+    async def customer_groups(self) -> list[ReferenceItem]:
+        """Every customer group."""
+        return await self._reference("customer-groups")
+
+    async def currencies(self) -> list[ReferenceItem]:
+        """Every currency (``number`` is the ISO code where Rackbeat gives only ``code``)."""
+        return await self._reference("currencies")
+
+    async def _reference(self, resource: str) -> list[ReferenceItem]:
+        return [ReferenceItem.from_json(i) for i in await self._all(resource, reference_envelope(resource))]
+
+    # --- customers -------------------------------------------------------------------------------
+
+    async def find_customer_by_email(self, email: str) -> Customer | None:
+        """The customer whose e-mail is exactly ``email`` (case-insensitive), None if none.
+
+        Searches (:func:`customer_search_params`) and compares every result
+        (:func:`customer_email_matches`); near matches of the free-text search are ignored.
+        With several exact matches the first Rackbeat lists wins.
+        """
+        if not email.strip():
+            raise ValueError("an empty e-mail matches nothing reliably")
+        pages = self._pages("customers", "customers", customer_search_params(email))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for item in page:
+                    customer = Customer.from_json(item)
+                    if customer_email_matches(customer, email):
+                        return customer
+        return None
+
+    async def create_customer(self, body: Mapping[str, Any]) -> Customer:
+        """Create a customer (:func:`customer_body`) → the customer with its new number.
+
+        Not resent after a failure Rackbeat may have acted on (search again first).
+        """
+        answer = await self._call("POST", "customers", json=dict(body), replay_safe=False)
+        return Customer.from_json(_unwrap(answer, "customer", "POST customer"))
+
+    # --- orders ----------------------------------------------------------------------------------
+
+    async def create_draft_order(self, body: Mapping[str, Any]) -> Order:
+        """Create a draft order (:func:`order_body`, ``POST /orders/drafts``) → the order.
+
+        Raises ValidationError (422: unknown item, customer, number taken …). Not resent
+        after a failure Rackbeat may have acted on: call :meth:`find_order_by_reference`
+        before trying again.
+        """
+        answer = await self._call("POST", "orders/drafts", json=dict(body), replay_safe=False)
+        return Order.from_json(_unwrap(answer, "order", "POST draft order"))
+
+    async def book_order(self, number: str, send_mail: bool = False) -> None:
+        """Book a draft (``POST /orders/{n}/book``); ``send_mail`` e-mails the confirmation.
+
+        An already booked order answers ValidationError (422) [assumed]: read the order's
+        flags (:meth:`get_order`) before retrying. NotFoundError for an unknown number.
+        """
+        await self._call("POST", f"orders/{_segment(number)}/book", json={"mail": {"send": bool(send_mail)}})
+
+    async def create_shipment(self, number: str) -> None:
+        """Create the shipment of a booked order (``POST /orders/{n}/create-shipment``),
+        which makes it ready to ship. A second shipment answers ValidationError [assumed]."""
+        await self._call("POST", f"orders/{_segment(number)}/create-shipment", json={})
+
+    async def get_order(self, number: str) -> Order:
+        """The order with this number; NotFoundError (404) when there is none."""
+        body = await self._call("GET", f"orders/{_segment(number)}")
+        return Order.from_json(_unwrap(body, "order", f"GET order {number!r}"))
+
+    async def order_number_taken(self, number: str) -> bool:
+        """True when an order (draft or booked) already has this number."""
+        try:
+            await self._call("GET", f"orders/{_segment(number)}")
+        except NotFoundError:
+            return False
+        return True
+
+    async def find_order_by_reference(self, your_reference: str) -> Order | None:
+        """The order whose ``your_reference`` is exactly ``your_reference``, None if none.
+
+        Searches (:func:`order_search_params`) and compares every result
+        (:func:`order_reference_matches`).
+        """
+        if not your_reference.strip():
+            raise ValueError("an empty reference matches nothing reliably")
+        pages = self._pages("orders", "orders", order_search_params(your_reference))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for item in page:
+                    order = Order.from_json(item)
+                    if order_reference_matches(order, your_reference):
+                        return order
+        return None
+
+    # --- internals: lists ------------------------------------------------------------------------
+
+    async def _pages(
+        self,
+        path: str,
+        envelope: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        missing: Missing = "config",
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield the ``envelope`` list of each page of ``path`` (200 and 206 alike).
+
+        Stops at the answer's ``pages``; without it, at a page shorter than the echoed
+        ``limit``. An empty page before ``pages`` (the list shrank meanwhile) ends it too.
+        """
+        page = 1
+        what = f"GET /{path}"
+        while True:
+            query = {**(params or {}), "page": str(page), "limit": str(self.page_limit)}
+            body = await self._call("GET", path, params=query, missing=missing)
+            items = _items(body, envelope, what)
+            echoed = _count(body.get("limit"))
+            if echoed is not None and echoed != self.echoed_limit:
+                if echoed != self.page_limit:
+                    log.info(
+                        "rackbeat pages differ from the limit asked", asked=self.page_limit, echoed=echoed
+                    )
+                self.echoed_limit = echoed
+            yield items
+            pages = _count(body.get("pages"))
+            if pages is not None:
+                if page >= pages:
+                    return
+            elif len(items) < (echoed or self.page_limit):
+                return
+            if not items:
+                return
+            page += 1
+            if page > MAX_PAGES:
+                raise MalformedResponse(f"{what}: more than {MAX_PAGES} pages; stopped to avoid a loop")
+
+    async def _all(self, path: str, envelope: str, *, missing: Missing = "config") -> list[JSONObject]:
+        found: list[JSONObject] = []
+        pages = self._pages(path, envelope, missing=missing)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                found.extend(page)
+        return found
+
+    # --- internals: sending ----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: JSONObject | None = None,
+        replay_safe: bool = True,
+        missing: Missing = "record",
+    ) -> JSONObject:
+        """Send one request (budgeted, retried) and return the decoded JSON object.
+
+        ``path`` is relative to the base URL with its numbers already encoded by
+        :func:`_segment`. ``missing`` says what a 404 means: a record that does not exist
+        (NotFoundError) or a base URL that is wrong (ConfigError).
+        """
+        what = f"{method} /{path}"
+        url = f"{self._base_url}/{path}"
+        failures = 0
+        throttles = 0
+        while True:
+            await self._await_budget()
+            self.requests += 1
+            try:
+                response = await self._send(method, url, what, params=params, json=json)
+                return self._interpret(response, what, missing)
+            except ThrottledError as exc:
+                throttles += 1
+                self.throttled += 1
+                wait = exc.retry_after if exc.retry_after is not None else self._backoff(throttles)
+                self._pause_all(wait)
+                if wait > MAX_INLINE_THROTTLE_WAIT or throttles >= self._max_throttle_waits:
+                    raise ThrottledError(str(exc), retry_after=wait) from None
+                log.debug("rackbeat throttled", request=what, wait=round(wait, 2))
+                # the wait itself happens in _await_budget, shared with every other caller
+            except _AttemptFailed as failed:
+                failures += 1
+                if failures >= self._max_attempts or (failed.delivered and not replay_safe):
+                    raise failed.error from failed.cause
+                self.retries += 1
+                delay = self._backoff(failures)
+                log.debug(
+                    "rackbeat request failed", request=what, error=str(failed.error), retry_in=round(delay, 2)
+                )
+                await self._sleep(delay)
+
+    async def _send(
+        self, method: str, url: str, what: str, *, params: Mapping[str, str] | None, json: JSONObject | None
+    ) -> httpx.Response:
+        """Send, turning httpx's exceptions into retriable failures."""
+        try:
+            return await self._http.request(method, url, params=params, json=json, headers=self._headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # the request never left: resending cannot duplicate anything
+            error = TransportError(f"{what}: cannot reach Rackbeat ({type(exc).__name__})")
+            raise _AttemptFailed(error, delivered=False, cause=exc) from exc
+        except httpx.TimeoutException as exc:
+            error = TransportError(f"{what}: Rackbeat did not answer in time ({type(exc).__name__})")
+            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+        except httpx.TransportError as exc:
+            error = TransportError(f"{what}: connection failed ({type(exc).__name__})")
+            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+
+    def _interpret(self, response: httpx.Response, what: str, missing: Missing) -> JSONObject:
+        """Turn one response into its JSON object or the matching error."""
+        status = response.status_code
+        if status in _SUCCESS:
+            if not response.content.strip():
+                return {}
+            body = _json_or_none(response)
+            if not isinstance(body, dict):
+                kind = response.headers.get("content-type", "unknown content type")
+                malformed = MalformedResponse(f"{what}: HTTP {status} body is not a JSON object ({kind})")
+                raise _AttemptFailed(malformed, delivered=True)
+            return body
+        if status == 204:
+            return {}
+        if status == 429:
+            raise ThrottledError(
+                f"{what}: throttled by Rackbeat (HTTP 429)", retry_after=_retry_after(response)
+            )
+        if status == 401:
+            raise AuthError(f"Rackbeat refused RACKBEAT_API_TOKEN (HTTP 401) on {what}; check the API key")
+        if status == 403:
+            raise AuthError(
+                f"Rackbeat answered HTTP 403 on {what}: RACKBEAT_API_TOKEN lacks access, or this IP is "
+                "restricted (check RACKBEAT_CONTACT_NAME and RACKBEAT_CONTACT_EMAIL)"
+            )
+        if status == 404:
+            if missing == "config":
+                raise ConfigError(
+                    f"RACKBEAT_API_URL: Rackbeat answered HTTP 404 on {what}; check the base URL"
+                )
+            raise NotFoundError(f"{what}: Rackbeat has no such record (HTTP 404)")
+        if status in (400, 409, 422):
+            fields = _validation_fields(_json_or_none(response))
+            raise ValidationError(f"Rackbeat rejected {what} (HTTP {status})", fields=fields)
+        if status == 408 or status >= 500:
+            raise _AttemptFailed(TransportError(f"{what}: Rackbeat answered HTTP {status}"), delivered=True)
+        if 300 <= status < 400:
+            raise ConfigError(
+                f"RACKBEAT_API_URL: Rackbeat redirected {what} (HTTP {status}) to "
+                f"{response.headers.get('location', '?')}; check the base URL"
+            )
+        raise FatalError(f"{what}: Rackbeat answered HTTP {status}")
+
+    # --- internals: budget -----------------------------------------------------------------------
+
+    async def _await_budget(self) -> None:
+        """Take one request slot, sleeping until the bucket (and any throttle pause) allows it."""
+        async with self._budget_lock:
+            now = self._clock()
+            tat = now if self._tat is None else max(self._tat, now)
+            wait = max(0.0, tat - self._tolerance - now, self._resume_at - now)
+            if wait > 0:
+                self.wait_seconds += wait
+                await self._sleep(wait)
+            # The wait is trusted rather than re-measured: a fake clock that does not move,
+            # or rounding, must not turn this into a loop of tiny sleeps.
+            self._tat = max(tat, now + wait) + self._interval
+
+    def _pause_all(self, seconds: float) -> None:
+        """Hold every caller's next request for ``seconds`` (Rackbeat throttled us)."""
+        self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+    def _backoff(self, failures: int) -> float:
+        """Full-jitter exponential backoff before retry number ``failures``."""
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1))
+        return self._random() * ceiling

@@ -1,0 +1,645 @@
+"""RackbeatClient against scripted HTTP answers (httpx.MockTransport).
+
+Time is fake: ``sleep`` records the wait and moves ``clock`` forward, so every test runs in
+milliseconds and can assert the exact waits the client chose. Jitter is pinned (``random``
+returns 1.0), so a backoff before retry n is exactly 0.5 × 2^(n-1) seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from daemon.config import Settings
+from daemon.errors import (
+    AuthError,
+    ConfigError,
+    MalformedResponse,
+    NotFoundError,
+    RetriableError,
+    ThrottledError,
+    TransportError,
+    ValidationError,
+)
+from daemon.rackbeat import (
+    MAX_ATTEMPTS,
+    STOCK_FIELDS,
+    Order,
+    RackbeatClient,
+    customer_body,
+    number_text,
+    order_body,
+    order_state,
+    parse_timestamp,
+    product_body,
+    updated_since_params,
+)
+
+BASE_URL = "https://rackbeat.test/api"
+TOKEN = "rb_secret_token_0123456789"
+ODD_NUMBERS = ["a/b", "a b", "a+b", "æøå", "x%2Fy"]
+
+Handler = Callable[[httpx.Request], httpx.Response]
+Answer = httpx.Response | Handler
+
+
+class FakeTime:
+    """A monotonic clock that only moves when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Script:
+    """Answers requests from a queue (a response, or a function of the request) and records them.
+
+    When the queue is empty, ``default`` answers.
+    """
+
+    def __init__(self, *answers: Answer, default: Answer | None = None) -> None:
+        self.answers: list[Answer] = list(answers)
+        self.default = default
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if self.answers else self.default
+        if answer is None:
+            raise AssertionError(f"unexpected request {request.method} {request.url}")
+        return answer(request) if callable(answer) else answer
+
+    @property
+    def raw_paths(self) -> list[bytes]:
+        return [r.url.raw_path.split(b"?")[0] for r in self.requests]
+
+
+def ok(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=payload, headers=headers)
+
+
+def page(key: str, items: list[dict[str, Any]], number: int, pages: int, limit: int = 100) -> httpx.Response:
+    status = 206 if number < pages else 200
+    return ok({key: items, "total": len(items), "pages": pages, "limit": limit, "page": number}, status)
+
+
+def products(*numbers: str) -> list[dict[str, Any]]:
+    return [{"number": n, "name": f"P {n}", "stock_quantity": 1} for n in numbers]
+
+
+def make_client(
+    script: Script, time: FakeTime, *, rpm: int = 10_000, **kwargs: Any
+) -> tuple[RackbeatClient, httpx.AsyncClient]:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(script))
+    client = RackbeatClient(
+        http,
+        base_url=BASE_URL,
+        token=SecretStr(TOKEN),
+        contact_name="acme-sync",
+        contact_email="ops@acme.example",
+        requests_per_minute=rpm,
+        sleep=time.sleep,
+        clock=time.clock,
+        random=lambda: 1.0,
+        **kwargs,
+    )
+    return client, http
+
+
+@pytest.fixture
+def time() -> FakeTime:
+    return FakeTime()
+
+
+# --- headers and settings ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_every_request_carries_token_contact_and_version_headers(time: FakeTime) -> None:
+    script = Script(ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time)
+    async with http:
+        await client.get_product("A")
+    headers = script.requests[0].headers
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert headers["accept"] == "application/json"
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"] == "acme-sync (ops@acme.example)"
+    assert headers["consumer-name"] == "acme-sync"
+    assert headers["consumer-contact"] == "ops@acme.example"
+    assert headers["api-version"] == "latest"
+    assert TOKEN not in repr(client)
+
+
+@pytest.mark.anyio
+async def test_from_settings_uses_the_rackbeat_settings(time: FakeTime) -> None:
+    settings = Settings(
+        rackbeat_api_token=SecretStr(TOKEN),
+        rackbeat_api_url="https://rb.example/api/",
+        rackbeat_contact_name="shop-x",
+        rackbeat_contact_email="it@shop.example",
+        rackbeat_requests_per_minute=2,
+        shopify_shop="shop-x.myshopify.com",
+        shopify_access_token=SecretStr("shpat_x"),
+        sync_orders=False,
+        _env_file=None,
+    )
+    script = Script(default=ok({"product": {"number": "A"}}))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(script)) as http:
+        client = RackbeatClient.from_settings(settings, http, sleep=time.sleep, clock=time.clock)
+        for _ in range(3):
+            await client.get_product("A")
+    request = script.requests[0]
+    assert str(request.url) == "https://rb.example/api/products/A"
+    assert request.headers["consumer-contact"] == "it@shop.example"
+    assert request.headers["user-agent"] == "shop-x (it@shop.example)"
+    assert time.sleeps == [30.0]  # 2 per minute: the third request waits half a minute
+
+
+def test_contact_headers_must_be_ascii() -> None:
+    with pytest.raises(ConfigError, match="RACKBEAT_CONTACT_NAME"):
+        RackbeatClient(httpx.AsyncClient(), base_url=BASE_URL, token=SecretStr(TOKEN), contact_name="Søren")
+
+
+# --- pagination --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_pages_206_then_200_stop_at_pages(time: FakeTime) -> None:
+    script = Script(
+        page("products", products("1", "2"), 1, 3),
+        page("products", products("3", "4"), 2, 3),
+        page("products", products("5"), 3, 3),
+    )
+    client, http = make_client(script, time)
+    seen: list[str] = []
+    async with http:
+        async for batch in client.products():
+            seen.extend(p.number for p in batch)
+    assert seen == ["1", "2", "3", "4", "5"]
+    queries = [dict(r.url.params) for r in script.requests]
+    assert queries == [{"page": str(n), "limit": "100"} for n in (1, 2, 3)]
+
+
+@pytest.mark.anyio
+async def test_pages_follow_a_smaller_echoed_limit(time: FakeTime) -> None:
+    script = Script(
+        page("products", products("1"), 1, 2, limit=1),
+        page("products", products("2"), 2, 2, limit=1),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        seen = [p.number async for batch in client.products() for p in batch]
+    assert seen == ["1", "2"]
+    assert client.echoed_limit == 1
+
+
+@pytest.mark.anyio
+async def test_without_pages_a_short_page_is_the_last(time: FakeTime) -> None:
+    script = Script(
+        ok({"products": products(*map(str, range(100))), "limit": 100}),
+        ok({"products": products("x"), "limit": 100}),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        seen = [p.number async for batch in client.products() for p in batch]
+    assert len(seen) == 101
+    assert len(script.requests) == 2
+
+
+@pytest.mark.anyio
+async def test_stock_scan_asks_for_narrow_fields(time: FakeTime) -> None:
+    row = {
+        "number": 42,
+        "stock_quantity": "7.5",
+        "available_quantity": 5,
+        "in_order_quantity": 2.5,
+        "is_barred": False,
+        "updated_at": "2026-11-01 10:00:00",
+    }
+    script = Script(page("products", [row, {"number": "N", "stock_quantity": None}], 1, 1))
+    client, http = make_client(script, time)
+    async with http:
+        totals = [t async for batch in client.stock_totals() for t in batch]
+    assert script.requests[0].url.params["fields"] == ",".join(STOCK_FIELDS)
+    assert totals[0].number == "42"
+    assert totals[0].stock_quantity == Decimal("7.5")
+    assert totals[0].in_order_quantity == Decimal("2.5")
+    assert totals[0].updated_at == datetime(2026, 11, 1, 10, tzinfo=UTC)
+    assert totals[1].stock_quantity is None  # unknown, not zero
+
+
+@pytest.mark.anyio
+async def test_products_updated_since_and_fields(time: FakeTime) -> None:
+    script = Script(page("products", [], 1, 1))
+    client, http = make_client(script, time)
+    since = datetime(2026, 11, 1, 12, 0, tzinfo=timezone(timedelta(hours=1)))
+    async with http:
+        async for _ in client.products(fields=["name", "barcode"], updated_since=since):
+            pass
+    params = script.requests[0].url.params
+    assert params["fields"] == "number,name,barcode"
+    assert params["updated_at_from"] == "2026-11-01 11:00:00"
+    assert updated_since_params(since) == {"updated_at_from": "2026-11-01 11:00:00"}
+
+
+@pytest.mark.anyio
+async def test_missing_envelope_is_malformed(time: FakeTime) -> None:
+    script = Script(ok({"items": []}))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(MalformedResponse, match="'locations'"):
+            await client.locations()
+
+
+# --- throttling ------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_429_with_retry_after_waits_exactly_that(time: FakeTime) -> None:
+    script = Script(
+        ok({"message": "Too Many Attempts."}, 429, {"Retry-After": "7"}),
+        ok({"product": {"number": "A"}}),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        product = await client.get_product("A")
+    assert product is not None
+    assert time.sleeps == [7.0]
+    assert (client.requests, client.throttled, client.retries) == (2, 1, 0)
+
+
+@pytest.mark.anyio
+async def test_429_without_retry_after_backs_off_exponentially(time: FakeTime) -> None:
+    throttled = ok({"message": "Too Many Attempts."}, 429)
+    script = Script(throttled, throttled, throttled, ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time)
+    async with http:
+        await client.get_product("A")
+    assert time.sleeps == [0.5, 1.0, 2.0]
+    assert client.throttled == 3
+
+
+@pytest.mark.anyio
+async def test_throttle_pause_holds_every_caller(time: FakeTime) -> None:
+    """A 429 seen by one task delays the next request of another task too."""
+    script = Script(ok({}, 429, {"Retry-After": "600"}), default=ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(ThrottledError) as info:
+            await client.get_product("A")
+        assert info.value.retry_after == 600.0
+        assert time.sleeps == []  # too long to sleep inside one call: the runner backs off
+        await client.get_product("B")
+    assert time.sleeps == [600.0]
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def _timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("slow", request=request)
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+TRUNCATED = httpx.Response(
+    200, content=b'{"product": {"number": "A", "na', headers={"content-type": "application/json"}
+)
+HTML_503 = httpx.Response(503, text="<html>503</html>", headers={"content-type": "text/html"})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "failure", [HTML_503, _timeout, _refused, TRUNCATED], ids=["503", "timeout", "refused", "truncated"]
+)
+async def test_passing_failures_are_retried_with_backoff(time: FakeTime, failure: Answer) -> None:
+    script = Script(failure, failure, ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time)
+    async with http:
+        product = await client.get_product("A")
+    assert product is not None
+    assert product.number == "A"
+    assert time.sleeps == [0.5, 1.0]
+    assert (client.requests, client.retries) == (3, 2)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [(HTML_503, TransportError), (_timeout, TransportError), (TRUNCATED, MalformedResponse)],
+    ids=["503", "timeout", "truncated"],
+)
+async def test_failures_are_bounded(time: FakeTime, failure: Answer, error: type[RetriableError]) -> None:
+    script = Script(default=failure)
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(error) as info:
+            await client.get_product("A")
+    assert isinstance(info.value, RetriableError)
+    assert len(script.requests) == MAX_ATTEMPTS
+    assert client.retries == MAX_ATTEMPTS - 1
+
+
+@pytest.mark.anyio
+async def test_draft_is_not_resent_after_an_ambiguous_failure(time: FakeTime) -> None:
+    script = Script(HTML_503, default=ok({"order": {"number": 1}}, 201))
+    client, http = make_client(script, time)
+    body = order_body(customer="1001", lines=[{"item_id": "A", "quantity": 1}])
+    async with http:
+        with pytest.raises(TransportError):
+            await client.create_draft_order(body)
+        assert len(script.requests) == 1
+        # a request that never arrived is safe to send again
+        script.answers = [_refused]
+        order = await client.create_draft_order(body)
+    assert order.number == "1"
+    assert len(script.requests) == 3
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [401, 403])
+async def test_auth_errors_name_the_variable_not_the_token(time: FakeTime, status: int) -> None:
+    script = Script(ok({"message": f"Unauthenticated {TOKEN}"}, status))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(AuthError) as info:
+            await client.locations()
+    assert "RACKBEAT_API_TOKEN" in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert len(script.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_422_is_a_validation_error_with_field_messages(time: FakeTime) -> None:
+    errors = {"customer_id": ["The selected Customer is invalid."], "lines.0.item_id": ["Product needed"]}
+    script = Script(ok({"message": "The given data was invalid.", "errors": errors}, 422))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(ValidationError) as info:
+            await client.create_draft_order(order_body(customer="9", lines=[{"item_id": "X", "quantity": 1}]))
+    assert info.value.fields == errors
+    assert "Product needed" in str(info.value)
+    assert info.value.reason == "REJECTED"
+
+
+@pytest.mark.anyio
+async def test_404_means_none_not_found_or_a_wrong_base_url(time: FakeTime) -> None:
+    missing = ok({"message": "Not found"}, 404)
+    script = Script(default=missing)
+    client, http = make_client(script, time)
+    async with http:
+        assert await client.get_product("nope") is None
+        with pytest.raises(NotFoundError):
+            await client.get_order("nope")
+        with pytest.raises(NotFoundError):
+            await client.product_locations("nope")
+        assert await client.order_number_taken("nope") is False
+        with pytest.raises(ConfigError, match="RACKBEAT_API_URL"):
+            await client.locations()
+
+
+# --- URL encoding ----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("number", ODD_NUMBERS)
+async def test_path_numbers_are_encoded_exactly_once(time: FakeTime, number: str) -> None:
+    script = Script(
+        ok({"product": {"number": number}}),
+        page("product_locations", [], 1, 1),
+        page("locations", [], 1, 1),
+        ok({"order": {"number": number}}, 200),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        product = await client.get_product(number)
+        await client.product_locations(number)
+        await client.available_per_location(number)
+        await client.book_order(number, send_mail=True)
+    encoded = urllib.parse.quote(number, safe="").encode()
+    assert script.raw_paths == [
+        b"/api/products/" + encoded,
+        b"/api/products/" + encoded + b"/locations",
+        b"/api/items/" + encoded + b"/locations/available",
+        b"/api/orders/" + encoded + b"/book",
+    ]
+    # decoding once gives the number back: it was not encoded twice
+    assert urllib.parse.unquote(script.raw_paths[0].decode().rsplit("/", 1)[1]) == number
+    assert product is not None
+    assert product.number == number
+    assert json.loads(script.requests[3].content) == {"mail": {"send": True}}
+
+
+# --- budget --------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_budget_of_5_per_minute_spreads_10_requests_over_60_seconds(time: FakeTime) -> None:
+    script = Script(default=ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time, rpm=5)
+    start = time.now
+    async with http:
+        for _ in range(10):
+            await client.get_product("A")
+    assert time.now - start == pytest.approx(60.0)
+    assert time.sleeps == pytest.approx([12.0] * 5)
+
+
+@pytest.mark.anyio
+async def test_budget_is_shared_by_concurrent_callers(time: FakeTime) -> None:
+    script = Script(default=ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time, rpm=5)
+    start = time.now
+    async with http, anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(client.get_product, "A")
+    assert len(script.requests) == 10
+    assert time.now - start == pytest.approx(60.0)
+
+
+# --- searches -----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_customer_email_match_is_exact_and_case_insensitive(time: FakeTime) -> None:
+    near = [
+        {"number": 1, "name": "Hanna", "contact_email": "hanna@x.se"},
+        {"number": 2, "name": "Anna", "contact_email": "anna@x.se.example"},
+        {"number": 3, "name": "Anna B", "contact_email": None},
+    ]
+    exact = {"number": 4, "name": "Anna", "contact_email": " ANNA@X.SE "}
+    script = Script(
+        page("customers", near, 1, 2), page("customers", [exact], 2, 2), page("customers", near, 1, 1)
+    )
+    client, http = make_client(script, time)
+    async with http:
+        found = await client.find_customer_by_email("anna@x.se")
+        assert found is not None
+        assert found.number == "4"
+        assert await client.find_customer_by_email("anna@x.se") is None  # only near matches
+    assert script.requests[0].url.params["search"] == "anna@x.se"
+
+
+@pytest.mark.anyio
+async def test_order_search_by_reference_is_exact(time: FakeTime) -> None:
+    rows: list[dict[str, Any]] = [
+        {"number": 1, "your_reference": "#10420"},
+        {"number": 2, "your_reference": "#1042-1"},
+        {"number": 3, "your_reference": None},
+        {"number": "1042", "your_reference": "#1042", "is_booked": True},
+    ]
+    script = Script(page("orders", rows, 1, 1), page("orders", rows[:3], 1, 1))
+    client, http = make_client(script, time)
+    async with http:
+        found = await client.find_order_by_reference("#1042")
+        assert found is not None
+        assert (found.number, found.state) == ("1042", "booked")
+        assert await client.find_order_by_reference("#1042") is None
+    assert script.requests[0].url.params["search"] == "#1042"
+
+
+# --- pure functions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-01T11:00:00+01:00", datetime(2026, 11, 1, 10, tzinfo=UTC)),
+        ("2026-11-01T10:00:00Z", datetime(2026, 11, 1, 10, tzinfo=UTC)),
+        ("2026-11-01T10:00:00.000000Z", datetime(2026, 11, 1, 10, tzinfo=UTC)),
+        ("2026-11-01 10:00:00", datetime(2026, 11, 1, 10, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_in_both_forms(text: str, expected: datetime) -> None:
+    assert parse_timestamp(text) == expected
+
+
+def test_bad_timestamp_is_malformed() -> None:
+    with pytest.raises(MalformedResponse):
+        parse_timestamp("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(1001, "1001"), (1001.0, "1001"), (" 1001 ", "1001"), ("A/1", "A/1")]
+)
+def test_numbers_are_opaque_strings(value: object, expected: str) -> None:
+    assert number_text(value) == expected
+
+
+@pytest.mark.parametrize("value", [None, True, "", 1.5, {"n": 1}])
+def test_non_numbers_are_malformed(value: object) -> None:
+    with pytest.raises(MalformedResponse):
+        number_text(value)
+
+
+def test_order_body_shape() -> None:
+    body = order_body(
+        customer="1001",
+        currency="SEK",
+        number="1042",
+        payment_terms="3",
+        employee="2",
+        your_reference="#1042",
+        heading="Shopify #1042",
+        delivery_address={
+            "name": "A",
+            "street": "Gata 1",
+            "street2": "",
+            "zipcode": "111 22",
+            "city": "Sthlm",
+            "country": "SE",
+        },
+        lines=[{"item_id": "SKU-1", "quantity": 2, "name": "Blue mug", "line_price": Decimal("79.2000")}],
+    )
+    assert body == {
+        "customer_id": "1001",
+        "currency": "SEK",
+        "number": "1042",
+        "payment_terms_id": "3",
+        "our_reference": "2",
+        "your_reference": "#1042",
+        "heading": "Shopify #1042",
+        "delivery_address": {
+            "name": "A",
+            "street": "Gata 1",
+            "street2": "",
+            "zipcode": "111 22",
+            "city": "Sthlm",
+            "country": "SE",
+        },
+        "lines": [
+            {
+                "item_id": "SKU-1",
+                "quantity": 2,
+                "name": "Blue mug",
+                "line_price": 79.2,
+                "discount_percentage": 0,
+            }
+        ],
+    }
+    json.dumps(body)  # JSON-safe: no Decimal left
+    minimal = order_body(customer="1", lines=[{"item_id": "A", "quantity": 1}])
+    assert minimal == {
+        "customer_id": "1",
+        "lines": [{"item_id": "A", "quantity": 1, "discount_percentage": 0}],
+    }
+    with pytest.raises(ValueError, match="line 0"):
+        order_body(customer="1", lines=[{"quantity": 1}])
+
+
+def test_customer_and_product_bodies() -> None:
+    assert customer_body(
+        name="Anna", email="a@x.se", group="1", vat_zone="eu", currency="EUR", payment_terms="3"
+    ) == {
+        "name": "Anna",
+        "contact_email": "a@x.se",
+        "customer_group_id": "1",
+        "vat_zone": "eu",
+        "currency": "EUR",
+        "payment_terms_id": "3",
+    }
+    assert product_body(
+        number="A/1", name="Mug", sales_price=Decimal("99.50"), group="2", weight=Decimal("0.4")
+    ) == {
+        "number": "A/1",
+        "name": "Mug",
+        "sales_price": 99.5,
+        "group_id": "2",
+        "physical": {"weight": 0.4},
+    }
+    assert product_body(is_barred=True) == {"is_barred": True}
+
+
+@pytest.mark.parametrize(
+    ("flags", "state"),
+    [
+        ({}, "draft"),
+        ({"is_booked": True}, "booked"),
+        ({"is_booked": True, "is_ready_for_shipping": True}, "ready_to_ship"),
+        ({"is_booked": True, "is_ready_for_shipping": True, "is_shipped": True}, "shipped"),
+        ({"is_booked": True, "is_cancelled": True}, "cancelled"),
+        ({"is_booked": "1"}, "booked"),
+    ],
+)
+def test_order_state_from_flags(flags: dict[str, Any], state: str) -> None:
+    assert order_state(flags) == state
+    assert order_state(Order.from_json({"number": 1, **flags})) == state

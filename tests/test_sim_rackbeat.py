@@ -1,0 +1,375 @@
+"""The Rackbeat simulator, driven through RackbeatClient (in-process and over a socket).
+
+The client gets a fake clock and sleep, so throttling and retries cost no real time.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import anyio
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from daemon.errors import AuthError, NotFoundError, ValidationError
+from daemon.httpserver import HTTPServer
+from daemon.rackbeat import RackbeatClient, customer_body, order_body, product_body
+from daemon.sim.faults import Faults
+from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
+
+ODD_NUMBERS = ["a/b", "a b", "a+b", "æøå", "50%", "x?y#z"]
+
+
+class FakeTime:
+    """Monotonic seconds and UTC wall time that move only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+        self.wall = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.mono
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+
+def qty(*values: int) -> tuple[Decimal | None, ...]:
+    """Expected quantities, typed like the client's (which may be None)."""
+    return tuple(Decimal(v) for v in values)
+
+
+@pytest.fixture
+def time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def sim(time: FakeTime) -> RackbeatSimulator:
+    return RackbeatSimulator(now=time.now, monotonic=time.clock, sleep=time.sleep)
+
+
+@asynccontextmanager
+async def connect(
+    sim: RackbeatSimulator, time: FakeTime, *, token: str = DEFAULT_TOKEN, rpm: int = 10_000
+) -> AsyncIterator[RackbeatClient]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(sim.handle)) as http:
+        yield RackbeatClient(
+            http,
+            base_url="http://rackbeat.sim/api",
+            token=SecretStr(token),
+            contact_email="ops@example.com",
+            requests_per_minute=rpm,
+            sleep=time.sleep,
+            clock=time.clock,
+        )
+
+
+# --- orders and stock -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_draft_book_shipment_ship_moves_in_order_available_and_stock(
+    sim: RackbeatSimulator, time: FakeTime
+) -> None:
+    sim.add_product("MUG", "Blue mug", stock=10, sales_price=79)
+    sim.add_product("frakt", "Shipping", inventory_enabled=False, group="2")
+    customer = sim.add_customer("Anna", "anna@example.com", payment_terms_id="3")
+    async with connect(sim, time) as client:
+        body = order_body(
+            customer=customer,
+            currency="DKK",
+            your_reference="#1042",
+            heading="Shopify #1042",
+            lines=[
+                {"item_id": "MUG", "quantity": 3, "line_price": Decimal("63.2000")},
+                {"item_id": "frakt", "quantity": 1, "line_price": Decimal("39")},
+            ],
+        )
+        draft = await client.create_draft_order(body)
+        assert draft.state == "draft"
+        assert draft.your_reference == "#1042"
+
+        async def figures() -> tuple[Decimal | None, ...]:
+            product = await client.get_product("MUG")
+            assert product is not None
+            return product.stock_quantity, product.in_order_quantity, product.available_quantity
+
+        assert await figures() == qty(10, 0, 10)  # a draft reserves nothing
+
+        await client.book_order(draft.number, send_mail=False)
+        assert (await client.get_order(draft.number)).state == "booked"
+        assert await figures() == qty(10, 3, 7)
+        per_location = {row.location: row for row in await client.product_locations("MUG")}
+        assert (per_location["1"].stock_quantity, per_location["1"].available_quantity) == qty(10, 7)
+        assert (per_location["2"].stock_quantity, per_location["2"].available_quantity) == qty(0, 0)
+        assert await client.available_per_location("MUG") == {"1": 7, "2": 0}
+
+        await client.create_shipment(draft.number)
+        assert (await client.get_order(draft.number)).state == "ready_to_ship"
+        assert await figures() == qty(10, 3, 7)
+
+        sim.ship(draft.number)
+        assert (await client.get_order(draft.number)).state == "shipped"
+        assert await figures() == qty(7, 0, 7)
+    assert sim.stock_quantity("frakt") == 0  # a service product has no stock to take
+
+
+@pytest.mark.anyio
+async def test_order_numbers_auto_increment_unless_given(sim: RackbeatSimulator, time: FakeTime) -> None:
+    sim.add_product("A")
+    customer = sim.add_customer("C", "c@example.com")
+    async with connect(sim, time) as client:
+        lines = [{"item_id": "A", "quantity": 1}]
+        first = await client.create_draft_order(
+            order_body(customer=customer, lines=lines, your_reference="#1")
+        )
+        second = await client.create_draft_order(
+            order_body(customer=customer, lines=lines, your_reference="#2")
+        )
+        chosen = await client.create_draft_order(
+            order_body(customer=customer, lines=lines, number="5000", your_reference="#3")
+        )
+        assert (first.number, second.number, chosen.number) == ("1001", "1002", "5000")
+        assert await client.order_number_taken("5000")
+        assert not await client.order_number_taken("5001")
+        with pytest.raises(ValidationError) as info:
+            await client.create_draft_order(order_body(customer=customer, lines=lines, number="5000"))
+        assert info.value.fields == {"number": ["The number has already been taken."]}
+        found = await client.find_order_by_reference("#2")
+        assert found is not None
+        assert found.number == "1002"
+    assert sim.order_count_by_reference("#1") == 1
+    assert [o.number for o in sim.orders] == ["1001", "1002", "5000"]
+
+
+# --- 422 shapes -------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_validation_errors_name_the_field(sim: RackbeatSimulator, time: FakeTime) -> None:
+    sim.add_product("A")
+    customer = sim.add_customer("C", "c@example.com", payment_terms_id=None)
+    async with connect(sim, time) as client:
+
+        async def rejected(body: dict[str, object]) -> dict[str, list[str]]:
+            with pytest.raises(ValidationError) as info:
+                await client.create_draft_order(body)
+            return info.value.fields
+
+        line = {"item_id": "A", "quantity": 1}
+        assert await rejected(
+            order_body(customer=customer, payment_terms="1", lines=[line, {"item_id": "NOPE", "quantity": 1}])
+        ) == {"lines.1.item_id": ["Product needed"]}
+        assert await rejected(order_body(customer="999", payment_terms="1", lines=[line])) == {
+            "customer_id": ["The selected Customer is invalid."]
+        }
+        assert await rejected(order_body(customer=customer, lines=[line])) == {
+            "payment_terms_id": ["Payment terms are required."]
+        }
+
+        await client.create_product(product_body(number="B", name="Bee"))
+        with pytest.raises(ValidationError) as info:
+            await client.create_product(product_body(number="B", name="Bee again"))
+        assert info.value.fields == {"number": ["The number has already been taken."]}
+
+        order = await client.create_draft_order(
+            order_body(customer=customer, payment_terms="1", lines=[line])
+        )
+        with pytest.raises(ValidationError):
+            await client.create_shipment(order.number)  # not booked yet
+        await client.book_order(order.number)
+        with pytest.raises(ValidationError, match="already booked"):
+            await client.book_order(order.number)
+        await client.create_shipment(order.number)
+        with pytest.raises(ValidationError, match="already has a shipment"):
+            await client.create_shipment(order.number)
+        with pytest.raises(NotFoundError):
+            await client.book_order("no-such-order")
+
+
+@pytest.mark.anyio
+async def test_customers_round_trip_and_email_search_is_exact(sim: RackbeatSimulator, time: FakeTime) -> None:
+    sim.add_customer("Hanna", "hanna@example.com")
+    sim.add_customer("Anna Near", "anna@example.com.au")
+    async with connect(sim, time) as client:
+        assert await client.find_customer_by_email("anna@example.com") is None
+        created = await client.create_customer(
+            customer_body(
+                name="Anna",
+                email="Anna+shop@Example.com",
+                group="2",
+                vat_zone="eu",
+                currency="EUR",
+                payment_terms="3",
+            )
+        )
+        found = await client.find_customer_by_email("anna+shop@example.com")
+        assert found is not None
+        assert found.number == created.number == "1003"
+        with pytest.raises(ValidationError) as info:
+            await client.create_customer(customer_body(name="X", vat_zone="mars", group="99"))
+        assert set(info.value.fields) == {"vat_zone", "customer_group_id"}
+    stored = sim.customers["1003"]
+    assert (stored.customer_group_id, stored.vat_zone, stored.currency, stored.payment_terms_id) == (
+        "2",
+        "eu",
+        "EUR",
+        "3",
+    )
+
+
+# --- numbers and lists -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("number", ODD_NUMBERS)
+async def test_odd_product_numbers_round_trip(sim: RackbeatSimulator, time: FakeTime, number: str) -> None:
+    sim.add_product("plain")
+    async with connect(sim, time) as client:
+        created = await client.create_product(
+            product_body(number=number, name="Odd", sales_price=Decimal("12.5"))
+        )
+        assert created.number == number
+        updated = await client.update_product(number, product_body(name="Odder", weight=Decimal("0.25")))
+        assert (updated.name, updated.weight) == ("Odder", Decimal("0.25"))
+        fetched = await client.get_product(number)
+        assert fetched is not None
+        assert fetched.name == "Odder"
+        sim.set_stock(number, "2", 4)
+        assert {r.location: r.stock_quantity for r in await client.product_locations(number)} == {
+            "1": 0,
+            "2": 4,
+        }
+        assert await client.get_product(number + "x") is None
+    assert set(sim.products) == {"plain", number}
+    assert sim.requests["PUT /products/{number}"] == 1
+
+
+@pytest.mark.anyio
+async def test_lists_page_with_206_and_narrow_fields(sim: RackbeatSimulator, time: FakeTime) -> None:
+    for n in range(250):
+        sim.add_product(f"P{n:04}", stock=n)
+    statuses: list[int] = []
+
+    async def spy(request: httpx.Request) -> httpx.Response:
+        response = await sim.handle(request)
+        statuses.append(response.status_code)
+        return response
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(spy)) as http:
+        client = RackbeatClient(
+            http, base_url="http://sim/api", token=SecretStr(DEFAULT_TOKEN), contact_email="a@b.c"
+        )
+        totals = [t async for page in client.stock_totals() for t in page]
+    assert statuses == [206, 206, 200]
+    assert [t.number for t in totals] == [f"P{n:04}" for n in range(250)]
+    assert totals[249].stock_quantity == 249
+    assert client.echoed_limit == 100
+
+
+@pytest.mark.anyio
+async def test_updated_since_filters_products(sim: RackbeatSimulator, time: FakeTime) -> None:
+    sim.add_product("OLD")
+    time.advance(3600)
+    cut = time.now()
+    sim.add_product("NEW")
+    time.advance(60)
+    sim.update_product("OLD", name="Renamed")
+    sim.set_stock("NEW", None, 5)  # a stock movement does not touch updated_at here
+    async with connect(sim, time) as client:
+        seen = [p.number async for page in client.products(updated_since=cut) for p in page]
+        fetched = await client.get_product("NEW")
+    assert sorted(seen) == ["NEW", "OLD"]
+    assert fetched is not None
+    assert fetched.updated_at == cut
+
+
+@pytest.mark.anyio
+async def test_wrong_token_is_refused(sim: RackbeatSimulator, time: FakeTime) -> None:
+    async with connect(sim, time, token="wrong") as client:
+        with pytest.raises(AuthError, match="RACKBEAT_API_TOKEN"):
+            await client.locations()
+
+
+@pytest.mark.anyio
+async def test_reference_lists(sim: RackbeatSimulator, time: FakeTime) -> None:
+    async with connect(sim, time) as client:
+        assert [t.number for t in await client.payment_terms()] == ["1", "2", "3"]
+        assert [e.number for e in await client.employees()] == ["1", "2"]
+        assert [g.number for g in await client.customer_groups()] == ["1", "2", "3"]
+        assert "SEK" in {c.number for c in await client.currencies()}
+        assert [g.number for g in await client.product_groups()] == ["1", "2"]
+        locations = await client.locations()
+    assert [(loc.number, loc.is_default) for loc in locations] == [("1", True), ("2", False)]
+
+
+# --- limits and faults ----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_server_rate_limit_is_waited_out(time: FakeTime) -> None:
+    sim = RackbeatSimulator(now=time.now, monotonic=time.clock, requests_per_minute=5)
+    sim.add_product("A")
+    async with connect(sim, time) as client:
+        for _ in range(8):
+            assert await client.get_product("A") is not None
+    assert client.throttled >= 1
+    assert time.mono - 1000.0 >= 60.0
+    assert any(r.status == 429 and r.note == "limit" for r in sim.request_log)
+
+
+@pytest.mark.anyio
+async def test_5000_products_through_faults_are_each_read_exactly_once(time: FakeTime) -> None:
+    faults = Faults(error_rate=0.10, throttle_rate=0.03, truncate_rate=0.02, seed=11)
+    sim = RackbeatSimulator(now=time.now, monotonic=time.clock, sleep=time.sleep, faults=faults)
+    for n in range(5000):
+        sim.add_product(f"SKU-{n:05}", stock=n % 7)
+    async with connect(sim, time) as client:
+        full = collections.Counter([p.number async for page in client.products() for p in page])
+        narrow = collections.Counter([t.number async for page in client.stock_totals() for t in page])
+    expected = {f"SKU-{n:05}" for n in range(5000)}
+    for seen in (full, narrow):
+        assert set(seen) == expected
+        assert set(seen.values()) == {1}
+    assert client.retries > 0
+    assert client.throttled > 0
+    assert sim.requests["GET /products"] == client.requests
+    assert any(r.note == "fault_truncate" for r in sim.request_log)
+
+
+@pytest.mark.anyio
+async def test_served_over_a_real_socket(sim: RackbeatSimulator) -> None:
+    for number in ODD_NUMBERS:
+        sim.add_product(number, stock=3)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(HTTPServer(sim.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            client = RackbeatClient(
+                http,
+                base_url=f"http://127.0.0.1:{port}/api",
+                token=SecretStr(DEFAULT_TOKEN),
+                contact_email="a@b.c",
+            )
+            for number in ODD_NUMBERS:
+                product = await client.get_product(number)
+                assert product is not None
+                assert product.number == number
+                assert product.stock_quantity == Decimal(3)
+            numbers = [p.number async for page in client.products(fields=["name"]) for p in page]
+        tg.cancel_scope.cancel()
+    assert numbers == ODD_NUMBERS
