@@ -673,6 +673,14 @@ class ShopifyClient:
             async for page in pages:
                 yield page
 
+    async def variant_count(self) -> int | None:
+        """How many variants the shop has (None when Shopify does not say)."""
+        data = await self.execute(docs.VARIANTS_COUNT)
+        count = data.get("productVariantsCount")
+        if isinstance(count, Mapping) and isinstance(count.get("count"), int):
+            return int(count["count"])
+        return None
+
     async def variants_by_sku(self, sku: str) -> list[JSONObject]:
         """Variants whose SKU is exactly ``sku`` (Shopify does not keep SKUs unique):
         ``[{id, sku, barcode, price, product: {id, updatedAt}, inventoryItem: {id, tracked}}]``."""

@@ -212,6 +212,13 @@ query VariantsPage($first: Int!, $after: String) {{
 }}
 """
 
+#: How many variants the shop has, for the index build's progress (``limit: null``: exact).
+VARIANTS_COUNT = """
+query VariantsCount {
+  productVariantsCount(limit: null) { count precision }
+}
+"""
+
 #: ``$query`` is ``sku:'ABC-1'``; the search is an index lookup, so callers compare the
 #: returned ``sku`` exactly before trusting a hit.
 VARIANTS_BY_SKU = f"""
@@ -299,6 +306,7 @@ mutation VariantsBulkUpdate($productId: ID!, $variants: [ProductVariantsBulkInpu
 """
 
 ALL_DOCUMENTS: dict[str, str] = {
+    "VARIANTS_COUNT": VARIANTS_COUNT,
     "LOCATIONS": LOCATIONS,
     "PRIMARY_LOCATION": PRIMARY_LOCATION,
     "ORDERS_UPDATED_SINCE": ORDERS_UPDATED_SINCE,

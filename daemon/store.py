@@ -101,6 +101,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, flow, key)
     );
     """,
+    # 2: stock pushes in flight (the idempotency key is stored before sending)
+    """
+    CREATE TABLE stock_batches (
+        shop TEXT NOT NULL,
+        batch_key TEXT NOT NULL,
+        location_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (shop, batch_key)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -155,6 +166,10 @@ class Transaction:
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         """Run one statement inside the transaction."""
         await self.db.execute(sql, tuple(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Run one statement for each parameter row."""
+        await self.db.executemany(sql, rows)
 
     async def set_cursor(self, flow: str, value: str) -> None:
         """Advance ``flow``'s cursor; lands together with the rest of the transaction."""
@@ -341,6 +356,22 @@ class Store:
         async with self._write_lock:
             cursor = await self.db.execute(sql, params)
             return int(cursor.rowcount)
+
+    async def wake_parked(self, flow: str, reason: str, mentioning: Iterable[str]) -> int:
+        """Make due now the records parked for ``reason`` whose detail names one of
+        ``mentioning`` (quoted as ``repr`` does, e.g. ``'SKU-1'``): their cause may have cleared."""
+        tokens = [repr(t) for t in mentioning]
+        if not tokens:
+            return 0
+        rows = [(_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop, flow, reason, t) for t in tokens]
+        async with self._write_lock:
+            before = self.db.total_changes
+            await self.db.executemany(
+                "UPDATE parked SET next_attempt = ? WHERE shop = ? AND flow = ? AND reason = ? "
+                "AND instr(detail, ?) > 0",
+                rows,
+            )
+            return int(self.db.total_changes - before)
 
     async def flows(self, names: Iterable[str]) -> list[FlowRecord]:
         """Cursor and last outcome of each named flow."""

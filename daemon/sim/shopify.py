@@ -1009,6 +1009,14 @@ def _query_resolvers() -> dict[str, Resolver]:
         rows = sim.search(sim.variants.values(), args.get("query"), sim.variant_matches)
         return _paginate(rows, sim.variant_sort_key(args.get("sortKey") or "ID"), args)
 
+    def variants_count(_root: None, info: Info, **args: Any) -> dict[str, Any]:
+        sim = _sim(info)
+        rows = sim.search(sim.variants.values(), args.get("query"), sim.variant_matches)
+        limit = args.get("limit")
+        if isinstance(limit, int) and len(rows) > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": len(rows), "precision": "EXACT"}
+
     return {
         "shop": shop,
         "location": location,
@@ -1021,6 +1029,7 @@ def _query_resolvers() -> dict[str, Resolver]:
         "products": products,
         "productVariant": lookup(ProductVariant),
         "productVariants": product_variants,
+        "productVariantsCount": variants_count,
         "inventoryItem": lookup(InventoryItem),
     }
 
