@@ -21,6 +21,7 @@ import structlog
 from daemon import __version__, sdnotify
 from daemon.config import Settings
 from daemon.errors import ConfigError, NotFoundError, SyncError
+from daemon.flows.orders import OrdersFlow
 from daemon.health import HealthApp
 from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging, register_secret
@@ -109,8 +110,11 @@ def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
     """The flows the settings switch on."""
     s = services.settings
     flows: list[Flow] = []
+    orders = OrdersFlow(
+        s, services.store, services.shopify, services.rackbeat, metrics=services.metrics, shutdown=shutdown
+    )
     if s.sync_orders:
-        flows.append(ProbeFlow("orders", services.shopify.primary_location_id))
+        flows.append(orders)
     if s.sync_stock:
         flows.append(ProbeFlow("stock", services.rackbeat.locations))
     flows.append(ProbeFlow("products", services.rackbeat.product_groups))

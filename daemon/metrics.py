@@ -81,6 +81,11 @@ class Metrics:
         if amount:
             self.events.labels(flow=flow, event=event).inc(amount)
 
+    def value(self, flow: str, event: str) -> float:
+        """The current value of a domain counter (0 when never counted)."""
+        found = self.registry.get_sample_value(f"{PREFIX}_events_total", {"flow": flow, "event": event})
+        return found or 0.0
+
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)

@@ -14,7 +14,7 @@ of this module, so that a difference in the live API is a one-line fix:
 :func:`customer_search_params`, :func:`customer_email_matches`,
 :func:`order_search_params`, :func:`order_reference_matches`, :func:`reference_envelope`,
 :func:`available_entry`, :func:`product_body`, :func:`customer_body`, :func:`order_body`,
-:func:`order_state` and :data:`PAGE_LIMIT`. ``docs-rackbeat-assumptions.md`` lists them.
+:func:`order_state` and :data:`PAGE_LIMIT`. The README section "Rackbeat API assumptions" lists them.
 
 Return values
 -------------

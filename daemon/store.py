@@ -112,6 +112,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, batch_key)
     );
     """,
+    # 3: what Rackbeat last said of an imported order, and cancellations in Shopify
+    """
+    ALTER TABLE order_ledger ADD COLUMN rackbeat_state TEXT;
+    ALTER TABLE order_ledger ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ documents are validated against the real schema (the ``shopify_schema`` fixture)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,11 +52,22 @@ class World:
     metrics: Metrics
     shutdown: Shutdown = field(default_factory=Shutdown)
     location_id: str = ""
+    #: called with (request, "before" | "after") around every simulated request: a test's
+    #: way to inject a crash before a request lands or after it landed (the answer is lost)
+    hook: Callable[[httpx.Request, str], None] | None = None
 
     @property
     def index(self) -> SkuIndex:
         """A SKU index over this world's store (a new object each time; the state is the DB)."""
         return SkuIndex(self.store, self.shopify, clock=self.clock.now)
+
+    async def restart(self) -> None:
+        """What a process restart does to the daemon's state: the DB is closed and reopened
+        (anything uncommitted is gone); the simulated systems keep theirs."""
+        await self.store.close()
+        self.store = await Store.open(self.settings.sync_db, self.settings.shop)
+        self.metrics = Metrics()
+        self.shutdown = Shutdown()
 
     def tick(self, seconds: float = 60.0) -> None:
         """Let time pass (poll interval, Shopify's search lag, parked-record backoff)."""
@@ -73,6 +84,7 @@ def settings_for(db: Path, **overrides: Any) -> Settings:
         "shopify_admin_url": SHOPIFY_ADMIN,
         "sync_db": db,
         "sync_poll_seconds": 1.0,
+        "rackbeat_contact_email": "ops@example.com",
         # numbers the simulated Rackbeat has out of the box
         "sync_payment_terms": "1",
         "sync_customer_group": "1",
@@ -112,16 +124,23 @@ async def make_world(
     s = settings_for(tmp_path / "sync.db", **dict(settings or {}))
     store = await Store.open(s.sync_db, s.shop)
 
+    world: World | None = None
+
     async def route(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "shopify.sim":
-            return await shopify_sim.handle(request)
-        return await rackbeat.handle(request)
+        hook = world.hook if world is not None else None
+        if hook is not None:
+            hook(request, "before")
+        sim = shopify_sim if request.url.host == "shopify.sim" else rackbeat
+        response = await sim.handle(request)
+        if hook is not None:
+            hook(request, "after")
+        return response
 
     try:
         async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
             shopify = ShopifyClient.from_settings(s, http, sleep=sleep, clock=clock.monotonic)
             rackbeat_client = RackbeatClient.from_settings(s, http, sleep=sleep, clock=clock.monotonic)
-            yield World(
+            world = World(
                 clock=clock,
                 shopify_sim=shopify_sim,
                 rackbeat=rackbeat,
@@ -132,8 +151,9 @@ async def make_world(
                 metrics=Metrics(),
                 location_id=location_id,
             )
+            yield world
     finally:
-        await store.close()
+        await (world.store if world is not None else store).close()
 
 
 def later(clock: SimClock, **delta: float) -> datetime:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import structlog
 
 from daemon.config import OrderNumbering, OrderStatus, Settings
@@ -49,8 +50,40 @@ OVERLAP = timedelta(minutes=5)
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
-#: states in which Rackbeat does not yet reserve the order's stock (the stock flow subtracts it)
-UNRESERVED = ("seen", "customer", "draft")
+
+
+async def unreserved_demand(store: Store) -> dict[str, int]:
+    """SKU → units of Shopify orders whose stock Rackbeat does not reserve yet.
+
+    That is every order in the ledger that is not skipped or cancelled and whose Rackbeat
+    order does not exist yet or is a draft (Rackbeat reserves from booking on). The stock
+    flow subtracts this from the Rackbeat figure so the shop never oversells while an
+    order is on its way. A draft the merchant books by hand in Rackbeat is still counted
+    until its next sighting: the error is towards underselling, never overselling.
+    """
+    rows = await store.fetchall(
+        "SELECT demand FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
+        "AND demand IS NOT NULL AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
+        (store.shop,),
+    )
+    total: dict[str, int] = {}
+    for (demand,) in rows:
+        for sku, units in json.loads(demand).items():
+            total[sku] = total.get(sku, 0) + int(units)
+    return total
+
+
+#: the order ledger's columns the flow reads and writes
+_LEDGER = (
+    "state",
+    "rackbeat_number",
+    "rackbeat_state",
+    "customer_number",
+    "shopify_updated_at",
+    "demand",
+    "note",
+    "cancelled",
+)
 
 
 def parse_time(value: str) -> datetime:
@@ -67,6 +100,16 @@ def target_state(status: OrderStatus) -> str:
     return {OrderStatus.DRAFT: "draft", OrderStatus.BOOKED: "booked", OrderStatus.READY_TO_SHIP: "shipment"}[
         status
     ]
+
+
+def _advance(reached: str, target: str) -> str:
+    """The ledger state after Rackbeat's order reached ``reached`` (draft, booked,
+    ready_to_ship): "done" once S1's target is met, else the step reached."""
+    if reached == "cancelled":
+        return "done"  # cancelled in Rackbeat by hand: never make it again
+    order = ("draft", "booked", "shipment")
+    step = "shipment" if reached in ("ready_to_ship", "shipped") else reached
+    return "done" if order.index(step) >= order.index(target) else step
 
 
 class OrdersFlow:
@@ -93,11 +136,21 @@ class OrdersFlow:
         self.shutdown = shutdown
         self.clock = clock
         self.log = log.bind(flow=FLOW)
+        self._lock = anyio.Lock()
 
     # --- the cycle ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
+        async with self._lock:
+            return await self._cycle()
+
+    async def catch_up(self) -> None:
+        """Bring the ledger up to date now (the stock flow calls this before it pushes, so
+        that orders placed since the last cycle count as demand)."""
+        await self.run_once()
+
+    async def _cycle(self) -> int:
         cursor = await self._cursor()
         started = self.clock()
         applied = await self._retry_parked()
@@ -163,25 +216,15 @@ class OrdersFlow:
 
     async def _ledger(self, order_id: str) -> dict[str, Any] | None:
         row = await self.store.fetchone(
-            "SELECT state, rackbeat_number, customer_number, shopify_updated_at, note FROM order_ledger "
-            "WHERE shop = ? AND order_id = ?",
+            f"SELECT {', '.join(_LEDGER)} FROM order_ledger WHERE shop = ? AND order_id = ?",  # noqa: S608  # fixed column names
             (self.store.shop, order_id),
         )
-        if row is None:
-            return None
-        return dict(
-            zip(
-                ("state", "rackbeat_number", "customer_number", "shopify_updated_at", "note"),
-                row,
-                strict=True,
-            )
-        )
+        return dict(zip(_LEDGER, row, strict=True)) if row is not None else None
 
     async def _save(self, order_id: str, name: str, **values: Any) -> None:
         """Upsert the ledger row of one order (a step's outcome) and unpark it."""
         now = _iso(self.clock())
-        columns = ["state", "rackbeat_number", "customer_number", "shopify_updated_at", "demand", "note"]
-        given = {k: v for k, v in values.items() if k in columns}
+        given = {k: v for k, v in values.items() if k in _LEDGER}
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, created_at, updated_at) "
@@ -205,48 +248,62 @@ class OrdersFlow:
         if ledger is not None and ledger["state"] in FINISHED:
             await self._note_changes_after_import(order, name, ledger, updated)
             return False
+        if ledger is not None and await self._waiting(name, ledger, updated):
+            return False
         if ledger is None or ledger["rackbeat_number"] is None:
             skip = self._skip_reason(order)
             if skip is not None:
-                if ledger is None or ledger["state"] != "skipped":
-                    await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
+                await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
                 return False
         mapped = map_order(order, shipping_product=self.settings.sync_shipping_product)
         check_totals(mapped)
         demand = json.dumps(mapped.demand, sort_keys=True)
-        if ledger is None:
-            await self._save(order_id, name, state="seen", demand=demand, shopify_updated_at=updated)
-            ledger = {"state": "seen", "rackbeat_number": None, "customer_number": None}
-        state = str(ledger["state"])
-        customer = ledger["customer_number"]
-        number = ledger["rackbeat_number"]
+        if ledger is None or ledger["demand"] != demand or ledger["shopify_updated_at"] != updated:
+            await self._save(
+                order_id,
+                name,
+                state=ledger["state"] if ledger else "seen",
+                demand=demand,
+                shopify_updated_at=updated,
+            )
+        state = str(ledger["state"]) if ledger else "seen"
+        customer = ledger["customer_number"] if ledger else None
+        number = ledger["rackbeat_number"] if ledger else None
         target = target_state(self.settings.sync_order_status)
-        changed = False
+        steps = 0
         if state == "seen":
             customer = await self._resolve_customer(mapped)
             state = "customer"
-            await self._save(order_id, name, state=state, customer_number=customer, demand=demand)
+            await self._save(order_id, name, state=state, customer_number=customer)
         if state == "customer":
-            number = await self._create_draft(mapped, str(customer))
-            state = "draft"
-            changed = True
-            await self._save(
-                order_id, name, state="done" if target == "draft" else state, rackbeat_number=number
-            )
+            number, reached = await self._create_draft(mapped, str(customer))
+            state = _advance(reached, target)
+            steps += 1
+            await self._save(order_id, name, state=state, rackbeat_number=number, rackbeat_state=reached)
             self.metrics.count(FLOW, "drafts_created")
-        if state == "draft" and target in ("booked", "shipment"):
-            await self._book(str(number), name)
-            state = "booked"
-            changed = True
-            await self._save(order_id, name, state="done" if target == "booked" else state)
-        if state == "booked" and target == "shipment":
-            await self._ship(str(number), name)
-            changed = True
-            await self._save(order_id, name, state="done")
-        if changed:
+        if state == "draft":
+            await self._book(str(number))
+            state = _advance("booked", target)
+            steps += 1
+            await self._save(order_id, name, state=state, rackbeat_state="booked")
+        if state == "booked":
+            await self._ship(str(number))
+            steps += 1
+            await self._save(order_id, name, state="done", rackbeat_state="ready_to_ship")
+        if steps:
             self.metrics.count(FLOW, "imported")
             self.log.info("order imported", order=name, rackbeat_order=number, state=target)
-        return changed
+        return steps > 0
+
+    async def _waiting(self, name: str, ledger: Mapping[str, Any], updated: str) -> bool:
+        """True for a parked order that is not due and has not changed in Shopify since."""
+        if updated != ledger["shopify_updated_at"]:
+            return False
+        row = await self.store.fetchone(
+            "SELECT next_attempt FROM parked WHERE shop = ? AND flow = ? AND key = ?",
+            (self.store.shop, FLOW, name),
+        )
+        return row is not None and parse_time(str(row[0])) > self.clock()
 
     def _skip_reason(self, order: Mapping[str, Any]) -> str | None:
         if order.get("test") and not self.settings.sync_import_test_orders:
@@ -258,24 +315,33 @@ class OrdersFlow:
     async def _note_changes_after_import(
         self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any], updated: str
     ) -> None:
-        if not updated or updated == ledger.get("shopify_updated_at") or ledger["state"] == "skipped":
+        """Record a cancellation or line edit made in Shopify after the import.
+
+        Booked Rackbeat orders have locked lines, so the daemon tells (log, metric,
+        ``status``) and does not touch them.
+        """
+        if not updated or updated == ledger["shopify_updated_at"] or ledger["state"] == "skipped":
             return
         notes: list[str] = []
-        if order.get("cancelledAt"):
+        cancelled = bool(order.get("cancelledAt"))
+        if cancelled:
             notes.append("cancelled in Shopify after import")
         try:
             demand = map_order(order, shipping_product=self.settings.sync_shipping_product).demand
-        except RecordError:
+        except (RecordError, MalformedResponse):
             demand = None
-        stored = await self.store.fetchval(
-            "SELECT demand FROM order_ledger WHERE shop = ? AND order_id = ?", (self.store.shop, order["id"])
-        )
-        if demand is not None and stored and json.loads(stored) != demand:
+        if demand is not None and ledger["demand"] and json.loads(ledger["demand"]) != demand:
             notes.append("lines edited in Shopify after import")
         note = "; ".join(notes) or None
-        await self._save(str(order["id"]), name, shopify_updated_at=updated, note=note, unpark=False)
-        if note and note != ledger.get("note"):
-            # booked Rackbeat orders have locked lines: we tell, we do not touch
+        await self._save(
+            str(order["id"]),
+            name,
+            shopify_updated_at=updated,
+            note=note,
+            cancelled=int(cancelled),
+            unpark=False,
+        )
+        if note and note != ledger["note"]:
             self.log.warning(
                 "order changed after import",
                 order=name,
@@ -327,13 +393,15 @@ class OrdersFlow:
             )
         return number
 
-    async def _create_draft(self, mapped: MappedOrder, customer: str) -> str:
+    async def _create_draft(self, mapped: MappedOrder, customer: str) -> tuple[str, str]:
+        """Create the draft, or adopt the order an earlier attempt made; return its
+        number and how far Rackbeat has it (draft, booked, ready_to_ship …)."""
         existing = await self.rackbeat.find_order_by_reference(mapped.reference)
         if existing is not None:
             self.log.info(
                 "adopted existing Rackbeat order", order=mapped.reference, rackbeat_order=existing.number
             )
-            return str(existing.number)
+            return str(existing.number), str(order_state(existing))
         s = self.settings
         body = order_body(
             customer=customer,
@@ -358,7 +426,7 @@ class OrdersFlow:
             created = await self.rackbeat.create_draft_order(body)
         except ValidationError as exc:
             raise self._explain_rejection(exc, mapped) from None
-        return str(created.number)
+        return str(created.number), "draft"
 
     def _explain_rejection(self, exc: ValidationError, mapped: MappedOrder) -> RecordError:
         """Turn a 422 on an order into the most specific reason code."""
@@ -385,7 +453,7 @@ class OrdersFlow:
                 )
         return RecordError(f"order {mapped.reference}: Rackbeat refused it: {exc}", reason="REJECTED")
 
-    async def _book(self, number: str, name: str) -> None:
+    async def _book(self, number: str) -> None:
         try:
             await self.rackbeat.book_order(number, send_mail=self.settings.sync_send_order_confirmation)
         except ValidationError:
@@ -394,7 +462,7 @@ class OrdersFlow:
                 return
             raise
 
-    async def _ship(self, number: str, name: str) -> None:
+    async def _ship(self, number: str) -> None:
         try:
             await self.rackbeat.create_shipment(number)
         except ValidationError:
@@ -403,17 +471,22 @@ class OrdersFlow:
             raise
 
     async def _park(self, order: Mapping[str, Any], name: str, exc: RecordError) -> None:
+        """Park the order (its ledger row keeps its demand, so its stock stays held)."""
         order_id = str(order.get("id") or name)
         try:
-            demand = json.dumps(map_order(order, shipping_product=self.settings.sync_shipping_product).demand)
+            demand: str | None = json.dumps(
+                map_order(order, shipping_product=self.settings.sync_shipping_product).demand, sort_keys=True
+            )
         except (RecordError, MalformedResponse):
             demand = None
+        now = _iso(self.clock())
         async with self.store.transaction() as tx:
-            now = _iso(self.clock())
             await tx.execute(
-                "INSERT INTO order_ledger (shop, order_id, order_name, state, demand, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'seen', ?, ?, ?) ON CONFLICT (shop, order_id) DO NOTHING",
-                (self.store.shop, order_id, name, demand, now, now),
+                "INSERT INTO order_ledger (shop, order_id, order_name, state, demand, shopify_updated_at, "
+                "created_at, updated_at) VALUES (?, ?, ?, 'seen', ?, ?, ?, ?) ON CONFLICT (shop, order_id) "
+                "DO UPDATE SET shopify_updated_at = excluded.shopify_updated_at, "
+                "demand = COALESCE(excluded.demand, demand), updated_at = excluded.updated_at",
+                (self.store.shop, order_id, name, demand, str(order.get("updatedAt") or ""), now, now),
             )
             await tx.park(FLOW, name, exc.reason, str(exc))
         self.metrics.count(FLOW, f"parked_{exc.reason.lower()}")

@@ -175,6 +175,8 @@ class SimOrder:
     is_cancelled: bool = False
     is_archived: bool = False
     booked_at: datetime | None = None
+    #: the ``mail.send`` flag the order was booked with (None: not given)
+    mail_sent: bool | None = None
 
     @property
     def reserves_stock(self) -> bool:
@@ -1148,6 +1150,7 @@ class RackbeatSimulator:
         self._reservations = None
         order.booked_at = stamp
         order.updated_at = stamp
+        order.mail_sent = mail.get("send") if isinstance(mail, Mapping) else None
         return _json_response(200, {"order": self._order_json(order)})
 
     def _create_shipment(self, number: str) -> httpx.Response:

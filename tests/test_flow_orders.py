@@ -1,0 +1,361 @@
+"""Order import Shopify → Rackbeat against both simulators: settings, parking, exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from graphql import GraphQLSchema
+
+from daemon.flows.orders import OrdersFlow, unreserved_demand
+from daemon.rackbeat import order_body
+from daemon.sim.shopify import Order as ShopifyOrder
+from tests.harness import World, make_world
+
+pytestmark = pytest.mark.anyio
+
+
+def orders_flow(w: World) -> OrdersFlow:
+    return OrdersFlow(
+        w.settings,
+        w.store,
+        w.shopify,
+        w.rackbeat_client,
+        metrics=w.metrics,
+        shutdown=w.shutdown,
+        clock=w.clock.now,
+    )
+
+
+@asynccontextmanager
+async def shop(
+    tmp_path: Path, schema: GraphQLSchema | None, skus: Mapping[str, str] | None = None, **settings: Any
+) -> AsyncIterator[World]:
+    """A world with products on both sides and the order cursor initialised."""
+    async with make_world(tmp_path, validate_schema=schema, settings=settings) as w:
+        for sku, price in (skus or {"MUG-1": "125.00", "TEE-2": "250.00"}).items():
+            w.shopify_sim.add_product(f"Product {sku}", [{"sku": sku, "price": price}])
+            w.rackbeat.add_product(sku, stock=100)
+        w.rackbeat.add_product("frakt", name="Frakt")
+        await orders_flow(w).run_once()  # first start: the cursor is "now"
+        w.tick(1)
+        yield w
+
+
+async def cycle(w: World, seconds: float = 60.0) -> int:
+    w.tick(seconds)
+    return await orders_flow(w).run_once()
+
+
+def only_order(w: World, reference: str) -> Any:
+    matches = [o for o in w.rackbeat.orders if o.your_reference == reference]
+    assert len(matches) == 1, f"{reference}: {len(matches)} Rackbeat orders"
+    return matches[0]
+
+
+def shopify_name(w: World, order_id: str) -> str:
+    return f"#{shopify_number(w, order_id)}"
+
+
+def shopify_number(w: World, order_id: str) -> int:
+    order = w.shopify_sim.node(order_id)
+    assert isinstance(order, ShopifyOrder)
+    return order.number
+
+
+async def test_an_order_becomes_one_ready_to_ship_order_with_mapped_lines(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        existing = w.rackbeat.add_customer("Åsa Öberg", "asa@example.se")
+        order_id = w.shopify_sim.create_order(
+            [("MUG-1", 2), ("TEE-2", 1)],
+            email="ASA@Example.se",
+            first_name="Åsa",
+            last_name="Öberg",
+            shipping_price="49.00",
+            shipping_address={
+                "address1": "Storgatan 1",
+                "city": "Malmö",
+                "zip": "211 22",
+                "countryCodeV2": "SE",
+            },
+        )
+        assert await cycle(w) == 1
+        name = shopify_name(w, order_id)
+        rb = only_order(w, name)
+        assert rb.customer_id == existing  # matched by e-mail, case-insensitively
+        lines = [(line.item_id, line.quantity, line.line_price) for line in rb.lines]
+        # prices include 25 % VAT in Shopify; Rackbeat gets them without VAT
+        assert lines == [
+            ("MUG-1", Decimal(2), Decimal("100.00")),
+            ("TEE-2", Decimal(1), Decimal("200.00")),
+            ("frakt", Decimal(1), Decimal("39.20")),
+        ]
+        assert rb.is_booked
+        assert rb.is_ready_for_shipping
+        assert rb.mail_sent is False  # S9 default
+        assert rb.payment_terms_id == "1"
+        assert rb.our_reference == "1"
+        assert "Malmö" in rb.delivery_address.values()
+        assert rb.heading
+        # nothing more to do: the next cycles send no order or customer writes
+        before = sum(n for route, n in w.rackbeat.requests.items() if not route.startswith("GET"))
+        for _ in range(3):
+            assert await cycle(w) == 0
+        assert sum(n for route, n in w.rackbeat.requests.items() if not route.startswith("GET")) == before
+        assert w.metrics.value("orders", "imported") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "booked", "ready"),
+    [("draft", False, False), ("booked", True, False), ("ready_to_ship", True, True)],
+)
+async def test_s1_decides_how_far_the_order_goes(
+    tmp_path: Path, shopify_schema: GraphQLSchema, status: str, booked: bool, ready: bool
+) -> None:
+    async with shop(tmp_path, shopify_schema, sync_order_status=status) as w:
+        order_id = w.shopify_sim.sell("MUG-1", 3)
+        await cycle(w)
+        rb = only_order(w, shopify_name(w, order_id))
+        assert (rb.is_booked, rb.is_ready_for_shipping) == (booked, ready)
+        # a draft does not reserve stock in Rackbeat, so its demand stays held for the stock flow
+        assert await unreserved_demand(w.store) == ({"MUG-1": 3} if status == "draft" else {})
+
+
+@pytest.mark.parametrize("send", [True, False])
+async def test_s9_decides_the_confirmation_mail(
+    tmp_path: Path, shopify_schema: GraphQLSchema, send: bool
+) -> None:
+    async with shop(
+        tmp_path, shopify_schema, sync_send_order_confirmation=send, sync_order_status="booked"
+    ) as w:
+        order_id = w.shopify_sim.sell("MUG-1")
+        await cycle(w)
+        assert only_order(w, shopify_name(w, order_id)).mail_sent is send
+
+
+async def test_s2_shopify_reuses_the_number_and_parks_a_taken_one(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema, sync_order_number="shopify") as w:
+        first = w.shopify_sim.sell("MUG-1")
+        await cycle(w)
+        number = str(shopify_number(w, first))
+        assert only_order(w, shopify_name(w, first)).number == number
+
+        # Rackbeat already has the next number (another sales channel took it)
+        taken = str(int(number) + 1)
+        w.rackbeat.add_customer("Other", "other@example.com", number="9000")
+        await w.rackbeat_client.create_draft_order(
+            order_body(customer="9000", number=taken, lines=[{"item_id": "MUG-1", "quantity": 1}])
+        )
+        blocked = w.shopify_sim.sell("MUG-1")
+        after = w.shopify_sim.sell("TEE-2")
+        await cycle(w)
+        parked = await w.store.parked("orders")
+        assert [(p.key, p.reason) for p in parked] == [(shopify_name(w, blocked), "NUMBER_TAKEN")]
+        assert only_order(w, shopify_name(w, after)).number == str(int(number) + 2)
+
+
+async def test_s2_rackbeat_numbers_the_order(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        w.rackbeat._next_order = 5000  # Rackbeat's own series
+        order_id = w.shopify_sim.sell("MUG-1")
+        await cycle(w)
+        assert only_order(w, shopify_name(w, order_id)).number == "5000"
+
+
+async def test_a_new_customer_gets_the_guides_settings(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
+    async with shop(
+        tmp_path,
+        shopify_schema,
+        sync_customer_group="2",
+        sync_vat_zone="eu",
+        sync_currency="EUR",
+        sync_payment_terms="3",
+    ) as w:
+        w.shopify_sim.sell(
+            "MUG-1", email="new@example.de", first_name="Jürgen", last_name="Groß", phone="+4930123"
+        )
+        await cycle(w)
+        [customer] = [c for c in w.rackbeat.customers.values() if c.contact_email == "new@example.de"]
+        assert (customer.name, customer.contact_phone) == ("Jürgen Groß", "+4930123")
+        assert (
+            customer.customer_group_id,
+            customer.vat_zone,
+            customer.currency,
+            customer.payment_terms_id,
+        ) == (
+            "2",
+            "eu",
+            "EUR",
+            "3",
+        )
+        # a second order of the same customer reuses it (cached: no second search)
+        searches = w.rackbeat.requests["GET /customers"]
+        w.shopify_sim.sell("TEE-2", email="NEW@example.de")
+        await cycle(w)
+        assert len([c for c in w.rackbeat.customers.values() if c.contact_email == "new@example.de"]) == 1
+        assert w.rackbeat.requests["GET /customers"] == searches
+
+
+async def test_an_order_without_email_is_parked_or_goes_to_the_fallback_customer(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        order_id = w.shopify_sim.sell("MUG-1", email=None, first_name="Walk", last_name="In")
+        await cycle(w)
+        [parked] = await w.store.parked("orders")
+        assert (parked.key, parked.reason) == (shopify_name(w, order_id), "NO_EMAIL")
+        assert "SYNC_FALLBACK_CUSTOMER" in parked.detail
+        assert await unreserved_demand(w.store) == {"MUG-1": 1}  # held while parked
+
+    fallback = tmp_path / "fallback"
+    fallback.mkdir()
+    async with shop(fallback, shopify_schema, sync_fallback_customer="1001") as w:
+        w.rackbeat.add_customer("Counter sales", number="1001")
+        order_id = w.shopify_sim.sell("MUG-1", email=None, first_name="Walk", last_name="In")
+        await cycle(w)
+        assert only_order(w, shopify_name(w, order_id)).customer_id == "1001"
+
+
+async def test_an_unknown_sku_parks_its_order_and_not_the_next(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        w.shopify_sim.add_product("Not in Rackbeat", [{"sku": "GHOST-9", "price": "10.00"}])
+        blocked = w.shopify_sim.create_order([("MUG-1", 1), ("GHOST-9", 2)])
+        after = w.shopify_sim.sell("TEE-2")
+        await cycle(w)
+        [parked] = await w.store.parked("orders")
+        assert (parked.key, parked.reason) == (shopify_name(w, blocked), "UNKNOWN_SKU")
+        assert "'GHOST-9'" in parked.detail
+        only_order(w, shopify_name(w, after))
+        assert not [o for o in w.rackbeat.orders if o.your_reference == shopify_name(w, blocked)]
+
+        # a parked order that did not change is not retried before it is due
+        writes = w.rackbeat.requests["POST /orders/drafts"]
+        await cycle(w)
+        assert w.rackbeat.requests["POST /orders/drafts"] == writes
+
+        # the product appears in Rackbeat; the stock flow wakes the order; the next cycle imports it
+        w.rackbeat.add_product("GHOST-9", stock=5)
+        assert await w.store.wake_parked("orders", "UNKNOWN_SKU", ["GHOST-9"]) == 1
+        await cycle(w)
+        only_order(w, shopify_name(w, blocked))
+        assert await w.store.parked("orders") == []
+
+
+async def test_a_250_line_order_with_non_ascii_names(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
+    skus = {f"SKU-{n:03}": "12.50" for n in range(250)}
+    async with shop(tmp_path, shopify_schema, skus=skus) as w:
+        order_id = w.shopify_sim.create_order(
+            [(sku, 1 + n % 3) for n, sku in enumerate(skus)],
+            first_name="Søren",
+            last_name="Ærøskøbing",
+            email="soren@example.dk",
+            shipping_price="49.00",
+            shipping_address={
+                "name": "Søren Ærøskøbing",
+                "address1": "Æblevej 7",
+                "city": "Århus",
+                "zip": "8000",
+                "countryCodeV2": "DK",
+            },
+        )
+        await cycle(w)
+        rb = only_order(w, shopify_name(w, order_id))
+        assert len(rb.lines) == 251  # every line item (paged) plus shipping
+        assert sum(line.quantity for line in rb.lines[:250]) == sum(1 + n % 3 for n in range(250))
+        assert "Århus" in rb.delivery_address.values()
+        assert any("Søren" in v for v in rb.delivery_address.values())
+
+
+async def test_test_orders_and_cancelled_orders_are_not_imported(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        w.shopify_sim.sell("MUG-1", test=True)
+        cancelled = w.shopify_sim.sell("MUG-1")
+        w.shopify_sim.cancel_order(cancelled)
+        await cycle(w)
+        assert w.rackbeat.orders == []
+        assert await unreserved_demand(w.store) == {}
+
+
+async def test_changes_after_import_are_recorded_not_applied(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        order_id = w.shopify_sim.create_order([("MUG-1", 2), ("TEE-2", 1)])
+        await cycle(w)
+        rb = only_order(w, shopify_name(w, order_id))
+        w.shopify_sim.edit_order(order_id, {"MUG-1": 1})
+        w.tick(600)
+        w.shopify_sim.cancel_order(order_id)
+        await cycle(w)
+        note = await w.store.fetchval("SELECT note FROM order_ledger WHERE order_id = ?", (order_id,))
+        assert "cancelled in Shopify after import" in note
+        assert "lines edited" in note
+        assert [line.quantity for line in rb.lines][:2] == [Decimal(2), Decimal(1)]  # booked: untouched
+        assert w.metrics.value("orders", "changed_after_import") == 1
+
+
+class Crash(BaseException):
+    """The process dies here (a BaseException: no handler in the daemon may swallow it)."""
+
+
+async def test_crashes_at_every_step_boundary_never_lose_or_duplicate_an_order(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        ids = [
+            w.shopify_sim.sell("MUG-1" if n % 2 else "TEE-2", 1 + n % 3, email=f"buyer{n % 7}@example.com")
+            for n in range(50)
+        ]
+        writes = 0
+        crashes: dict[str, int] = {}
+
+        def crash_now(request: httpx.Request, phase: str) -> None:
+            # every third write to Rackbeat dies: alternately before it lands and after
+            # it landed with the answer lost (the worst moment: Rackbeat has it, we do not)
+            nonlocal writes
+            if request.url.host != "rackbeat.sim" or request.method == "GET":
+                return
+            if phase == "before":
+                writes += 1
+            if writes % 3 == 0 and phase == ("before" if writes % 2 else "after"):
+                step = request.url.path.rsplit("/", 1)[-1]
+                crashes[f"{phase} {step}"] = crashes.get(f"{phase} {step}", 0) + 1
+                writes += 1  # the restarted process starts counting afresh
+                raise Crash
+
+        w.hook = crash_now
+        for _ in range(400):
+            try:
+                await cycle(w, 1)
+            except Crash:
+                await w.restart()
+                continue
+            if await w.store.fetchval("SELECT COUNT(*) FROM order_ledger WHERE state = 'done'") == len(ids):
+                break
+        w.hook = None
+        for order_id in ids:
+            assert w.rackbeat.order_count_by_reference(shopify_name(w, order_id)) == 1
+            rb = only_order(w, shopify_name(w, order_id))
+            assert rb.is_booked
+            assert rb.is_ready_for_shipping
+        assert len(w.rackbeat.orders) == 50
+        assert len(w.rackbeat.customers) == 7  # one per e-mail, never a twin
+        assert await w.store.parked("orders") == []
+        # every kind of step boundary was hit, on both sides of the write
+        assert {"before customers", "after customers", "before drafts", "after drafts"} <= set(crashes)
+        assert {"before book", "after book", "before create-shipment", "after create-shipment"} <= set(
+            crashes
+        )
