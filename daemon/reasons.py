@@ -50,6 +50,10 @@ REASONS: dict[str, Advice] = {
         "the same SKU is on more than one Shopify variant, so stock cannot be matched",
         "make SKUs unique in Shopify; the daemon picks the change up on its next cycle",
     ),
+    "MALFORMED": Advice(
+        "the API returned this record without a field the daemon needs",
+        "look at the record in the admin; after fixing it there, `rackbeat-shopify retry KEY`",
+    ),
     "NOT_FOUND": Advice(
         "a record the daemon expected is gone on the other side",
         "check whether it was deleted on purpose; retry or leave it",

@@ -359,3 +359,17 @@ async def test_crashes_at_every_step_boundary_never_lose_or_duplicate_an_order(
         assert {"before book", "after book", "before create-shipment", "after create-shipment"} <= set(
             crashes
         )
+
+
+async def test_a_malformed_order_is_parked_and_the_next_one_imported(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        flow = orders_flow(w)
+        broken = {"id": "gid://shopify/Order/999999", "name": "#BROKEN", "updatedAt": "2026-11-01T10:00:00Z"}
+        assert await flow.apply(broken) is False
+        [parked] = await w.store.parked("orders")
+        assert (parked.key, parked.reason) == ("#BROKEN", "MALFORMED")
+        order_id = w.shopify_sim.sell("MUG-1")
+        await cycle(w)
+        only_order(w, shopify_name(w, order_id))

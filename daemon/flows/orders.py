@@ -255,7 +255,11 @@ class OrdersFlow:
             if skip is not None:
                 await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
                 return False
-        mapped = map_order(order, shipping_product=self.settings.sync_shipping_product)
+        try:
+            mapped = map_order(order, shipping_product=self.settings.sync_shipping_product)
+        except MalformedResponse as exc:
+            # this one order cannot be read (a field missing): park it, do not block the rest
+            raise RecordError(f"order {name}: {exc}", reason="MALFORMED") from None
         check_totals(mapped)
         demand = json.dumps(mapped.demand, sort_keys=True)
         if ledger is None or ledger["demand"] != demand or ledger["shopify_updated_at"] != updated:
