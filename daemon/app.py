@@ -259,6 +259,7 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
         flows = await store.flows(FLOW_NAMES)
         parked = await store.parked_counts()
         counts = await store.counts()
+        attention = await _attention(store)
     finally:
         await store.close()
     rows: list[dict[str, Any]] = [
@@ -273,7 +274,13 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
         }
         for f in flows
     ]
-    doc = {"shop": settings.shop, "db": str(settings.sync_db), "flows": rows, "counts": dict(counts)}
+    doc = {
+        "shop": settings.shop,
+        "db": str(settings.sync_db),
+        "flows": rows,
+        "counts": dict(counts),
+        **attention,
+    }
     if as_json:
         print(json.dumps(doc, indent=2), file=out)
         return 0
@@ -284,7 +291,44 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
         if row["last_error"]:
             print(f"            last error: {row['last_error']}", file=out)
     print("  " + "  ".join(f"{k}={v}" for k, v in counts.items()), file=out)
+    changed = attention["orders_changed_after_import"]
+    if changed:
+        print(f"  orders changed in Shopify after import ({len(changed)}; Rackbeat left as it was):", file=out)
+        for row in changed[:20]:
+            print(f"    {row['order']} (Rackbeat {row['rackbeat_order']}): {row['change']}", file=out)
+    if attention["duplicate_skus"]:
+        dupes = ", ".join(f"{k} ×{v}" for k, v in list(attention["duplicate_skus"].items())[:20])
+        print(f"  SKUs on several Shopify variants (not synced): {dupes}", file=out)
+    only = attention["skus_only_in_shopify"]
+    if only:
+        print(f"  SKUs only in Shopify ({len(only)}): {', '.join(only[:20])}", file=out)
     return 0
+
+
+async def _attention(store: Store) -> dict[str, Any]:
+    """What an operator should look at: orders changed after import, SKU trouble."""
+    changed = await store.fetchall(
+        "SELECT order_name, rackbeat_number, note FROM order_ledger "
+        "WHERE shop = ? AND state = 'done' AND note IS NOT NULL ORDER BY updated_at",
+        (store.shop,),
+    )
+    dupes = await store.fetchall(
+        "SELECT sku, COUNT(*) FROM sku_index WHERE shop = ? GROUP BY sku HAVING COUNT(*) > 1 ORDER BY sku",
+        (store.shop,),
+    )
+    # rackbeat_number is filled by the stock flow when it sees the SKU in Rackbeat
+    only = await store.fetchall(
+        "SELECT DISTINCT sku FROM sku_index WHERE shop = ? AND rackbeat_number IS NULL "
+        "AND EXISTS (SELECT 1 FROM cursors WHERE shop = ? AND flow = 'stock') ORDER BY sku",
+        (store.shop, store.shop),
+    )
+    return {
+        "orders_changed_after_import": [
+            {"order": name, "rackbeat_order": number, "change": note} for name, number, note in changed
+        ],
+        "duplicate_skus": {str(sku): int(n) for sku, n in dupes},
+        "skus_only_in_shopify": [str(r[0]) for r in only],
+    }
 
 
 async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from graphql import GraphQLSchema
 
+from daemon import app
 from daemon.flows.orders import OrdersFlow, unreserved_demand
 from daemon.rackbeat import order_body
 from daemon.sim.shopify import Order as ShopifyOrder
@@ -305,6 +307,13 @@ async def test_changes_after_import_are_recorded_not_applied(
         assert "lines edited" in note
         assert [line.quantity for line in rb.lines][:2] == [Decimal(2), Decimal(1)]  # booked: untouched
         assert w.metrics.value("orders", "changed_after_import") == 1
+        # the operator sees it in `status`
+        out = io.StringIO()
+        assert await app.status(w.settings, as_json=False, out=out) == 0
+        assert (
+            f"{shopify_name(w, order_id)} (Rackbeat {rb.number}): cancelled in Shopify after import"
+            in out.getvalue()
+        )
 
 
 class Crash(BaseException):

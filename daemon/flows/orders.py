@@ -251,7 +251,7 @@ class OrdersFlow:
         if ledger is not None and await self._waiting(name, ledger, updated):
             return False
         if ledger is None or ledger["rackbeat_number"] is None:
-            skip = self._skip_reason(order)
+            skip = self.skip_reason(order)
             if skip is not None:
                 await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
                 return False
@@ -309,7 +309,7 @@ class OrdersFlow:
         )
         return row is not None and parse_time(str(row[0])) > self.clock()
 
-    def _skip_reason(self, order: Mapping[str, Any]) -> str | None:
+    def skip_reason(self, order: Mapping[str, Any]) -> str | None:
         if order.get("test") and not self.settings.sync_import_test_orders:
             return "test order (SYNC_IMPORT_TEST_ORDERS is off)"
         if order.get("cancelledAt"):
