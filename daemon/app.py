@@ -293,7 +293,9 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
     print("  " + "  ".join(f"{k}={v}" for k, v in counts.items()), file=out)
     changed = attention["orders_changed_after_import"]
     if changed:
-        print(f"  orders changed in Shopify after import ({len(changed)}; Rackbeat left as it was):", file=out)
+        print(
+            f"  orders changed in Shopify after import ({len(changed)}; Rackbeat left as it was):", file=out
+        )
         for row in changed[:20]:
             print(f"    {row['order']} (Rackbeat {row['rackbeat_order']}): {row['change']}", file=out)
     if attention["duplicate_skus"]:
