@@ -22,8 +22,10 @@ from daemon import __version__, sdnotify
 from daemon.config import Settings
 from daemon.errors import ConfigError, NotFoundError, SyncError
 from daemon.flows.orders import OrdersFlow
+from daemon.flows.stock import StockFlow
 from daemon.health import HealthApp
 from daemon.httpserver import HTTPServer
+from daemon.index import SkuIndex
 from daemon.logs import configure_logging, register_secret
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
@@ -107,16 +109,24 @@ class ProbeFlow:
 
 
 def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
-    """The flows the settings switch on."""
+    """The flows the settings switch on, sharing one SKU index."""
     s = services.settings
+    common = (s, services.store, services.shopify, services.rackbeat)
+    index = SkuIndex(services.store, services.shopify, min_interval=s.sync_poll_seconds / 2)
+    orders = OrdersFlow(*common, metrics=services.metrics, shutdown=shutdown)
     flows: list[Flow] = []
-    orders = OrdersFlow(
-        s, services.store, services.shopify, services.rackbeat, metrics=services.metrics, shutdown=shutdown
-    )
     if s.sync_orders:
         flows.append(orders)
     if s.sync_stock:
-        flows.append(ProbeFlow("stock", services.rackbeat.locations))
+        flows.append(
+            StockFlow(
+                *common,
+                index=index,
+                metrics=services.metrics,
+                shutdown=shutdown,
+                orders=orders if s.sync_orders else None,
+            )
+        )
     flows.append(ProbeFlow("products", services.rackbeat.product_groups))
     return flows
 

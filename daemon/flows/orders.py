@@ -136,21 +136,20 @@ class OrdersFlow:
         self.shutdown = shutdown
         self.clock = clock
         self.log = log.bind(flow=FLOW)
-        self._lock = anyio.Lock()
+        #: held for a cycle; the stock flow holds it while it decides, so that no order is
+        #: imported or booked between its Rackbeat scan and its read of the demand
+        self.lock = anyio.Lock()
 
     # --- the cycle ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
-        async with self._lock:
-            return await self._cycle()
+        async with self.lock:
+            return await self.cycle_locked()
 
-    async def catch_up(self) -> None:
-        """Bring the ledger up to date now (the stock flow calls this before it pushes, so
-        that orders placed since the last cycle count as demand)."""
-        await self.run_once()
-
-    async def _cycle(self) -> int:
+    async def cycle_locked(self) -> int:
+        """One cycle by a caller that holds :attr:`lock` (the stock flow, catching the
+        ledger up so that orders placed since the last cycle count as demand)."""
         cursor = await self._cursor()
         started = self.clock()
         applied = await self._retry_parked()

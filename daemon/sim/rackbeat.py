@@ -41,7 +41,7 @@ import math
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -549,6 +549,34 @@ class RackbeatSimulator:
     def order_count_by_reference(self, your_reference: str) -> int:
         """How many orders carry exactly this ``your_reference`` (duplicates show up here)."""
         return sum(1 for order in self._orders.values() if order.your_reference == your_reference)
+
+    def place_order(
+        self, customer: str, lines: Sequence[tuple[str, int | Decimal]], *, book: bool = False
+    ) -> str:
+        """An order entered in Rackbeat by hand (another sales channel); booked when asked."""
+        stamp = self._stamp()
+        order = SimOrder(
+            number=self._take_order_number(),
+            customer_id=customer,
+            currency="DKK",
+            location=self.default_location,
+            created_at=stamp,
+            updated_at=stamp,
+            lines=[SimOrderLine(sku, sku, Decimal(qty), Decimal(0)) for sku, qty in lines],
+        )
+        self._orders[order.number] = order
+        if book:
+            self.book(order.number)
+        return order.number
+
+    def book(self, order_number: str) -> None:
+        """Book a draft by hand in Rackbeat: from now on it reserves its stock."""
+        order = self.order(order_number)
+        if order.is_booked:
+            raise ValueError(f"order {order_number!r} is booked already")
+        order.is_booked = True
+        order.booked_at = order.updated_at = self._stamp()
+        self._reservations = None
 
     def ship(self, order_number: str) -> None:
         """The warehouse ships a booked order: stock leaves its location, the reservation ends."""

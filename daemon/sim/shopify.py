@@ -1509,6 +1509,8 @@ class ShopifySimulator:
         self.inventory_applications: list[InventoryApplication] = []
         #: how many ``inventorySetQuantities`` calls were answered from the idempotency store
         self.idempotent_replays = 0
+        #: ``inventorySetQuantities`` calls that changed stock (replays not counted)
+        self.adjustment_groups = 0
         self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
         self._issued_tokens: dict[str, float] = {}
         self._documents: dict[tuple[str, int], tuple[DocumentNode | None, list[GraphQLError]]] = {}
@@ -1917,6 +1919,18 @@ class ShopifySimulator:
         level.committed = max(level.committed + quantity, 0)
         self._touch_stock(level)
 
+    def order_demand(self, order_id: str) -> dict[str, int]:
+        """SKU → units still wanted by an order (current quantities; 0 when cancelled)."""
+        order = self.node(order_id)
+        if not isinstance(order, Order):
+            raise KeyError(order_id)
+        demand: dict[str, int] = {}
+        if order.cancelled_at is None:
+            for line in order.line_items:
+                if line.sku and line.current_quantity:
+                    demand[line.sku] = demand.get(line.sku, 0) + line.current_quantity
+        return demand
+
     def edit_order(self, order_id: str, quantities: Mapping[str, int]) -> None:
         """Set lines' current quantities (keyed by SKU or line id); stock follows."""
         order = self.orders[order_id]
@@ -2131,6 +2145,8 @@ class ShopifySimulator:
             }
         result = self._apply_quantities(payload, key)
         self._idempotency[key] = (fingerprint, result)
+        if result.get("inventoryAdjustmentGroup") is not None:
+            self.adjustment_groups += 1
         return result
 
     def _apply_quantities(self, payload: dict[str, Any], key: str) -> dict[str, Any]:
