@@ -22,6 +22,7 @@ from daemon import __version__, sdnotify
 from daemon.config import Settings
 from daemon.errors import ConfigError, NotFoundError, SyncError
 from daemon.flows.orders import OrdersFlow
+from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockFlow
 from daemon.health import HealthApp
 from daemon.httpserver import HTTPServer
@@ -95,19 +96,6 @@ async def open_services(settings: Settings, http: httpx.AsyncClient | None = Non
             await store.close()
 
 
-class ProbeFlow:
-    """A flow that only proves its API answers (stands in until the real flow lands)."""
-
-    def __init__(self, name: str, probe: Callable[[], Awaitable[object]]) -> None:
-        self.name = name
-        self._probe = probe
-
-    async def run_once(self) -> int:
-        """Call the probe; applies nothing."""
-        await self._probe()
-        return 0
-
-
 def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
     """The flows the settings switch on, sharing one SKU index."""
     s = services.settings
@@ -127,7 +115,8 @@ def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
                 orders=orders if s.sync_orders else None,
             )
         )
-    flows.append(ProbeFlow("products", services.rackbeat.product_groups))
+    # always on: with S13 = disabled it writes nothing but keeps the SKU index current
+    flows.append(ProductsFlow(*common, index=index, metrics=services.metrics, shutdown=shutdown))
     return flows
 
 
