@@ -1,4 +1,4 @@
-"""Command line: ``rackbeat-shopify run | check | status | parked | retry``.
+"""Command line: ``rackbeat-shopify run | check | status | parked | retry | reconcile``.
 
 Thin on purpose: parse the arguments, call into the package, turn the outcome into
 an exit status (see the README's table):
@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("key", nargs="?", help="the parked record's key (see `parked`)")
     target.add_argument("--all", action="store_true", help="every parked record")
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="compare both sides in full, and fix what the daemon owns",
+        description="Compare Shopify and Rackbeat in full: SKUs on one side only, duplicate SKUs, stock and "
+        "product field differences, recent Shopify orders missing in Rackbeat. Without --dry-run, fix what "
+        "the settings make the daemon own (stock with S12, products in S13's direction, missing orders).",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="report only; write nothing to either API")
+    reconcile.add_argument("--json", action="store_true", help="machine-readable output")
+    reconcile.add_argument("--days", type=float, default=7.0, help="orders window in days (default 7)")
     return parser
 
 
@@ -108,6 +118,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await app.status(settings, as_json=args.json, out=out)
     if command == "parked":
         return await app.list_parked(settings, as_json=args.json, out=out)
+    if command == "reconcile":
+        return await app.reconcile(settings, dry_run=args.dry_run, as_json=args.json, days=args.days, out=out)
     if command == "retry":
         return await app.retry(settings, key=args.key, out=out)
     print(f"unknown command {command}", file=sys.stderr)

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import anyio
@@ -330,6 +330,18 @@ async def _attention(store: Store) -> dict[str, Any]:
         "duplicate_skus": {str(sku): int(n) for sku, n in dupes},
         "skus_only_in_shopify": [str(r[0]) for r in only],
     }
+
+
+async def reconcile(settings: Settings, *, dry_run: bool, as_json: bool, days: float, out: TextIO) -> int:
+    """``reconcile``: compare both sides in full; fix what the daemon owns unless ``dry_run``."""
+    from daemon.reconcile import print_report  # noqa: PLC0415  # it imports this module
+    from daemon.reconcile import reconcile as compare  # noqa: PLC0415
+
+    register_secrets(settings)
+    async with open_services(settings) as services:
+        report = await compare(services, dry_run=dry_run, window=timedelta(days=days))
+    print_report(report, out, as_json=as_json)
+    return 0
 
 
 async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:

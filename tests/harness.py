@@ -50,6 +50,7 @@ class World:
     store: Store
     settings: Settings
     metrics: Metrics
+    http: httpx.AsyncClient | None = None
     shutdown: Shutdown = field(default_factory=Shutdown)
     location_id: str = ""
     #: called with (request, "before" | "after") around every simulated request: a test's
@@ -150,6 +151,7 @@ async def make_world(
                 settings=s,
                 metrics=Metrics(),
                 location_id=location_id,
+                http=http,
             )
             yield world
     finally:

@@ -144,6 +144,7 @@ class StockFlow:
         self._reconciled_at: float | None = None
         self._known_numbers: set[str] | None = None
         self._lock = anyio.Lock()
+        self._extra_demand: dict[str, int] = {}
 
     # --- the cycle ---------------------------------------------------------------------------
 
@@ -183,8 +184,15 @@ class StockFlow:
         if self.orders is not None and self.settings.sync_orders:
             await self.orders.cycle_locked()
 
-    async def reconcile(self, *, dry_run: bool) -> list[StockDifference]:
-        """Read both sides in full; return every difference, and fix them unless ``dry_run``."""
+    async def reconcile(
+        self, *, dry_run: bool, extra_demand: Mapping[str, int] | None = None
+    ) -> list[StockDifference]:
+        """Read both sides in full; return every difference, and fix them unless ``dry_run``.
+
+        ``extra_demand`` (SKU → units) counts orders the ledger does not have yet, so that
+        a dry run, which imports nothing, still decides as the daemon would.
+        """
+        self._extra_demand = dict(extra_demand or {})
         async with self._exclusive():
             location = await self.location()
             await self._resend_pending(location)
@@ -339,6 +347,8 @@ class StockFlow:
 
     async def _apply_demand(self, items: Sequence[_Item]) -> None:
         demand = await unreserved_demand(self.store)
+        for sku, units in self._extra_demand.items():
+            demand[sku] = demand.get(sku, 0) + units
         for item in items:
             item.demand = demand.get(item.sku, 0)
             target = _whole(item.figure - item.demand)
