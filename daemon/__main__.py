@@ -1,4 +1,4 @@
-"""Command line: ``rackbeat-shopify run | check | status | parked | retry | reconcile``.
+"""Command line: ``rackbeat-shopify run | check | status | parked | retry | reconcile | demo``.
 
 Thin on purpose: parse the arguments, call into the package, turn the outcome into
 an exit status (see the README's table):
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -66,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--dry-run", action="store_true", help="report only; write nothing to either API")
     reconcile.add_argument("--json", action="store_true", help="machine-readable output")
     reconcile.add_argument("--days", type=float, default=7.0, help="orders window in days (default 7)")
+    demo = sub.add_parser(
+        "demo",
+        help="the daemon against built-in simulators of both APIs, with a live summary",
+        description="Start simulated Shopify and Rackbeat on loopback with a sample catalogue, run the daemon "
+        "against them and make activity happen. Needs no settings; ignores the environment and .env.",
+    )
+    demo.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the activity (default 7)")
+    demo.add_argument("--db", type=Path, default=None, help="keep the state DB here (default: a temp dir)")
     return parser
 
 
@@ -83,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
     err = sys.stderr
+    if args.command == "demo":
+        from daemon.demo import run_demo  # noqa: PLC0415  # only the demo needs the simulators
+
+        try:
+            return anyio.run(lambda: run_demo(seconds=args.seconds, seed_value=args.seed, db=args.db))
+        except KeyboardInterrupt:
+            return EX_OK
     settings = _settings(err)
     if settings is None:
         return EX_CONFIG

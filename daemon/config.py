@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -313,6 +314,28 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, dotenv_settings, _CredentialsSource(settings_cls))
+
+
+class IsolatedSettings(Settings):
+    """Settings from the values given only: no environment, no ``.env``, no credentials
+    directory. The demo and the benchmarks build theirs this way, so that nothing of the
+    machine they run on leaks in."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> IsolatedSettings:
+        """Settings from exactly ``values`` (field names as keys)."""
+        return cls(**dict(values))
 
 
 class _CredentialsSource(PydanticBaseSettingsSource):

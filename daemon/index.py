@@ -137,7 +137,7 @@ class SkuIndex:
         gone = [r[0] for r in rows if r[0] not in seen]
         async with self.store.transaction() as tx:
             await self._delete(tx, gone)
-            await tx.set_cursor(CURSOR, _iso(started))
+            await tx.set_cursor(CURSOR, _iso(started - OVERLAP))
         progress.finish()
         return len(seen)
 
@@ -156,33 +156,36 @@ class SkuIndex:
         """Apply products updated since the cursor; return the SKUs that are new in the index."""
         await self.ensure_built()
         cursor = _parse(await self.store.get_cursor(CURSOR) or _iso(self.clock()))
-        started = self.clock()
-        high = cursor
+        # products updated before ``settled`` are in Shopify's lagging search index by now
+        settled = self.clock() - OVERLAP
         new: set[str] = set()
-        pages = self.shopify.products_updated_since(cursor - OVERLAP)
+        pages = self.shopify.products_updated_since(cursor)
         async with contextlib.aclosing(pages):
             async for products in pages:
                 known = await self._known_variants([str(p.get("id")) for p in products])
                 entries: list[IndexEntry] = []
                 current: set[str] = set()
+                last = cursor
                 for product in products:
                     product_id = product.get("id")
                     if not isinstance(product_id, str):
                         raise MalformedResponse("a product without id")
-                    variants = product.get("variants", {}).get("nodes", [])
-                    for variant in variants:
+                    for variant in product.get("variants", {}).get("nodes", []):
                         entry = entry_from_variant(variant, product_id)
                         if entry is not None:
                             entries.append(entry)
                             current.add(entry.variant_id)
                     updated = product.get("updatedAt")
                     if isinstance(updated, str):
-                        high = max(high, min(_parse(updated), started))
+                        last = max(last, _parse(updated))
                 new.update(e.sku for e in entries if e.variant_id not in known)
                 async with self.store.transaction() as tx:
                     await self._upsert(tx, entries)
                     await self._delete(tx, [v for v in known if v not in current])
-                    await tx.set_cursor(CURSOR, _iso(high))
+                    await tx.set_cursor(CURSOR, _iso(max(cursor, min(last, settled))))
+        if settled > cursor:  # every page is in: the cursor may trail the start by the lag
+            async with self.store.transaction() as tx:
+                await tx.set_cursor(CURSOR, _iso(settled))
         if new:
             log.info("SKU index: new SKUs", count=len(new))
         return new
@@ -190,6 +193,11 @@ class SkuIndex:
     async def record(self, tx: Transaction, entries: Iterable[IndexEntry]) -> None:
         """Add or replace rows inside ``tx`` (a product the daemon just created in Shopify)."""
         await self._upsert(tx, list(entries))
+
+    async def forget(self, tx: Transaction, variant_ids: Iterable[str]) -> None:
+        """Drop rows inside ``tx`` (variants a flow found deleted, e.g. a product removed in
+        Shopify; the incremental refresh never sees deletions)."""
+        await self._delete(tx, list(variant_ids))
 
     async def set_hashes(
         self,

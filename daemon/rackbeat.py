@@ -14,7 +14,8 @@ of this module, so that a difference in the live API is a one-line fix:
 :func:`customer_search_params`, :func:`customer_email_matches`,
 :func:`order_search_params`, :func:`order_reference_matches`, :func:`reference_envelope`,
 :func:`available_entry`, :func:`product_body`, :func:`customer_body`, :func:`order_body`,
-:func:`order_state` and :data:`PAGE_LIMIT`. The README section "Rackbeat API assumptions" lists them.
+:func:`order_state`, :func:`weight_unit` and :data:`PAGE_LIMIT`. The README section
+"Rackbeat API assumptions" lists them.
 
 Return values
 -------------
@@ -91,7 +92,9 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_INLINE_THROTTLE_WAIT",
     "PAGE_LIMIT",
+    "PRODUCT_FIELDS",
     "STOCK_FIELDS",
+    "WEIGHT_UNITS",
     "Customer",
     "JSONObject",
     "Location",
@@ -116,6 +119,7 @@ __all__ = [
     "product_body",
     "reference_envelope",
     "updated_since_params",
+    "weight_unit",
 ]
 
 log = structlog.get_logger("daemon.rackbeat")
@@ -137,6 +141,22 @@ STOCK_FIELDS = (
     "is_barred",
     "updated_at",
 )
+#: fields of the products flow's scan: what the guide's two product tables need
+PRODUCT_FIELDS = (
+    "number",
+    "name",
+    "description",
+    "barcode",
+    "sales_price",
+    "cost_price",
+    "group",
+    "group_id",
+    "physical",
+    "is_barred",
+    "updated_at",
+)
+#: [assumed] ``physical.weight_unit`` values for Shopify's ``WeightUnit`` enum
+WEIGHT_UNITS = {"KILOGRAMS": "kg", "GRAMS": "g", "POUNDS": "lb", "OUNCES": "oz"}
 #: sends of one request, first one included, before a failure is raised
 MAX_ATTEMPTS = 6
 #: 429 answers in a row for one request before ThrottledError is raised
@@ -260,6 +280,16 @@ def available_entry(raw: Mapping[str, Any]) -> tuple[str, Decimal | None]:
     number = location.get("number") if isinstance(location, Mapping) else raw.get("number")
     value = raw["available_quantity"] if "available_quantity" in raw else raw.get("quantity")
     return number_text(number), _decimal(value, "available quantity")
+
+
+def weight_unit(shopify_unit: str | None) -> str | None:
+    """Rackbeat's ``physical.weight_unit`` for a Shopify ``WeightUnit`` (``KILOGRAMS`` → ``kg``);
+    None for a unit without a known name.
+
+    [assumed] Rackbeat names units by their symbols (:data:`WEIGHT_UNITS`); the reference
+    lists ``weight_unit``'s values as unknown.
+    """
+    return WEIGHT_UNITS.get(shopify_unit or "")
 
 
 def product_body(

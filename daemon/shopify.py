@@ -663,6 +663,38 @@ class ShopifyClient:
                     )
                 yield products
 
+    async def products_created_since(
+        self, since: datetime, *, page_size: int = docs.PRODUCTS_PAGE_SIZE
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield pages of products created at or after ``since`` (aware), shaped like
+        :meth:`products_updated_since`'s. A search: recent products may be missing while
+        Shopify's index catches up."""
+        variables = {"first": page_size, "query": f"created_at:>='{_search_time(since)}'"}
+        pages = self.paginate(docs.PRODUCTS_UPDATED_SINCE, variables, ("products",))
+        async with contextlib.aclosing(pages):
+            async for products in pages:
+                for product in products:
+                    await self._complete(
+                        product, "variants", docs.PRODUCT_VARIANTS, docs.PRODUCT_VARIANTS_PAGE_SIZE, "product"
+                    )
+                yield products
+
+    async def product_of_variant(self, variant_id: str) -> JSONObject | None:
+        """The product of one variant, shaped like a product of :meth:`products_updated_since`
+        (every variant included); None when the variant no longer exists. A lookup by id,
+        so unlike a search it sees a write at once."""
+        data = await self.execute(docs.PRODUCT_BY_VARIANT, {"id": variant_id})
+        variant = data.get("productVariant")
+        if variant is None:
+            return None
+        product = variant.get("product") if isinstance(variant, dict) else None
+        if not isinstance(product, dict):
+            raise MalformedResponse(f"ProductByVariant: variant {variant_id} has no product")
+        await self._complete(
+            product, "variants", docs.PRODUCT_VARIANTS, docs.PRODUCT_VARIANTS_PAGE_SIZE, "product"
+        )
+        return product
+
     async def variants(
         self, *, page_size: int = docs.VARIANTS_PAGE_SIZE
     ) -> AsyncGenerator[list[JSONObject], None]:

@@ -197,6 +197,29 @@ query ProductVariants($id: ID!, $first: Int!, $after: String) {{
 }}
 """
 
+#: One variant's product with all its variants, by variant id. A lookup by id, not a
+#: search, so it sees a write at once (the products flow reads before and after writing).
+PRODUCT_BY_VARIANT = f"""
+query ProductByVariant($id: ID!) {{
+  productVariant(id: $id) {{
+    id
+    product {{
+      id
+      title
+      descriptionHtml
+      productType
+      status
+      updatedAt
+      variants(first: {PRODUCT_INLINE_VARIANTS}) {{
+        {_PAGE_INFO}
+        nodes {{{_VARIANT}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
 #: Every variant of the shop, for building the SKU index.
 VARIANTS_PAGE = f"""
 query VariantsPage($first: Int!, $after: String) {{
@@ -313,6 +336,7 @@ ALL_DOCUMENTS: dict[str, str] = {
     "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS,
     "PRODUCTS_UPDATED_SINCE": PRODUCTS_UPDATED_SINCE,
     "PRODUCT_VARIANTS": PRODUCT_VARIANTS,
+    "PRODUCT_BY_VARIANT": PRODUCT_BY_VARIANT,
     "VARIANTS_PAGE": VARIANTS_PAGE,
     "VARIANTS_BY_SKU": VARIANTS_BY_SKU,
     "INVENTORY_LEVELS": INVENTORY_LEVELS,

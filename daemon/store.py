@@ -117,6 +117,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE order_ledger ADD COLUMN rackbeat_state TEXT;
     ALTER TABLE order_ledger ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: products being created in Shopify: written before productCreate (which cannot be
+    # resent safely), completed with the new ids, deleted once the SKU index has the product
+    """
+    CREATE TABLE product_intents (
+        shop TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        title TEXT NOT NULL,
+        product_id TEXT,
+        variant_id TEXT,
+        inventory_item_id TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (shop, sku)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from daemon.config import Settings
+from daemon.config import IsolatedSettings, Settings
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
@@ -93,7 +93,7 @@ def settings_for(db: Path, **overrides: Any) -> Settings:
         "sync_default_product_group": "1",
     }
     values.update(overrides)
-    return Settings.model_validate(values)
+    return IsolatedSettings.of(values)
 
 
 @asynccontextmanager

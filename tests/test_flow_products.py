@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,10 @@ from graphql import GraphQLSchema
 from hypothesis import given
 from hypothesis import strategies as st
 
+from daemon import rackbeat as rackbeat_module
 from daemon.config import ProductPriority
 from daemon.flows.products import ProductsFlow, html_to_text, shop_price, text_to_html
+from daemon.index import SkuIndex
 from daemon.sim.shopify import InventoryItem, ProductVariant
 from daemon.sim.shopify import Product as ShopifyProduct
 from tests.harness import World, make_world
@@ -21,13 +25,13 @@ from tests.harness import World, make_world
 pytestmark = pytest.mark.anyio
 
 
-def products_flow(w: World) -> ProductsFlow:
+def products_flow(w: World, index: SkuIndex | None = None) -> ProductsFlow:
     return ProductsFlow(
         w.settings,
         w.store,
         w.shopify,
         w.rackbeat_client,
-        index=w.index,
+        index=index or w.index,
         metrics=w.metrics,
         shutdown=w.shutdown,
         clock=w.clock.now,
@@ -268,3 +272,452 @@ def test_shop_price_adds_vat_and_rounds_half_up(net: Decimal, rate: str) -> None
 def test_plain_text_survives_the_html_round_trip(paragraphs: list[Any]) -> None:
     text = "\n\n".join(" ".join(p.split()) for p in paragraphs)
     assert html_to_text(text_to_html(text)) == text
+
+
+# --- more of the guide's fields, and only those ----------------------------------------------------
+
+
+def counts(w: World) -> tuple[dict[str, int], dict[str, int]]:
+    """Requests each simulator answered since the last reset (Shopify by operation, Rackbeat by route)."""
+    return dict(w.shopify_sim.requests), dict(w.rackbeat.requests)
+
+
+def reset(w: World) -> None:
+    w.shopify_sim.reset_requests()
+    w.rackbeat.reset_counts()
+
+
+async def test_s14_off_and_draft_status_are_honoured(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
+    settings = {"sync_prices_exclude_vat": False, "sync_new_product_status": "draft"}
+    async with make_world(tmp_path, validate_schema=shopify_schema, settings=settings) as w:
+        w.rackbeat.add_product("NET-1", "Net price", sales_price="99.995")
+        await cycles(w)
+        product, variant = shopify_variant(w, "NET-1")
+        assert variant.price == Decimal("100.00")  # as it is, rounded half-up to the cent
+        assert product.status == "DRAFT"
+
+
+async def test_rackbeat_priority_touches_only_the_tables_fields(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        mugs = w.shopify_sim.add_product(
+            "Mug set",
+            [
+                {
+                    "sku": "SET-RED",
+                    "title": "Red",
+                    "price": "10.00",
+                    "barcode": "1",
+                    "cost": "3",
+                    "weight": ("GRAMS", 300),
+                },
+                {"sku": "SET-BLUE", "title": "Blue", "price": "10.00", "barcode": "2", "cost": "3"},
+            ],
+            description_html="<p>Set of <b>two</b></p>",
+            tags=["gift"],
+            vendor="Acme",
+        )
+        plate = w.shopify_sim.add_product(
+            "Plate",
+            [{"sku": "PLATE", "price": "1.00", "cost": "0.40"}],
+            description_html="<p><em>Stoneware</em>, <strong>oven safe</strong></p>",
+            tags=["kitchen", "sale"],
+        )
+        w.rackbeat.add_product("SET-RED", "Mug set – Red", sales_price="20", barcode="999")
+        w.rackbeat.add_product("PLATE", "Plate", sales_price="8", description="Stoneware, oven safe")
+        await cycles(w)
+
+        set_product = w.shopify_sim.products[mugs.product_id]
+        red, blue = (w.shopify_sim.variants[v] for v in mugs.variant_ids)
+        assert (red.price, red.barcode) == (Decimal("25.00"), "999")  # the variant's own fields
+        # the product belongs to two Rackbeat products: its title, text, type and tags stay
+        assert (set_product.title, set_product.description_html, set_product.product_type) == (
+            "Mug set",
+            "<p>Set of <b>two</b></p>",
+            "",
+        )
+        assert (set_product.tags, set_product.vendor) == (["gift"], "Acme")
+        assert (blue.price, blue.barcode, inventory_item(w, blue).unit_cost) == (
+            Decimal("10.00"),
+            "2",
+            Decimal(3),
+        )
+        assert inventory_item(w, red).unit_cost == Decimal(3)  # cost and weight are not synced this way
+        assert inventory_item(w, red).weight == ("GRAMS", 300)
+
+        single = w.shopify_sim.products[plate.product_id]
+        assert single.product_type == "Varer"
+        assert single.tags == ["kitchen", "sale"]
+        # same words as Rackbeat's description: the merchant's formatting is kept
+        assert single.description_html == "<p><em>Stoneware</em>, <strong>oven safe</strong></p>"
+        assert shopify_variant(w, "PLATE")[1].price == Decimal("10.00")
+        assert shopify_products_with(w, "SET-BLUE") == 1
+        assert w.metrics.value("products", "created_shopify") == 0
+        assert w.metrics.value("products", "updated_shopify") == 2
+
+
+async def test_non_ascii_titles_and_awkward_skus_survive_both_ways(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("ÆØÅ/1 +x", "Rødgrød med fløde – 🍓 «spesial»", sales_price="40")
+        await cycles(w)
+        product, _ = shopify_variant(w, "ÆØÅ/1 +x")
+        assert product.title == "Rødgrød med fløde – 🍓 «spesial»"
+
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
+        await cycles(w)  # the first Shopify-priority cycle starts its cursor
+        w.shopify_sim.add_product("Smörgåsbord — Ωmega ✓", [{"sku": "SMÖR/2 &", "price": "12.00"}])
+        w.shopify_sim.update_product(product.id, title="Rødgrød — ny")
+        await cycles(w)
+        assert w.rackbeat.products["SMÖR/2 &"].name == "Smörgåsbord — Ωmega ✓"
+        assert w.rackbeat.products["ÆØÅ/1 +x"].name == "Rødgrød — ny"
+        assert shopify_products_with(w, "ÆØÅ/1 +x") == 1
+
+
+# --- echoes ------------------------------------------------------------------------------------------
+
+
+async def test_the_daemons_own_writes_never_come_back_across_an_s13_switch(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("P-1", "Plate", sales_price="100.00", description="Stoneware")
+        await cycles(w)
+        assert shopify_variant(w, "P-1")[1].price == Decimal("125.00")
+
+        # Shopify now has priority and re-reads the product the daemon just wrote: not a change
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
+        reset(w)
+        await cycles(w, 5)
+        assert rackbeat_writes(w) == 0
+        assert w.rackbeat.products["P-1"].sales_price == Decimal("100.00")
+
+        # a merchant's edit is a change: the table is copied, prices as they are (S14 is off this way)
+        product, _ = shopify_variant(w, "P-1")
+        w.shopify_sim.update_product(product.id, title="Plate, large")
+        assert await cycles(w) == 1
+        assert w.rackbeat.products["P-1"].name == "Plate, large"
+        assert w.rackbeat.products["P-1"].sales_price == Decimal("125.00")
+        assert w.metrics.value("products", "updated_rackbeat") == 1
+
+        # back to Rackbeat's priority: the daemon's PUT is re-read and recognised
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.RACKBEAT})
+        reset(w)
+        assert await cycles(w, 5) == 0
+        assert shopify_writes(w) == 0
+
+
+async def test_a_quiet_shop_costs_one_read_per_api_and_writes_nothing(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        for n in range(12):
+            w.rackbeat.add_product(f"Q-{n}", f"Quiet {n}", sales_price=str(10 + n), description="Still")
+        await cycles(w)
+        assert len(w.shopify_sim.products) == 12
+        # The flows share one rate-limited SKU index; here it has just refreshed, so what
+        # is counted below is the products flow's own cost.
+        index = SkuIndex(w.store, w.shopify, clock=w.clock.now, min_interval=1e9, monotonic=w.clock.monotonic)
+        await index.current()
+
+        async def quiet(n: int) -> int:
+            total = 0
+            for _ in range(n):
+                w.tick(60)
+                total += await products_flow(w, index).run_once()
+            return total
+
+        await quiet(10)  # past the overlap
+        reset(w)
+        assert await quiet(50) == 0
+        assert counts(w) == ({}, {"GET /products": 50})  # one empty page of changes per cycle
+
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
+        await quiet(10)
+        reset(w)
+        assert await quiet(50) == 0
+        assert counts(w) == ({"ProductsUpdatedSince": 50}, {})
+        assert len(w.shopify_sim.products) == len(w.rackbeat.products) == 12  # nothing lost either
+
+
+# --- failures ------------------------------------------------------------------------------------------
+
+
+async def test_shopify_user_errors_park_the_product_and_a_fix_finishes_the_same_one(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("NEG-1", "Negative", sales_price="-5")
+        w.rackbeat.add_product("OK-1", "Fine", sales_price="5")
+        assert await cycles(w) == 1
+        assert shopify_variant(w, "OK-1")[1].price == Decimal("6.25")
+        [parked] = await w.store.parked("products")
+        assert (parked.key, parked.reason) == ("NEG-1", "REJECTED")
+        assert "NEGATIVE_PRICE_VALUE" in parked.detail
+        half_made = [p for p in w.shopify_sim.products.values() if p.title == "Negative"]
+        assert [p.status for p in half_made] == ["DRAFT"]  # never sellable at 0.00
+
+        bulk = w.shopify_sim.requests["VariantsBulkUpdate"]
+        await cycles(w, 3)
+        assert w.shopify_sim.requests["VariantsBulkUpdate"] == bulk  # parked: not retried every cycle
+
+        w.rackbeat.update_product("NEG-1", sales_price="5")
+        assert await cycles(w) == 1
+        assert [p.title for p in w.shopify_sim.products.values()].count("Negative") == 1
+        product, variant = shopify_variant(w, "NEG-1")
+        assert (product.status, variant.price) == ("ACTIVE", Decimal("6.25"))
+        assert await w.store.parked("products") == []
+        assert w.metrics.value("products", "parked_rejected") == 1
+
+
+async def test_a_sku_on_two_shopify_variants_is_never_written(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.shopify_sim.add_product("Twin A", [{"sku": "TWIN", "price": "1.00"}])
+        w.shopify_sim.add_product("Twin B", [{"sku": "TWIN", "price": "2.00"}])
+        w.rackbeat.add_product("TWIN", "Twin", sales_price="80")
+        reset(w)
+        await cycles(w)
+        assert shopify_writes(w) == 0
+        assert {p.key: p.reason for p in await w.store.parked("products")} == {"TWIN": "DUPLICATE_SKU"}
+
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
+        w.tick(1)
+        w.shopify_sim.update_variant("TWIN", price="3.00")
+        await cycles(w)
+        assert rackbeat_writes(w) == 0
+        assert w.metrics.value("products", "parked_duplicate_sku") == 2
+
+
+async def test_a_variant_given_a_sku_later_is_synced_and_unparked(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_product_priority": "shopify"}
+    ) as w:
+        added = w.shopify_sim.add_product("Lamp", [{"sku": None, "price": "300.00"}])
+        await cycles(w)
+        [parked] = await w.store.parked("products")
+        assert (parked.key, parked.reason) == (added.variant_ids[0], "NO_SKU")
+        assert w.metrics.value("products", "parked_no_sku") == 1
+        w.shopify_sim.update_variant(added.variant_ids[0], sku="LAMP-1")
+        assert await cycles(w) == 1
+        assert w.rackbeat.products["LAMP-1"].name == "Lamp"
+        assert await w.store.parked("products") == []
+
+
+# --- barred products ----------------------------------------------------------------------------------
+
+
+async def test_unbarring_restores_what_the_daemon_archived_and_nothing_else(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("OLD-1", "Old", sales_price="10")
+        w.rackbeat.add_product("HAND-1", "Archived by hand", sales_price="10")
+        w.rackbeat.add_product("GONE-1", "Barred before it reached Shopify", sales_price="10", is_barred=True)
+        await cycles(w)
+        assert w.shopify_sim.find_by_sku("GONE-1") is None  # barred products are never created
+
+        w.rackbeat.update_product("OLD-1", is_barred=True)
+        hand, _ = shopify_variant(w, "HAND-1")
+        w.shopify_sim.update_product(hand.id, status="ARCHIVED")
+        await cycles(w)
+        assert shopify_variant(w, "OLD-1")[0].status == "ARCHIVED"
+        assert w.metrics.value("products", "archived_shopify") == 1
+
+        w.rackbeat.update_product("OLD-1", is_barred=False)
+        w.rackbeat.update_product("HAND-1", name="Still archived by hand")
+        await cycles(w)
+        assert shopify_variant(w, "OLD-1")[0].status == "ACTIVE"
+        assert (hand.title, hand.status) == ("Still archived by hand", "ARCHIVED")
+
+
+async def test_archiving_can_be_turned_off(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_archive_barred": False}
+    ) as w:
+        w.rackbeat.add_product("OLD-1", "Old", sales_price="10")
+        await cycles(w)
+        w.rackbeat.update_product("OLD-1", is_barred=True, name="Old, barred")
+        await cycles(w)
+        product, _ = shopify_variant(w, "OLD-1")
+        assert (product.title, product.status) == ("Old, barred", "ACTIVE")
+
+
+# --- crashes ---------------------------------------------------------------------------------------------
+
+
+def operation(request: httpx.Request) -> str:
+    if request.url.host == "rackbeat.sim":
+        return f"{request.method} {request.url.path.split('/')[2]}"
+    return str(json.loads(request.content).get("operationName"))
+
+
+async def test_a_crash_after_product_create_waits_out_shopifys_search_lag(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema, shopify_options={"search_lag": 150}) as w:
+        w.rackbeat.add_product("NEW-1", "Brand new", sales_price="10")
+
+        def crash(request: httpx.Request, phase: str) -> None:
+            if phase == "after" and operation(request) == "ProductCreate":
+                raise Crash
+
+        w.hook = crash
+        with pytest.raises(Crash):
+            await cycles(w)
+        w.hook = None
+        await w.restart()
+        for _ in range(2):  # the half-made product is not searchable yet: wait, do not create
+            await cycles(w)
+            assert [p.title for p in w.shopify_sim.products.values()] == ["Brand new"]
+            assert w.shopify_sim.find_by_sku("NEW-1") is None
+        await cycles(w, 3)
+        assert [p.title for p in w.shopify_sim.products.values()] == ["Brand new"]
+        product, variant = shopify_variant(w, "NEW-1")
+        assert (product.status, variant.price, inventory_item(w, variant).tracked) == (
+            "ACTIVE",
+            Decimal("12.50"),
+            True,
+        )
+        assert w.metrics.value("products", "adopted_shopify") == 1
+        assert await w.store.fetchval("SELECT COUNT(*) FROM product_intents") == 0
+
+
+async def test_crashes_around_every_write_never_lose_or_twin_a_product(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema, shopify_options={"search_lag": 90}) as w:
+        for n in range(8):
+            w.rackbeat.add_product(f"C-{n}", f"Crash test {n}", sales_price=str(10 + n), barcode=f"57{n}")
+        for n in range(6):
+            w.shopify_sim.add_product(f"Shop made {n}", [{"sku": f"S-{n}", "price": f"{20 + n}.00"}])
+        dice = random.Random(5)  # a seed that hits all eight crash points (56 seeds checked)
+        crashes: dict[str, int] = {}
+        landing: set[int] = set()
+
+        def crash_now(request: httpx.Request, phase: str) -> None:
+            # a third of the writes die: half before they land, half after they landed with
+            # the answer lost (the worst moment: the API has it, the daemon does not know)
+            name = operation(request)
+            if name not in (
+                "ProductCreate",
+                "ProductUpdate",
+                "VariantsBulkUpdate",
+                "POST products",
+                "PUT products",
+            ):
+                return
+            if phase == "before":
+                if dice.random() >= 1 / 3:
+                    return
+                if dice.random() < 1 / 2:
+                    landing.add(id(request))
+                    return
+            elif id(request) not in landing:
+                return
+            landing.discard(id(request))
+            crashes[f"{phase} {name}"] = crashes.get(f"{phase} {name}", 0) + 1
+            raise Crash
+
+        w.hook = crash_now
+        for priority in ("rackbeat", "shopify"):
+            w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority(priority)})
+            if priority == "shopify":  # changed since Shopify got the priority: to be copied
+                for n in range(6):
+                    w.shopify_sim.update_variant(f"S-{n}", price=f"{30 + n}.00")
+            for _ in range(40):
+                try:
+                    await cycles(w)
+                except Crash:
+                    await w.restart()
+        w.hook = None
+        await cycles(w, 8)
+        for n in range(8):
+            assert shopify_products_with(w, f"C-{n}") == 1
+            assert shopify_variant(w, f"C-{n}")[1].price == Decimal(10 + n) * Decimal("1.25")
+        assert len(w.shopify_sim.products) == 14  # no half-made product left behind
+        assert sorted(w.rackbeat.products) == sorted(
+            [f"C-{n}" for n in range(8)] + [f"S-{n}" for n in range(6)]
+        )
+        assert await w.store.parked("products") == []
+        writes = ("ProductCreate", "VariantsBulkUpdate", "ProductUpdate", "POST products")
+        assert {f"{phase} {name}" for phase in ("before", "after") for name in writes} <= set(crashes)
+
+
+# --- the Rackbeat filter ---------------------------------------------------------------------------------
+
+
+async def test_an_ignored_updated_at_filter_falls_back_to_a_narrow_scan(
+    tmp_path: Path, shopify_schema: GraphQLSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rackbeat_module, "updated_since_params", lambda since: {"changed_after": str(since)})
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        for n in range(30):
+            w.rackbeat.add_product(f"OLD-{n}", f"Old {n}", sales_price="1")
+        w.tick(3 * 86400)
+        seen: list[httpx.URL] = []
+        w.hook = lambda request, phase: seen.append(request.url) if phase == "before" else None
+        flow = products_flow(w)
+        await flow.run_once()  # the first cycle starts the cursor; the server sends all 30 back
+        w.rackbeat.add_product("NEW-1", "New", sales_price="1")
+        w.tick(60)
+        assert await flow.run_once() == 1
+        assert [v.sku for v in (inventory_item(w, v) for v in w.shopify_sim.variants.values())] == ["NEW-1"]
+        assert w.metrics.value("products", "rackbeat_filter_ignored") == 1
+        listing = [u for u in seen if u.host == "rackbeat.sim" and u.path.endswith("/products")]
+        assert "changed_after" in listing[0].params
+        assert "changed_after" not in listing[-1].params  # no longer pretending
+        assert "number,name,description" in listing[-1].params["fields"]  # narrow
+
+
+# --- reconcile --------------------------------------------------------------------------------------------
+
+
+async def test_differences_list_what_s13_owns_and_fix_writes_only_that_way(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("RB-ONLY", "Only in Rackbeat", sales_price="1")
+        w.shopify_sim.add_product("Only in Shopify", [{"sku": "SH-ONLY", "price": "5.00"}])
+        w.tick(3600)  # both out of the first cycle's window
+        w.rackbeat.add_product("D-1", "Alpha", sales_price="100", barcode="42")
+        await cycles(w)
+        product, _ = shopify_variant(w, "D-1")
+        w.shopify_sim.update_product(product.id, title="Beta")
+        w.shopify_sim.update_variant("D-1", price="99.00")
+        await cycles(w)  # Rackbeat has priority: a Shopify edit is not synced back
+        flow = products_flow(w)
+        found = await flow.differences()
+        assert {(d.sku, d.field, d.shopify, d.rackbeat) for d in found} == {
+            ("D-1", "title", "Beta", "Alpha"),
+            ("D-1", "price", "99.00", "125.00"),
+            ("RB-ONLY", "product", None, "Only in Rackbeat"),
+            ("SH-ONLY", "product", "Only in Shopify", None),
+        }
+        reset(w)
+        assert await flow.fix(found) == 2
+        assert rackbeat_writes(w) == 0  # never against S13
+        assert (product.title, shopify_variant(w, "D-1")[1].price) == ("Alpha", Decimal("125.00"))
+        assert shopify_products_with(w, "RB-ONLY") == 1
+        assert [(d.sku, d.field) for d in await flow.differences()] == [("SH-ONLY", "product")]
+
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
+        flow = products_flow(w)
+        found = await flow.differences()
+        # Shopify's prices are copied as they are when Shopify has the priority (S14 is one-way)
+        assert {(d.sku, d.field, d.shopify, d.rackbeat) for d in found} == {
+            ("D-1", "sales_price", "125.00", "100.00"),
+            ("RB-ONLY", "sales_price", "1.25", "1.00"),
+            ("SH-ONLY", "product", "Only in Shopify", None),
+        }
+        reset(w)
+        assert await flow.fix(found) == 3
+        assert shopify_writes(w) == 0
+        assert w.rackbeat.products["SH-ONLY"].name == "Only in Shopify"
+        assert w.rackbeat.products["D-1"].sales_price == Decimal("125.00")
+        assert await flow.differences() == []

@@ -1,7 +1,8 @@
 """Shopify orders → Rackbeat sales orders, exactly once.
 
-Read: orders updated since the cursor minus an overlap (Shopify's search index lags),
-oldest first. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
+Read: orders updated since the cursor, oldest first. The cursor trails the cycle's start
+by :data:`OVERLAP` (Shopify's search index lags behind writes), so recent orders are read
+twice, which is harmless, and a quiet shop re-reads nothing. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
 Write: customer, draft, booking, shipment in Rackbeat. Commit: every step's outcome in
 the order ledger before the next step, the cursor after the page.
 
@@ -153,24 +154,35 @@ class OrdersFlow:
         cursor = await self._cursor()
         started = self.clock()
         applied = await self._retry_parked()
-        high = cursor
-        pages = self.shopify.orders_updated_since(cursor - OVERLAP)
+        # Everything updated before ``settled`` is in Shopify's (lagging) search index by now,
+        # so the cursor can move that far once the orders up to it are applied.
+        settled = started - OVERLAP
+        pages = self.shopify.orders_updated_since(cursor)
+        complete = False
         try:
             async for page in pages:
+                last = cursor
                 for order in page:
                     if await self.apply(order):
                         applied += 1
                     updated = order.get("updatedAt")
                     if isinstance(updated, str):
-                        # never past the moment the cycle started: later changes may not be indexed yet
-                        high = max(high, min(parse_time(updated), started))
-                async with self.store.transaction() as tx:
-                    await tx.set_cursor(FLOW, _iso(high))
+                        last = max(last, parse_time(updated))
+                await self._advance(cursor, min(last, settled))
                 if self.shutdown.requested:
                     break
+            else:
+                complete = True
         finally:
             await pages.aclose()
+        if complete:
+            await self._advance(cursor, settled)
         return applied
+
+    async def _advance(self, cursor: datetime, to: datetime) -> None:
+        if to > cursor:
+            async with self.store.transaction() as tx:
+                await tx.set_cursor(FLOW, _iso(to))
 
     async def _cursor(self) -> datetime:
         stored = await self.store.get_cursor(FLOW)

@@ -40,10 +40,12 @@ the flow looks the SKU up in the index, then with a search. ``productCreate`` ha
 idempotency key, so an *intent* row (table ``product_intents``) is committed before it is
 sent and completed with the new ids right after; the product is created as a draft and
 only gets its SKU, price and final status once the ids are safe. After a crash or an
-ambiguous failure, a pending intent with ids is simply finished. One without ids waits
-until Shopify's search has caught up (:data:`CREATE_SETTLE`), then looks for the SKU and
-for the half-made product (same title, a draft, created since the intent, one variant
-without SKU, price 0) and adopts it; only if there is none does it create again.
+ambiguous failure, a pending intent with ids is simply finished. For one without ids the
+flow searches for the SKU and for the half-made product (same title, a draft, created
+since the intent, one variant without SKU, price 0) and adopts what it finds; it creates
+again only when nothing turned up *and* the intent is older than :data:`CREATE_SETTLE`,
+the bound on Shopify's search lag — before that, "not found" may just mean "not indexed
+yet".
 
 Failures
 --------
@@ -59,6 +61,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import structlog
@@ -79,11 +82,13 @@ from daemon.product_mapping import (
     archived_by_daemon,
     current_rackbeat_fields,
     current_shopify_fields,
+    html_to_text,
     new_rackbeat_product,
     rackbeat_changes,
     rackbeat_differences,
     rackbeat_fields,
     rackbeat_fingerprint,
+    shop_price,
     shopify_changes,
     shopify_differences,
     shopify_fields,
@@ -95,7 +100,19 @@ from daemon.rackbeat import PRODUCT_FIELDS, Product, RackbeatClient, product_bod
 from daemon.reasons import REASONS
 from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
-from daemon.store import ParkedRecord, Store
+from daemon.store import ParkedRecord, Store, Transaction
+
+__all__ = [
+    "CREATE_SETTLE",
+    "FLOW",
+    "OVERLAP",
+    "ProductDifference",
+    "ProductsFlow",
+    # the mapping's text and price rules, for callers that know only the flow
+    "html_to_text",
+    "shop_price",
+    "text_to_html",
+]
 
 log = structlog.get_logger("daemon.flows.products")
 
@@ -105,8 +122,8 @@ SHOPIFY_CURSOR = "products.shopify"
 #: re-read this much before a cursor: Shopify's search index lags behind writes, and
 #: Rackbeat's filter has seconds precision
 OVERLAP = timedelta(minutes=5)
-#: a pending creation without ids is searched for only once it is this old: a search
-#: sooner could miss the product Shopify already made
+#: a pending creation without ids is made again only once it is this old and a search
+#: finds nothing: a search sooner could miss the product Shopify already made
 CREATE_SETTLE = SEARCH_LAG_BOUND
 #: a Rackbeat product this much older than the ``updated_at_from`` asked for proves that
 #: the filter is ignored (the slack absorbs a server reading the time as local time)
@@ -146,6 +163,16 @@ def _parse_time(value: str) -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _settled(started: datetime) -> datetime:
+    """Where a complete scan that began at ``started`` may leave its cursor.
+
+    Everything updated before ``started − OVERLAP`` was visible to that scan (the overlap
+    is the bound on search lag and clock skew), so the next scan, from this cursor minus
+    the overlap again, re-reads a few minutes at most: a quiet shop costs one empty page.
+    """
+    return started - OVERLAP
 
 
 def _reason(exc: RecordError) -> str:
@@ -263,7 +290,12 @@ class ProductsFlow:
         product = await self.shopify.product_of_variant(variant_id)
         if product is None:
             return None
-        return next((v for v in shopify_variants(product) if v.variant_id == variant_id), None)
+        try:
+            variants = shopify_variants(product)
+        except MalformedResponse as exc:
+            # this one product cannot be read (a price that is not a number …): park, go on
+            raise RecordError(f"Shopify product {product.get('id')}: {exc}", reason="MALFORMED") from None
+        return next((v for v in variants if v.variant_id == variant_id), None)
 
     async def _commit(
         self,
@@ -274,16 +306,19 @@ class ProductsFlow:
         shopify_hash: str | None,
         forget: Sequence[str] = (),
         intent_done: bool = False,
+        in_rackbeat: bool = True,
     ) -> None:
-        """Record one synced product: its index row, both fingerprints, and that it exists
-        in Rackbeat; drop stale rows and the intent; unpark it — in one transaction."""
+        """Record one synced product: its index row, both fingerprints, and (``in_rackbeat``)
+        that it exists in Rackbeat; drop stale rows and the intent; unpark it — in one
+        transaction."""
         async with self.store.transaction(self.clock()) as tx:
             await self.index.forget(tx, forget)
             if variant is not None:
                 entry = IndexEntry(variant.variant_id, sku, variant.product_id, variant.inventory_item_id)
                 await self.index.record(tx, [entry])
             await self.index.set_hashes(tx, sku, rackbeat_hash=rackbeat_hash, shopify_hash=shopify_hash)
-            await self.index.set_rackbeat_numbers(tx, [sku])
+            if in_rackbeat:
+                await self.index.set_rackbeat_numbers(tx, [sku])
             if intent_done:
                 await tx.execute(
                     "DELETE FROM product_intents WHERE shop = ? AND sku = ?", (self.store.shop, sku)
@@ -319,6 +354,8 @@ class ProductsFlow:
                     break
         # Rackbeat lists in its own order, not by updated_at: the cursor may only move once
         # the whole scan is applied, or a later page's older change would be skipped.
+        if complete:
+            high = max(high, _settled(started))
         if complete and high > cursor:
             async with self.store.transaction(self.clock()) as tx:
                 await tx.set_cursor(RACKBEAT_CURSOR, _iso(high))
@@ -331,7 +368,9 @@ class ProductsFlow:
         async with contextlib.aclosing(pages):
             async for page in pages:
                 if asked is not None and self._filter_honoured:
-                    stale = [p for p in page if p.updated_at is not None and p.updated_at < since - FILTER_SLACK]
+                    stale = [
+                        p for p in page if p.updated_at is not None and p.updated_at < since - FILTER_SLACK
+                    ]
                     if stale:
                         self._filter_honoured = False
                         self.metrics.count(FLOW, "rackbeat_filter_ignored")
@@ -509,7 +548,7 @@ class ProductsFlow:
         assert intent.product_id is not None  # noqa: S101  # callers finish intents with ids only
         assert intent.variant_id is not None  # noqa: S101
         if current is None:
-            variant_input: dict[str, object] = {"barcode": target.barcode}
+            variant_input: dict[str, Any] = {"barcode": target.barcode}
             if target.price is not None:
                 variant_input["price"] = str(target.price)
             changes = ShopifyChanges({}, variant_input)
@@ -546,7 +585,9 @@ class ProductsFlow:
         if after is None:
             async with self.store.transaction(self.clock()) as tx:
                 await self._drop_intent(tx, sku)
-            raise NotFoundError(f"the Shopify product made for SKU {sku!r} was deleted before it was finished")
+            raise NotFoundError(
+                f"the Shopify product made for SKU {sku!r} was deleted before it was finished"
+            )
         await self._commit(
             sku,
             after,
@@ -558,7 +599,9 @@ class ProductsFlow:
         self.log.info("product created in Shopify", sku=sku, product=intent.product_id, status=after.status)
         return True
 
-    async def _resume(self, intent: _Intent, product: Product, target: ShopifyFields, fingerprint: str) -> bool:
+    async def _resume(
+        self, intent: _Intent, product: Product, target: ShopifyFields, fingerprint: str
+    ) -> bool:
         """Carry on with a creation an earlier attempt began."""
         if intent.variant_id is not None:
             current = await self._read_variant(intent.variant_id)
@@ -566,10 +609,10 @@ class ProductsFlow:
                 return await self._finish(intent, target, fingerprint, current=current)
             self.log.warning("half-made Shopify product was deleted; creating again", sku=intent.sku)
             return await self._create(product, target, fingerprint)
-        if self.clock() - intent.created_at < CREATE_SETTLE:
-            return False  # Shopify's search may not show it yet: look later, do not create twice
         found = await self._find_created(intent)
         if found is None:
+            if self.clock() - intent.created_at < CREATE_SETTLE:
+                return False  # Shopify's search may not show it yet: look again, do not create twice
             self.log.info("pending creation never reached Shopify; creating", sku=intent.sku)
             return await self._create(product, target, fingerprint)
         intent = replace(
@@ -580,7 +623,9 @@ class ProductsFlow:
         )
         await self._save_intent(intent)
         self.metrics.count(FLOW, "adopted_shopify")
-        self.log.info("adopted the product an interrupted creation made", sku=intent.sku, product=found.product_id)
+        self.log.info(
+            "adopted the product an interrupted creation made", sku=intent.sku, product=found.product_id
+        )
         return await self._finish(intent, target, fingerprint, current=found)
 
     async def _find_created(self, intent: _Intent) -> ShopifyVariant | None:
@@ -599,7 +644,10 @@ class ProductsFlow:
         async with contextlib.aclosing(pages):
             async for page in pages:
                 for raw in page:
-                    variants = shopify_variants(raw)
+                    try:
+                        variants = shopify_variants(raw)
+                    except MalformedResponse:
+                        continue  # not one the daemon made
                     if (
                         len(variants) == 1
                         and variants[0].sku is None
@@ -632,7 +680,11 @@ class ProductsFlow:
             "WHERE shop = ? AND sku = ?",
             (self.store.shop, sku),
         )
-        return None if row is None else _Intent(row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5]))
+        return (
+            None
+            if row is None
+            else _Intent(row[0], row[1], row[2], row[3], row[4], datetime.fromisoformat(row[5]))
+        )
 
     async def _save_intent(self, intent: _Intent) -> None:
         async with self.store.transaction(self.clock()) as tx:
@@ -642,10 +694,7 @@ class ProductsFlow:
                 (intent.product_id, intent.variant_id, intent.inventory_item_id, self.store.shop, intent.sku),
             )
 
-    async def _drop_intent(self, tx: object, sku: str) -> None:
-        from daemon.store import Transaction
-
-        assert isinstance(tx, Transaction)  # noqa: S101
+    async def _drop_intent(self, tx: Transaction, sku: str) -> None:
         await tx.execute("DELETE FROM product_intents WHERE shop = ? AND sku = ?", (self.store.shop, sku))
 
     # --- S13 = shopify: Shopify → Rackbeat ---------------------------------------------------------
@@ -655,6 +704,7 @@ class ProductsFlow:
         cursor = await self._cursor(SHOPIFY_CURSOR)
         started = self.clock()
         high = cursor
+        complete = True
         pages = self.shopify.products_updated_since(cursor - OVERLAP)
         async with contextlib.aclosing(pages):
             async for products in pages:
@@ -664,13 +714,19 @@ class ProductsFlow:
                     if isinstance(updated, str):
                         high = max(high, min(_parse_time(updated), started))
                 # Shopify sorts by updatedAt: each page may move the cursor
-                async with self.store.transaction(self.clock()) as tx:
-                    await tx.set_cursor(SHOPIFY_CURSOR, _iso(high))
+                if high > cursor:
+                    async with self.store.transaction(self.clock()) as tx:
+                        await tx.set_cursor(SHOPIFY_CURSOR, _iso(high))
+                    cursor = high
                 if self.shutdown.requested:
+                    complete = False
                     break
+        if complete and _settled(started) > cursor:
+            async with self.store.transaction(self.clock()) as tx:
+                await tx.set_cursor(SHOPIFY_CURSOR, _iso(_settled(started)))
         return applied_count
 
-    async def _pull_page(self, products: Sequence[dict[str, object]]) -> int:
+    async def _pull_page(self, products: Sequence[dict[str, Any]]) -> int:
         variants: list[ShopifyVariant] = []
         for product in products:
             try:
@@ -717,7 +773,9 @@ class ProductsFlow:
                 count += 1
         return count
 
-    async def _pull(self, variant: ShopifyVariant, rows: Sequence[IndexEntry], *, force: bool = False) -> bool:
+    async def _pull(
+        self, variant: ShopifyVariant, rows: Sequence[IndexEntry], *, force: bool = False
+    ) -> bool:
         """Bring one Shopify variant to Rackbeat; True when Rackbeat was written.
 
         ``rows`` are the index rows of its SKU. Record-level problems park it.
@@ -752,7 +810,9 @@ class ProductsFlow:
         if current is None:
             if variant.archived:
                 # archived products are not created in Rackbeat; remember we looked
-                await self._commit(sku, variant, rackbeat_hash=None, shopify_hash=fingerprint)
+                await self._commit(
+                    sku, variant, rackbeat_hash=None, shopify_hash=fingerprint, in_rackbeat=False
+                )
                 return False
             try:
                 after = await self.rackbeat.create_product(
@@ -766,7 +826,7 @@ class ProductsFlow:
                 current = await self.rackbeat.get_product(sku)
                 if current is None:
                     raise
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         if current is not None:
             changes = rackbeat_changes(current, target)
             after = await self.rackbeat.update_product(sku, product_body(**changes)) if changes else current
@@ -797,9 +857,10 @@ class ProductsFlow:
             async with contextlib.aclosing(pages):
                 async for products in pages:
                     for product in products:
-                        for variant in shopify_variants(product):
-                            if variant.sku:
-                                shopify_side.setdefault(variant.sku, []).append(variant)
+                        with contextlib.suppress(MalformedResponse):  # unreadable: nothing to compare
+                            for variant in shopify_variants(product):
+                                if variant.sku:
+                                    shopify_side.setdefault(variant.sku, []).append(variant)
             rackbeat_side: dict[str, Product] = {}
             rb_pages = self.rackbeat.products(fields=PRODUCT_FIELDS)
             async with contextlib.aclosing(rb_pages):
@@ -810,7 +871,9 @@ class ProductsFlow:
                 variants = shopify_side.get(sku, [])
                 if sku == self.rules.shipping_product or len(variants) > 1:
                     continue  # S15 is not a shop product; duplicates are reported by reconcile
-                found.extend(await self._differences_of(sku, variants[0] if variants else None, rackbeat_side.get(sku)))
+                found.extend(
+                    await self._differences_of(sku, variants[0] if variants else None, rackbeat_side.get(sku))
+                )
             return found
 
     async def _differences_of(

@@ -743,6 +743,16 @@ def estimate_cost(
     )
 
 
+def actual_cost(data: object) -> int:
+    """What a query's answer costs: 1 per object returned, 2 per connection (``pageInfo``)."""
+    if isinstance(data, list):
+        return sum(actual_cost(item) for item in data)
+    if not isinstance(data, dict):
+        return 0
+    own = 2 if "pageInfo" in data else 1
+    return own + sum(actual_cost(value) for key, value in data.items() if key != "pageInfo")
+
+
 def _field_type(parent: GraphQLNamedType, name: str) -> GraphQLNamedType | None:
     if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)):
         definition = parent.fields.get(name)
@@ -2678,7 +2688,11 @@ class ShopifySimulator:
         if result.errors:
             payload["errors"] = [error.formatted for error in result.errors]
         payload["data"] = result.data
-        payload["extensions"] = self._cost_extension(requested, requested)
+        # Shopify charges what the query actually returned and refunds the rest
+        is_mutation = operation.operation == OperationType.MUTATION
+        actual = requested if is_mutation else min(requested, actual_cost(result.data))
+        self.bucket.available = min(self.bucket.maximum, (self.bucket.available or 0.0) + requested - actual)
+        payload["extensions"] = self._cost_extension(requested, actual)
         self._log(label, 200, "error" if result.errors else "ok", requested)
         return self._respond(200, payload, headers, fault)
 
