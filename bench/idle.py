@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ Row = tuple[str, str, float | int | str, str]
 
 async def measure(skus: int = 1000) -> dict[str, Any]:
     """Build a synced shop of ``skus`` products, then count requests of quiet and busy cycles."""
-    clock = SimClock(datetime.now(UTC))  # the flows read the real clock for their first cursors
+    # the catalogue exists "since yesterday"; the flows read the real clock for their first cursors
+    clock = SimClock(datetime.now(UTC) - timedelta(days=1))
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
@@ -48,6 +49,7 @@ async def measure(skus: int = 1000) -> dict[str, Any]:
         rackbeat_sim.add_product(sku, f"Product {n}", sales_price="80", stock=5)
         shopify_sim.add_product(f"Product {n}", [{"sku": sku, "price": "100.00"}])
     rackbeat_sim.add_product("frakt", "Frakt")
+    clock.advance(timedelta(days=1).total_seconds())
 
     async def route(request: httpx.Request) -> httpx.Response:
         sim = shopify_sim if request.url.host == "shopify.sim" else rackbeat_sim
