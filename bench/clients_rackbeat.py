@@ -1,8 +1,18 @@
-"""Rackbeat client benchmarks against the simulator on a real loopback socket."""
+"""Rackbeat client benchmark: page a catalogue through :class:`RackbeatClient` over a real socket.
+
+``run`` serves a :class:`~daemon.sim.rackbeat.RackbeatSimulator` on loopback
+(:class:`~daemon.httpserver.HTTPServer`), seeds it with products and reads them all with
+:meth:`RackbeatClient.products` (pages of 100). Real sleeping and the real clock are
+used; the client's budget is set high enough not to pace the scan, so the seconds are
+what this machine needs (the in-process simulator's share is reported apart).
+
+    python -m bench.clients_rackbeat [PRODUCTS]     # PRODUCTS defaults to 10,000
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 import anyio
@@ -13,8 +23,12 @@ from daemon.httpserver import HTTPServer
 from daemon.rackbeat import RackbeatClient
 from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
 
+Row = tuple[str, str, float | int | str, str]
+
 #: high enough that the client's own budget does not pace the run (the socket is measured)
 BENCH_REQUESTS_PER_MINUTE = 10_000
+#: products in the catalogue ``run`` pages through unless told otherwise
+DEFAULT_PRODUCTS = 10_000
 
 
 async def bench_rackbeat_paging(
@@ -26,16 +40,27 @@ async def bench_rackbeat_paging(
     :class:`~daemon.httpserver.HTTPServer` on 127.0.0.1 (any free port), reads every product
     with :meth:`RackbeatClient.products` (pages of 100) and stops the server. Real sleeping
     and the real clock are used. Returns ``requests`` (sent by the client), ``seconds``
-    (wall time of the scan, setup excluded), ``products`` (read), ``retries`` and ``throttled``.
+    (wall time of the scan, setup excluded), ``simulator_seconds`` (the part of it spent
+    in the simulator's handler), ``products`` (read), ``retries`` and ``throttled``.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
-    sim = RackbeatSimulator()
+    sim = RackbeatSimulator(request_log_size=10)
     for index in range(n):
         sim.add_product(f"BENCH-{index:07}", f"Bench product {index}", stock=index % 50, sales_price=100)
+    in_simulator = 0.0
+
+    async def timed(request: httpx.Request) -> httpx.Response:
+        nonlocal in_simulator
+        started = time.perf_counter()
+        try:
+            return await sim.handle(request)
+        finally:
+            in_simulator += time.perf_counter() - started
+
     read = 0
     async with anyio.create_task_group() as tg:
-        port = await tg.start(HTTPServer(sim.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
+        port = await tg.start(HTTPServer(timed, name="rackbeat-sim").serve, "127.0.0.1", 0)
         async with httpx.AsyncClient(timeout=30.0) as http:
             client = RackbeatClient(
                 http,
@@ -55,7 +80,41 @@ async def bench_rackbeat_paging(
     return {
         "requests": client.requests,
         "seconds": seconds,
+        "simulator_seconds": in_simulator,
         "products": read,
         "retries": client.retries,
         "throttled": client.throttled,
     }
+
+
+async def run(size: int | None = None) -> list[Row]:
+    """The bench runner's entry point; ``size`` is the number of products (default 10,000)."""
+    m = await bench_rackbeat_paging(size or DEFAULT_PRODUCTS)
+    read = int(m["products"])
+    return [
+        ("rackbeat client", f"REST requests to page {read} products", int(m["requests"]), "requests"),
+        (
+            "rackbeat client",
+            "requests per 1,000 products",
+            round(m["requests"] * 1000 / max(read, 1), 1),
+            "requests (100 products/page)",
+        ),
+        ("rackbeat client", f"scan of {read} products, this machine", round(m["seconds"], 2), "s wall clock"),
+        (
+            "rackbeat client",
+            "  of which client, HTTP and socket",
+            round(m["seconds"] - m["simulator_seconds"], 2),
+            "s (the rest: the in-process simulator)",
+        ),
+    ]
+
+
+def main() -> None:
+    """``python -m bench.clients_rackbeat [PRODUCTS]``."""
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    for bench, figure, value, unit in anyio.run(run, size):
+        print(f"{bench:<15} {figure:<44} {value!s:>10}  {unit}")
+
+
+if __name__ == "__main__":
+    main()

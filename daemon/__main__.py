@@ -75,7 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the activity (default 7)")
-    demo.add_argument("--db", type=Path, default=None, help="keep the state DB here (default: a temp dir)")
+    demo.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="create the state DB here and keep it, with the daemon's log beside it (default: a temp dir)",
+    )
+    demo.add_argument(
+        "--health-port",
+        type=int,
+        default=8787,
+        help="port of the health endpoint (default 8787, or any free port when taken; 0: any)",
+    )
     return parser
 
 
@@ -97,7 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon.demo import run_demo  # noqa: PLC0415  # only the demo needs the simulators
 
         try:
-            return anyio.run(lambda: run_demo(seconds=args.seconds, seed_value=args.seed, db=args.db))
+            return anyio.run(
+                lambda: run_demo(
+                    seconds=args.seconds, seed_value=args.seed, db=args.db, health_port=args.health_port
+                )
+            )
         except KeyboardInterrupt:
             return EX_OK
     settings = _settings(err)

@@ -112,7 +112,7 @@ def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
                 index=index,
                 metrics=services.metrics,
                 shutdown=shutdown,
-                orders=orders if s.sync_orders else None,
+                catch_up_orders=orders.run_once if s.sync_orders else None,
             )
         )
     # always on: with S13 = disabled it writes nothing but keeps the SKU index current

@@ -1,21 +1,42 @@
 """``rackbeat-shopify demo``: the real daemon against the built-in simulators, live.
 
 Starts a simulated Shopify and a simulated Rackbeat on loopback (real HTTP servers) with
-a sample catalogue (200 products over 3 Rackbeat locations, a few customers), runs the
-daemon against them with a short poll interval, and makes things happen every few
-seconds: Shopify orders, goods receipts and shipments in Rackbeat, a product edit. A
-summary is redrawn in the terminal; at the end a truth check compares both systems.
+a sample catalogue (200 products over 3 Rackbeat locations, a few customers, a few
+orders already waiting in Shopify), runs the daemon against them with a short poll
+interval, and makes things happen every few seconds: Shopify orders by returning and new
+customers, goods receipts and shipments in Rackbeat, price edits and new products in
+Rackbeat. A summary is redrawn
+in the terminal (in place on a TTY, a line every few seconds otherwise); at the end a
+truth check compares both systems: every Shopify order exists exactly once in Rackbeat,
+except the ones the daemon parked (an order with a SKU Rackbeat does not know), which
+must not be there at all.
 
-Needs no settings, no network and no ``.env``: the settings are built here, and the state
-DB lives in a temporary directory unless ``--db`` names one.
+The summary is read from where an operator would read it: ``/healthz`` and ``/metrics``
+of the running daemon, and the simulators' own records for the truth-based figures.
+
+Needs no settings, no network and no ``.env``: the settings are built here from fixed
+values only (:class:`~daemon.config.IsolatedSettings`: no environment, no ``.env``, no
+credentials directory), HTTP clients ignore proxy variables, and the state DB and the
+daemon's log live in a temporary directory unless ``--db`` names a new DB file. The
+simulators keep the real clock; the seeded catalogue's timestamps are set a day back
+(:func:`backdate`), as for a shop that existed before the daemon.
+
+Ctrl-C ends the activity, lets the daemon catch up with what was placed last, stops it
+and prints the final summary; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import logging
 import random
+import shutil
+import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,159 +45,572 @@ from typing import Any, TextIO
 
 import anyio
 import httpx
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from daemon.app import run_daemon
 from daemon.config import IsolatedSettings, Settings
+from daemon.errors import ConfigError
 from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging
+from daemon.metrics import PREFIX
 from daemon.runner import Runner, Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
+from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, Order, ShopifySimulator
 
+log = structlog.get_logger("daemon.demo")
+
+LOOPBACK = "127.0.0.1"
+#: the health port the README names; another free port when it is taken
+PREFERRED_HEALTH_PORT = 8787
+SHOP = "demo-shop.myshopify.com"
 PRODUCTS = 200
-#: SKUs the demo shop does not have in Shopify (stock and orders simply do not meet them)
-RACKBEAT_ONLY = 5
-CUSTOMERS = [
+#: the last few products exist in Rackbeat only (not everything in the warehouse is for sale online)
+RACKBEAT_ONLY = 4
+#: a SKU Shopify sells and Rackbeat does not know: an order with it is parked, not lost
+SHOPIFY_ONLY_SKU = "GIFT-CARD"
+#: Rackbeat locations: the simulator's "1" and "2", and a third the demo adds
+LOCATIONS = {"1": "Hovedlager", "2": "Butik", "3": "Outlet"}
+#: customers Rackbeat knows before the demo starts (matched by e-mail when they order)
+RETURNING = [
     ("Astrid Lindqvist", "astrid@example.se"),
     ("Bjørn Hansen", "bjorn@example.dk"),
     ("Camilla Øster", "camilla@example.no"),
-    ("David Åberg", "david@example.se"),
-    ("Elin Sørensen", "elin@example.dk"),
 ]
+FIRST_NAMES = ("Dagny", "Erik", "Frida", "Gustav", "Hanne", "Ingrid", "Jonas", "Karin", "Lars", "Maja")
+LAST_NAMES = ("Åberg", "Berg", "Dahl", "Eklund", "Holm", "Lund", "Nygaard", "Sørensen", "Vik", "Wiik")
 NOUNS = ("Mug", "Plate", "Bowl", "Vase", "Candle", "Throw", "Cushion", "Lamp", "Tray", "Jug")
 ADJECTIVES = ("Nordic", "Fjord", "Birch", "Granite", "Linen", "Åland", "Skagen", "Öland", "Moss", "Ember")
+#: orders waiting in Shopify when the daemon starts (SYNC_ORDERS_SINCE reaches back to them)
+WAITING_ORDERS = 3
+VAT = Decimal("1.25")
+#: how old the seeded catalogue looks (see :func:`backdate`)
+CATALOGUE_AGE = timedelta(days=1)
+#: products the activity may add to Rackbeat
+MAX_NEW_PRODUCTS = 30
+#: Shopify Plus's GraphQL cost bucket (points, points restored per second). The demo polls
+#: every 2 s instead of every minute; with the Standard plan's bucket (2,000, 100/s) each
+#: cycle would wait for query budget, and lag would show the demo's pace, not the daemon's.
+SHOPIFY_PLUS = (20_000.0, 1_000.0)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How the demo runs; the defaults are the command line's."""
+
+    #: stop after this long (None: at Ctrl-C)
+    seconds: float | None = None
+    #: seed of the catalogue and the activity
+    seed: int = 7
+    #: the state DB (None: a temporary directory, removed at the end)
+    db: Path | None = None
+    #: SYNC_POLL_SECONDS of the daemon
+    poll_seconds: float = 2.0
+    #: seconds between two pieces of activity
+    activity_every: float = 3.0
+    #: seconds between two redraws of the summary
+    redraw_every: float = 1.0
+    #: the health port wanted; another free one when it is taken (0: any free port)
+    health_port: int = PREFERRED_HEALTH_PORT
+    #: how long the daemon may take to catch up with the last activity at the end
+    catch_up_seconds: float = 15.0
+    #: the simulated shop's GraphQL cost bucket (see :data:`SHOPIFY_PLUS`)
+    shopify_bucket: tuple[float, float] = SHOPIFY_PLUS
+
+
+# --- the world: both simulators and what the demo did to them -----------------------------
 
 
 @dataclass
-class Demo:
-    """The running demo: the simulators, what was done, and the daemon's health URL."""
+class World:
+    """The two simulators, seeded, and a record of the demo's activity."""
 
     shopify: ShopifySimulator
     rackbeat: RackbeatSimulator
     rng: random.Random
+    #: SKUs on both sides (what Shopify customers buy)
     skus: list[str] = field(default_factory=list)
-    shopify_orders: list[str] = field(default_factory=list)
-    events: dict[str, int] = field(default_factory=dict)
-    health_url: str = ""
-    #: the order the demo expects to see parked (UNKNOWN_SKU)
-    parked_order: str | None = None
-    runner: Runner | None = None
+    #: products added to Rackbeat during the demo (for sale once the daemon created them)
+    new_skus: list[str] = field(default_factory=list)
+    #: (name, e-mail) of every customer who may come back
+    customers: list[tuple[str, str]] = field(default_factory=list)
+    activity: collections.Counter[str] = field(default_factory=collections.Counter)
+    recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=5))
+    new_customers: int = 0
 
-    def note(self, event: str) -> None:
-        self.events[event] = self.events.get(event, 0) + 1
+    def happened(self, kind: str, text: str) -> str:
+        """Record one piece of activity; return its text."""
+        self.activity[kind] += 1
+        self.recent.append(f"{datetime.now(UTC):%H:%M:%S}  {text}")
+        log.info("demo activity", kind=kind, what=text)
+        return text
 
 
-def seed(demo: Demo) -> None:
-    """The sample catalogue on both sides."""
-    rb, shop, rng = demo.rackbeat, demo.shopify, demo.rng
-    rb.add_location("3", "Outlet")
-    rb.add_product("frakt", "Frakt", sales_price="39.20")
-    shop.add_location("Warehouse", primary=True)
+def seed_world(world: World) -> None:
+    """The sample catalogue on both sides, a few customers and orders already waiting."""
+    rb, shop, rng = world.rackbeat, world.shopify, world.rng
+    goods = rb.product_groups["1"]  # Shopify's product type is the Rackbeat group's name
+    for number, name in LOCATIONS.items():
+        if number not in rb.locations:
+            rb.add_location(number, name)
+    # S15: shipping is a line of this product; it is in a group without stock
+    rb.add_product("frakt", "Frakt", sales_price="39.20", group="2", inventory_enabled=False)
     for n in range(PRODUCTS):
         sku = f"DEMO-{n + 1:03}"
         name = f"{ADJECTIVES[n % 10]} {NOUNS[(n // 10) % 10]} {n // 100 + 1}"
-        price = Decimal(rng.randrange(40, 800)) + Decimal("0.00")
+        price = Decimal(rng.randrange(40, 800))
         stock = {"1": rng.randrange(0, 40), "2": rng.randrange(0, 10), "3": rng.randrange(0, 5)}
         rb.add_product(sku, name, sales_price=price, cost_price=price * Decimal("0.4"), stock=stock)
         if n < PRODUCTS - RACKBEAT_ONLY:
-            shop.add_product(name, [{"sku": sku, "price": str(price * Decimal("1.25"))}])
-            demo.skus.append(sku)
-    shop.add_product("Gift card", [{"sku": "GIFT-1", "price": "250.00"}])  # not in Rackbeat
-    for name, email in CUSTOMERS[:3]:
+            # Shopify's stock figure is a day behind for some: the first stock cycle corrects it
+            on_hand = sum(stock.values()) - (rng.randrange(1, 4) if n % 5 == 0 else 0)
+            shop.add_product(
+                name,
+                [{"sku": sku, "price": f"{price * VAT:.2f}", "stock": max(on_hand, 0)}],
+                product_type=goods,
+            )
+            world.skus.append(sku)
+    shop.add_product("Gift card", [{"sku": SHOPIFY_ONLY_SKU, "price": "250.00", "tracked": False}])
+    for name, email in RETURNING:
         rb.add_customer(name, email)
+        world.customers.append((name, email))
+    backdate(world, datetime.now(UTC) - CATALOGUE_AGE)
+    for _ in range(WAITING_ORDERS):
+        place_order(world)
+    # a gift card and a mug: Rackbeat does not know the gift card, so the order is parked
+    name, email = RETURNING[0]
+    first, last = name.split(" ", 1)
+    order_id = shop.create_order(
+        [(SHOPIFY_ONLY_SKU, 1), (world.skus[0], 1)],
+        email=email,
+        first_name=first,
+        last_name=last,
+        shipping_price="49.00",
+    )
+    world.happened(
+        "orders placed",
+        f"Shopify order {_order_name(shop, order_id)} by {name}: 1× {SHOPIFY_ONLY_SKU} "
+        f"(Rackbeat does not know it: parked), 1× {world.skus[0]}",
+    )
 
 
-def act(demo: Demo) -> str:
-    """One piece of activity, chosen at random; returns what happened."""
-    rng, shop, rb = demo.rng, demo.shopify, demo.rackbeat
-    roll = rng.random()
-    if roll < 0.45:
-        name, email = rng.choice(CUSTOMERS)
-        first, last = name.split(" ", 1)
-        lines = [(rng.choice(demo.skus), rng.randint(1, 2)) for _ in range(rng.randint(1, 3))]
-        lines = [(sku, qty) for sku, qty in lines if shop.available(sku) >= qty]
-        if not lines:
-            return "a customer found nothing in stock"
-        demo.shopify_orders.append(
-            shop.create_order(lines, email=email, first_name=first, last_name=last, shipping_price="49.00")
-        )
-        demo.note("orders placed")
-        return f"Shopify order by {name}: {', '.join(f'{q}× {s}' for s, q in lines)}"
-    if roll < 0.70:
-        sku = rng.choice(demo.skus)
-        quantity = rng.randint(5, 20)
-        rb.goods_receipt(sku, quantity, rng.choice(["1", "2", "3"]))
-        demo.note("goods receipts")
-        return f"Rackbeat goods receipt: {quantity} × {sku}"
-    if roll < 0.90:
-        booked = [o for o in rb.orders if o.is_booked and not o.is_shipped and not o.is_cancelled]
-        if not booked:
-            return "nothing to ship yet"
-        order = rng.choice(booked)
-        rb.ship(order.number)
-        demo.note("shipments")
-        return f"Rackbeat shipped order {order.number}"
-    sku = rng.choice(demo.skus)
-    product = rb.products[sku]
-    new_price = (product.sales_price * Decimal("1.05")).quantize(Decimal("1"))
-    rb.update_product(sku, sales_price=new_price)
-    demo.note("price edits")
-    return f"Rackbeat price of {sku} now {new_price}"
+def _order_name(shop: ShopifySimulator, order_id: str) -> str:
+    order = shop.node(order_id)
+    return order.name if isinstance(order, Order) else order_id
 
 
-def _health(url: str) -> dict[str, Any]:
-    try:
-        answer = httpx.get(url, timeout=1.0)
-        data: dict[str, Any] = answer.json()
-    except (httpx.HTTPError, ValueError):
-        return {}
-    return data
+def backdate(world: World, moment: datetime) -> None:
+    """Make everything seeded so far look as old as ``moment``.
 
-
-def summary(demo: Demo, health: dict[str, Any]) -> list[str]:
-    """The live summary's lines, from the simulators' state and the health endpoint."""
-    imported = {o.your_reference for o in demo.rackbeat.orders if o.your_reference}
-    placed = [demo.shopify.node(i) for i in demo.shopify_orders]
-    names = [f"#{o.number}" for o in placed if o is not None]  # type: ignore[attr-defined]
-    stock_writes = demo.shopify.requests.get("SetStock", 0)
-    product_writes = sum(demo.shopify.requests.get(op, 0) for op in ("ProductCreate", "ProductUpdate"))
-    lines = [
-        f"health  {demo.health_url}  → {health.get('status', '…')}",
-        f"orders  placed in Shopify {len(names):>4}   in Rackbeat {sum(1 for n in names if n in imported):>4}",
-        f"stock   inventorySetQuantities calls {stock_writes:>4}",
-        f"products written to Shopify {product_writes:>4}",
+    The simulators keep the real clock; only the records' timestamps move. A catalogue
+    that existed before the daemon's first start is what the daemon meets in a real shop:
+    its product flows begin at "now" and leave existing products to ``reconcile``, instead
+    of treating 200 products made a second ago as 200 fresh edits.
+    """
+    shop = world.shopify
+    records: list[Any] = [
+        *world.rackbeat.products.values(),
+        *world.rackbeat.customers.values(),
+        *shop.locations.values(),
+        *shop.products.values(),
+        *shop.variants.values(),
+        *shop.inventory_items.values(),
+        *shop.levels.values(),
+        *shop.customers.values(),
     ]
-    for check in health.get("checks", {}).values():
-        entry = check[0]
+    for record in records:
+        record.created_at = record.updated_at = moment
+
+
+def place_order(world: World) -> str:
+    """A Shopify order of 1–3 lines by a returning or a new customer."""
+    rng, shop = world.rng, world.shopify
+    if world.customers and rng.random() < 0.6:
+        name, email = rng.choice(world.customers)
+        who = "returning"
+    else:
+        world.new_customers += 1
+        name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+        email = f"customer{world.new_customers}@example.com"
+        world.customers.append((name, email))
+        who = "new"
+    # what the shop sells: the catalogue, and new Rackbeat products once the daemon made them
+    for_sale = world.skus + [sku for sku in world.new_skus if shop.find_by_sku(sku) is not None]
+    wanted: dict[str, int] = {}
+    for _ in range(rng.randint(1, 3)):
+        sku = rng.choice(for_sale)
+        wanted[sku] = wanted.get(sku, 0) + rng.randint(1, 2)
+    lines = [(sku, qty) for sku, qty in wanted.items() if shop.available(sku) >= qty]
+    if not lines:
+        return world.happened("sold out", f"{name} found nothing in stock")
+    first, last = name.split(" ", 1)
+    order_id = shop.create_order(lines, email=email, first_name=first, last_name=last, shipping_price="49.00")
+    items = ", ".join(f"{qty}× {sku}" for sku, qty in lines)
+    label = _order_name(shop, order_id)
+    return world.happened("orders placed", f"Shopify order {label} by {name} ({who}): {items}")
+
+
+def act(world: World) -> str:
+    """One piece of activity, chosen at random; returns what happened."""
+    rng, rb = world.rng, world.rackbeat
+    roll = rng.random()
+    if roll < 0.25:
+        sku = rng.choice(world.skus)
+        quantity, location = rng.randint(5, 20), rng.choice(list(LOCATIONS))
+        rb.goods_receipt(sku, quantity, location)
+        where = LOCATIONS[location]
+        return world.happened("goods receipts", f"Rackbeat goods receipt: {quantity}× {sku} at {where}")
+    if roll < 0.45:
+        booked = [o for o in rb.orders if o.reserves_stock]
+        if booked:
+            order = rng.choice(booked)
+            rb.ship(order.number)
+            reference = order.your_reference or "-"
+            return world.happened("shipments", f"Rackbeat shipped order {order.number} ({reference})")
+    elif roll < 0.52 and len(world.new_skus) < MAX_NEW_PRODUCTS:
+        n = PRODUCTS + len(world.new_skus)
+        sku = f"DEMO-{n + 1:03}"
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {n // 100 + 1}"
+        price = Decimal(rng.randrange(40, 800))
+        rb.add_product(sku, name, sales_price=price, cost_price=price * Decimal("0.4"), stock={"1": 12})
+        world.new_skus.append(sku)
+        return world.happened("new products", f"Rackbeat: new product {sku} {name!r}, 12 in stock")
+    elif roll < 0.65:
+        sku = rng.choice(world.skus)
+        old_price = rb.products[sku].sales_price
+        factor = rng.choice((Decimal("0.9"), Decimal("1.05"), Decimal("1.1")))
+        new_price = (old_price * factor).quantize(Decimal(1))
+        rb.update_product(sku, sales_price=new_price)
+        return world.happened(
+            "price edits", f"Rackbeat price of {sku}: {old_price:.0f} → {new_price} excl. VAT"
+        )
+    return place_order(world)
+
+
+# --- the truth, from the simulators ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Shopify's orders compared with Rackbeat's, straight from both simulators."""
+
+    #: Shopify orders (test orders excluded)
+    placed: int
+    #: orders with a SKU Rackbeat does not know: the daemon must park them
+    unknown_sku: list[str]
+    #: orders that are in Rackbeat exactly once
+    once: int
+    #: importable orders not (yet) in Rackbeat
+    missing: list[str]
+    #: orders in Rackbeat more than once
+    duplicated: list[str]
+    #: orders with an unknown SKU that are in Rackbeat all the same
+    leaked: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Every importable order exactly once, the others not at all."""
+        return not (self.missing or self.duplicated or self.leaked)
+
+    @property
+    def verdict(self) -> str:
+        """One line for the final summary."""
+        importable = self.placed - len(self.unknown_sku)
+        text = (
+            f"{self.once} of {importable} Shopify orders exist exactly once in Rackbeat; "
+            f"{len(self.unknown_sku)} with an unknown SKU parked and not in Rackbeat"
+        )
+        problems = [
+            f"{what}: {', '.join(names)}"
+            for what, names in (
+                ("missing", self.missing),
+                ("duplicated", self.duplicated),
+                ("unknown SKU but imported", self.leaked),
+            )
+            if names
+        ]
+        return ("OK — " if self.ok else "FAILED — ") + text + "".join(f"; {p}" for p in problems)
+
+
+def truth(world: World) -> Truth:
+    """Compare every Shopify order with Rackbeat's orders (by ``your_reference``)."""
+    orders = [o for o in world.shopify.orders.values() if not o.test]
+    unknown, missing, duplicated, leaked = [], [], [], []
+    once = 0
+    for order in orders:
+        copies = world.rackbeat.order_count_by_reference(order.name)
+        if any(line.sku not in world.rackbeat.products for line in order.line_items):
+            unknown.append(order.name)
+            if copies:
+                leaked.append(order.name)
+        elif copies == 1:
+            once += 1
+        elif copies == 0:
+            missing.append(order.name)
+        else:
+            duplicated.append(order.name)
+    return Truth(len(orders), unknown, once, missing, duplicated, leaked)
+
+
+# --- what the daemon says: /healthz and /metrics ----------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """The daemon's own account of itself, as an operator would read it."""
+
+    health: dict[str, Any] = field(default_factory=dict)
+    events: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: how many times /healthz answered, and how many times it was asked
+    answered: int = 0
+    asked: int = 0
+
+    def event(self, flow: str, name: str) -> int:
+        """A domain counter's value."""
+        return int(self.events.get((flow, name), 0))
+
+    @property
+    def flows(self) -> list[dict[str, Any]]:
+        """The per-flow checks of the last /healthz answer."""
+        return [entries[0] for entries in self.health.get("checks", {}).values() if entries]
+
+    @property
+    def parked(self) -> int:
+        """Records parked, over all flows."""
+        return sum(int(f.get("parked", 0)) for f in self.flows)
+
+
+async def observe(client: httpx.AsyncClient, base: str, snapshot: Snapshot) -> None:
+    """Read /healthz and /metrics into ``snapshot`` (what fails to answer keeps its last value)."""
+    snapshot.asked += 1
+    try:
+        answer = await client.get(f"{base}/healthz")
+        document = answer.json()
+    except (httpx.HTTPError, ValueError):
+        return
+    if isinstance(document, dict) and "status" in document:
+        snapshot.health = document
+        snapshot.answered += 1
+    try:
+        text = (await client.get(f"{base}/metrics")).text
+    except httpx.HTTPError:
+        return
+    events: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{PREFIX}_events_total":
+                events[(sample.labels.get("flow", ""), sample.labels.get("event", ""))] = sample.value
+    snapshot.events = events
+
+
+# --- the summary ----------------------------------------------------------------------------
+
+
+def _elapsed(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02}"
+
+
+def _health_status(snap: Snapshot) -> str:
+    status = str(snap.health.get("status", "…"))
+    if status == "warn" and snap.parked and all(not f.get("output") for f in snap.flows):
+        return "warn (records parked: see below)"
+    return status
+
+
+def _shipped(world: World) -> int:
+    return sum(1 for order in world.rackbeat.orders if order.is_shipped)
+
+
+def summary_lines(world: World, snap: Snapshot, health_url: str) -> list[str]:
+    """The summary's figures: truth from the simulators, the rest from the daemon."""
+    t = truth(world)
+    importable = t.placed - len(t.unknown_sku)
+    waiting = f" · waiting {len(t.missing)}" if t.missing else ""
+    dupes = f" · DUPLICATED {len(t.duplicated)}" if t.duplicated else ""
+    synced = sum(snap.event("products", e) for e in ("created_shopify", "updated_shopify", "adopted_shopify"))
+    lines = [
+        f"health    {health_url}  {_health_status(snap)}",
+        f"orders    {t.placed} in Shopify · {t.once} of {importable} in Rackbeat, each once{waiting}{dupes}"
+        f" · {len(t.unknown_sku)} with an unknown SKU",
+        f"          imported {snap.event('orders', 'imported')} · new customers in Rackbeat "
+        f"{snap.event('orders', 'customers_created')} · shipped from Rackbeat {_shipped(world)}",
+        f"stock     {snap.event('stock', 'quantities_pushed')} quantities pushed to Shopify "
+        f"in {snap.event('stock', 'batches')} batches",
+        f"products  {synced} synced to Shopify: {snap.event('products', 'created_shopify')} created, "
+        f"{snap.event('products', 'updated_shopify')} updated",
+        f"parked    {snap.parked}",
+        f"{'flow':<9} {'health':<6} {'lag':>6}  {'parked':>6}",
+    ]
+    for check in snap.flows:
+        lag = float(check.get("observedValue", 0.0))
+        error = f"  {check['output']}" if check.get("output") else ""
         lines.append(
-            f"  {entry['componentId']:<9} {entry['status']:<5} lag {entry['observedValue']:>6.1f}s "
-            f"parked {entry['parked']}" + (f"  {entry['output']}" if entry.get("output") else "")
+            f"{check.get('componentId', '?'):<9} {check.get('status', '?'):<6} {lag:5.1f}s  "
+            f"{check.get('parked', 0):>6}{error}"
         )
     return lines
 
 
-def truth(demo: Demo) -> tuple[bool, str]:
-    """Every Shopify order of the demo exists exactly once in Rackbeat."""
-    counts = []
-    for order_id in demo.shopify_orders:
-        order = demo.shopify.node(order_id)
-        if order is not None:
-            counts.append(demo.rackbeat.order_count_by_reference(f"#{order.number}"))  # type: ignore[attr-defined]
-    once = sum(1 for c in counts if c == 1)
-    twice = sum(1 for c in counts if c > 1)
-    ok = twice == 0 and once == len(counts)
-    return ok, f"{once} of {len(counts)} Shopify orders exist exactly once in Rackbeat; duplicates: {twice}"
+def compact_line(world: World, snap: Snapshot) -> str:
+    """The summary in one line, for output that is not a terminal."""
+    t = truth(world)
+    synced = sum(snap.event("products", e) for e in ("created_shopify", "updated_shopify", "adopted_shopify"))
+    lags = " ".join(f"{f.get('componentId')} {float(f.get('observedValue', 0.0)):.1f}s" for f in snap.flows)
+    return (
+        f"orders {t.once}/{t.placed - len(t.unknown_sku)} in Rackbeat"
+        + (f" ({len(t.missing)} waiting)" if t.missing else "")
+        + f" | stock pushed {snap.event('stock', 'quantities_pushed')}"
+        f" | products synced {synced} | parked {snap.parked} | lag {lags or '-'}"
+        f" | health {snap.health.get('status', '…')}"
+    )
 
 
-@dataclass(frozen=True)
-class Options:
-    """How the demo runs."""
+class Screen:
+    """Draws the summary: redrawn in place on a terminal; otherwise activity as it happens
+    and a line of figures every few seconds."""
 
-    seconds: float | None = None
-    poll_seconds: float = 2.0
-    activity_every: float = 3.0
+    def __init__(self, out: TextIO, *, line_every: float = 5.0) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.line_every = line_every
+        self._drawn = 0
+        self._last_line = -line_every
+        self._printed_recent = 0
+        self._last_imported = 0
+
+    def draw(self, header: str, world: World, snap: Snapshot, health_url: str) -> None:
+        """One frame (a TTY) or activity as it happens and a line every few seconds (else)."""
+        recent, total = list(world.recent), sum(world.activity.values())
+        if self.tty:
+            width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+            frame = [
+                header,
+                *summary_lines(world, snap, health_url),
+                "recent activity",
+                *(f"  {r}" for r in recent),
+            ]
+            up = f"\x1b[{self._drawn}F" if self._drawn else ""
+            self.out.write(up + "\x1b[J" + "\n".join(line[:width] for line in frame) + "\n")
+            self._drawn = len(frame)
+            self.out.flush()
+            return
+        fresh = min(total - self._printed_recent, len(recent))
+        for text in recent[len(recent) - fresh :] if fresh > 0 else []:
+            self.out.write(f"  + {text}\n")
+        self._printed_recent = total
+        # a line every few seconds, and as soon as orders reached Rackbeat
+        now, imported = time.monotonic(), truth(world).once
+        if now - self._last_line >= self.line_every or imported != self._last_imported:
+            self._last_line, self._last_imported = now, imported
+            self.out.write(f"{header} | {compact_line(world, snap)}\n")
+        self.out.flush()
+
+    def release(self) -> None:
+        """Leave the last frame on screen; what follows prints below it."""
+        self._drawn = 0
+
+
+# --- running it -----------------------------------------------------------------------------
+
+
+class _HeldShutdown(Shutdown):
+    """The daemon's stop switch, held by the demo.
+
+    The runner calls :meth:`request` on SIGINT/SIGTERM: here that only ends the activity,
+    so that the daemon can catch up with the last orders before :meth:`stop` really stops
+    it (the runner's handler is gone after the first signal: a second Ctrl-C stops at once).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = anyio.Event()
+
+    def request(self) -> None:
+        self.interrupted.set()
+
+    def stop(self) -> None:
+        """Stop the daemon after the work in flight."""
+        super().request()
+
+
+@dataclass
+class DemoResult:
+    """What a finished demo found."""
+
+    truth: Truth
+    snapshot: Snapshot
+    health_url: str
+    activity: dict[str, int]
+    interrupted: bool
+    #: ``inventorySetQuantities`` calls that changed stock, as the simulated Shopify counted them
+    stock_writes: int = 0
+    daemon_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The daemon ran to the end and the truth check holds."""
+        return self.daemon_error is None and self.truth.ok
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_settings(shopify_port: int, rackbeat_port: int, db: Path, options: DemoOptions) -> Settings:
+    """The daemon's settings: fixed values only, nothing from the environment or ``.env``."""
+    health_port = options.health_port if options.health_port and _free(options.health_port) else 0
+    return IsolatedSettings.of(
+        {
+            "rackbeat_api_url": f"http://{LOOPBACK}:{rackbeat_port}/api",
+            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
+            "rackbeat_contact_email": "demo@example.com",
+            "shopify_shop": SHOP,
+            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
+            "shopify_admin_url": f"http://{LOOPBACK}:{shopify_port}/admin",
+            "sync_db": db,
+            "sync_poll_seconds": options.poll_seconds,
+            "health_listen": f"{LOOPBACK}:{health_port}",
+            "sync_payment_terms": "1",
+            "sync_customer_group": "1",
+            "sync_employee": "1",
+            "sync_default_product_group": "1",
+            "sync_currency": "DKK",
+            "sync_shipping_product": "frakt",
+            # the orders waiting in Shopify were placed a moment ago: import them
+            "sync_orders_since": datetime.now(UTC) - timedelta(minutes=1),
+            "log_level": "info",
+        }
+    )
+
+
+@contextlib.contextmanager
+def _daemon_log(path: Path) -> Iterator[None]:
+    """The daemon (and the demo) log JSON lines to ``path``; logging is restored afterwards."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_structlog = structlog.get_config()
+    with path.open("w", encoding="utf-8") as stream:
+        configure_logging("info", "json", stream=stream)
+        try:
+            yield
+        finally:
+            root.handlers[:] = saved_handlers
+            root.setLevel(saved_level)
+            structlog.configure(**saved_structlog)
+
+
+def _http() -> httpx.AsyncClient:
+    # loopback only: proxy variables of the environment must not reroute it
+    return httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), trust_env=False)
 
 
 async def run_demo(
@@ -186,105 +620,185 @@ async def run_demo(
     db: Path | None = None,
     poll_seconds: float = 2.0,
     activity_every: float = 3.0,
+    health_port: int = PREFERRED_HEALTH_PORT,
     out: TextIO | None = None,
 ) -> int:
-    """Run the demo until ``seconds`` pass or Ctrl-C; 0 when the truth check holds."""
+    """The ``demo`` command: 0 when the daemon ran and the truth check holds, 1 when not,
+    2 when ``db`` exists (the simulators start empty: an old ledger would not match them)."""
     out = out or sys.stdout
-    # the catalogue is seeded "yesterday", as a shop that exists before the daemon does
-    age = [timedelta(days=1)]
-
-    def now() -> datetime:
-        return datetime.now(UTC) - age[0]
-
-    rng = random.Random(seed_value)  # noqa: S311  # demo activity, not crypto
-    demo = Demo(ShopifySimulator(now=now), RackbeatSimulator(now=now), rng)
-    seed(demo)
-    age[0] = timedelta(0)
-    options = Options(seconds, poll_seconds, activity_every)
-    with tempfile.TemporaryDirectory(prefix="rackbeat-shopify-demo-") as tmp:
-        db_path = db or Path(tmp) / "demo.db"
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = db_path.parent / "demo-daemon.log"
-        with log_file.open("w") as logs:
-            configure_logging("info", "json", stream=logs)
-            await _run(demo, db_path, log_file, options, out)
-        ok, verdict = truth(demo)
-        print("\nfinal summary", file=out)
-        for line in summary(demo, {}):
-            print(f"  {line}", file=out)
-        print(f"  activity: {', '.join(f'{k} {v}' for k, v in sorted(demo.events.items()))}", file=out)
-        print(f"  truth check: {verdict}", file=out)
-    return 0 if ok else 1
-
-
-def _settings(demo_ports: tuple[int, int], db_path: Path, poll_seconds: float) -> Settings:
-    shop_port, rb_port = demo_ports
-    return IsolatedSettings.of(
-        {
-            "rackbeat_api_url": f"http://127.0.0.1:{rb_port}/api",
-            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
-            "rackbeat_contact_email": "demo@example.com",
-            "shopify_shop": "demo-shop.myshopify.com",
-            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
-            "shopify_admin_url": f"http://127.0.0.1:{shop_port}/admin",
-            "sync_db": db_path,
-            "sync_poll_seconds": poll_seconds,
-            "health_listen": "127.0.0.1:0",
-            "sync_payment_terms": "1",
-            "sync_customer_group": "1",
-            "sync_employee": "1",
-            "sync_default_product_group": "1",
-        }
+    if db is not None and await anyio.Path(db).exists():
+        out.write(f"demo: {db} exists; the demo needs a new state DB (--db names a file to create)\n")
+        return 2
+    options = DemoOptions(
+        seconds=seconds,
+        seed=seed_value,
+        db=db,
+        poll_seconds=poll_seconds,
+        activity_every=activity_every,
+        health_port=health_port,
     )
+    result = await demo(options, out)
+    return 0 if result.ok else 1
 
 
-async def _run(demo: Demo, db_path: Path, log_file: Path, options: Options, out: TextIO) -> None:
-    tty = out.isatty()
-    shutdown = Shutdown()
-    async with anyio.create_task_group() as tg:
-        shop_port = await tg.start(HTTPServer(demo.shopify.handle, name="shopify-sim").serve, "127.0.0.1", 0)
-        rb_port = await tg.start(HTTPServer(demo.rackbeat.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
-        settings = _settings((shop_port, rb_port), db_path, options.poll_seconds)
-        ready = anyio.Event()
+async def demo(options: DemoOptions, out: TextIO) -> DemoResult:
+    """Run the demo as ``options`` say, writing the summary to ``out``."""
+    with tempfile.TemporaryDirectory(prefix="rackbeat-shopify-demo-") as tmp:
+        db = options.db or Path(tmp) / "demo.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        log_path = db.with_suffix(".log") if db.suffix != ".log" else db.with_name(db.name + ".daemon")
+        with _daemon_log(log_path):
+            result, world = await _demo(options, db, log_path, out)
+        _final(result, world, out, db, log_path, kept=options.db is not None)
+    return result
 
-        def on_ready(runner: Runner, port: int) -> None:
-            demo.runner = runner
-            demo.health_url = f"http://127.0.0.1:{port}/healthz"
+
+async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> tuple[DemoResult, World]:
+    rng = random.Random(options.seed)  # noqa: S311  # demo activity, not cryptography
+    bucket, restore = options.shopify_bucket
+    shop = ShopifySimulator(shop_domain=SHOP, bucket_size=bucket, restore_rate=restore)
+    world = World(shop, RackbeatSimulator(), rng)
+    shutdown = _HeldShutdown()
+    snapshot = Snapshot()
+    health_url = ""
+    daemon_error: list[str] = []
+    ready, stopped = anyio.Event(), anyio.Event()
+
+    async with _http() as client, _http() as daemon_http, anyio.create_task_group() as tg:
+        shop_port = await tg.start(HTTPServer(world.shopify.handle, name="shopify-sim").serve, LOOPBACK, 0)
+        rb_port = await tg.start(HTTPServer(world.rackbeat.handle, name="rackbeat-sim").serve, LOOPBACK, 0)
+        settings = demo_settings(shop_port, rb_port, db, options)
+        seed_world(world)
+        log.info("demo seeded", products=len(world.rackbeat.products), orders=len(world.shopify.orders))
+
+        def on_ready(_runner: Runner, port: int) -> None:
+            nonlocal health_url
+            health_url = f"http://{LOOPBACK}:{port}/healthz"
             ready.set()
 
         async def daemon() -> None:
-            await run_daemon(settings, shutdown=shutdown, configure_logs=False, on_ready=on_ready)
-            tg.cancel_scope.cancel()
+            nonlocal settings
+            try:
+                try:
+                    await run_daemon(
+                        settings, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
+                    )
+                except ConfigError:
+                    if ready.is_set() or settings.health_address[1] == 0:
+                        raise
+                    # the health port was taken between the probe and the bind: any port will do
+                    settings = settings.model_copy(update={"health_listen": f"{LOOPBACK}:0"})
+                    await run_daemon(
+                        settings, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
+                    )
+            except Exception as exc:
+                log.exception("demo: the daemon stopped with an error")
+                daemon_error.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                stopped.set()
+                ready.set()
 
         tg.start_soon(daemon)
         await ready.wait()
-        # a gift card sold in Shopify that Rackbeat does not know: parked, not lost
-        demo.parked_order = demo.shopify.create_order([("GIFT-1", 1), (demo.skus[0], 1)])
-        print(
-            f"demo: simulated Shopify on :{shop_port}, Rackbeat on :{rb_port}; "
-            f"health {demo.health_url}; daemon log {log_file}",
-            file=out,
-        )
-        print(
-            "Ctrl-C to stop." if options.seconds is None else f"running for {options.seconds:g} s", file=out
-        )
-        started = last_act = time.monotonic()
-        recent: list[str] = []
-        while options.seconds is None or time.monotonic() - started < options.seconds:
-            now = time.monotonic()
-            if now - last_act >= options.activity_every:
-                last_act = now
-                recent = [*recent[-3:], act(demo)]
-            health = await anyio.to_thread.run_sync(_health, demo.health_url)
-            lines = [*summary(demo, health), *(f"  · {r}" for r in recent)]
-            if tty:
-                out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
-            elif int(now - started) % 5 == 0:
-                print(" | ".join(lines[:4]), file=out)
+        if not stopped.is_set():
+            out.write(
+                f"rackbeat-shopify demo: simulated Shopify on http://{LOOPBACK}:{shop_port}/admin, "
+                f"Rackbeat on http://{LOOPBACK}:{rb_port}/api\n"
+                f"health {health_url} (also /metrics /livez /readyz); daemon log {log_path}\n"
+                + ("Ctrl-C to stop\n" if options.seconds is None else f"running for {options.seconds:g} s\n")
+            )
             out.flush()
-            await anyio.sleep(min(1.0, options.activity_every))
-        # let the daemon import what was placed last, then stop it
-        deadline = time.monotonic() + max(3 * options.poll_seconds, 5.0)
-        while time.monotonic() < deadline and not truth(demo)[0]:  # noqa: ASYNC110  # polls another system
-            await anyio.sleep(0.5)
-        shutdown.request()
+            live = _Live(world, options, client, health_url, snapshot, shutdown, stopped)
+            await live.drive(out)
+            await live.catch_up()
+        shutdown.stop()
+        await stopped.wait()
+        tg.cancel_scope.cancel()
+    result = DemoResult(
+        truth(world),
+        snapshot,
+        health_url,
+        dict(world.activity),
+        shutdown.interrupted.is_set(),
+        world.shopify.adjustment_groups,
+        daemon_error[0] if daemon_error else None,
+    )
+    return result, world
+
+
+@dataclass
+class _Live:
+    """A running demo: the world, the daemon's address and the means to watch it."""
+
+    world: World
+    options: DemoOptions
+    client: httpx.AsyncClient
+    health_url: str
+    snapshot: Snapshot
+    shutdown: _HeldShutdown
+    #: set when the daemon has stopped (normally or not)
+    stopped: anyio.Event
+
+    async def observe(self) -> None:
+        """Read the daemon's health and metrics."""
+        await observe(self.client, self.health_url.removesuffix("/healthz"), self.snapshot)
+
+    async def drive(self, out: TextIO) -> None:
+        """Activity and redraws until the time is up, Ctrl-C, or the daemon stops."""
+        options, world = self.options, self.world
+        screen = Screen(out)
+        started = time.monotonic()
+        next_act = started + options.activity_every
+        tail = "Ctrl-C to stop" if options.seconds is None else f"of {_elapsed(options.seconds)}"
+        while not (self.shutdown.interrupted.is_set() or self.stopped.is_set()):
+            now = time.monotonic()
+            if options.seconds is not None and now - started >= options.seconds:
+                break
+            if now >= next_act:
+                next_act = now + options.activity_every
+                act(world)
+            await self.observe()
+            header = f"rackbeat-shopify demo · {_elapsed(now - started)} {tail}"
+            screen.draw(header, world, self.snapshot, self.health_url)
+            wait = min(options.redraw_every, max(0.05, next_act - time.monotonic()))
+            with anyio.move_on_after(wait):
+                await self.shutdown.interrupted.wait()
+        screen.release()
+        if self.shutdown.interrupted.is_set():
+            out.write("stopping: the daemon catches up with the last activity (Ctrl-C again: stop at once)\n")
+            out.flush()
+
+    async def catch_up(self) -> None:
+        """Let the daemon import what was placed last: poll both sides until they agree or
+        the deadline passes."""
+        options = self.options
+        deadline = time.monotonic() + max(options.catch_up_seconds, 4 * options.poll_seconds)
+        while time.monotonic() < deadline and not self.stopped.is_set():
+            await self.observe()
+            t = truth(self.world)
+            if t.ok and self.snapshot.parked >= len(t.unknown_sku):
+                break
+            await anyio.sleep(min(0.25, options.poll_seconds / 4))
+        await self.observe()  # the figures as they are now, for the final summary
+
+
+def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Path, *, kept: bool) -> None:
+    snap, t = result.snapshot, result.truth
+    health = result.health_url or "never came up"
+    lines = [
+        "",
+        "final summary" + (" (stopped by Ctrl-C)" if result.interrupted else ""),
+        f"health    {health}: answered {snap.answered} of {snap.asked} polls, "
+        f"last status {snap.health.get('status', 'unknown')}",
+        *summary_lines(world, snap, health)[1:],
+        f"activity  {', '.join(f'{kind} {n}' for kind, n in sorted(result.activity.items())) or 'none'}",
+    ]
+    if result.daemon_error:
+        lines.append(f"daemon    stopped with an error: {result.daemon_error} (see {log_path})")
+    lines.append(f"truth check: {t.verdict}")
+    if kept:
+        lines.append(f"state DB {db} and daemon log {log_path} kept")
+    else:
+        lines.append("state DB and daemon log removed (keep them with --db PATH)")
+    out.write("\n".join(lines[:2]) + "\n" + "".join(f"  {line}\n" for line in lines[2:]))
+    out.flush()

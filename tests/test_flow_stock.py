@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.flows.orders import OrdersFlow, unreserved_demand
-from daemon.flows.stock import StockFlow
+from daemon.flows.stock import StockFlow, effective_demand, target_quantity
+from daemon.index import SkuIndex
+from daemon.metrics import PREFIX
+from daemon.store import Transaction
 from tests.harness import World, make_world
 
 pytestmark = pytest.mark.anyio
+
+CatchUp = Callable[[], Awaitable[object]]
 
 
 def orders_flow(w: World) -> OrdersFlow:
@@ -33,16 +40,16 @@ def orders_flow(w: World) -> OrdersFlow:
     )
 
 
-def stock_flow(w: World, *, catch_up: bool = True) -> StockFlow:
+def stock_flow(w: World, catch_up: CatchUp | None = None) -> StockFlow:
     return StockFlow(
         w.settings,
         w.store,
         w.shopify,
         w.rackbeat_client,
-        index=w.index,
+        index=SkuIndex(w.store, w.shopify, clock=w.clock.now),
         metrics=w.metrics,
         shutdown=w.shutdown,
-        orders=orders_flow(w) if catch_up else None,
+        catch_up_orders=catch_up,
         clock=w.clock.now,
         monotonic=w.clock.monotonic,
     )
@@ -50,10 +57,18 @@ def stock_flow(w: World, *, catch_up: bool = True) -> StockFlow:
 
 @asynccontextmanager
 async def catalogue(
-    tmp_path: Path, schema: GraphQLSchema | None, n: int, *, stock: int = 10, **settings: Any
+    tmp_path: Path,
+    schema: GraphQLSchema | None,
+    n: int,
+    *,
+    stock: int = 10,
+    shopify_options: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[World]:
     """``n`` products with the same SKU on both sides, Shopify at 0, Rackbeat at ``stock``."""
-    async with make_world(tmp_path, validate_schema=schema, settings=settings) as w:
+    async with make_world(
+        tmp_path, validate_schema=schema, settings=settings, shopify_options=shopify_options
+    ) as w:
         for i in range(n):
             sku = f"SKU-{i:04}"
             w.shopify_sim.add_product(f"Product {i}", [{"sku": sku, "price": "100.00"}])
@@ -64,54 +79,119 @@ async def catalogue(
 
 
 def shopify_writes(w: World) -> int:
-    return sum(n for op, n in w.shopify_sim.requests.items() if "SetStock" in op)
+    return w.shopify_sim.requests["SetStock"]
 
 
-async def test_500_skus_200_changed_converge_within_two_cycles(
+def applications_per_item(w: World, since: int = 0) -> dict[str, int]:
+    """How often Shopify applied a quantity to each inventory item (replays not counted)."""
+    counts: dict[str, int] = {}
+    for application in w.shopify_sim.inventory_applications[since:]:
+        for item, _location, _quantity, _delta in application.quantities:
+            counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+def unreserved_truth(w: World) -> dict[str, int]:
+    """SKU → units of Shopify orders Rackbeat does not reserve: not in Rackbeat, or a draft there."""
+    rackbeat = {o.your_reference: o for o in w.rackbeat.orders}
+    demand: dict[str, int] = {}
+    for order in w.shopify_sim.orders.values():
+        twin = rackbeat.get(order.name)
+        if twin is not None and (twin.is_booked or twin.is_cancelled):
+            continue  # reserved (or shipped: the stock has left Rackbeat)
+        for sku, units in w.shopify_sim.order_demand(order.id).items():
+            demand[sku] = demand.get(sku, 0) + units
+    return demand
+
+
+def bound(w: World, sku: str, demand: dict[str, int]) -> int:
+    """What Shopify may show at most: Rackbeat's available minus the unreserved demand."""
+    return max(math.floor(w.rackbeat.available_quantity(sku) - demand.get(sku, 0)), 0)
+
+
+# --- the decision itself --------------------------------------------------------------------------
+
+
+def test_target_is_whole_units_and_never_negative_unless_allowed() -> None:
+    assert target_quantity(Decimal("7.9"), 2, allow_negative=False) == 5
+    assert target_quantity(Decimal("1"), 3, allow_negative=False) == 0
+    assert target_quantity(Decimal("1"), 3, allow_negative=True) == -2
+    assert target_quantity(Decimal("-0.5"), 0, allow_negative=True) == -1  # rounds towards less
+
+
+def test_effective_demand_keeps_orders_that_may_have_become_reserved_after_the_scan() -> None:
+    # before the scan: a draft of 2 A; during the catch-up it was booked and a new order of 3 A
+    # arrived and was booked too; a draft of 1 B was imported: none of them in the scan's figure
+    assert effective_demand({"B": 1}, {"A": 2}, {"A": 3, "B": 1}) == {"A": 5, "B": 1}
+    assert effective_demand({"A": 2}, {"A": 2}, {}) == {"A": 2}  # nothing moved: exact
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+
+async def test_500_skus_200_changed_converge_within_two_cycles_with_one_write(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
     async with catalogue(tmp_path, shopify_schema, 500, sync_orders=False) as w:
-        flow = stock_flow(w, catch_up=False)
-        await flow.run_once()
+        flow = stock_flow(w)
+        assert await flow.run_once() == 500
         assert all(w.shopify_sim.available(f"SKU-{i:04}") == 10 for i in range(500))
 
-        for i in range(0, 400, 2):  # 200 changes: receipts and adjustments
+        for i in range(0, 400, 2):  # 200 changes
             w.rackbeat.goods_receipt(f"SKU-{i:04}", i % 7 + 1)
-        writes = shopify_writes(w)
-        w.tick(60)
-        await flow.run_once()
-        w.tick(60)
-        await flow.run_once()
-        for i in range(500):
-            expected = 10 + (i % 7 + 1 if i < 400 and i % 2 == 0 else 0)
-            assert w.shopify_sim.available(f"SKU-{i:04}") == expected, i
-        assert shopify_writes(w) - writes == 1  # 200 quantities: one call
-        assert w.metrics.value("stock", "quantities_pushed") == 700
-
-
-async def test_a_quiet_cycle_writes_nothing_and_reads_rackbeat_once(tmp_path: Path) -> None:
-    async with catalogue(tmp_path, None, 250, sync_orders=False) as w:
-        flow = stock_flow(w, catch_up=False)
-        await flow.run_once()
         w.shopify_sim.reset_requests()
         w.rackbeat.reset_counts()
         w.tick(60)
+        assert await flow.run_once() == 200
+        w.tick(60)
         assert await flow.run_once() == 0
+        for i in range(500):
+            expected = 10 + (i % 7 + 1 if i < 400 and i % 2 == 0 else 0)
+            assert w.shopify_sim.available(f"SKU-{i:04}") == expected, i
+        assert shopify_writes(w) == 1  # 200 quantities in one call, no read before it
+        assert w.shopify_sim.requests["InventoryLevels"] == 0
+        assert w.rackbeat.request_total() == 2 * 6  # two cycles of the narrow scan (501 products)
+        assert w.metrics.value("stock", "quantities_pushed") == 700
+        assert w.metrics.value("stock", "batches") == 3
+        lag = w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds")
+        assert lag == 0.0  # the last cycle found Shopify as decided
+
+
+async def test_a_quiet_cycle_reads_rackbeat_once_and_does_not_catch_up(tmp_path: Path) -> None:
+    async with catalogue(tmp_path, None, 250, sync_orders=False) as w:
+        caught_up = 0
+
+        async def count() -> None:
+            nonlocal caught_up
+            caught_up += 1
+
+        flow = stock_flow(w, count)
+        await flow.run_once()
+        assert caught_up == 1  # the first cycle wrote, so it caught the orders up first
+        w.tick(600)
+        await flow.run_once()  # the SKU index reads the catalogue once more (its overlap)
+        w.tick(60)
+        w.shopify_sim.reset_requests()
+        w.rackbeat.reset_counts()
+        assert await flow.run_once() == 0
+        assert caught_up == 1
         assert shopify_writes(w) == 0
-        assert w.rackbeat.request_total() == 3  # 250 products, 100 a page: the narrow scan only
+        assert sum(w.shopify_sim.requests.values()) == 1  # the SKU index's refresh only
+        assert w.rackbeat.request_total() == 3  # 251 products, 100 a page: the narrow scan only
 
 
-async def test_unimported_and_draft_orders_are_held_back(
+async def test_orders_rackbeat_does_not_reserve_are_held_back(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
     async with catalogue(tmp_path, shopify_schema, 3, sync_order_status="draft") as w:
-        await orders_flow(w).run_once()  # cursor: now
-        flow = stock_flow(w)
+        orders = orders_flow(w)
+        await orders.run_once()  # the orders cursor starts now
+        flow = stock_flow(w, orders.run_once)
         await flow.run_once()
         assert w.shopify_sim.available("SKU-0000") == 10
         w.shopify_sim.sell("SKU-0000", 4)
         assert w.shopify_sim.available("SKU-0000") == 6
-        # a goods receipt makes the stock flow push before the orders flow has run:
+        # a goods receipt makes the stock flow push before the orders flow ran on its own:
         # it catches the orders up first, so the order's 4 units stay held
         w.rackbeat.goods_receipt("SKU-0000", 1)
         w.tick(60)
@@ -126,8 +206,8 @@ async def test_stock_figure_chooses_available_or_in_stock(
 ) -> None:
     async with catalogue(tmp_path, shopify_schema, 1, sync_stock_figure=figure, sync_orders=False) as w:
         customer = w.rackbeat.add_customer("B2B", "b2b@example.com")
-        w.rackbeat.place_order(customer, [("SKU-0000", 2)], book=True)
-        await stock_flow(w, catch_up=False).run_once()
+        w.rackbeat.place_order(customer, [("SKU-0000", 2)], book=True)  # another sales channel
+        await stock_flow(w).run_once()
         assert w.shopify_sim.available("SKU-0000") == expected
 
 
@@ -140,16 +220,17 @@ async def test_listed_locations_are_summed_and_read_only_when_totals_change(
             w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
             w.rackbeat.goods_receipt(f"SKU-{i:04}", 7, "2")  # not listed
             w.rackbeat.goods_receipt(f"SKU-{i:04}", 1, "3")
-        flow = stock_flow(w, catch_up=False)
+        flow = stock_flow(w)
         await flow.run_once()
         assert [w.shopify_sim.available(f"SKU-{i:04}") for i in range(3)] == [6, 6, 6]
         w.rackbeat.reset_counts()
         w.rackbeat.goods_receipt("SKU-0001", 2, "3")
+        w.rackbeat.goods_receipt("SKU-0002", 9, "2")  # not listed: totals change, the sum does not
         w.tick(60)
         await flow.run_once()
-        assert w.shopify_sim.available("SKU-0001") == 8
+        assert [w.shopify_sim.available(f"SKU-{i:04}") for i in range(3)] == [6, 8, 6]
         per_location = sum(n for route, n in w.rackbeat.requests.items() if "locations" in route)
-        assert per_location == 1  # only the changed product was read per location
+        assert per_location == 2  # only the changed products were read per location
 
 
 async def test_negative_figures_are_sent_as_zero_unless_allowed(
@@ -158,42 +239,71 @@ async def test_negative_figures_are_sent_as_zero_unless_allowed(
     for allow, expected in ((False, 0), (True, -3)):
         root = tmp_path / str(allow)
         root.mkdir()
-        async with catalogue(root, shopify_schema, 1, stock=0, sync_allow_negative_stock=allow) as w:
-            await orders_flow(w).run_once()
+        async with catalogue(
+            root, shopify_schema, 1, stock=0, sync_allow_negative_stock=allow, sync_orders=False
+        ) as w:
             w.rackbeat.adjust_stock("SKU-0000", -3)
             await stock_flow(w).run_once()
             assert w.shopify_sim.available("SKU-0000") == expected
 
 
-async def test_a_duplicate_sku_is_parked_and_not_written(
+async def test_a_duplicate_sku_is_parked_not_written_and_released_when_fixed(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
     async with catalogue(tmp_path, shopify_schema, 2, sync_orders=False) as w:
-        w.shopify_sim.add_product("Twin", [{"sku": "SKU-0001"}])
+        twin = w.shopify_sim.add_product("Twin", [{"sku": "SKU-0001"}])
         w.tick(60)
-        await stock_flow(w, catch_up=False).run_once()
+        flow = stock_flow(w)
+        await flow.run_once()
         assert w.shopify_sim.available("SKU-0000") == 10
         [parked] = await w.store.parked("stock")
         assert (parked.key, parked.reason) == ("SKU-0001", "DUPLICATE_SKU")
-        assert all(
-            v.inventory_item_id is None or w.shopify_sim.item_available(v.inventory_item_id) == 0
-            for v in (await w.index.by_sku())["SKU-0001"]
-        )
+        assert all(w.shopify_sim.item_available(item) == 0 for item in twin.inventory_item_ids)
+        assert w.shopify_sim.item_available(w.shopify_sim.find_by_sku("SKU-0000").inventory_item_id) == 10  # type: ignore[union-attr]
+
+        w.shopify_sim.update_variant(twin.variant_ids[0], sku="SKU-0001-B")  # made unique by hand
+        w.tick(600)
+        await flow.run_once()
+        assert await w.store.parked("stock") == []
+        assert w.shopify_sim.item_available(w.shopify_sim.find_by_sku("SKU-0001").inventory_item_id) == 10  # type: ignore[union-attr]
 
 
 async def test_s12_off_does_nothing(tmp_path: Path) -> None:
     async with catalogue(tmp_path, None, 2, sync_stock=False, sync_orders=False) as w:
-        assert await stock_flow(w, catch_up=False).run_once() == 0
+        assert await stock_flow(w).run_once() == 0
         assert w.rackbeat.request_total() == 0
+        assert sum(w.shopify_sim.requests.values()) == 0
         assert w.shopify_sim.available("SKU-0000") == 0
+
+
+async def test_a_refused_quantity_parks_its_sku_and_the_rest_is_written(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 2, sync_orders=False) as w:
+        w.shopify_sim.add_product("Untracked", [{"sku": "LOOSE", "tracked": False}])
+        w.rackbeat.add_product("LOOSE", stock=4)
+        w.tick(60)
+        flow = stock_flow(w)
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0000") == w.shopify_sim.available("SKU-0001") == 10
+        [parked] = await w.store.parked("stock")
+        assert (parked.key, parked.reason) == ("LOOSE", "REJECTED")
+        w.shopify_sim.reset_requests()
+        w.tick(60)
+        await flow.run_once()
+        assert shopify_writes(w) == 0  # not tried again before its retry is due
+
+
+# --- never oversell ---------------------------------------------------------------------------------
 
 
 async def test_a_sale_during_the_push_is_re_read_not_overwritten(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
     async with catalogue(tmp_path, shopify_schema, 1) as w:
-        await orders_flow(w).run_once()
-        flow = stock_flow(w)
+        orders = orders_flow(w)
+        await orders.run_once()
+        flow = stock_flow(w, orders.run_once)
         await flow.run_once()
         w.rackbeat.goods_receipt("SKU-0000", 5)
         sold = False
@@ -202,14 +312,138 @@ async def test_a_sale_during_the_push_is_re_read_not_overwritten(
             nonlocal sold
             if phase == "before" and b"SetStock" in request.content and not sold:
                 sold = True
-                w.shopify_sim.sell("SKU-0000", 2)  # lands between our decision and our write
+                w.shopify_sim.sell("SKU-0000", 2)  # lands between the decision and the write
 
         w.hook = sell_first
         await flow.run_once()
         w.hook = None
-        assert w.metrics.value("stock", "stale_retries") >= 1
-        # 15 in Rackbeat, 2 sold in Shopify and not yet imported: 13, not 15
+        assert w.metrics.value("stock", "stale_retries") == 1
+        # 15 in Rackbeat, 2 sold in Shopify: 13, not 15
         assert w.shopify_sim.available("SKU-0000") == 13
+        w.tick(60)
+        await orders.run_once()
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0000") == 13
+
+
+async def test_an_order_booked_between_the_scan_and_the_write_is_still_held(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 1, sync_order_status="draft") as w:
+        orders = orders_flow(w)
+        await orders.run_once()
+        flow = stock_flow(w, orders.run_once)
+        await flow.run_once()
+        w.shopify_sim.sell("SKU-0000", 3)
+        w.tick(60)
+        await orders.run_once()  # a draft in Rackbeat: the stock flow holds its 3 units
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0000") == 7
+
+        async def book_during_catch_up() -> None:
+            # the orders flow books the draft after the stock flow scanned Rackbeat: the
+            # scanned figure lacks the reservation and the ledger no longer holds the units
+            [draft] = w.rackbeat.orders
+            w.rackbeat.book(draft.number)
+            async with w.store.transaction() as tx:
+                await tx.execute("UPDATE order_ledger SET rackbeat_state = 'booked'")
+
+        w.rackbeat.goods_receipt("SKU-0000", 1)
+        w.tick(60)
+        await stock_flow(w, book_during_catch_up).run_once()
+        assert w.shopify_sim.available("SKU-0000") == 8  # 11 − 3, not 11
+
+
+async def test_a_sale_shopify_search_does_not_show_yet_is_not_overwritten(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 1, shopify_options={"search_lag": 30.0}) as w:
+        orders = orders_flow(w)
+        await orders.run_once()
+        flow = stock_flow(w, orders.run_once)
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0000") == 10
+        w.tick(60)
+        w.shopify_sim.sell("SKU-0000", 3)  # invisible to the orders search for 30 s
+        w.rackbeat.goods_receipt("SKU-0000", 2)
+        w.tick(5)
+        await flow.run_once()
+        # the write failed as stale and the catch-up could not see the order yet: the 3
+        # units Shopify sold without the ledger knowing stay held back (12 − 3, not 12)
+        assert w.shopify_sim.available("SKU-0000") == 9
+        assert w.shopify_sim.available("SKU-0000") <= bound(w, "SKU-0000", unreserved_truth(w))
+        assert w.metrics.value("stock", "held_back") == 1
+        writes = shopify_writes(w)
+        w.tick(60)
+        await flow.run_once()  # the order is visible now: caught up and booked, still 12 − 3
+        assert w.rackbeat.order_count_by_reference("#1001") == 1
+        assert w.shopify_sim.available("SKU-0000") == 9
+        assert shopify_writes(w) == writes  # the held units were the order's: nothing to write
+        assert w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds") == 0.0
+
+
+async def test_hand_made_drift_is_corrected_by_the_periodic_reconcile(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 2, sync_orders=False, sync_reconcile_seconds=600) as w:
+        flow = stock_flow(w)
+        await flow.run_once()
+        w.shopify_sim.set_available("SKU-0000", 50)  # typed in by hand in Shopify's admin
+        w.shopify_sim.set_available("SKU-0001", 4)
+        w.tick(60)
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0000") == 50  # quiet cycles read no Shopify levels
+        w.tick(600)
+        await flow.run_once()  # the reconcile: too high is fixed at once
+        assert w.shopify_sim.available("SKU-0000") == 10
+        assert w.shopify_sim.available("SKU-0001") == 4  # too low may be a sale: one cycle later
+        w.tick(60)
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0001") == 10
+
+
+async def test_reconcile_reports_differences_and_fixes_them_unless_dry_run(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 3, sync_orders=False) as w:
+        flow = stock_flow(w)
+        await flow.run_once()
+        w.shopify_sim.set_available("SKU-0001", 2)
+        w.rackbeat.goods_receipt("SKU-0002", 5)
+        w.shopify_sim.reset_requests()
+        report = await flow.reconcile(dry_run=True, extra_demand={"SKU-0002": 1})
+        assert {(d.sku, d.shopify, d.target) for d in report} == {("SKU-0001", 2, 10), ("SKU-0002", 10, 14)}
+        assert shopify_writes(w) == 0
+        fixed = await flow.reconcile(dry_run=False)
+        assert {(d.sku, d.target) for d in fixed} == {("SKU-0001", 10), ("SKU-0002", 15)}
+        assert [w.shopify_sim.available(f"SKU-{i:04}") for i in range(3)] == [10, 10, 15]
+        assert await flow.reconcile(dry_run=True) == []
+
+
+async def test_a_new_rackbeat_product_wakes_orders_parked_for_its_sku(tmp_path: Path) -> None:
+    async with catalogue(tmp_path, None, 1) as w:
+        orders = orders_flow(w)
+        await orders.run_once()
+        w.shopify_sim.add_product("Newcomer", [{"sku": "NEW-1", "price": "10.00"}])
+        w.tick(60)
+        w.shopify_sim.sell("NEW-1", 1)
+        w.tick(600)
+        await orders.run_once()
+        [parked] = await w.store.parked("orders")
+        assert parked.reason == "UNKNOWN_SKU"
+        assert await w.store.due_parked("orders", w.clock.now()) == []
+        flow = stock_flow(w)
+        await flow.run_once()
+        w.rackbeat.add_product("NEW-1", stock=5)
+        w.tick(60)
+        await flow.run_once()
+        assert [p.key for p in await w.store.due_parked("orders", w.clock.now())] == [parked.key]
+        await orders.run_once()  # long before the parked order's own retry time
+        assert await w.store.parked("orders") == []
+        assert w.rackbeat.order_count_by_reference(parked.key) == 1
+
+
+# --- crash safety --------------------------------------------------------------------------------------
 
 
 class Crash(BaseException):
@@ -223,106 +457,117 @@ async def test_a_crash_during_a_push_converges_without_applying_twice(
     tmp_path: Path, shopify_schema: GraphQLSchema, moment: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with catalogue(tmp_path, shopify_schema, 300, sync_orders=False) as w:
-        await stock_flow(w, catch_up=False).run_once()
+        await stock_flow(w).run_once()
         for i in range(300):
             w.rackbeat.goods_receipt(f"SKU-{i:04}", 3)
         armed = True
+        before = len(w.shopify_sim.inventory_applications)
 
-        def crash(request: httpx.Request, phase: str) -> None:
+        def crash_on_write(request: httpx.Request, phase: str) -> None:
             nonlocal armed
-            is_write = b"SetStock" in request.content
-            if armed and is_write and phase == ("before" if moment == "after the key is stored" else "after"):
+            wanted = "before" if moment == "after the key is stored" else "after"
+            if armed and b"SetStock" in request.content and phase == wanted:
                 armed = False
                 raise Crash
 
-        w.hook = crash
-        flow = stock_flow(w, catch_up=False)
+        real_execute = Transaction.execute
+
+        async def crash_on_commit(self: Transaction, sql: str, params: Any = ()) -> None:
+            nonlocal armed
+            if armed and sql.startswith("DELETE FROM stock_batches"):
+                armed = False
+                raise Crash  # the transaction with the ledger rows dies before its COMMIT
+            await real_execute(self, sql, params)
+
         if moment == "before the ledger commit":
-
-            async def fail(*args: Any) -> None:
-                raise Crash
-
-            monkeypatch.setattr(flow, "_record", fail)  # the commit after Shopify's answer dies
-            w.hook = None
+            monkeypatch.setattr(Transaction, "execute", crash_on_commit)
+        else:
+            w.hook = crash_on_write
+        w.tick(60)
         with pytest.raises(Crash):
-            await flow.run_once()
-        assert await w.store.fetchval("SELECT COUNT(*) FROM stock_batches") == 1  # the key survived
+            await stock_flow(w).run_once()
+        monkeypatch.undo()
         w.hook = None
+        assert await w.store.fetchval("SELECT COUNT(*) FROM stock_batches") == 1  # the key survived
+        ledger = await w.store.fetchall("SELECT quantity FROM stock_ledger")
+        assert {q for (q,) in ledger} == {10}  # nothing recorded that Shopify did not confirm
+
         await w.restart()
-        applied_before = w.shopify_sim.adjustment_groups
-        await stock_flow(w, catch_up=False).run_once()
+        w.tick(60)
+        await stock_flow(w).run_once()
         assert all(w.shopify_sim.available(f"SKU-{i:04}") == 13 for i in range(300))
         assert await w.store.fetchval("SELECT COUNT(*) FROM stock_batches") == 0
-        if moment != "after the key is stored":
-            # Shopify had applied the first batch: the re-send was an idempotent replay
-            assert w.shopify_sim.adjustment_groups == applied_before + 1  # only the second batch of 250+50
-            assert w.shopify_sim.idempotent_replays == 1
+        assert {q for (q,) in await w.store.fetchall("SELECT quantity FROM stock_ledger")} == {13}
+        applied = applications_per_item(w, since=before)
+        assert len(applied) == 300
+        assert set(applied.values()) == {1}  # every SKU set exactly once
+        expected_replays = 0 if moment == "after the key is stored" else 1
+        assert w.shopify_sim.idempotent_replays == expected_replays
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# --- the property ---------------------------------------------------------------------------------------
+
+STEPS = ["sale", "sale", "import", "book", "receipt", "adjust", "ship", "stock_cycle", "stock_cycle"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    steps=st.lists(
-        st.sampled_from(["sale", "import", "book", "receipt", "ship", "stock_cycle", "orders_cycle"]),
-        min_size=5,
-        max_size=25,
-    ),
+    steps=st.lists(st.sampled_from(STEPS), min_size=5, max_size=25),
+    status=st.sampled_from(["draft", "booked", "ready_to_ship"]),
     seed=st.integers(0, 10_000),
 )
 async def test_shopify_never_shows_more_than_rackbeat_minus_unreserved_demand(
-    tmp_path_factory: pytest.TempPathFactory, steps: list[str], seed: int
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str], status: str, seed: int
 ) -> None:
     rnd = random.Random(seed)
     skus = ["A", "B"]
-    async with make_world(tmp_path_factory.mktemp("w"), settings={"sync_order_status": "draft"}) as w:
+    async with make_world(tmp_path_factory.mktemp("w"), settings={"sync_order_status": status}) as w:
         for sku in skus:
             w.shopify_sim.add_product(sku, [{"sku": sku, "price": "10.00"}])
             w.rackbeat.add_product(sku, stock=6)
         w.rackbeat.add_product("frakt")
         orders = orders_flow(w)
-        stock = stock_flow(w)
+        stock = stock_flow(w, orders.run_once)
         await orders.run_once()
         await stock.run_once()
-        sold: list[str] = []  # Shopify order ids not yet in Rackbeat
+        booked_by_hand = False
 
-        async def check() -> None:
-            demand = await unreserved_demand(w.store)
-            # orders Shopify has that the ledger has not seen yet are demand too
-            seen = {r[0] for r in await w.store.fetchall("SELECT order_id FROM order_ledger")}
-            for order_id in sold:
-                if order_id not in seen:
-                    for sku, qty in w.shopify_sim.order_demand(order_id).items():
-                        demand[sku] = demand.get(sku, 0) + qty
+        def check() -> None:
+            demand = unreserved_truth(w)
             for sku in skus:
-                bound = max(int(w.rackbeat.available_quantity(sku)) - demand.get(sku, 0), 0)
-                assert w.shopify_sim.available(sku) <= bound, (sku, steps)
+                assert w.shopify_sim.available(sku) <= bound(w, sku, demand), (sku, status, steps)
 
         for step in steps:
             sku = rnd.choice(skus)
             w.tick(30)
             if step == "sale" and w.shopify_sim.available(sku) > 0:
-                sold.append(w.shopify_sim.sell(sku, 1))
-            elif step in ("import", "orders_cycle"):
+                w.shopify_sim.sell(sku, rnd.randint(1, w.shopify_sim.available(sku)))
+            elif step == "import":
                 await orders.run_once()
             elif step == "book":
                 drafts = [o for o in w.rackbeat.orders if not o.is_booked]
                 if drafts:
                     w.rackbeat.book(rnd.choice(drafts).number)
+                    booked_by_hand = True
             elif step == "receipt":
                 w.rackbeat.goods_receipt(sku, rnd.randint(1, 3))
+            elif step == "adjust":
+                w.rackbeat.adjust_stock(sku, -rnd.randint(1, 2))  # breakage, a stock count
             elif step == "ship":
-                booked = [o for o in w.rackbeat.orders if o.is_booked and not o.is_shipped]
+                booked = [o for o in w.rackbeat.orders if o.reserves_stock]
                 if booked:
                     w.rackbeat.ship(rnd.choice(booked).number)
             elif step == "stock_cycle":
                 await stock.run_once()
-                await check()
-        # activity stops: two cycles of each, then Shopify equals the bound exactly
+                check()
+        # activity stops: two cycles of each, then Shopify shows exactly what it may
         for _ in range(2):
             w.tick(60)
             await orders.run_once()
             await stock.run_once()
-        await check()
-        demand = await unreserved_demand(w.store)
+            check()
+        # a draft booked by hand stays counted in the ledger (the orders flow does not look
+        # at finished drafts again), so then the daemon's own view is the reference
+        demand = await unreserved_demand(w.store) if booked_by_hand else unreserved_truth(w)
         for sku in skus:
-            expected = max(int(w.rackbeat.available_quantity(sku)) - demand.get(sku, 0), 0)
-            assert w.shopify_sim.available(sku) == expected
+            assert w.shopify_sim.available(sku) == bound(w, sku, demand), (sku, status, steps)

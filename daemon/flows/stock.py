@@ -1,71 +1,228 @@
-"""Stock Rackbeat → Shopify (S10, S12): never oversell, spend almost no API budget.
+"""Stock Rackbeat → Shopify (the guide's S10 and S12): never oversell, spend almost no API budget.
 
-Each cycle:
+One cycle, in this order (the order is what makes it safe):
 
-1. **Scan** Rackbeat's stock totals once (the narrow ``fields=`` scan, 100 products a
-   request). With S10 = a list of locations, a product whose totals changed since the
-   last cycle is read per location; the others reuse the figure stored in the ledger.
-2. **Decide** per SKU: the target is the Rackbeat figure (``SYNC_STOCK_FIGURE``) minus
-   the units of Shopify orders Rackbeat does not reserve yet (the order ledger's
-   :func:`~daemon.flows.orders.unreserved_demand`), floored to whole units, at least 0
-   unless ``SYNC_ALLOW_NEGATIVE_STOCK``. Only SKUs whose target differs from the quantity
-   last confirmed in Shopify (the stock ledger) go further.
-3. **Push** up to 250 quantities per ``inventorySetQuantities``, each with
-   ``changeFromQuantity`` = the Shopify quantity the decision was based on. A quantity
-   Shopify calls stale (a sale happened meanwhile) is re-read and decided again.
+1. **Leftover batch.** A batch a crash left between "stored" and "confirmed" is re-sent
+   first, with its stored idempotency key (see *Crash safety* below).
+2. **Marker.** The order ledger's high-water mark (its largest ``rowid``), then the
+   unreserved demand ``D0`` — both before Rackbeat is read.
+3. **Scan.** One narrow paged read of every Rackbeat product's totals (``fields=``). With
+   S10 = a list of locations, only products whose totals changed since the stock ledger's
+   record are read per location; the others reuse the per-location sum stored there.
+4. **Candidates.** Per SKU on exactly one Shopify variant, the target with ``D0``. A SKU
+   goes further if the target differs from the quantity last confirmed in Shopify (the
+   stock ledger), if an input of the target (figure, demand) changed, or if an order for
+   it reached the order ledger since the last cycle (Shopify sold it, so the confirmed
+   quantity is out of date even when a goods receipt hides the reservation). None: the
+   cycle ends here, without a Shopify call and without catching the orders up.
+5. **Read** Shopify's quantity of SKUs never written, of SKUs whose target does not rise
+   (usually the echo of a Shopify sale, which Shopify shows already: a read is cheaper
+   than a compare-and-swap that fails and holds up its whole batch), and of every SKU on
+   a full reconcile.
+6. **Catch up** the orders (``catch_up_orders``: recent Shopify sales reach the order
+   ledger), then decide again with the effective demand below.
+7. **Push** up to 250 quantities per ``inventorySetQuantities``, each with
+   ``changeFromQuantity`` = the Shopify quantity the decision was based on. A stale one
+   (Shopify changed meanwhile: a sale) is read again, the orders caught up again, and it
+   is decided again — at most :data:`MAX_STALE_ROUNDS` rounds a cycle.
 
-Crash safety of a push: the batch (its idempotency key and quantities) is committed to
-``stock_batches`` before it is sent; the stock ledger is updated and the batch deleted in
-one transaction after Shopify confirms. A batch left over by a crash is re-sent first,
-with the same key, so Shopify applies it at most once.
+No oversell
+-----------
+For SKU ``s``, written to one Shopify location::
 
-Every ``SYNC_RECONCILE_SECONDS`` (and on the first cycle) the flow also reads Shopify's
-levels of every indexed item, so hand-made drift in Shopify is corrected.
+    target = floor(F − E)     0 instead of a negative value unless SYNC_ALLOW_NEGATIVE_STOCK
+    F      = Rackbeat's available_quantity (stock_quantity with SYNC_STOCK_FIGURE=in_stock),
+             over all locations or summed over S10's, as scanned
+    E      = max(D_now[s], D0[s] + N[s])
+    sent   = target − H, not below 0 for that reason;  changeFromQuantity = B
+
+``D_now`` is the unreserved demand after the latest catch-up (Shopify orders not imported
+yet or imported as drafts: :func:`daemon.flows.orders.unreserved_demand`, which the
+orders flow owns), ``D0`` the same at the marker, and ``N`` the demand of order-ledger
+rows created after the marker. An order Rackbeat starts to reserve after the scan (the
+catch-up, or the orders flow running beside this one, books it) is then in neither
+``F`` nor ``D_now``; it is in ``D0`` if the ledger had it at the marker, else in ``N``.
+An order reserved before the scan may be counted twice: that undersells for one cycle
+and is corrected on the next; it never oversells.
+
+``B`` (believed) is the quantity last confirmed (the stock ledger) or one read before the
+catch-up. Every Shopify sale after that moment makes the compare-and-swap fail, and
+every sale before it is in the order ledger once the catch-up is done — except one that
+Shopify's search index does not list yet (it lags by seconds). ``H`` (hidden) covers
+those: when a fresh reading fell below the quantity last confirmed by more than the
+demand and Rackbeat's reservations grew since, the difference is held back this cycle
+and recorded as demand, so the order explains nothing twice when it shows up. This
+covers a search lag shorter than the poll interval.
+
+Crash safety of a push
+----------------------
+A batch (its key, location and quantities) is committed to ``stock_batches`` before it
+is sent. When Shopify confirms, the stock ledger is updated and the batch deleted in one
+transaction; the ledger never records a quantity Shopify did not confirm. A batch a
+crash left behind is re-sent first on the next cycle, with the same key and payload: if
+Shopify had applied it, it answers from its idempotency store (nothing is applied
+twice) and the ledger catches up; if not, the compare-and-swap decides whether it still
+applies. Only then is Rackbeat scanned again.
+
+Every ``SYNC_RECONCILE_SECONDS`` (and on the first cycle after a start) Shopify's levels
+of every matched SKU are read, so hand-made drift in Shopify is corrected too (drift
+downwards one cycle later: it looks like a hidden sale at first).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 import anyio
 import structlog
+from prometheus_client import CollectorRegistry, Gauge
 
 from daemon.config import Settings, StockFigure
-from daemon.errors import NotFoundError
-from daemon.flows.orders import OrdersFlow, unreserved_demand
+from daemon.errors import FatalError, NotFoundError
+from daemon.flows.orders import unreserved_demand
 from daemon.index import IndexEntry, SkuIndex
-from daemon.metrics import Metrics
+from daemon.metrics import PREFIX, Metrics
+from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals
 from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
-from daemon.store import Store
+from daemon.store import Store, Transaction
+
+__all__ = [
+    "FLOW",
+    "MAX_STALE_ROUNDS",
+    "Recorded",
+    "StockDifference",
+    "StockFlow",
+    "effective_demand",
+    "target_quantity",
+]
 
 log = structlog.get_logger("daemon.flows.stock")
 
 FLOW = "stock"
-#: rounds of "stale → re-read → decide again" per cycle before leaving the rest to the next
+#: rounds of "stale → read → catch up → decide again" per cycle before leaving the rest to the next
 MAX_STALE_ROUNDS = 3
 #: Shopify's inventory history names the daemon as the source of each change
 REFERENCE_URI = "gid://rackbeat-shopify/StockSync/{key}"
+#: pushes at least this large report progress (the first sync of a large shop)
+PROGRESS_FROM = 1000
+
+
+# --- pure decisions ------------------------------------------------------------------------------
+
+
+def target_quantity(figure: Decimal, demand: int, *, allow_negative: bool) -> int:
+    """The quantity Shopify should offer: whole units of ``figure − demand``, rounded down
+    (a fraction of a unit cannot be sold), and 0 instead of a negative result unless allowed."""
+    whole = int((figure - demand).to_integral_value(rounding=ROUND_FLOOR))
+    return whole if allow_negative else max(whole, 0)
+
+
+def effective_demand(
+    now: Mapping[str, int], at_marker: Mapping[str, int], new_since_marker: Mapping[str, int]
+) -> dict[str, int]:
+    """``max(now, at_marker + new_since_marker)`` per SKU (see the module docstring): the
+    unreserved demand, plus whatever may have become reserved after Rackbeat was scanned."""
+    skus = set(now) | set(at_marker) | set(new_since_marker)
+    return {sku: max(now.get(sku, 0), at_marker.get(sku, 0) + new_since_marker.get(sku, 0)) for sku in skus}
+
+
+def _figure(stock: Decimal | None, available: Decimal | None, which: StockFigure) -> Decimal | None:
+    return stock if which is StockFigure.IN_STOCK else available
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        return Decimal(text) if text else None
+    except InvalidOperation:
+        return None
+
+
+def _in_order(totals: str) -> Decimal:
+    """Rackbeat's reserved quantity from a totals key ("stock/available"); 0 when unknown."""
+    stock_text, _, available_text = totals.partition("/")
+    stock, available = _decimal(stock_text), _decimal(available_text)
+    return stock - available if stock is not None and available is not None else Decimal(0)
+
+
+def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _location_gid(value: str) -> str:
+    return value if value.startswith("gid://") else f"gid://shopify/Location/{value}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- records ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class StockDifference:
-    """One item whose Shopify quantity is not what the stock flow would write."""
+    """One SKU whose Shopify quantity is not what the stock flow would write."""
 
     sku: str
     location_id: str
+    #: what Shopify has (None: the item is not stocked at the location)
     shopify: int | None
     target: int
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A stock ledger row: the quantity Shopify confirmed and the inputs it was decided from.
+
+    ``totals`` is Rackbeat's "stock/available" of the product when decided (to see a change
+    in the next scan), ``figure`` the figure used (with S10 = a list, the per-location sum,
+    reused while the totals stay the same), ``demand`` the units held back for orders.
+    """
+
+    quantity: int
+    totals: str = ""
+    figure: str = ""
+    demand: int = 0
+
+    @classmethod
+    def from_row(cls, quantity: int, blob: str | None) -> Recorded:
+        """Read a row (``rackbeat_figure`` holds the inputs as JSON)."""
+        try:
+            inputs = json.loads(blob) if blob else {}
+        except ValueError:
+            inputs = {}
+        if not isinstance(inputs, dict):
+            inputs = {}
+        return cls(
+            quantity=int(quantity),
+            totals=str(inputs.get("totals", "")),
+            figure=str(inputs.get("figure", "")),
+            demand=int(inputs.get("demand", 0)),
+        )
+
+    def blob(self) -> str:
+        """The ``rackbeat_figure`` column."""
+        return json.dumps({"totals": self.totals, "figure": self.figure, "demand": self.demand})
+
+
+@dataclass(frozen=True)
+class _Marker:
+    """The order ledger before Rackbeat was read: its largest rowid and the unreserved demand."""
+
+    watermark: int
+    demand: Mapping[str, int]
 
 
 @dataclass
@@ -74,40 +231,148 @@ class _Item:
 
     sku: str
     item_id: str
+    totals: str
     figure: Decimal
-    totals_key: str
-    demand: int = 0  # units of Shopify orders Rackbeat does not reserve yet
+    recorded: Recorded | None
+    demand: int = 0
     target: int = 0
-    believed: int | None = None  # the Shopify quantity the decision is based on
-    #: the stock ledger's (quantity, totals, figure, demand) from the last confirmed write
-    recorded: tuple[int, str, str, int] | None = None
-    #: ``believed`` was just read from Shopify (not taken from the ledger)
+    #: the Shopify quantity the decision is based on (the ledger's, or just read)
+    believed: int | None = None
+    #: ``believed`` was read from Shopify in this cycle
     fresh: bool = False
+    #: how far a fresh reading fell below the last confirmed quantity (0: it did not)
+    drop: int = 0
+    #: the decision is in the stock ledger (confirmed by Shopify, or nothing to write)
+    done: bool = False
+    #: units held back as hidden sales when it was recorded
+    held: int = 0
+
+    def __post_init__(self) -> None:
+        if self.recorded is not None:
+            self.believed = self.recorded.quantity
 
     @property
-    def settled(self) -> tuple[int, str, str, int]:
-        """What the ledger holds once this item's target is confirmed in Shopify."""
-        return (self.target, self.totals_key, str(self.figure), self.demand)
+    def hidden(self) -> int:
+        """Units Shopify sold that the ledger cannot show yet: the part of a fresh reading's
+        drop below the last confirmed quantity that is not explained by the growth of the
+        demand plus the growth of Rackbeat's reservations since then (see the module
+        docstring). Net growth: an order that moved from the demand into a reservation
+        explains nothing, as it sold nothing new."""
+        r = self.recorded
+        if not self.fresh or self.drop <= 0 or r is None:
+            return 0
+        explained = (self.demand - r.demand) + (_in_order(self.totals) - _in_order(r.totals))
+        return max(0, math.ceil(self.drop - max(Decimal(0), explained)))
+
+    @property
+    def goal(self) -> int:
+        """The quantity written this cycle: the target less hidden sales (not below 0 for
+        that reason)."""
+        hidden = self.hidden
+        return self.target if not hidden else max(self.target - hidden, min(self.target, 0))
+
+    @property
+    def inputs_changed(self) -> bool:
+        """The figure or the demand differs from the last confirmed decision."""
+        r = self.recorded
+        return r is None or r.demand != self.demand or _decimal(r.figure) != self.figure
 
     @property
     def needs_write(self) -> bool:
-        """Shopify may differ from the target: it is known to, or an input of the target
-        (the figure or the demand) changed since the last confirmed write. A sale since
-        then lowered Shopify without our knowing, so a changed input is always written."""
-        if self.believed != self.target or self.recorded is None:
-            return True
+        """Shopify may differ from the goal. Without a fresh reading a changed input is
+        always written (the compare-and-swap then tells whether Shopify still has what
+        the ledger says), so that a sale the ledger missed is corrected now, not hourly."""
+        if self.fresh:
+            return self.believed != self.goal
+        return self.recorded is None or self.believed != self.goal or self.inputs_changed
+
+    @property
+    def read_first(self) -> bool:
+        """Shopify should be read before this item is written: it was never written, or its
+        target does not rise. A falling target is most often the echo of a Shopify sale, which
+        Shopify shows already; a compare-and-swap write would fail and hold up its batch."""
         if self.fresh:
             return False
-        return self.recorded[2:] != self.settled[2:]
+        return self.believed is None or self.target <= self.believed
+
+    def settled(self) -> Recorded:
+        """The ledger row once Shopify holds ``believed`` for these inputs."""
+        return self.recorded_as(self.believed if self.believed is not None else self.goal)
+
+    def mark_recorded(self, recorded: Recorded) -> None:
+        """The ledger now holds ``recorded`` for this item."""
+        self.held = self.hidden
+        self.recorded, self.believed = recorded, recorded.quantity
+        self.fresh, self.drop, self.done = False, 0, True
+
+    def recorded_as(self, quantity: int) -> Recorded:
+        """The ledger row for ``quantity`` decided from these inputs. Hidden sales count
+        as demand there: the quantity already reflects them, so when their orders reach
+        the ledger they explain no further drop."""
+        return Recorded(quantity, self.totals, str(self.figure), self.demand + self.hidden)
+
+    def payload(self) -> list[object]:
+        """What a stored batch keeps of the item."""
+        recorded = self.recorded_as(self.goal)
+        return [
+            self.sku,
+            self.item_id,
+            self.goal,
+            self.believed,
+            self.totals,
+            recorded.figure,
+            recorded.demand,
+        ]
+
+    @classmethod
+    def from_payload(cls, raw: Sequence[object]) -> _Item:
+        """The item of a stored batch (its goal becomes the target)."""
+        sku, item_id, goal, believed, totals, figure, demand = raw
+        item = cls(
+            sku=str(sku),
+            item_id=str(item_id),
+            totals=str(totals),
+            figure=Decimal(str(figure)),
+            recorded=None,
+            demand=int(str(demand)),
+            target=int(str(goal)),
+        )
+        item.believed = None if believed is None else int(str(believed))
+        return item
 
 
-def _whole(quantity: Decimal) -> int:
-    """Whole units, rounded down: a fraction of a unit cannot be sold."""
-    return int(quantity.to_integral_value(rounding=ROUND_FLOOR))
+@dataclass
+class _Outcome:
+    """What one cycle did."""
+
+    written: int = 0
+    batches: int = 0
+    #: the order ledger's rowid at the cycle's marker
+    watermark: int | None = None
+    #: SKUs still not as decided (stale rounds exhausted, refused, held back, shutdown)
+    outstanding: int = 0
+    differences: list[StockDifference] = field(default_factory=list)
 
 
-def _location_gid(value: str) -> str:
-    return value if value.startswith("gid://") else f"gid://shopify/Location/{value}"
+_LAG_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
+
+
+def _lag_gauge(metrics: Metrics) -> Gauge:
+    """``rackbeat_shopify_stock_lag_seconds`` in the metrics' own registry (one per registry:
+    the daemon and the reconcile command may build a flow each on the same metrics)."""
+    gauge = _LAG_GAUGES.get(metrics.registry)
+    if gauge is None:
+        gauge = Gauge(
+            f"{PREFIX}_stock_lag_seconds",
+            "Seconds from the stock scan that saw a change until Shopify confirmed it "
+            "(grows while a change waits; 0 when Shopify is as decided)",
+            registry=metrics.registry,
+        )
+        _LAG_GAUGES[metrics.registry] = gauge
+    return gauge
+
+
+# --- the flow ----------------------------------------------------------------------------------------
 
 
 class StockFlow:
@@ -125,7 +390,7 @@ class StockFlow:
         index: SkuIndex,
         metrics: Metrics,
         shutdown: Shutdown,
-        orders: OrdersFlow | None = None,
+        catch_up_orders: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -136,76 +401,72 @@ class StockFlow:
         self.index = index
         self.metrics = metrics
         self.shutdown = shutdown
-        self.orders = orders
+        self.catch_up_orders = catch_up_orders
         self.clock = clock
         self.monotonic = monotonic
         self.log = log.bind(flow=FLOW)
         self._location: str | None = None
         self._reconciled_at: float | None = None
         self._known_numbers: set[str] | None = None
+        self._waiting_since: float | None = None
+        #: the order ledger's rowid up to which sales have been looked at (None: since start)
+        self._seen_watermark: int | None = None
+        self._parked: set[str] = set()
+        self._refused: set[str] = set()
         self._lock = anyio.Lock()
-        self._extra_demand: dict[str, int] = {}
+        self._lag = _lag_gauge(metrics)
 
-    # --- the cycle ---------------------------------------------------------------------------
+    # --- entry points ------------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """One cycle: leftover batch, scan, decide, push. Returns quantities written."""
+        """One cycle (see the module docstring); returns the quantities Shopify confirmed."""
         if not self.settings.sync_stock:
             return 0
-        async with self._exclusive():
+        async with self._lock:
+            started = self.monotonic()
             await self.index.current()
             location = await self.location()
-            written = await self._resend_pending(location)
+            resent = await self._resend_pending(location)
             full = self._reconcile_due()
-            items = await self._decide(location)
+            outcome = await self._cycle(location, full=full, hold=True)
+            self._seen_watermark = outcome.watermark
             if full:
-                await self._read_shopify(items, location)
-            written += await self._push(items, location)
-            if full:
-                self._reconciled_at = self.monotonic()
+                self._reconciled_at = started
+            self._note_lag(started, outcome)
             async with self.store.transaction() as tx:
-                await tx.set_cursor(FLOW, self.clock().astimezone(UTC).isoformat(timespec="seconds"))
-            return written
-
-    @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """This flow's lock and the orders flow's: while stock is decided no order is
-        imported or booked, so the Rackbeat figures and the demand belong together.
-        New orders are caught up first: a sale since the orders flow's last cycle is demand."""
-        async with self._lock:
-            if self.orders is None:
-                yield
-                return
-            async with self.orders.lock:
-                await self._catch_up()
-                yield
-
-    async def _catch_up(self) -> None:
-        if self.orders is not None and self.settings.sync_orders:
-            await self.orders.cycle_locked()
+                await tx.set_cursor(FLOW, _iso(self.clock()))
+            if outcome.written or outcome.outstanding or resent:
+                self.log.info(
+                    "stock cycle",
+                    pushed=outcome.written + resent,
+                    batches=outcome.batches,
+                    waiting=outcome.outstanding,
+                    full=full,
+                )
+            return outcome.written + resent
 
     async def reconcile(
         self, *, dry_run: bool, extra_demand: Mapping[str, int] | None = None
     ) -> list[StockDifference]:
-        """Read both sides in full; return every difference, and fix them unless ``dry_run``.
+        """Read both sides in full (every Rackbeat total, Shopify's level of every SKU in the
+        index as it stands: the reconcile command rebuilds the index first); return every
+        SKU whose Shopify quantity differs from the target, and write the targets unless
+        ``dry_run``.
 
-        ``extra_demand`` (SKU → units) counts orders the ledger does not have yet, so that
-        a dry run, which imports nothing, still decides as the daemon would.
+        ``extra_demand`` (SKU → units) counts orders the ledger does not have yet, so that a
+        dry run, which imports nothing, decides as the daemon would. A dry run writes to
+        neither API nor to the state DB.
         """
-        self._extra_demand = dict(extra_demand or {})
-        async with self._exclusive():
+        async with self._lock:
             location = await self.location()
-            await self._resend_pending(location)
-            items = await self._decide(location)
-            await self._read_shopify(items, location)
-            differences = [
-                StockDifference(i.sku, location, i.believed, i.target)
-                for i in items
-                if i.believed != i.target
-            ]
             if not dry_run:
-                await self._push(items, location)
-            return differences
+                await self._resend_pending(location)
+            outcome = await self._cycle(
+                location, full=True, hold=False, dry_run=dry_run, extra=dict(extra_demand or {})
+            )
+            if not dry_run:
+                self._reconciled_at = self.monotonic()
+            return outcome.differences
 
     async def location(self) -> str:
         """The Shopify location stock is written to (``SHOPIFY_LOCATION_ID`` or the primary)."""
@@ -221,285 +482,416 @@ class StockFlow:
             return True
         return self.monotonic() - self._reconciled_at >= self.settings.sync_reconcile_seconds
 
-    # --- deciding ------------------------------------------------------------------------------
+    def _note_lag(self, started: float, outcome: _Outcome) -> None:
+        now = self.monotonic()
+        if outcome.outstanding:
+            if self._waiting_since is None:
+                self._waiting_since = started
+            self._lag.set(now - self._waiting_since)
+            return
+        origin = self._waiting_since if self._waiting_since is not None else started
+        self._waiting_since = None
+        self._lag.set(now - origin if outcome.written else 0.0)
 
-    async def _decide(self, location: str) -> list[_Item]:
-        """Scan Rackbeat, match SKUs to Shopify items, compute each target."""
+    # --- one pass: read, decide, write, commit -----------------------------------------------------
+
+    async def _cycle(
+        self,
+        location: str,
+        *,
+        full: bool,
+        hold: bool,
+        dry_run: bool = False,
+        extra: Mapping[str, int] | None = None,
+    ) -> _Outcome:
+        extra = extra or {}
+        marker = await self._marker()
         totals = await self._scan()
         entries = await self.index.by_sku()
-        await self._park_duplicates(entries, totals)
-        ledger = await self._ledger(location)
-        items: list[_Item] = []
-        for sku, total in totals.items():
-            rows = entries.get(sku)
-            if rows is None or len(rows) != 1 or rows[0].inventory_item_id is None:
-                continue  # only in Rackbeat, a duplicate SKU, or not a stock item in Shopify
-            item = await self._item(sku, rows[0], total, ledger.get(str(rows[0].inventory_item_id)))
-            if item is not None:
-                items.append(item)
-        await self._apply_demand(items)
-        return items
+        if not dry_run:
+            await self._remember_numbers(totals, entries)
+            await self._park_duplicates(entries, totals)
+        blocked = await self._blocked()
+        items = await self._items(totals, entries, await self._ledger(location), blocked)
+        self._decide(items, marker.demand, extra)
+        sold = await self._sold_since(self._seen_watermark) if not full else set()
+        candidates = items if full else [i for i in items if i.needs_write or i.sku in sold]
+        if not candidates:
+            return _Outcome(watermark=marker.watermark)
+        # read before catching up: every sale up to the reading is then in the ledger
+        await self._read_shopify([i for i in candidates if full or i.read_first], location, hold=hold)
+        if not dry_run:
+            # the orders first, then decide with them: a Shopify sale that is not in the
+            # ledger yet would otherwise look like stock to sell
+            await self._catch_up()
+        self._decide(candidates, await self._demand_since(marker), extra)
+        differences = [
+            StockDifference(i.sku, location, i.believed, i.target)
+            for i in candidates
+            if i.believed != i.target
+        ]
+        if dry_run:
+            return _Outcome(watermark=marker.watermark, differences=differences)
+        self._refused = set()
+        pending = [i for i in candidates if i.needs_write]
+        self.log.debug(
+            "stock decided",
+            skus=len(items),
+            candidates=len(candidates),
+            read=sum(1 for i in candidates if i.fresh),
+            to_write=len(pending),
+            full=full,
+        )
+        written, batches = await self._push(pending, location, marker, extra, hold=hold)
+        await self._settle([i for i in candidates if not i.done and not i.needs_write], location)
+        # still to do: not confirmed (stale rounds used up, shutdown), or held back
+        outstanding = [i for i in candidates if (not i.done or i.held) and i.sku not in self._refused]
+        held = [i for i in candidates if i.held]
+        if held:
+            self.metrics.count(FLOW, "held_back", len(held))
+            self.log.info(
+                "Shopify sold units the order ledger does not show yet: held back this cycle",
+                skus=[i.sku for i in held[:20]],
+                count=len(held),
+            )
+        return _Outcome(written, batches, marker.watermark, len(outstanding), differences)
+
+    # --- reading Rackbeat -----------------------------------------------------------------------------
+
+    async def _marker(self) -> _Marker:
+        # the watermark first: a row added between the two reads is then "new" (counted)
+        watermark = await self.store.fetchval("SELECT COALESCE(MAX(rowid), 0) FROM order_ledger")
+        return _Marker(int(watermark or 0), await unreserved_demand(self.store))
+
+    async def _sold_since(self, watermark: int | None) -> set[str]:
+        """SKUs of orders that reached the ledger since the previous cycle's marker: Shopify
+        sold them, so the quantity last confirmed there is out of date even where the
+        Rackbeat figure and the demand look unchanged (a receipt can hide a reservation)."""
+        if watermark is None:
+            return set()
+        rows = await self.store.fetchall(
+            "SELECT demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
+            (watermark, self.store.shop),
+        )
+        return {sku for (blob,) in rows for sku in json.loads(blob)}
+
+    async def _demand_since(self, marker: _Marker) -> dict[str, int]:
+        """The effective demand (module docstring) now."""
+        now = await unreserved_demand(self.store)
+        rows = await self.store.fetchall(
+            "SELECT demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
+            (marker.watermark, self.store.shop),
+        )
+        new: dict[str, int] = {}
+        for (blob,) in rows:
+            for sku, units in json.loads(blob).items():
+                new[sku] = new.get(sku, 0) + int(units)
+        return effective_demand(now, marker.demand, new)
 
     async def _scan(self) -> dict[str, StockTotals]:
-        """Every Rackbeat product's totals, by number (the S15 shipping product left out)."""
+        """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
         totals: dict[str, StockTotals] = {}
         async for page in self.rackbeat.stock_totals():
             for total in page:
                 if total.number != self.settings.sync_shipping_product:
                     totals[total.number] = total
-        numbers = set(totals)
-        new = numbers - self._known_numbers if self._known_numbers is not None else set()
-        async with self.store.transaction() as tx:
-            await self.index.set_rackbeat_numbers(tx, new or (numbers if self._known_numbers is None else ()))
-        if new:
-            # orders parked because a SKU was unknown in Rackbeat may go through now
-            woken = await self.store.wake_parked("orders", "UNKNOWN_SKU", sorted(new))
-            if woken:
-                self.log.info("new Rackbeat products: parked orders retried", products=len(new), orders=woken)
-        self._known_numbers = numbers
         return totals
 
-    async def _park_duplicates(
-        self, entries: Mapping[str, list[IndexEntry]], totals: Mapping[str, Any]
+    async def _remember_numbers(
+        self, totals: Mapping[str, StockTotals], entries: Mapping[str, list[IndexEntry]]
     ) -> None:
-        parked = {p.key for p in await self.store.parked(FLOW) if p.reason == "DUPLICATE_SKU"}
-        async with self.store.transaction() as tx:
-            for sku, rows in entries.items():
-                if len(rows) > 1 and sku in totals and sku not in parked:
-                    await tx.park(
-                        FLOW,
-                        sku,
-                        "DUPLICATE_SKU",
-                        f"SKU {sku!r} is on {len(rows)} Shopify variants; its stock is not written",
-                    )
-                    self.log.warning("duplicate SKU: stock not written", sku=sku, variants=len(rows))
-            for sku in parked:
-                if len(entries.get(sku, [])) <= 1:
-                    await tx.unpark(FLOW, sku)
+        """Mark the SKU index rows Rackbeat has (``status`` lists the others), and retry at
+        once the orders parked because a SKU was unknown in Rackbeat when one appears."""
+        numbers = set(totals)
+        unmarked = {
+            sku for sku in numbers & set(entries) if any(e.rackbeat_number is None for e in entries[sku])
+        }
+        new = unmarked if self._known_numbers is None else (numbers - self._known_numbers) | unmarked
+        self._known_numbers = numbers
+        if unmarked:
+            async with self.store.transaction() as tx:
+                await self.index.set_rackbeat_numbers(tx, sorted(unmarked))
+        if new:
+            woken = await self.store.wake_parked("orders", "UNKNOWN_SKU", sorted(new))
+            if woken:
+                self.log.info("new Rackbeat products: parked orders retried now", orders=woken)
 
-    async def _ledger(self, location: str) -> dict[str, tuple[int, dict[str, str]]]:
-        rows = await self.store.fetchall(
-            "SELECT inventory_item_id, quantity, rackbeat_figure FROM stock_ledger WHERE shop = ? AND location_id = ?",
-            (self.store.shop, location),
-        )
-        return {str(item): (int(q), json.loads(f) if f else {}) for item, q, f in rows}
-
-    async def _item(
-        self, sku: str, entry: IndexEntry, total: StockTotals, known: tuple[int, dict[str, str]] | None
-    ) -> _Item | None:
-        totals_key = f"{total.stock_quantity}/{total.available_quantity}"
+    async def _items(
+        self,
+        totals: Mapping[str, StockTotals],
+        entries: Mapping[str, list[IndexEntry]],
+        ledger: Mapping[str, Recorded],
+        blocked: set[str],
+    ) -> list[_Item]:
+        """One item per SKU found in both systems, on one Shopify variant, with a figure."""
         wanted = self.settings.location_numbers
-        figure: Decimal | None
-        if wanted is None:
-            figure = (
-                total.stock_quantity
-                if self.settings.sync_stock_figure is StockFigure.IN_STOCK
-                else total.available_quantity
-            )
-        elif known is not None and known[1].get("totals") == totals_key and "figure" in known[1]:
-            figure = Decimal(known[1]["figure"])  # unchanged totals: the per-location sum is too
-        else:
-            figure = await self._per_location(sku, wanted)
-        if figure is None:
-            return None  # Rackbeat did not say: unknown is not zero
-        item = _Item(sku=sku, item_id=str(entry.inventory_item_id), figure=figure, totals_key=totals_key)
-        if known is not None:
-            item.believed = known[0]
-            item.recorded = (
-                known[0],
-                known[1].get("totals", ""),
-                known[1].get("figure", ""),
-                int(known[1].get("demand", 0)),
-            )
-        return item
+        which = self.settings.sync_stock_figure
+        items: list[_Item] = []
+        unknown = 0
+        for sku, total in totals.items():
+            rows = entries.get(sku)
+            if not rows or len(rows) != 1 or rows[0].inventory_item_id is None or sku in blocked:
+                continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
+            item_id = rows[0].inventory_item_id
+            recorded = ledger.get(item_id)
+            key = f"{total.stock_quantity}/{total.available_quantity}"
+            figure: Decimal | None
+            if wanted is None:
+                figure = _figure(total.stock_quantity, total.available_quantity, which)
+            elif recorded is not None and recorded.totals == key and _decimal(recorded.figure) is not None:
+                figure = _decimal(recorded.figure)  # same totals: the per-location sum is the same
+            elif self.shutdown.requested:
+                continue  # stopping: no more per-location reads this cycle
+            else:
+                figure = await self._per_location(sku, wanted)
+            if figure is None:
+                unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
+                continue
+            items.append(_Item(sku, item_id, key, figure, recorded))
+        if unknown:
+            self.log.debug("SKUs without a Rackbeat figure left alone", count=unknown)
+        return items
 
     async def _per_location(self, sku: str, wanted: Sequence[str]) -> Decimal | None:
+        """The figure summed over S10's locations (a location without an entry holds none)."""
         try:
-            stocks = await self.rackbeat.product_locations(sku)
+            stocks = {s.location: s for s in await self.rackbeat.product_locations(sku)}
         except NotFoundError:
             return None
-        use_stock = self.settings.sync_stock_figure is StockFigure.IN_STOCK
-        figures = [
-            s.stock_quantity if use_stock else s.available_quantity for s in stocks if s.location in wanted
-        ]
-        if any(f is None for f in figures):
-            return None
-        return sum((f for f in figures if f is not None), Decimal(0))
-
-    async def _refigure(self, items: Sequence[_Item]) -> None:
-        """Read the Rackbeat figure of these items again (after orders were imported)."""
-        wanted = self.settings.location_numbers
-        for item in items:
-            figure: Decimal | None
-            if wanted is not None:
-                figure = await self._per_location(item.sku, wanted)
-            else:
-                product = await self.rackbeat.get_product(item.sku)
-                figure = None
-                if product is not None:
-                    figure = (
-                        product.stock_quantity
-                        if self.settings.sync_stock_figure is StockFigure.IN_STOCK
-                        else product.available_quantity
-                    )
-            if figure is not None:
-                item.figure = figure
-
-    async def _apply_demand(self, items: Sequence[_Item]) -> None:
-        demand = await unreserved_demand(self.store)
-        for sku, units in self._extra_demand.items():
-            demand[sku] = demand.get(sku, 0) + units
-        for item in items:
-            item.demand = demand.get(item.sku, 0)
-            target = _whole(item.figure - item.demand)
-            item.target = target if self.settings.sync_allow_negative_stock else max(target, 0)
-
-    async def _read_shopify(self, items: Sequence[_Item], location: str) -> None:
-        """Replace what we believe Shopify has by what it has (reconcile, stale answers)."""
-        levels = await self.shopify.inventory_levels([i.item_id for i in items], location)
-        for item in items:
-            item.believed = levels.get(item.item_id)
-            item.fresh = True
-
-    # --- pushing -------------------------------------------------------------------------------
-
-    async def _push(self, items: Sequence[_Item], location: str) -> int:
-        """Write every item whose target differs from Shopify's quantity; re-decide stale ones."""
-        pending = [i for i in items if i.needs_write]
-        unknown = [i for i in pending if i.believed is None]
-        if unknown:
-            await self._read_shopify(unknown, location)  # first sight: ask Shopify what it has
-            pending = [i for i in pending if i.needs_write]
-        written = 0
-        for _round in range(MAX_STALE_ROUNDS):
-            stale: list[_Item] = []
-            for start in range(0, len(pending), MAX_INPUT_ITEMS):
-                batch = pending[start : start + MAX_INPUT_ITEMS]
-                done, stale_here = await self._send(batch, location)
-                written += done
-                stale.extend(stale_here)
-            if not stale:
-                break
-            self.metrics.count(FLOW, "stale_retries", len(stale))
-            # Shopify changed under us, most likely a sale: take the new order in, then
-            # read both sides of these items again before deciding again
-            await self._catch_up()
-            await self._refigure(stale)
-            await self._read_shopify(stale, location)
-            await self._apply_demand(stale)
-            pending = [i for i in stale if i.needs_write]
+        if self.settings.sync_stock_figure is StockFigure.IN_STOCK:
+            values = [stocks[n].stock_quantity if n in stocks else Decimal(0) for n in wanted]
         else:
-            self.log.info("stock still changing in Shopify; the rest next cycle", items=len(pending))
-        await self._confirm_unchanged(items, location)
-        return written
+            values = [stocks[n].available_quantity if n in stocks else Decimal(0) for n in wanted]
+            if any(v is None for v in values):
+                # [assumed] /products/{n}/locations may lack available_quantity; ask the items endpoint
+                try:
+                    available = await self.rackbeat.available_per_location(sku)
+                except NotFoundError:
+                    return None
+                values = [available.get(n, Decimal(0)) for n in wanted]
+        if any(v is None for v in values):
+            return None
+        return sum((v for v in values if v is not None), Decimal(0))
 
-    async def _send(self, batch: Sequence[_Item], location: str) -> tuple[int, list[_Item]]:
-        """Store the batch, send it, confirm it; return (written, stale items)."""
-        if not batch:
-            return 0, []
-        key = str(uuid.uuid4())
-        payload = [
-            [i.sku, i.item_id, i.target, i.believed, str(i.figure), i.totals_key, i.demand] for i in batch
-        ]
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO stock_batches (shop, batch_key, location_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-                (self.store.shop, key, location, json.dumps(payload), self.clock().isoformat()),
-            )
-        return await self._deliver(key, location, batch)
+    # --- the ledgers ----------------------------------------------------------------------------------
 
-    async def _deliver(self, key: str, location: str, batch: Sequence[_Item]) -> tuple[int, list[_Item]]:
-        quantities = [StockQuantity(i.item_id, location, i.target, i.believed) for i in batch]
-        result = await self.shopify.set_available(
-            quantities, key=key, reference_uri=REFERENCE_URI.format(key=key), reason="correction"
+    async def _ledger(self, location: str) -> dict[str, Recorded]:
+        rows = await self.store.fetchall(
+            "SELECT inventory_item_id, quantity, rackbeat_figure FROM stock_ledger "
+            "WHERE shop = ? AND location_id = ?",
+            (self.store.shop, location),
         )
-        if result.ok:
-            async with self.store.transaction() as tx:
-                await self._record(tx, location, [(i, i.target) for i in batch])
-                await tx.execute(
-                    "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
-                )
-            self.metrics.count(FLOW, "quantities_pushed", len(batch))
-            self.metrics.count(FLOW, "batches")
-            self.log.info("stock written", quantities=len(batch))
-            return len(batch), []
-        # Shopify applied nothing: stale items are decided again, rejected ones parked
-        stale_ids = result.stale_item_ids
-        by_item = result.errors_by_item()
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
-            )
-            for item in batch:
-                errors = by_item.get(item.item_id, ())
-                if errors and item.item_id not in stale_ids:
-                    detail = "; ".join(f"{e.code}: {e.message}" for e in errors)
-                    await tx.park(
-                        FLOW,
-                        item.sku,
-                        "REJECTED",
-                        f"SKU {item.sku!r}: Shopify refused the quantity: {detail}",
-                    )
-        if result.general_errors:
-            detail = "; ".join(f"{e.code}: {e.message}" for e in result.general_errors)
-            self.log.error("Shopify refused a stock batch", detail=detail)
-        good = [i for i in batch if i.item_id not in by_item]
-        stale = [i for i in batch if i.item_id in stale_ids]
-        if good and not result.general_errors:
-            written, more_stale = await self._send(good, location)
-            return written, stale + more_stale
-        return 0, stale
+        return {str(item): Recorded.from_row(int(q), blob) for item, q, blob in rows}
 
-    async def _record(self, tx: Any, location: str, confirmed: Sequence[tuple[_Item, int]]) -> None:
-        now = self.clock().isoformat()
+    async def _blocked(self) -> set[str]:
+        """SKUs Shopify refused, until their retry is due."""
+        now = self.clock()
+        parked = await self.store.parked(FLOW)
+        self._parked = {p.key for p in parked}
+        return {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
+
+    async def _park_duplicates(
+        self, entries: Mapping[str, list[IndexEntry]], totals: Mapping[str, StockTotals]
+    ) -> None:
+        parked = {p.key for p in await self.store.parked(FLOW) if p.reason == "DUPLICATE_SKU"}
+        twins = {sku: len(rows) for sku, rows in entries.items() if len(rows) > 1 and sku in totals}
+        resolved = [sku for sku in parked if sku not in twins]
+        new = {sku: n for sku, n in twins.items() if sku not in parked}
+        if not new and not resolved:
+            return
+        async with self.store.transaction() as tx:
+            for sku, n in new.items():
+                await tx.park(
+                    FLOW,
+                    sku,
+                    "DUPLICATE_SKU",
+                    f"SKU {sku!r} is on {n} Shopify variants; its stock is not written",
+                )
+                self.log.warning("duplicate SKU: stock not written", sku=sku, variants=n)
+            for sku in resolved:
+                await tx.unpark(FLOW, sku)
+                self.log.info("duplicate SKU resolved", sku=sku)
+
+    async def _record(self, tx: Transaction, location: str, rows: Iterable[tuple[str, Recorded]]) -> None:
+        now = _iso(self.clock())
         await tx.executemany(
             "INSERT INTO stock_ledger (shop, inventory_item_id, location_id, quantity, rackbeat_figure, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shop, inventory_item_id, location_id) DO UPDATE SET "
             "quantity = excluded.quantity, rackbeat_figure = excluded.rackbeat_figure, updated_at = excluded.updated_at",
-            [
+            [(self.store.shop, item, location, r.quantity, r.blob(), now) for item, r in rows],
+        )
+
+    async def _settle(self, items: Sequence[_Item], location: str) -> None:
+        """Record what Shopify has for items that need no write (it was read and is as
+        decided, or held back), so that the next cycle compares against it."""
+        changed = [(i, i.settled()) for i in items if i.believed is not None and i.recorded != i.settled()]
+        if changed:
+            async with self.store.transaction() as tx:
+                await self._record(tx, location, [(i.item_id, r) for i, r in changed])
+        for item, recorded in changed:
+            item.mark_recorded(recorded)
+        for item in items:
+            item.done = True
+
+    # --- deciding ---------------------------------------------------------------------------------------
+
+    def _decide(self, items: Iterable[_Item], demand: Mapping[str, int], extra: Mapping[str, int]) -> None:
+        allow = self.settings.sync_allow_negative_stock
+        for item in items:
+            item.demand = demand.get(item.sku, 0) + extra.get(item.sku, 0)
+            item.target = target_quantity(item.figure, item.demand, allow_negative=allow)
+
+    async def _catch_up(self) -> None:
+        """Let the orders flow put recent Shopify orders into the ledger first."""
+        if self.catch_up_orders is not None:
+            await self.catch_up_orders()
+
+    async def _read_shopify(self, items: Sequence[_Item], location: str, *, hold: bool) -> None:
+        """Base these items' decisions on what Shopify has now."""
+        if not items:
+            return
+        levels = await self.shopify.inventory_levels([i.item_id for i in items], location)
+        for item in items:
+            level = levels.get(item.item_id)
+            item.believed, item.fresh, item.drop = level, True, 0
+            if hold and level is not None and item.recorded is not None:
+                item.drop = max(0, item.recorded.quantity - level)
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    async def _push(
+        self,
+        pending: Sequence[_Item],
+        location: str,
+        marker: _Marker,
+        extra: Mapping[str, int],
+        *,
+        hold: bool,
+    ) -> tuple[int, int]:
+        """Write ``pending``; decide stale ones again. Returns (quantities written, batches)."""
+        written = batches = 0
+        progress = (
+            Progress("stock push", len(pending), shop=self.store.shop)
+            if len(pending) >= PROGRESS_FROM
+            else None
+        )
+        for _round in range(MAX_STALE_ROUNDS):
+            stale: list[_Item] = []
+            for batch in _chunks(pending, MAX_INPUT_ITEMS):
+                if self.shutdown.requested:
+                    return written, batches
+                done, sent, stale_here = await self._send(batch, location)
+                written, batches = written + done, batches + sent
+                stale.extend(stale_here)
+                if progress is not None:
+                    progress.advance(len(batch))
+            if progress is not None:
+                progress.finish()
+                progress = None
+            if not stale:
+                return written, batches
+            self.metrics.count(FLOW, "stale_retries", len(stale))
+            self.log.info("Shopify stock changed under the push: deciding again", skus=len(stale))
+            # Shopify changed under us (most likely a sale): read first, then take the new
+            # orders in, then decide again
+            await self._read_shopify(stale, location, hold=hold)
+            await self._catch_up()
+            self._decide(stale, await self._demand_since(marker), extra)
+            pending = [i for i in stale if i.needs_write]
+        if pending:
+            self.log.info("stock still changing in Shopify; the rest next cycle", skus=len(pending))
+        return written, batches
+
+    async def _send(self, batch: Sequence[_Item], location: str) -> tuple[int, int, list[_Item]]:
+        """Store the batch with a new key, send it; return (written, calls, stale items)."""
+        key = str(uuid.uuid4())
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO stock_batches (shop, batch_key, location_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                 (
                     self.store.shop,
-                    item.item_id,
+                    key,
                     location,
-                    quantity,
-                    json.dumps(
-                        {"totals": item.totals_key, "figure": str(item.figure), "demand": item.demand}
-                    ),
-                    now,
-                )
-                for item, quantity in confirmed
-            ],
-        )
+                    json.dumps([i.payload() for i in batch]),
+                    _iso(self.clock()),
+                ),
+            )
+        return await self._deliver(key, location, batch)
 
-    async def _confirm_unchanged(self, items: Sequence[_Item], location: str) -> None:
-        """Remember what Shopify has for items that needed no write (so the next cycle
-        compares against it) and the per-location figures behind them."""
-        settled = [(i, i.target) for i in items if i.believed == i.target and i.recorded != i.settled]
-        if settled:
+    async def _deliver(self, key: str, location: str, batch: Sequence[_Item]) -> tuple[int, int, list[_Item]]:
+        """Send a stored batch and commit its outcome; return (written, calls, stale items)."""
+        quantities = [StockQuantity(i.item_id, location, i.goal, i.believed) for i in batch]
+        result = await self.shopify.set_available(
+            quantities, key=key, reference_uri=REFERENCE_URI.format(key=key), reason="correction"
+        )
+        if result.ok:
+            confirmed = [(i, i.recorded_as(i.goal)) for i in batch]
             async with self.store.transaction() as tx:
-                await self._record(tx, location, settled)
+                await self._record(tx, location, [(i.item_id, r) for i, r in confirmed])
+                for item, _ in confirmed:
+                    if item.sku in self._parked:
+                        await tx.unpark(FLOW, item.sku)
+                await tx.execute(
+                    "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
+                )
+            for item, recorded in confirmed:
+                item.mark_recorded(recorded)
+            self.metrics.count(FLOW, "quantities_pushed", len(batch))
+            self.metrics.count(FLOW, "batches")
+            self.log.debug("stock batch confirmed", quantities=len(batch), key=key)
+            return len(batch), 1, []
+        # all or nothing: Shopify applied none of it. Stale items are decided again by the
+        # caller, refused ones parked, the rest re-sent as a new batch with a new key.
+        stale_ids = result.stale_item_ids
+        by_item = result.errors_by_item()
+        refused = [i for i in batch if i.item_id in by_item and i.item_id not in stale_ids]
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
+            )
+            for item in refused:
+                detail = "; ".join(f"{e.code}: {e.message}" for e in by_item[item.item_id])
+                await tx.park(
+                    FLOW, item.sku, "REJECTED", f"SKU {item.sku!r}: Shopify refused the quantity: {detail}"
+                )
+        for item in refused:
+            self._refused.add(item.sku)
+            self.metrics.count(FLOW, "parked_rejected")
+            self.log.warning("Shopify refused a quantity; SKU parked", sku=item.sku)
+        if result.general_errors:
+            detail = "; ".join(f"{e.code}: {e.message}" for e in result.general_errors)
+            raise FatalError(f"Shopify refused a stock batch as a whole: {detail}")
+        stale = [i for i in batch if i.item_id in stale_ids]
+        good = [i for i in batch if i.item_id not in by_item]
+        if not good:
+            return 0, 1, stale
+        written, calls, more_stale = await self._send(good, location)
+        return written, calls + 1, stale + more_stale
 
     async def _resend_pending(self, location: str) -> int:
-        """Re-send batches a crash left between storing and confirming, with their keys."""
+        """Re-send, with their keys, batches a crash left between storing and confirming."""
         rows = await self.store.fetchall(
-            "SELECT batch_key, location_id, payload FROM stock_batches WHERE shop = ? ORDER BY created_at",
+            "SELECT batch_key, location_id, payload FROM stock_batches WHERE shop = ? ORDER BY created_at, batch_key",
             (self.store.shop,),
         )
+        if rows:
+            self._parked = {p.key for p in await self.store.parked(FLOW)}
         written = 0
         for key, batch_location, payload in rows:
-            batch = [
-                _Item(
-                    sku=sku,
-                    item_id=item,
-                    figure=Decimal(figure),
-                    totals_key=totals,
-                    target=target,
-                    believed=believed,
-                    demand=demand,
+            if batch_location != location:
+                # SHOPIFY_LOCATION_ID changed since: never write to a location no longer configured
+                async with self.store.transaction() as tx:
+                    await tx.execute(
+                        "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
+                    )
+                self.log.warning(
+                    "dropped a stock batch for a location no longer configured", location=batch_location
                 )
-                for sku, item, target, believed, figure, totals, demand in json.loads(payload)
-            ]
-            self.log.info("re-sending a stock batch left by an interrupted push", quantities=len(batch))
-            done, _stale = await self._deliver(str(key), str(batch_location), batch)
+                continue
+            batch = [_Item.from_payload(raw) for raw in json.loads(payload)]
+            self.log.info(
+                "re-sending a stock batch left by an interrupted push", quantities=len(batch), key=key
+            )
+            done, _calls, _stale = await self._deliver(str(key), location, batch)
             written += done
         return written

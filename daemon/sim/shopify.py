@@ -217,8 +217,12 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=65536)
 def _iso(value: datetime | None) -> str | None:
-    """Shopify's DateTime format: second precision, UTC, ``Z``."""
+    """Shopify's DateTime format: second precision, UTC, ``Z``.
+
+    Cached: sorting a connection formats every record's timestamp on every page.
+    """
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -269,8 +273,9 @@ def _tax(amount: Decimal, rate: Decimal, included: bool) -> Decimal:
 # --- ids ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def _gid_number(gid: str) -> int:
-    """The numeric tail of ``gid://shopify/Type/123`` (query strings ignored)."""
+    """The numeric tail of ``gid://shopify/Type/123`` (query strings ignored; cached like :func:`_iso`)."""
     tail = gid.rsplit("/", 1)[-1].split("?", 1)[0]
     return int(tail) if tail.isdigit() else 0
 
@@ -882,10 +887,13 @@ def _paginate(
 
         return test
 
+    # decode each cursor once, not once per record: a large shop pages through thousands
     if args.get("after"):
-        keyed = [pair for pair in keyed if beyond(_decode_cursor(args["after"]), forward=True)(pair)]
+        past = beyond(_decode_cursor(args["after"]), forward=True)
+        keyed = [pair for pair in keyed if past(pair)]
     if args.get("before"):
-        keyed = [pair for pair in keyed if beyond(_decode_cursor(args["before"]), forward=False)(pair)]
+        ahead = beyond(_decode_cursor(args["before"]), forward=False)
+        keyed = [pair for pair in keyed if ahead(pair)]
     has_next = bool(args.get("before"))
     has_previous = bool(args.get("after"))
     if first is not None:

@@ -1,0 +1,158 @@
+"""``python -m bench``: run every benchmark and print one table.
+
+Each benchmark is a module with ``async def run(size: int | None = None) -> list[Row]``,
+where a row is ``(benchmark, figure, value, unit)`` and ``size`` scales the workload
+(None: the module's full size). The runner imports the modules of :data:`MODULES` in
+order; those in :data:`OPTIONAL` may be absent from a checkout and are then reported as
+"not available". A benchmark that raises is reported as failed and the others still run
+(exit status 1). The last row is the peak resident set size of the whole run.
+
+    python -m bench                 # full sizes (minutes)
+    python -m bench --quick         # small sizes (seconds)
+    python -m bench --json          # the rows as JSON objects
+    python -m bench --only stock --size 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import cast
+
+import anyio
+
+from daemon.logs import configure_logging
+
+Row = tuple[str, str, float | int | str, str]
+RunFunction = Callable[[int | None], Awaitable[list[Row]]]
+
+#: every benchmark, in the order of the table
+MODULES: tuple[str, ...] = (
+    "bench.clients_shopify",
+    "bench.clients_rackbeat",
+    "bench.stock",
+    "bench.index",
+    "bench.idle",
+)
+#: benchmarks that may not exist yet in a checkout
+OPTIONAL: frozenset[str] = frozenset({"bench.stock", "bench.index", "bench.idle"})
+#: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
+QUICK_SIZES: dict[str, int] = {
+    "bench.clients_shopify": 1_000,
+    "bench.clients_rackbeat": 1_000,
+    "bench.stock": 1_000,
+    "bench.index": 5_000,
+    "bench.idle": 100,
+}
+HEADER: Row = ("benchmark", "figure", "value", "unit / notes")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (``ru_maxrss``; KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def module_name(name: str) -> str:
+    """``stock`` or ``bench.stock`` → ``bench.stock``."""
+    return name if name.startswith("bench.") else f"bench.{name}"
+
+
+async def collect(
+    modules: Sequence[str] = MODULES,
+    *,
+    optional: Collection[str] = OPTIONAL,
+    quick: bool = False,
+    size: int | None = None,
+) -> tuple[list[Row], bool]:
+    """Run each benchmark module in turn; return the rows and whether every one succeeded.
+
+    ``size`` overrides every module's workload; otherwise ``quick`` picks
+    :data:`QUICK_SIZES` and the default is each module's full size.
+    """
+    rows: list[Row] = []
+    ok = True
+    peak = 0.0
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # only the module itself may be missing; a missing import inside it is a bug
+            if name not in optional or exc.name != name:
+                raise
+            rows.append((name.removeprefix("bench."), "-", "not available", f"no module {name} here"))
+            continue
+        run = cast(RunFunction, module.run)
+        workload = size if size is not None else QUICK_SIZES.get(name) if quick else None
+        started = time.perf_counter()
+        try:
+            rows.extend(await run(workload))
+        except Exception as exc:
+            ok = False
+            rows.append((name.removeprefix("bench."), "failed", type(exc).__name__, str(exc)[:120]))
+        print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        # a benchmark may reset the kernel's peak counter for its own figure: keep the highest
+        peak = max(peak, peak_rss_mib())
+    rows.append(("process", "peak RSS of the whole run", round(peak or peak_rss_mib(), 1), "MiB (ru_maxrss)"))
+    return rows, ok
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows under :data:`HEADER` as aligned text columns (values right-aligned)."""
+    cells = [tuple(str(c) for c in row) for row in (HEADER, *rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    lines = []
+    for bench, figure, value, unit in cells:
+        line = f"{bench:<{widths[0]}}  {figure:<{widths[1]}}  {value:>{widths[2]}}  {unit}"
+        lines.append(line.rstrip())
+        if len(lines) == 1:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small workloads (seconds, not minutes)")
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON array")
+    parser.add_argument(
+        "--size", type=int, default=None, help="workload of every benchmark (overrides --quick)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run this benchmark only (repeatable): " + ", ".join(m.removeprefix("bench.") for m in MODULES),
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 when a benchmark failed)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.size is not None and args.size < 1:
+        parser.error("--size must be at least 1")
+    modules = MODULES
+    if args.only:
+        modules = tuple(module_name(n) for n in args.only)
+        unknown = [m for m in modules if m not in MODULES]
+        if unknown:
+            parser.error(f"unknown benchmark {', '.join(unknown)}")
+    # the table (or JSON) alone on stdout; the benchmarks' warnings, if any, on stderr
+    configure_logging("warning", "console", stream=sys.stderr)
+    rows, ok = anyio.run(lambda: collect(modules, quick=args.quick, size=args.size))
+    if args.json:
+        keys = ("benchmark", "figure", "value", "unit")
+        print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

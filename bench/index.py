@@ -1,0 +1,140 @@
+"""Building the SKU index of a large shop: 50,000 SKUs read from the Shopify simulator.
+
+The simulator runs in-process at the Standard plan's limits (bucket 2,000 points,
+100 points/s). Two times are reported: the wall-clock seconds the build takes on this
+machine with throttle waits fast-forwarded (the daemon's own work plus the in-process
+simulator's), and the simulated seconds including the waits Shopify's bucket imposes —
+what a real Standard-plan shop would take. Peak RSS is measured from just before the
+shop is created, so it includes the simulator holding 50,000 products.
+
+    python -m bench.index [SKUS]        # SKUS defaults to 50,000
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from bench.stock import (
+    BUCKET_POINTS,
+    RESTORE_PER_SECOND,
+    BenchClock,
+    Row,
+    Transport,
+    bench_settings,
+    fast_handles,
+    peak_rss_mb,
+    reset_peak_rss,
+)
+from daemon.index import SkuIndex
+from daemon.shopify import ShopifyClient
+from daemon.sim.shopify import ShopifySimulator
+from daemon.store import Store
+
+
+def current_rss_mb() -> float:
+    """Resident set size now, in MiB (Linux; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def measure(skus: int = 50_000) -> dict[str, Any]:
+    """Create a shop of ``skus`` single-variant products, then build the index once."""
+    reset_peak_rss()
+    clock = BenchClock(datetime.now(UTC) - timedelta(days=1))
+    shopify_sim = ShopifySimulator(
+        now=clock.now,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        bucket_size=BUCKET_POINTS,
+        restore_rate=RESTORE_PER_SECOND,
+        request_log_size=10,
+    )
+    fast_handles(shopify_sim)
+    for n in range(skus):
+        shopify_sim.add_product(f"Product {n}", [{"sku": f"SKU-{n:06}", "price": "100.00"}])
+    clock.advance(3600)
+    shop_rss = current_rss_mb()
+
+    transport = Transport(shopify_sim)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = bench_settings(Path(tmp) / "sync.db")
+        store = await Store.open(settings.sync_db, settings.shop)
+        try:
+            async with httpx.AsyncClient(transport=httpx.MockTransport(transport.route)) as http:
+                shopify = ShopifyClient.from_settings(
+                    settings, http, sleep=clock.sleep, clock=clock.monotonic
+                )
+                index = SkuIndex(store, shopify, clock=clock.now)
+                started, simulated = time.perf_counter(), clock.monotonic()
+                variants = await index.build()
+                seconds = time.perf_counter() - started
+                daemon_seconds = seconds - transport.simulator_seconds
+                simulated = clock.monotonic() - simulated
+                indexed = len(await index.entries())
+        finally:
+            await store.close()
+    return {
+        "skus": skus,
+        "variants": variants,
+        "indexed": indexed,
+        "seconds": seconds,
+        "daemon_seconds": daemon_seconds,
+        "simulated_seconds": simulated,
+        "requests": sum(shopify_sim.requests.values()),
+        "shop_rss_mb": shop_rss,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def run(size: int | None = None) -> list[Row]:
+    """The bench runner's entry point; ``size`` is the number of SKUs (default 50,000)."""
+    m = await measure(size or 50_000)
+    n = m["skus"]
+    return [
+        (
+            "index",
+            f"build for {n} SKUs, this machine",
+            round(m["seconds"], 1),
+            "s wall clock (throttle waits skipped)",
+        ),
+        (
+            "index",
+            "of which outside the simulator (client, index, SQLite)",
+            round(m["daemon_seconds"], 2),
+            "s (the rest: the simulator)",
+        ),
+        (
+            "index",
+            f"build for {n} SKUs, Standard plan",
+            round(m["simulated_seconds"], 1),
+            "s simulated (incl. waits at 100 points/s)",
+        ),
+        ("index", "Shopify requests for the build", m["requests"], "requests"),
+        ("index", "variants indexed", f"{m['indexed']} of {m['variants']}", "rows"),
+        ("index", f"peak RSS at {n} SKUs", round(m["peak_rss_mb"], 1), "MiB (incl. the simulator's shop)"),
+        ("index", "RSS of the simulated shop alone", round(m["shop_rss_mb"], 1), "MiB (before the build)"),
+    ]
+
+
+def main() -> None:
+    """``python -m bench.index [SKUS]``."""
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    for bench, figure, value, unit in anyio.run(run, size):
+        print(f"{bench:<7} {figure:<48} {value!s:>14}  {unit}")
+
+
+if __name__ == "__main__":
+    main()

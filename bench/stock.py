@@ -1,0 +1,331 @@
+"""The stock flow at scale: 10,000 SKUs, 1,000 of them changed in Rackbeat.
+
+Both simulators run in-process (``httpx.MockTransport``) with the Shopify simulator at the
+Standard plan's limits (bucket 2,000 points, 100 points/s). The catalogue is synced
+first on a *fast-forwarded* clock (throttle waits are added to the clock, not slept; the
+simulated seconds are reported). The cycle that pushes the 1,000 changes then runs in
+**real time**: the clock is the machine's, throttle waits are really slept, and the
+seconds reported are wall-clock seconds from the start of that cycle until Shopify has
+confirmed every change. The orders flow is wired as the stock flow's catch-up, as in
+the daemon.
+
+    python -m bench.stock [SKUS]        # SKUS defaults to 10,000; 10 % of them change
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import SecretStr
+
+from daemon.config import IsolatedSettings, Settings
+from daemon.flows.orders import OrdersFlow
+from daemon.flows.stock import StockFlow
+from daemon.index import SkuIndex
+from daemon.metrics import Metrics
+from daemon.rackbeat import RackbeatClient
+from daemon.runner import Shutdown
+from daemon.shopify import ShopifyClient
+from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
+from daemon.sim.rackbeat import RackbeatSimulator
+from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
+from daemon.store import Store
+
+Row = tuple[str, str, float | int | str, str]
+
+#: the Shopify simulator's plan: Standard
+BUCKET_POINTS = 2000.0
+RESTORE_PER_SECOND = 100.0
+
+
+class BenchClock:
+    """Monotonic and wall clock that is either fast-forwarded or real.
+
+    ``fast``: :meth:`sleep` adds to an offset and returns at once, so set-up work that the
+    Shopify bucket would throttle costs simulated seconds only (:attr:`simulated`).
+    Otherwise sleeps are real and time is the machine's (plus the offset gathered before).
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self.fast = True
+        self.offset = 0.0
+        self._base = time.monotonic()
+        self._start = start
+
+    def monotonic(self) -> float:
+        """Seconds, monotonic."""
+        return time.monotonic() - self._base + self.offset
+
+    def now(self) -> datetime:
+        """Aware UTC wall time that moves with :meth:`monotonic`."""
+        return self._start + timedelta(seconds=self.monotonic())
+
+    def advance(self, seconds: float) -> None:
+        """Let simulated time pass (a poll interval between cycles)."""
+        self.offset += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """Fast: move the clock on. Real: sleep."""
+        if self.fast:
+            self.offset += max(seconds, 0.0)
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.sleep(seconds)
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS measurement (Linux: ``/proc/self/clear_refs`` ← 5); best effort."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size since :func:`reset_peak_rss` (VmHWM), or of the process, in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class Transport:
+    """Routes requests to the in-process simulators and times them, so that the daemon's
+    own share of a wall-clock figure can be told from the simulators'."""
+
+    def __init__(self, shopify: ShopifySimulator, rackbeat: RackbeatSimulator | None = None) -> None:
+        self.shopify = shopify
+        self.rackbeat = rackbeat
+        #: seconds spent inside the simulators
+        self.simulator_seconds = 0.0
+
+    async def route(self, request: httpx.Request) -> httpx.Response:
+        """An ``httpx.MockTransport`` handler."""
+        started = time.perf_counter()
+        try:
+            if request.url.host == "shopify.sim" or self.rackbeat is None:
+                return await self.shopify.handle(request)
+            return await self.rackbeat.handle(request)
+        finally:
+            self.simulator_seconds += time.perf_counter() - started
+
+
+def fast_handles(sim: ShopifySimulator) -> None:
+    """Give products numbered handles: the simulator looks for a free handle among every
+    product on each add (quadratic: minutes at 50,000 products), which only slows the set-up."""
+    numbers = itertools.count(1)
+    sim._unique_handle = lambda _title: f"product-{next(numbers)}"  # type: ignore[method-assign,assignment]  # set-up speed only
+
+
+@dataclass
+class Rig:
+    """Simulators, clients, state and flows of one benchmark run."""
+
+    clock: BenchClock
+    shopify_sim: ShopifySimulator
+    rackbeat_sim: RackbeatSimulator
+    settings: Settings
+    store: Store
+    stock: StockFlow
+    orders: OrdersFlow
+    transport: Transport
+
+    async def cycle(self) -> dict[str, Any]:
+        """One orders cycle then one stock cycle (the daemon's order), counted per API."""
+        self.shopify_sim.reset_requests()
+        self.rackbeat_sim.reset_counts()
+        self.clock.advance(self.settings.sync_poll_seconds)
+        started, inside = time.perf_counter(), self.transport.simulator_seconds
+        await self.orders.run_once()
+        before = self.clock.monotonic()
+        pushed = await self.stock.run_once()
+        return {
+            "pushed": pushed,
+            "set_stock": self.shopify_sim.requests["SetStock"],
+            "shopify": sum(self.shopify_sim.requests.values()),
+            "rackbeat": self.rackbeat_sim.request_total(),
+            "seconds": time.perf_counter() - started,
+            "simulator_seconds": self.transport.simulator_seconds - inside,
+            "clock_seconds": self.clock.monotonic() - before,
+        }
+
+
+def bench_settings(db: Path) -> Settings:
+    """The daemon's defaults, pointed at the simulators."""
+    return IsolatedSettings.of(
+        {
+            "rackbeat_api_url": "http://rackbeat.sim/api",
+            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
+            "rackbeat_contact_email": "bench@example.com",
+            "shopify_shop": "bench.myshopify.com",
+            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
+            "shopify_admin_url": "http://shopify.sim/admin",
+            "sync_db": db,
+            "sync_payment_terms": "1",
+            "sync_customer_group": "1",
+            "sync_employee": "1",
+            "sync_poll_seconds": 60,
+        }
+    )
+
+
+async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, Any]:
+    """Sync ``skus`` products, change ``changed`` (default 10 %) in Rackbeat, push them."""
+    changed = max(1, skus // 10) if changed is None else changed
+    reset_peak_rss()
+    clock = BenchClock(datetime.now(UTC) - timedelta(days=1))
+    shopify_sim = ShopifySimulator(
+        now=clock.now,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        bucket_size=BUCKET_POINTS,
+        restore_rate=RESTORE_PER_SECOND,
+    )
+    fast_handles(shopify_sim)
+    rackbeat_sim = RackbeatSimulator(now=clock.now, monotonic=clock.monotonic, sleep=clock.sleep)
+    for n in range(skus):
+        sku = f"SKU-{n:05}"
+        rackbeat_sim.add_product(sku, f"Product {n}", stock=5)
+        shopify_sim.add_product(f"Product {n}", [{"sku": sku, "price": "100.00"}])
+    rackbeat_sim.add_product("frakt", "Frakt")
+    clock.advance(3600)
+
+    transport = Transport(shopify_sim, rackbeat_sim)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = bench_settings(Path(tmp) / "sync.db")
+        store = await Store.open(settings.sync_db, settings.shop)
+        try:
+            async with httpx.AsyncClient(transport=httpx.MockTransport(transport.route)) as http:
+                shopify = ShopifyClient.from_settings(
+                    settings, http, sleep=clock.sleep, clock=clock.monotonic
+                )
+                rackbeat = RackbeatClient.from_settings(
+                    settings, http, sleep=clock.sleep, clock=clock.monotonic
+                )
+                metrics = Metrics()
+                shutdown = Shutdown()
+                orders = OrdersFlow(
+                    settings, store, shopify, rackbeat, metrics=metrics, shutdown=shutdown, clock=clock.now
+                )
+                index = SkuIndex(
+                    store,
+                    shopify,
+                    clock=clock.now,
+                    min_interval=settings.sync_poll_seconds / 2,
+                    monotonic=clock.monotonic,
+                )
+                stock = StockFlow(
+                    settings,
+                    store,
+                    shopify,
+                    rackbeat,
+                    index=index,
+                    metrics=metrics,
+                    shutdown=shutdown,
+                    catch_up_orders=orders.run_once,
+                    clock=clock.now,
+                    monotonic=clock.monotonic,
+                )
+                rig = Rig(clock, shopify_sim, rackbeat_sim, settings, store, stock, orders, transport)
+                first = await rig.cycle()  # the first full sync, fast-forwarded
+                await rig.cycle()  # the SKU index's overlap re-read
+                idle = await rig.cycle()
+                for n in range(changed):
+                    rackbeat_sim.goods_receipt(f"SKU-{n * (skus // changed):05}", 3)
+                rig.clock.advance(60)  # a quiet minute: the bucket refills as it would
+                rig.clock.fast = False  # from here on: real time, real sleeps
+                busy = await rig.cycle()
+                after = await rig.cycle()
+                converged = all(
+                    shopify_sim.available(f"SKU-{n * (skus // changed):05}") == 8 for n in range(changed)
+                )
+        finally:
+            await store.close()
+    return {
+        "skus": skus,
+        "changed": changed,
+        "first": first,
+        "idle": idle,
+        "busy": busy,
+        "after": after,
+        "converged": converged,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def run(size: int | None = None) -> list[Row]:
+    """The bench runner's entry point; ``size`` is the number of SKUs (default 10,000)."""
+    m = await measure(size or 10_000)
+    n, k = m["skus"], m["changed"]
+    busy, idle, first = m["busy"], m["idle"], m["first"]
+    return [
+        (
+            "stock",
+            f"Shopify SetStock calls to push {k} changed of {n} SKUs",
+            busy["set_stock"],
+            "calls (goal ≤ 4)",
+        ),
+        (
+            "stock",
+            "Shopify requests in that orders + stock cycle (all calls)",
+            busy["shopify"],
+            "requests",
+        ),
+        ("stock", f"Rackbeat requests, cycle with {k} changes", busy["rackbeat"], "requests"),
+        ("stock", "Rackbeat requests, idle cycle", idle["rackbeat"], "requests (the narrow scan, 100/page)"),
+        ("stock", "Shopify requests, idle orders + stock cycle", idle["shopify"], "requests"),
+        (
+            "stock",
+            f"seconds until {k} changes are confirmed in Shopify (100 points/s)",
+            round(busy["seconds"], 2),
+            "s wall clock, real time, orders + stock cycle",
+        ),
+        (
+            "stock",
+            "of which inside the in-process simulators",
+            round(busy["simulator_seconds"], 2),
+            "s",
+        ),
+        (
+            "stock",
+            "converged after that one cycle",
+            "yes" if m["converged"] and not m["after"]["pushed"] else "NO",
+            "",
+        ),
+        (
+            "stock",
+            f"first sync of {n} SKUs (read and write every level)",
+            round(first["clock_seconds"], 1),
+            "s simulated (Shopify throttle waits at 100 points/s)",
+        ),
+        (
+            "stock",
+            "first sync Shopify / Rackbeat requests",
+            f"{first['shopify']} / {first['rackbeat']}",
+            "requests",
+        ),
+        ("stock", f"peak RSS, {n} SKUs", round(m["peak_rss_mb"], 1), "MiB (both simulators in-process)"),
+    ]
+
+
+def main() -> None:
+    """``python -m bench.stock [SKUS]``."""
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    for bench, figure, value, unit in anyio.run(run, size):
+        print(f"{bench:<7} {figure:<72} {value!s:>10}  {unit}")
+
+
+if __name__ == "__main__":
+    main()
