@@ -3,8 +3,8 @@
 Each benchmark is a module with ``async def run(size: int | None = None) -> list[Row]``,
 where a row is ``(benchmark, figure, value, unit)`` and ``size`` scales the workload
 (None: the module's full size). The runner imports the modules of :data:`MODULES` in
-order; those in :data:`OPTIONAL` may be absent from a checkout and are then reported as
-"not available". A benchmark that raises is reported as failed and the others still run
+order; one in :data:`OPTIONAL` (none at present) may be absent from a checkout and is then
+reported as "not available". A benchmark that raises is reported as failed and the others still run
 (exit status 1). The last row is the peak resident set size of the whole run.
 
     python -m bench                 # full sizes (minutes)
@@ -39,8 +39,8 @@ MODULES: tuple[str, ...] = (
     "bench.index",
     "bench.idle",
 )
-#: benchmarks that may not exist yet in a checkout
-OPTIONAL: frozenset[str] = frozenset({"bench.stock", "bench.index", "bench.idle"})
+#: benchmarks that may not exist yet in a checkout (every one of MODULES exists now)
+OPTIONAL: frozenset[str] = frozenset()
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
     "bench.clients_shopify": 1_000,

@@ -9,6 +9,24 @@ seconds reported are wall-clock seconds from the start of that cycle until Shopi
 confirmed every change. The orders flow is wired as the stock flow's catch-up, as in
 the daemon.
 
+Then two cycles with falling targets for the same 1,000 SKUs, where the stock flow reads
+Shopify before it writes (a compare-and-swap on a stale belief would fail):
+
+* **sales echo**: one unit of each sold in Shopify; the orders flow imports and books
+  the orders, so Rackbeat's available falls by what Shopify shows already (reads only);
+* **stock leaving Rackbeat** outside Shopify (shipments to other channels, breakage):
+  two units of each; Shopify still shows the old figure (reads and writes).
+
+These two run on the fast-forwarded clock again (calls are counted, not seconds).
+
+Every Shopify call of the stock cycle is counted (reads, writes, and the orders
+catch-up and SKU index refresh it makes). Last, "throughput vs the rate-limit bound":
+every SKU rises by one with the bucket emptied first (other traffic), and the
+quantities confirmed per second of simulated throttle wait are divided by the most the
+Standard plan allows for writes alone (100 points/s ÷ the points of a 250-quantity
+``inventorySetQuantities`` × 250). Below 1: reads, the catch-up and the SKU index
+refresh share the bucket, or waits overshoot.
+
     python -m bench.stock [SKUS]        # SKUS defaults to 10,000; 10 % of them change
 """
 
@@ -37,6 +55,7 @@ from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
 from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
+from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
@@ -142,16 +161,31 @@ class Rig:
     orders: OrdersFlow
     transport: Transport
 
-    async def cycle(self) -> dict[str, Any]:
-        """One orders cycle then one stock cycle (the daemon's order), counted per API."""
+    async def cycle(self, *, drain: bool = False) -> dict[str, Any]:
+        """One orders cycle then one stock cycle (the daemon's order), counted per API;
+        ``drain`` empties Shopify's bucket just before the stock cycle (other traffic)."""
         self.shopify_sim.reset_requests()
         self.rackbeat_sim.reset_counts()
         self.clock.advance(self.settings.sync_poll_seconds)
         started, inside = time.perf_counter(), self.transport.simulator_seconds
         await self.orders.run_once()
         before = self.clock.monotonic()
+        if drain:
+            self.shopify_sim.bucket.drain()
+        waited = self.clock.offset
+        calls_before = dict(self.shopify_sim.requests)
         pushed = await self.stock.run_once()
+        stock_calls = {
+            op: n - calls_before.get(op, 0)
+            for op, n in self.shopify_sim.requests.items()
+            if n - calls_before.get(op, 0)
+        }
         return {
+            "stock_calls": stock_calls,
+            "stock_reads": stock_calls.get("InventoryLevels", 0),
+            "stock_writes": stock_calls.get("SetStock", 0),
+            "stock_shopify": sum(stock_calls.values()),
+            "waited": self.clock.offset - waited,
             "pushed": pushed,
             "set_stock": self.shopify_sim.requests["SetStock"],
             "shopify": sum(self.shopify_sim.requests.values()),
@@ -240,6 +274,10 @@ async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, A
                 )
                 rig = Rig(clock, shopify_sim, rackbeat_sim, settings, store, stock, orders, transport)
                 first = await rig.cycle()  # the first full sync, fast-forwarded
+                batch_cost = max(
+                    (r.requested_cost for r in shopify_sim.request_log if r.operation == "SetStock"),
+                    default=0,
+                )
                 await rig.cycle()  # the SKU index's overlap re-read
                 idle = await rig.cycle()
                 for n in range(changed):
@@ -248,9 +286,24 @@ async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, A
                 rig.clock.fast = False  # from here on: real time, real sleeps
                 busy = await rig.cycle()
                 after = await rig.cycle()
-                converged = all(
-                    shopify_sim.available(f"SKU-{n * (skus // changed):05}") == 8 for n in range(changed)
-                )
+                moved = [f"SKU-{n * (skus // changed):05}" for n in range(changed)]
+                converged = all(shopify_sim.available(sku) == 8 for sku in moved)
+                # the falling scenarios count calls, not seconds: fast-forwarded again (the
+                # orders flow's 1,000 imports would wait out Rackbeat's request budget)
+                rig.clock.fast = True
+                for sku in moved:  # the sales echo: Shopify shows 7 at once, Rackbeat once booked
+                    shopify_sim.sell(sku, 1, email="bench-buyer@example.com")
+                rig.clock.advance(shopify_sim.search_lag + 1)
+                echo = await rig.cycle()  # the orders cycle imports and books the 1,000 orders
+                echo_converged = all(shopify_sim.available(sku) == 7 for sku in moved)
+                for sku in moved:  # stock leaves Rackbeat by another way: Shopify still shows 7
+                    rackbeat_sim.adjust_stock(sku, -2)
+                falling = await rig.cycle()
+                falling_converged = all(shopify_sim.available(sku) == 5 for sku in moved)
+                # the rate-limit bound: every SKU rises, the bucket starts empty (other traffic)
+                for n in range(skus):
+                    rackbeat_sim.goods_receipt(f"SKU-{n:05}", 1)
+                everything = await rig.cycle(drain=True)
         finally:
             await store.close()
     return {
@@ -261,6 +314,12 @@ async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, A
         "busy": busy,
         "after": after,
         "converged": converged,
+        "echo": echo,
+        "echo_converged": echo_converged,
+        "falling": falling,
+        "falling_converged": falling_converged,
+        "batch_cost": batch_cost,
+        "everything": everything,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -270,12 +329,39 @@ async def run(size: int | None = None) -> list[Row]:
     m = await measure(size or 10_000)
     n, k = m["skus"], m["changed"]
     busy, idle, first = m["busy"], m["idle"], m["first"]
+    echo, falling = m["echo"], m["falling"]
+
+    def calls(cycle: dict[str, Any]) -> str:
+        other = cycle["stock_shopify"] - cycle["stock_reads"] - cycle["stock_writes"]
+        return (
+            f"{cycle['stock_shopify']} ({cycle['stock_reads']} read, {cycle['stock_writes']} write, "
+            f"{other} orders catch-up / SKU index)"
+        )
+
+    # the most quantities per second the bucket's refill allows for writes alone
+    bound = RESTORE_PER_SECOND * MAX_INPUT_ITEMS / m["batch_cost"] if m["batch_cost"] else 0.0
+    everything = m["everything"]
+    waited = everything["waited"]
+    achieved = everything["pushed"] / waited if waited > 0 else 0.0
     return [
         (
             "stock",
             f"Shopify SetStock calls to push {k} changed of {n} SKUs",
             busy["set_stock"],
             "calls (goal ≤ 4)",
+        ),
+        ("stock", f"all Shopify calls of that stock cycle, {k} rising", calls(busy), "calls"),
+        (
+            "stock",
+            f"all Shopify calls of the stock cycle, {k} falling (sales echo)",
+            calls(echo),
+            "calls" + ("" if m["echo_converged"] else "; NOT converged"),
+        ),
+        (
+            "stock",
+            f"all Shopify calls of the stock cycle, {k} falling (stock left Rackbeat)",
+            calls(falling),
+            "calls" + ("" if m["falling_converged"] else "; NOT converged"),
         ),
         (
             "stock",
@@ -315,6 +401,13 @@ async def run(size: int | None = None) -> list[Row]:
             "first sync Shopify / Rackbeat requests",
             f"{first['shopify']} / {first['rackbeat']}",
             "requests",
+        ),
+        (
+            "stock",
+            f"throughput vs the rate-limit bound ({everything['pushed']} rising, empty bucket)",
+            round(achieved / bound, 2) if bound else "-",
+            f"{achieved:.0f} quantities/s of simulated throttle wait ({waited:.1f} s) ÷ {bound:.0f}/s "
+            f"(100 points/s, {m['batch_cost']} points per {MAX_INPUT_ITEMS})",
         ),
         ("stock", f"peak RSS, {n} SKUs", round(m["peak_rss_mb"], 1), "MiB (both simulators in-process)"),
     ]

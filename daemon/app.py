@@ -31,7 +31,7 @@ from daemon.logs import configure_logging, register_secret
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
 from daemon.reasons import advice_for
-from daemon.runner import Flow, Runner, Shutdown
+from daemon.runner import Flow, Runner, Shutdown, handle_signals
 from daemon.shopify import ShopifyClient
 from daemon.store import Store
 
@@ -73,14 +73,20 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, http: httpx.AsyncClient | None = None) -> AsyncIterator[Services]:
-    """Open the state DB and the API clients; close them on exit."""
+async def open_services(
+    settings: Settings, http: httpx.AsyncClient | None = None, *, shutdown: Shutdown | None = None
+) -> AsyncIterator[Services]:
+    """Open the state DB and the API clients; close them on exit.
+
+    With ``shutdown`` the clients' retry backoff ends as soon as a stop is requested.
+    """
     store = await Store.open(settings.sync_db, settings.shop)
     own_http = http is None
     client = http or http_client()
+    waits: dict[str, Any] = {} if shutdown is None else {"backoff_sleep": shutdown.backoff}
     try:
-        shopify = ShopifyClient.from_settings(settings, client)
-        rackbeat = RackbeatClient.from_settings(settings, client)
+        shopify = ShopifyClient.from_settings(settings, client, **waits)
+        rackbeat = RackbeatClient.from_settings(settings, client, **waits)
 
         def api_counters() -> dict[str, dict[str, int]]:
             return {
@@ -134,14 +140,34 @@ async def run_daemon(
     register_secrets(settings)
     structlog.contextvars.bind_contextvars(shop=settings.shop)
     shutdown = shutdown or Shutdown()
-    async with open_services(settings, http) as services:
+    async with anyio.create_task_group() as signals:
+        # first of all: a SIGTERM while the DB opens or the listener binds is a clean stop
+        await signals.start(handle_signals, shutdown)
+        try:
+            await _serve(settings, shutdown, http, on_ready)
+        finally:
+            signals.cancel_scope.cancel()
+    log.info("daemon stopped")
+
+
+async def _serve(
+    settings: Settings,
+    shutdown: Shutdown,
+    http: httpx.AsyncClient | None,
+    on_ready: Callable[[Runner, int], None] | None,
+) -> None:
+    """Open the services, bind the health listener, run the flows until ``shutdown``."""
+    async with open_services(settings, http, shutdown=shutdown) as services:
         runner = Runner(
             build_flows(services, shutdown),
             store=services.store,
             metrics=services.metrics,
             poll_seconds=settings.sync_poll_seconds,
             shutdown=shutdown,
+            signals=False,  # handled by run_daemon since before the DB opened
         )
+        if shutdown.requested:
+            return  # stopped while starting: no listener, no READY=1
         health = HealthApp(runner, services.store, services.metrics, __version__)
         host, port = settings.health_address
         async with anyio.create_task_group() as tg:
@@ -161,7 +187,6 @@ async def run_daemon(
                 on_ready(runner, bound)
             await runner.run()
             tg.cancel_scope.cancel()
-    log.info("daemon stopped")
 
 
 # --- operator commands -------------------------------------------------------------------
@@ -303,11 +328,17 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
     only = attention["skus_only_in_shopify"]
     if only:
         print(f"  SKUs only in Shopify ({len(only)}): {', '.join(only[:20])}", file=out)
+    rackbeat_only = attention["skus_only_in_rackbeat"]
+    if rackbeat_only["count"]:
+        examples = ", ".join(rackbeat_only["examples"][:10])
+        more = ", …" if rackbeat_only["count"] > 10 else ""
+        print(f"  SKUs only in Rackbeat ({rackbeat_only['count']}): {examples}{more}", file=out)
     return 0
 
 
 async def _attention(store: Store) -> dict[str, Any]:
-    """What an operator should look at: orders changed after import, SKU trouble."""
+    """What an operator should look at: orders changed after import, SKU trouble (on
+    several Shopify variants, or on one side only)."""
     changed = await store.fetchall(
         "SELECT order_name, rackbeat_number, note FROM order_ledger "
         "WHERE shop = ? AND state = 'done' AND note IS NOT NULL ORDER BY updated_at",
@@ -323,12 +354,24 @@ async def _attention(store: Store) -> dict[str, Any]:
         "AND EXISTS (SELECT 1 FROM cursors WHERE shop = ? AND flow = 'stock') ORDER BY sku",
         (store.shop, store.shop),
     )
+    # the stock flow's scan leaves the Rackbeat numbers no Shopify variant has in this
+    # cursors row (daemon.flows.stock.RACKBEAT_ONLY), as {"count": n, "examples": [...]}
+    summary = await store.get_cursor("stock.rackbeat_only")
+    try:
+        loaded = json.loads(summary) if summary else {}
+    except ValueError:
+        loaded = {}
+    rackbeat_only = {
+        "count": int(loaded.get("count", 0)) if isinstance(loaded, dict) else 0,
+        "examples": [str(n) for n in loaded.get("examples", [])] if isinstance(loaded, dict) else [],
+    }
     return {
         "orders_changed_after_import": [
             {"order": name, "rackbeat_order": number, "change": note} for name, number, note in changed
         ],
         "duplicate_skus": {str(sku): int(n) for sku, n in dupes},
         "skus_only_in_shopify": [str(r[0]) for r in only],
+        "skus_only_in_rackbeat": rackbeat_only,
     }
 
 

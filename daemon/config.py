@@ -160,7 +160,10 @@ class Settings(BaseSettings):
     sync_allow_negative_stock: bool = Field(False, description="Send negative quantities as they are.")
     sync_reconcile_seconds: float = Field(3600.0, gt=0, description="Seconds between full stock reconciles.")
     sync_fallback_customer: str | None = Field(None, description="Customer number for orders without e-mail.")
-    sync_orders_since: datetime | None = Field(None, description="Import orders updated since (ISO date).")
+    sync_orders_since: datetime | None = Field(
+        None,
+        description="Import orders created since this ISO date (set before the first start); empty means orders created from the first start on.",
+    )
     sync_import_test_orders: bool = Field(False, description="Also import Shopify test orders.")
     sync_new_product_status: NewProductStatus = Field(NewProductStatus.ACTIVE, description="active or draft.")
     sync_archive_barred: bool = Field(True, description="Archive barred Rackbeat products in Shopify.")
@@ -422,6 +425,9 @@ def _describe(error: Any) -> str:
     if kind == "enum" and "expected" in ctx:
         allowed = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
         return f"{variable}: {given!r} is not allowed; allowed: {allowed}"
+    if kind in ("bool_parsing", "bool_type"):
+        # pydantic's own list (also yes/no, on/off, 1/0, any case); these two are the ones to write
+        return f"{variable}: {given!r} is not a boolean; allowed: true, false (or yes/no, on/off, 1/0)"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     shown = "" if "token" in variable.lower() or "secret" in variable.lower() else f" (got {given!r})"
     return f"{variable}: {message}{shown}"

@@ -31,6 +31,7 @@ import collections
 import contextlib
 import logging
 import random
+import shlex
 import shutil
 import socket
 import sys
@@ -52,6 +53,7 @@ from pydantic import SecretStr
 from daemon.app import run_daemon
 from daemon.config import IsolatedSettings, Settings
 from daemon.errors import ConfigError
+from daemon.flows.products import NEW_PRODUCT_SETTLE
 from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging
 from daemon.metrics import PREFIX
@@ -139,6 +141,10 @@ class World:
     activity: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=5))
     new_customers: int = 0
+    #: the seed; each piece of activity draws from its own generator, seeded with it and
+    #: the activity's number (see :func:`act`)
+    seed: int = 0
+    acts: int = 0
 
     def happened(self, kind: str, text: str) -> str:
         """Record one piece of activity; return its text."""
@@ -236,13 +242,18 @@ def place_order(world: World) -> str:
         email = f"customer{world.new_customers}@example.com"
         world.customers.append((name, email))
         who = "new"
-    # what the shop sells: the catalogue, and new Rackbeat products once the daemon made them
-    for_sale = world.skus + [sku for sku in world.new_skus if shop.find_by_sku(sku) is not None]
+    # what the shop sells: the catalogue, and new Rackbeat products once the daemon made
+    # them. The choice is among all of them, so that it does not depend on how far the
+    # daemon got; a product not in Shopify yet is not bought.
     wanted: dict[str, int] = {}
     for _ in range(rng.randint(1, 3)):
-        sku = rng.choice(for_sale)
+        sku = rng.choice(world.skus + world.new_skus)
         wanted[sku] = wanted.get(sku, 0) + rng.randint(1, 2)
-    lines = [(sku, qty) for sku, qty in wanted.items() if shop.available(sku) >= qty]
+    lines = [
+        (sku, qty)
+        for sku, qty in wanted.items()
+        if shop.find_by_sku(sku) is not None and shop.available(sku) >= qty
+    ]
     if not lines:
         return world.happened("sold out", f"{name} found nothing in stock")
     first, last = name.split(" ", 1)
@@ -253,9 +264,16 @@ def place_order(world: World) -> str:
 
 
 def act(world: World) -> str:
-    """One piece of activity, chosen at random; returns what happened."""
-    rng, rb = world.rng, world.rackbeat
-    roll = rng.random()
+    """One piece of activity, chosen at random; returns what happened.
+
+    The n-th piece draws from a generator of its own (the seed and n): what the daemon did
+    meanwhile (orders booked, products created, stock pushed) may change that one piece's
+    outcome, never the pieces after it. The same seed gives the same activity.
+    """
+    world.acts += 1
+    world.rng = rng = random.Random(f"demo-{world.seed}-{world.acts}")  # noqa: S311  # demo activity
+    rb = world.rackbeat
+    roll, pick = rng.random(), rng.random()  # both always drawn: the draws after do not shift
     if roll < 0.25:
         sku = rng.choice(world.skus)
         quantity, location = rng.randint(5, 20), rng.choice(list(LOCATIONS))
@@ -263,9 +281,9 @@ def act(world: World) -> str:
         where = LOCATIONS[location]
         return world.happened("goods receipts", f"Rackbeat goods receipt: {quantity}× {sku} at {where}")
     if roll < 0.45:
-        booked = [o for o in rb.orders if o.reserves_stock]
+        booked = sorted((o for o in rb.orders if o.reserves_stock), key=lambda o: o.number)
         if booked:
-            order = rng.choice(booked)
+            order = booked[int(pick * len(booked))]
             rb.ship(order.number)
             reference = order.your_reference or "-"
             return world.happened("shipments", f"Rackbeat shipped order {order.number} ({reference})")
@@ -276,7 +294,11 @@ def act(world: World) -> str:
         price = Decimal(rng.randrange(40, 800))
         rb.add_product(sku, name, sales_price=price, cost_price=price * Decimal("0.4"), stock={"1": 12})
         world.new_skus.append(sku)
-        return world.happened("new products", f"Rackbeat: new product {sku} {name!r}, 12 in stock")
+        settle = int(NEW_PRODUCT_SETTLE.total_seconds())
+        return world.happened(
+            "new products",
+            f"Rackbeat: new product {sku} {name!r}, 12 in stock (in Shopify after a {settle} s check)",
+        )
     elif roll < 0.65:
         sku = rng.choice(world.skus)
         old_price = rb.products[sku].sales_price
@@ -413,11 +435,28 @@ def _elapsed(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02}"
 
 
-def _health_status(snap: Snapshot) -> str:
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def health_status(snap: Snapshot) -> str:
+    """``/healthz``'s status, and why when it is not ``pass``: each flow's problem in the
+    words of its check (its error or what its cycle is doing, records parked, lag)."""
     status = str(snap.health.get("status", "…"))
-    if status == "warn" and snap.parked and all(not f.get("output") for f in snap.flows):
-        return "warn (records parked: see below)"
-    return status
+    if status in ("pass", "…"):
+        return status
+    reasons: list[str] = []
+    for check in snap.flows:
+        if check.get("status") == "pass":
+            continue
+        name = check.get("componentId", "?")
+        if check.get("output"):
+            reasons.append(f"{name}: {check['output']}")
+        elif int(check.get("parked", 0)):
+            reasons.append(f"{name}: {_plural(int(check['parked']), 'record', 'records')} parked")
+        else:
+            reasons.append(f"{name}: lag {float(check.get('observedValue', 0.0)):.0f}s")
+    return f"{status} ({'; '.join(reasons)})" if reasons else status
 
 
 def _shipped(world: World) -> int:
@@ -432,13 +471,13 @@ def summary_lines(world: World, snap: Snapshot, health_url: str) -> list[str]:
     dupes = f" · DUPLICATED {len(t.duplicated)}" if t.duplicated else ""
     synced = sum(snap.event("products", e) for e in ("created_shopify", "updated_shopify", "adopted_shopify"))
     lines = [
-        f"health    {health_url}  {_health_status(snap)}",
+        f"health    {health_url}  {health_status(snap)}",
         f"orders    {t.placed} in Shopify · {t.once} of {importable} in Rackbeat, each once{waiting}{dupes}"
         f" · {len(t.unknown_sku)} with an unknown SKU",
         f"          imported {snap.event('orders', 'imported')} · new customers in Rackbeat "
         f"{snap.event('orders', 'customers_created')} · shipped from Rackbeat {_shipped(world)}",
-        f"stock     {snap.event('stock', 'quantities_pushed')} quantities pushed to Shopify "
-        f"in {snap.event('stock', 'batches')} batches",
+        f"stock     {_plural(snap.event('stock', 'quantities_pushed'), 'quantity', 'quantities')} pushed "
+        f"to Shopify in {_plural(snap.event('stock', 'batches'), 'batch', 'batches')}",
         f"products  {synced} synced to Shopify: {snap.event('products', 'created_shopify')} created, "
         f"{snap.event('products', 'updated_shopify')} updated",
         f"parked    {snap.parked}",
@@ -464,7 +503,7 @@ def compact_line(world: World, snap: Snapshot) -> str:
         + (f" ({len(t.missing)} waiting)" if t.missing else "")
         + f" | stock pushed {snap.event('stock', 'quantities_pushed')}"
         f" | products synced {synced} | parked {snap.parked} | lag {lags or '-'}"
-        f" | health {snap.health.get('status', '…')}"
+        f" | health {health_status(snap)}"
     )
 
 
@@ -657,7 +696,7 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
     rng = random.Random(options.seed)  # noqa: S311  # demo activity, not cryptography
     bucket, restore = options.shopify_bucket
     shop = ShopifySimulator(shop_domain=SHOP, bucket_size=bucket, restore_rate=restore)
-    world = World(shop, RackbeatSimulator(), rng)
+    world = World(shop, RackbeatSimulator(), rng, seed=options.seed)
     shutdown = _HeldShutdown()
     snapshot = Snapshot()
     health_url = ""
@@ -789,7 +828,7 @@ def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Pa
         "",
         "final summary" + (" (stopped by Ctrl-C)" if result.interrupted else ""),
         f"health    {health}: answered {snap.answered} of {snap.asked} polls, "
-        f"last status {snap.health.get('status', 'unknown')}",
+        f"last status {health_status(snap) if snap.health else 'unknown'}",
         *summary_lines(world, snap, health)[1:],
         f"activity  {', '.join(f'{kind} {n}' for kind, n in sorted(result.activity.items())) or 'none'}",
     ]
@@ -801,4 +840,26 @@ def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Pa
     else:
         lines.append("state DB and daemon log removed (keep them with --db PATH)")
     out.write("\n".join(lines[:2]) + "\n" + "".join(f"  {line}\n" for line in lines[2:]))
+    out.write("".join(f"{line}\n" for line in next_steps(db if kept else None, parked=snap.parked)))
     out.flush()
+
+
+def next_steps(db: Path | None, *, parked: int) -> list[str]:
+    """What to try after the demo: its parked records, then the real shop."""
+    state = f"SYNC_DB={shlex.quote(str(db))} SHOPIFY_SHOP={SHOP} " if db is not None else ""
+    what = f"what the daemon parked ({_plural(parked, 'record', 'records')})" if parked else "parked records"
+    lines = ["next steps"]
+    if db is not None:
+        lines += [f"  {state}rackbeat-shopify parked", f"      {what}, with the fix"]
+    else:
+        lines += [
+            "  rackbeat-shopify demo --db demo.db       keeps the state DB, then",
+            f"  SYNC_DB=demo.db SHOPIFY_SHOP={SHOP} rackbeat-shopify parked",
+            f"      {what}, with the fix",
+        ]
+    lines += [
+        "  with your shop's settings (see .env.example):",
+        "  rackbeat-shopify check                   both APIs reachable, the configured numbers exist",
+        "  rackbeat-shopify reconcile --dry-run     what differs between Shopify and Rackbeat; writes nothing",
+    ]
+    return lines

@@ -7,7 +7,8 @@
 - ``/metrics``: Prometheus text format.
 
 Nothing secret is ever in a response: flows' errors are our own messages, which name
-settings and records, never tokens.
+settings and records, never tokens; what an API echoed back into one is scrubbed by
+the runner (and, for the metrics' labels, here).
 """
 
 from __future__ import annotations
@@ -18,26 +19,50 @@ from typing import Any
 
 import httpx
 
+from daemon.logs import scrub
 from daemon.metrics import Metrics
 from daemon.runner import FlowState, Runner, utc_from_timestamp
 from daemon.store import Store
 
 #: a flow that has failed this many cycles in a row is "fail", before that "warn"
 FAIL_AFTER = 3
+#: a cycle still running after max(poll interval, this) without success is "warn"
+STALLED_AFTER_MIN = 5.0
 _ORDER = {"pass": 0, "warn": 1, "fail": 2}
+
+
+def stalled_after(poll_seconds: float) -> float:
+    """Seconds a cycle may run before ``/healthz`` reports it as not getting anywhere."""
+    return max(poll_seconds, STALLED_AFTER_MIN)
 
 
 def flow_status(state: FlowState, poll_seconds: float, now: float | None = None) -> str:
     """pass, warn or fail for one flow."""
+    now = time.time() if now is None else now
     if state.status == "disabled":
         return "pass"
     if state.status == "fatal" or state.failures >= FAIL_AFTER:
         return "fail"
     if state.failures or state.parked:
         return "warn"
+    if state.retrying_since is not None:
+        # its client backed off during this cycle: the API is failing right now (a cycle
+        # that outlasts the retry would warn by the rule below soon anyway)
+        return "warn"
+    if state.attempting_since is not None and now - state.attempting_since > stalled_after(poll_seconds):
+        return "warn"
     if state.lag(now) > max(3 * poll_seconds, 120.0) + poll_seconds:
         return "warn"
     return "pass"
+
+
+def _in_progress(state: FlowState, poll_seconds: float, now: float) -> str | None:
+    """What the cycle now running looks like, when that is worth saying."""
+    if state.retrying_since is not None:
+        return f"retrying: requests failing since {now - state.retrying_since:.0f}s ago; backing off"
+    if state.attempting_since is not None and now - state.attempting_since > stalled_after(poll_seconds):
+        return f"cycle running for {now - state.attempting_since:.0f}s without finishing"
+    return None
 
 
 def health_document(runner: Runner, version: str) -> dict[str, Any]:
@@ -62,6 +87,8 @@ def health_document(runner: Runner, version: str) -> dict[str, Any]:
         }
         if state.last_error and state.status in ("failing", "fatal"):
             entry["output"] = f"{state.last_error_kind}: {state.last_error}"
+        elif (progress := _in_progress(state, runner.poll_seconds, now)) is not None:
+            entry["output"] = progress
         checks[f"{state.name}:lag"] = [entry]
     return {"status": overall, "version": version, "serviceId": "rackbeat-shopify", "checks": checks}
 
@@ -102,7 +129,6 @@ class HealthApp:
             now = time.time()
             for state in self.runner.states.values():
                 self.metrics.lag.labels(flow=state.name).set(state.lag(now))
-            return httpx.Response(
-                200, content=self.metrics.render(), headers={"content-type": "text/plain; version=0.0.4"}
-            )
+            body = scrub(self.metrics.render().decode()).encode()
+            return httpx.Response(200, content=body, headers={"content-type": "text/plain; version=0.0.4"})
         return httpx.Response(404, text="not found; try /livez /readyz /healthz /metrics\n")

@@ -5,9 +5,12 @@ from :class:`httpx.Request` to :class:`httpx.Response`, the same shape as
 ``httpx.MockTransport`` handlers, so a simulator can be driven in-process or over
 a real socket without change.
 
-Slow or malformed clients cannot stall the daemon: every read has a deadline,
-headers and bodies have size limits, and a protocol error closes that connection
-only.
+Slow or malformed clients cannot stall the daemon: the whole request head, and then
+the whole body, must arrive within ``read_timeout`` (a deadline, not a per-read
+timeout, so dripping a byte at a time does not keep a connection open); headers and
+bodies have size limits; at most ``max_connections`` connections are served at once
+(one more waits ``busy_timeout`` for a slot, then gets 503); and a protocol error
+closes that connection only.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ log = structlog.get_logger("daemon.http")
 
 
 class HTTPServer:
-    """Serves ``handler`` on a TCP port with per-read timeouts and size limits."""
+    """Serves ``handler`` on a TCP port with read deadlines, size and connection limits."""
 
     def __init__(
         self,
@@ -36,10 +39,14 @@ class HTTPServer:
         read_timeout: float = 10.0,
         max_header_bytes: int = 16 * 1024,
         max_body_bytes: int = 1024 * 1024,
+        max_connections: int = 32,
+        busy_timeout: float = 1.0,
         name: str = "http",
     ) -> None:
         self.handler = handler
         self.read_timeout = read_timeout
+        self.busy_timeout = busy_timeout
+        self._slots = anyio.CapacityLimiter(max_connections)
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self.name = name
@@ -61,24 +68,39 @@ class HTTPServer:
     async def _connection(self, stream: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         async with stream:
+            acquired = False
+            with anyio.move_on_after(self.busy_timeout):
+                await self._slots.acquire()
+                acquired = True
+            if not acquired:
+                # a flood of connections gets told so, rather than queueing without end
+                log.debug("http connection refused: too many open", server=self.name)
+                await self._reject(stream, conn, 503, b"too many connections\n")
+                return
             try:
-                while await self._one_request(stream, conn):
-                    conn.start_next_cycle()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
-                return
-            except h11.ProtocolError:
-                return
+                await self._serve_connection(stream, conn)
+            finally:
+                self._slots.release()
+
+    async def _serve_connection(self, stream: SocketStream, conn: h11.Connection) -> None:
+        try:
+            while await self._one_request(stream, conn):
+                conn.start_next_cycle()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
+            return
+        except h11.ProtocolError:
+            return
 
     async def _next_event(self, stream: SocketStream, conn: h11.Connection) -> object:
+        """The next h11 event; the caller puts the deadline around it."""
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            with anyio.fail_after(self.read_timeout):
-                try:
-                    data = await stream.receive(65536)
-                except anyio.EndOfStream:
-                    data = b""
+            try:
+                data = await stream.receive(65536)
+            except anyio.EndOfStream:
+                data = b""
             conn.receive_data(data)
 
     async def _send(self, stream: SocketStream, conn: h11.Connection, response: httpx.Response) -> None:
@@ -94,8 +116,11 @@ class HTTPServer:
     async def _one_request(self, stream: SocketStream, conn: h11.Connection) -> bool:
         """Serve one request; return True when the connection may be reused."""
         try:
-            event = await self._next_event(stream, conn)
+            with anyio.fail_after(self.read_timeout):  # for the whole head, however it trickles in
+                event = await self._next_event(stream, conn)
         except TimeoutError:
+            if conn.trailing_data[0]:  # part of a head arrived: say why we hang up
+                await self._reject(stream, conn, 408, b"request timeout\n")
             return False
         except h11.RemoteProtocolError:
             await self._reject(stream, conn, 400, b"malformed request\n")
@@ -112,17 +137,18 @@ class HTTPServer:
             return False
         body = bytearray()
         try:
-            while True:
-                part = await self._next_event(stream, conn)
-                if isinstance(part, h11.Data):
-                    body.extend(part.data)
-                    if len(body) > self.max_body_bytes:
-                        await self._reject(stream, conn, 413, b"request body too large\n")
+            with anyio.fail_after(self.read_timeout):  # for the whole body
+                while True:
+                    part = await self._next_event(stream, conn)
+                    if isinstance(part, h11.Data):
+                        body.extend(part.data)
+                        if len(body) > self.max_body_bytes:
+                            await self._reject(stream, conn, 413, b"request body too large\n")
+                            return False
+                    elif isinstance(part, h11.EndOfMessage):
+                        break
+                    else:
                         return False
-                elif isinstance(part, h11.EndOfMessage):
-                    break
-                else:
-                    return False
         except TimeoutError:
             await self._reject(stream, conn, 408, b"request timeout\n")
             return False

@@ -23,6 +23,12 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def scrub(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***`` (for health and the DB)."""
+    scrubbed: str = _scrub_value(text)
+    return scrubbed
+
+
 def _scrub_value(value: Any) -> Any:
     if isinstance(value, str):
         for secret in _secrets:
@@ -87,3 +93,5 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     # httpx logs every request at INFO; that is our metrics' job, not the journal's
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # at DEBUG aiosqlite logs every statement with its parameters: customers' e-mails
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

@@ -8,6 +8,11 @@ those lines, with VAT, add up to what the customer paid in Shopify.
 Money is :class:`~decimal.Decimal` throughout. Unit prices are kept to four decimals
 (a price including 25 % VAT divided by 1.25 is rarely a whole øre), totals are
 compared rounded half-up to the cent.
+
+A line's price comes from what the line really costs: its original total less every
+discount allocated to it (line- and order-level), divided by its quantity. Shopify's own
+unit prices after discounts are rounded to the cent, so 7 units with 1 kr off the order
+would come out as 7 × 99.86 = 699.02 instead of 699.00.
 """
 
 from __future__ import annotations
@@ -105,6 +110,36 @@ def _unit_excl(price: Decimal, rate: Decimal, taxes_included: bool) -> Decimal:
     return excl.quantize(UNIT, rounding=ROUND_HALF_UP)
 
 
+def _allocated(allocations: Any, what: str) -> Decimal:
+    """Sum of a line's ``discountAllocations`` (every discount that reached it)."""
+    total = Decimal(0)
+    for allocation in allocations or []:
+        total += _shop_money((allocation or {}).get("allocatedAmountSet"), what)
+    return total
+
+
+def _unit_price(item: Mapping[str, Any], what: str) -> Decimal:
+    """What one unit of a line item sells for after all discounts, unrounded.
+
+    From ``originalTotalSet`` less the ``discountAllocations`` (both over the quantity
+    ordered, so divided by ``quantity``); without them, Shopify's cent-rounded
+    ``discountedUnitPriceAfterAllDiscountsSet``.
+    """
+    if item.get("originalTotalSet") is not None and "discountAllocations" in item:
+        ordered = int(item.get("quantity") or 0)
+        if ordered > 0:
+            original = _shop_money(item["originalTotalSet"], f"{what} original total")
+            return (original - _allocated(item["discountAllocations"], f"{what} discount")) / ordered
+    bag = item.get("discountedUnitPriceAfterAllDiscountsSet") or item.get("discountedUnitPriceSet")
+    return _shop_money(bag, f"{what} price")
+
+
+def shopify_heading(name: str, shop: str | None) -> str:
+    """The Rackbeat heading of a Shopify order: its name and, when known, the shop's
+    domain (which tells apart the ``#1001`` of two shops that feed one Rackbeat)."""
+    return f"Shopify {name} ({shop})" if shop else f"Shopify {name}"
+
+
 def _customer(order: Mapping[str, Any]) -> Customer:
     cust = order.get("customer") or {}
     ship = order.get("shippingAddress") or {}
@@ -126,11 +161,12 @@ def _address(order: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def map_order(order: Mapping[str, Any], *, shipping_product: str) -> MappedOrder:
-    """Map a Shopify order to Rackbeat terms.
+def map_order(order: Mapping[str, Any], *, shipping_product: str, shop: str | None = None) -> MappedOrder:
+    """Map a Shopify order to Rackbeat terms (``shop``, the shop's domain, goes in the heading).
 
     Raises :class:`RecordError` (NO_SKU) for a line without SKU and
-    :class:`MalformedResponse` when a required field is missing.
+    :class:`MalformedResponse` when a required field is missing (or the order has more
+    shipping lines than were fetched).
     """
     try:
         order_id = str(order["id"])
@@ -149,8 +185,7 @@ def map_order(order: Mapping[str, Any], *, shipping_product: str) -> MappedOrder
         if not sku:
             raise RecordError(f"order {name}: line {item.get('name')!r} has no SKU", reason="NO_SKU")
         rate = _rate(item.get("taxLines"))
-        price_bag = item.get("discountedUnitPriceAfterAllDiscountsSet") or item.get("discountedUnitPriceSet")
-        price = _shop_money(price_bag, f"order {name} line {sku} price")
+        price = _unit_price(item, f"order {name} line {sku}")
         lines.append(
             OrderLine(
                 item_id=sku,
@@ -163,9 +198,13 @@ def map_order(order: Mapping[str, Any], *, shipping_product: str) -> MappedOrder
         demand[sku] = demand.get(sku, 0) + quantity
     shipping = Decimal(0)
     shipping_incl = Decimal(0)
-    for ship_line in (order.get("shippingLines") or {}).get("nodes", []):
+    shipping_lines = order.get("shippingLines") or {}
+    if (shipping_lines.get("pageInfo") or {}).get("hasNextPage"):
+        raise MalformedResponse(f"order {name} has more shipping lines than one page")
+    for ship_line in shipping_lines.get("nodes", []):
         if ship_line.get("isRemoved"):
             continue
+        # after refunds and every discount, the free-shipping kind included (2024-07 on)
         bag = ship_line.get("currentDiscountedPriceSet") or ship_line.get("discountedPriceSet")
         price = _shop_money(bag, f"order {name} shipping price")
         rate = _rate(ship_line.get("taxLines"))
@@ -189,7 +228,7 @@ def map_order(order: Mapping[str, Any], *, shipping_product: str) -> MappedOrder
         order_id=order_id,
         reference=name,
         number=str(order.get("number") or name.lstrip("#")),
-        heading=f"Shopify {name}",
+        heading=shopify_heading(name, shop),
         currency=str(order.get("currencyCode") or ""),
         customer=_customer(order),
         delivery_address=_address(order),

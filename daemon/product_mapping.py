@@ -23,7 +23,11 @@ a write the flow stores the fingerprints of *both* sides as they now are, so the
 read back on the other side (after an S13 switch, or through a cursor overlap), matches
 and is not synced back. Both sides are needed because the tables are not inverses: S14
 makes a Rackbeat price of 100.00 a Shopify price of 125.00, which mapped back would be a
-sales price of 125.00.
+sales price of 125.00. A fingerprint also carries a short hash per field
+(:func:`changed_fields`), so that a changed record writes only the fields that changed
+since the last sync — for the same reason: a Shopify cost edit must not carry the 125.00
+along. Marks after the hashes record what the daemon did to the status
+(:data:`ARCHIVED_MARK`, :data:`HELD_MARK`); :func:`same_content` ignores them.
 
 Descriptions are HTML in Shopify and plain text in Rackbeat. They are compared as
 normalised plain text (:func:`html_to_text`, :func:`normalise_text`), so formatting a
@@ -39,15 +43,16 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
 
 from daemon.errors import MalformedResponse, RecordError
 from daemon.mapping import cents, money
-from daemon.rackbeat import Product, weight_unit
+from daemon.rackbeat import Product, product_body, weight_unit
 
 if TYPE_CHECKING:
     from daemon.config import Settings
@@ -63,6 +68,10 @@ FINGERPRINT_VERSION = 1
 #: appended to a Rackbeat fingerprint whose product the daemon archived in Shopify, so that
 #: un-barring can restore it without ever un-archiving a product the merchant archived
 ARCHIVED_MARK = "+archived"
+#: appended (last) to a Rackbeat fingerprint whose product the daemon created and keeps a
+#: draft because it has no sales price yet, so that a price can activate it without ever
+#: activating a draft the merchant made
+HELD_MARK = "+held"
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -371,8 +380,19 @@ class ShopifyChanges:
         return sorted({*self.product, *self.variant})
 
 
+def priced(target: ShopifyFields) -> bool:
+    """True when the Rackbeat product has a sales price to sell at (missing or zero: not)."""
+    return target.price is not None and target.price > 0
+
+
 def shopify_changes(
-    current: ShopifyVariant, target: ShopifyFields, rules: ProductRules, *, archived_by_daemon: bool
+    current: ShopifyVariant,
+    target: ShopifyFields,
+    rules: ProductRules,
+    *,
+    archived_by_daemon: bool,
+    held_by_daemon: bool = False,
+    only: Collection[str] | None = None,
 ) -> ShopifyChanges:
     """The writes that bring ``current`` to ``target``.
 
@@ -380,24 +400,43 @@ def shopify_changes(
     with several variants: each variant is its own Rackbeat product, and none of them owns
     the product. Status: a barred product is archived; an archived one is restored to
     ``rules.new_status`` when it is no longer barred, but only if the daemon archived it
-    (``archived_by_daemon``) — a product the merchant archived stays archived.
+    (``archived_by_daemon``) — a product the merchant archived stays archived. A product
+    without a sales price is never made active: it is restored as a draft, and a draft the
+    daemon created and held back for the price (``held_by_daemon``) is activated once a
+    price arrives, if ``rules.new_status`` is active. Unknown values (no price, no
+    barcode) leave Shopify's alone. ``only`` (names of :class:`ShopifyFields`) limits the
+    writes to the fields that changed in Rackbeat since the last sync; None: every field.
     """
+
+    def owed(name: str) -> bool:
+        return only is None or name in only
+
     product: dict[str, Any] = {}
     if not current.multi:
-        if current.product_title != target.title:
+        if owed("title") and current.product_title != target.title:
             product["title"] = target.title
-        if html_to_text(current.description_html) != target.description:
+        if owed("description") and html_to_text(current.description_html) != target.description:
             product["descriptionHtml"] = text_to_html(target.description)
-        if current.product_type != target.product_type:
+        if owed("product_type") and current.product_type != target.product_type:
             product["productType"] = target.product_type
-        if target.archived is True and not current.archived:
-            product["status"] = ARCHIVED
-        elif target.archived is False and current.archived and archived_by_daemon:
-            product["status"] = rules.new_status
+        if owed("archived"):
+            if target.archived is True and not current.archived:
+                product["status"] = ARCHIVED
+            elif target.archived is False and current.archived and archived_by_daemon:
+                product["status"] = rules.new_status if priced(target) else DRAFT
+        if (
+            owed("price")
+            and held_by_daemon
+            and current.status == DRAFT
+            and priced(target)
+            and rules.new_status == ACTIVE
+            and not target.archived
+        ):
+            product["status"] = ACTIVE
     variant: dict[str, Any] = {}
-    if target.price is not None and current.price != target.price:
+    if owed("price") and target.price is not None and current.price != target.price:
         variant["price"] = str(target.price)
-    if current.barcode != target.barcode:
+    if owed("barcode") and target.barcode is not None and current.barcode != target.barcode:
         variant["barcode"] = target.barcode
     return ShopifyChanges(product, variant)
 
@@ -471,20 +510,37 @@ def current_rackbeat_fields(product: Product) -> RackbeatFields:
     )
 
 
-def rackbeat_changes(current: Product, target: RackbeatFields) -> dict[str, Any]:
+def rackbeat_changes(
+    current: Product, target: RackbeatFields, *, only: Collection[str] | None = None
+) -> dict[str, Any]:
     """:func:`daemon.rackbeat.product_body` arguments for the fields that differ (the number
-    never changes; unknown values in ``target`` are left alone)."""
+    never changes; unknown values in ``target`` are left alone). ``only`` (names of
+    :class:`RackbeatFields`) limits them to the fields that changed in Shopify since the
+    last sync: a cost edited in Shopify must not also copy a price that differs only by
+    S14's VAT; None: every field."""
     have = current_rackbeat_fields(current)
     changes: dict[str, Any] = {}
-    if have.name != target.name:
+    if (only is None or "name" in only) and have.name != target.name:
         changes["name"] = target.name
-    if have.description != target.description:
+    if (only is None or "description" in only) and have.description != target.description:
         changes["description"] = target.description
     for key in ("sales_price", "cost_price", "weight", "weight_unit"):
         wanted = getattr(target, key)
-        if wanted is not None and getattr(have, key) != wanted:
+        if (only is None or key in only) and wanted is not None and getattr(have, key) != wanted:
             changes[key] = wanted
     return changes
+
+
+def rackbeat_update_body(current: Product, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``PUT`` body of :func:`rackbeat_changes`: :func:`~daemon.rackbeat.product_body`,
+    with a changed weight sent inside the whole current ``physical`` object (dimensions and
+    all), in case Rackbeat replaces nested objects rather than merging them."""
+    body: dict[str, Any] = product_body(**changes)
+    physical = body.get("physical")
+    have = current.raw.get("physical")
+    if isinstance(physical, Mapping) and isinstance(have, Mapping):
+        body["physical"] = {**have, **physical}
+    return body
 
 
 def new_rackbeat_product(target: RackbeatFields, rules: ProductRules) -> dict[str, Any]:
@@ -510,10 +566,54 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+#: separates a fingerprint's whole-record hash from its per-field hashes
+_PART = "."
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 def _digest(kind: str, fields: ShopifyFields | RackbeatFields, **extra: Any) -> str:
+    """``<hash of the record>.<hash of each field, by field name>``: the first part says
+    whether anything changed, the others which fields did (:func:`changed_fields`)."""
     data = {key: _canonical(value) for key, value in asdict(fields).items()} | extra
-    text = json.dumps([FINGERPRINT_VERSION, kind, data], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    parts = [_hash([kind, name, data[name]])[:12] for name in sorted(data)]
+    return _PART.join([_hash([FINGERPRINT_VERSION, kind, data]), *parts])
+
+
+def _content(fingerprint: str) -> str:
+    return fingerprint.removesuffix(HELD_MARK).removesuffix(ARCHIVED_MARK).split(_PART)[0]
+
+
+def same_content(stored: str | None, fingerprint: str) -> bool:
+    """True when a stored fingerprint hashes the same record as ``fingerprint``; the marks
+    of what the daemon did to the status are history, not content, and a fingerprint
+    stored before per-field hashes were kept still matches."""
+    return stored is not None and _content(stored) == _content(fingerprint)
+
+
+#: the field names behind a fingerprint's per-field hashes, in their order
+_FIELD_NAMES = {
+    "rackbeat": sorted(f.name for f in dataclass_fields(ShopifyFields)),
+    "shopify": sorted([*(f.name for f in dataclass_fields(RackbeatFields)), "archived"]),
+}
+
+
+def changed_fields(stored: str | None, fingerprint: str, *, kind: str) -> frozenset[str] | None:
+    """The fields whose values differ between a stored fingerprint and ``fingerprint``, of
+    ``kind`` "rackbeat" (:func:`rackbeat_fingerprint`: names of :class:`ShopifyFields`) or
+    "shopify" (:func:`shopify_fingerprint`: names of :class:`RackbeatFields`); None when
+    that is unknown (nothing stored, or stored before per-field hashes were kept): then
+    every field counts as changed."""
+    if stored is None:
+        return None
+    names = _FIELD_NAMES[kind]
+    old = stored.removesuffix(HELD_MARK).removesuffix(ARCHIVED_MARK).split(_PART)[1:]
+    new = fingerprint.removesuffix(HELD_MARK).removesuffix(ARCHIVED_MARK).split(_PART)[1:]
+    if not len(old) == len(new) == len(names):
+        return None
+    return frozenset(name for name, a, b in zip(names, old, new, strict=True) if a != b)
 
 
 def rackbeat_fingerprint(mapped: ShopifyFields) -> str:
@@ -531,7 +631,19 @@ def shopify_fingerprint(mapped: RackbeatFields, *, archived: bool) -> str:
 
 def archived_by_daemon(fingerprint: str | None) -> bool:
     """True when the stored Rackbeat fingerprint says the daemon archived the product."""
-    return fingerprint is not None and fingerprint.endswith(ARCHIVED_MARK)
+    return fingerprint is not None and fingerprint.removesuffix(HELD_MARK).endswith(ARCHIVED_MARK)
+
+
+def held_by_daemon(fingerprint: str | None) -> bool:
+    """True when the stored Rackbeat fingerprint says the daemon created the product and
+    keeps it a draft until it has a sales price (:data:`HELD_MARK`)."""
+    return fingerprint is not None and fingerprint.endswith(HELD_MARK)
+
+
+def held_mark(target: ShopifyFields, after: ShopifyVariant, *, by_daemon: bool) -> str:
+    """:data:`HELD_MARK` when the daemon (``by_daemon``) keeps ``after`` a draft for lack of a
+    sales price, else nothing: appended to the fingerprint the flow stores."""
+    return HELD_MARK if by_daemon and after.status == DRAFT and not priced(target) else ""
 
 
 # --- differences -----------------------------------------------------------------------------------
@@ -562,8 +674,8 @@ def shopify_differences(
     rows: list[tuple[str, str | None, str | None]] = []
     for name in names:
         have, want = getattr(current, name), getattr(target, name)
-        if name == "price" and want is None:
-            continue
+        if name in ("price", "barcode") and want is None:
+            continue  # unknown in Rackbeat: Shopify's is left alone
         if name == "archived" and not want:
             continue  # only archiving is owed; un-archiving depends on who archived it
         if have != want:

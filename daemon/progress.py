@@ -57,6 +57,11 @@ class Progress:
             return None
         return max(self.total - self.done, 0) / self.rate
 
+    def expect(self, total: int | None) -> None:
+        """The total became known (or changed) while working: a paged API tells it with its
+        first page (Rackbeat's ``pages`` times the page size, Shopify's count)."""
+        self.total = total
+
     def advance(self, count: int) -> None:
         """``count`` more records are done; report when it is time."""
         self.done += count

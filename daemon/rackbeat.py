@@ -8,14 +8,19 @@ and :func:`order_body`.
 
 Assumptions
 -----------
-Facts the reference marks **[assumed]** each live behind one small function or constant
-of this module, so that a difference in the live API is a one-line fix:
+Facts the reference marks **[assumed]** each live behind exactly one small function or
+constant of this module (whose docstring carries the mark), so that a difference in the
+live API is a one-line fix:
 :func:`number_text`, :func:`parse_timestamp`, :func:`updated_since_params`,
-:func:`customer_search_params`, :func:`customer_email_matches`,
-:func:`order_search_params`, :func:`order_reference_matches`, :func:`reference_envelope`,
-:func:`available_entry`, :func:`product_body`, :func:`customer_body`, :func:`order_body`,
-:func:`order_state`, :func:`weight_unit` and :data:`PAGE_LIMIT`. The README section
-"Rackbeat API assumptions" lists them.
+:data:`PAGE_LIMIT`, :func:`customer_search_params`, :func:`customer_email_matches`,
+:meth:`Customer.from_json`, :func:`customer_body`, :func:`order_body`,
+:func:`number_taken`, :func:`order_search_params`, :func:`order_reference_matches`,
+:meth:`Order.from_json`, :func:`order_state`, :func:`step_already_done`,
+:func:`reference_envelope`, :meth:`ReferenceItem.from_json`, :func:`product_body`,
+:func:`available_at_locations`, :func:`available_entry` and :func:`weight_unit`. One
+lives in the settings: the ``vat_zone`` values are :class:`daemon.config.VatZone`. The
+README section "Rackbeat API assumptions" has one row per function; a test keeps the two
+lists equal.
 
 Return values
 -------------
@@ -101,15 +106,18 @@ __all__ = [
     "LocationStock",
     "Order",
     "OrderState",
+    "OrderStep",
     "Product",
     "RackbeatClient",
     "ReferenceItem",
     "StockTotals",
+    "available_at_locations",
     "available_entry",
     "customer_body",
     "customer_email_matches",
     "customer_search_params",
     "format_timestamp",
+    "number_taken",
     "number_text",
     "order_body",
     "order_reference_matches",
@@ -118,6 +126,7 @@ __all__ = [
     "parse_timestamp",
     "product_body",
     "reference_envelope",
+    "step_already_done",
     "updated_since_params",
     "weight_unit",
 ]
@@ -128,6 +137,8 @@ JSONObject = dict[str, Any]
 """A JSON object as decoded from a response."""
 
 OrderState = Literal["draft", "booked", "ready_to_ship", "shipped", "cancelled"]
+#: the order steps after the draft, named as their paths (``/orders/{n}/book`` …)
+OrderStep = Literal["book", "create-shipment"]
 
 #: items per list page asked for. [assumed] Sources name 100, 200 and 1000 as the maximum;
 #: the echoed ``limit`` is read back, so a smaller server maximum costs pages, not items.
@@ -237,8 +248,9 @@ def customer_search_params(email: str) -> dict[str, str]:
 def customer_email_matches(customer: Customer, email: str) -> bool:
     """True when ``customer``'s e-mail is ``email`` (exact, case-insensitive, trimmed).
 
-    [assumed] The e-mail is the customer's ``contact_email`` (read in
-    :meth:`Customer.from_json`). A near match (``anna@x.se`` for ``hanna@x.se``) is no match.
+    [assumed] The free-text search also finds near matches, so the e-mail is compared
+    here: equal ignoring case and surrounding blanks. ``anna@x.se`` for ``hanna@x.se`` is
+    no match. (Which field holds the e-mail is :meth:`Customer.from_json`'s business.)
     """
     return customer.email is not None and customer.email.strip().casefold() == email.strip().casefold()
 
@@ -255,10 +267,16 @@ def order_search_params(reference: str) -> dict[str, str]:
 def order_reference_matches(order: Order, reference: str) -> bool:
     """True when ``order.your_reference`` is exactly ``reference`` (surrounding blanks ignored).
 
-    [assumed] The Shopify order name is stored in ``your_reference`` (see :func:`order_body`);
-    case matters, so ``#1042`` never matches ``#10420`` or ``#1042-1``.
+    [assumed] The free-text search is loose, so the reference is compared here, and case
+    matters: ``#1042`` never matches ``#10420`` or ``#1042-1``.
     """
     return order.your_reference is not None and order.your_reference.strip() == reference.strip()
+
+
+def order_heading(order: Order) -> str | None:
+    """The heading an order was created with (``heading``, the name :func:`order_body` writes)."""
+    heading = order.raw.get("heading")
+    return str(heading) if heading is not None else None
 
 
 def reference_envelope(resource: str) -> str:
@@ -268,6 +286,23 @@ def reference_envelope(resource: str) -> str:
     (documented for ``product-groups`` → ``product_groups``).
     """
     return resource.strip("/").replace("-", "_")
+
+
+def available_at_locations(
+    stocks: Mapping[str, LocationStock], wanted: Sequence[str]
+) -> list[Decimal | None] | None:
+    """The available quantity at each of the ``wanted`` locations, from the entries of
+    ``/products/{n}/locations`` (by location number); None when that listing does not
+    carry the figure, so the caller asks :meth:`RackbeatClient.available_per_location`.
+
+    A wanted location without an entry holds nothing (0). [assumed] Whether
+    ``available_quantity`` exists per location is unknown: an entry without it (or with
+    null) means the listing does not say, not that nothing is available.
+    """
+    values = [stocks[n].available_quantity if n in stocks else Decimal(0) for n in wanted]
+    if any(value is None for value in values):
+        return None
+    return values
 
 
 def available_entry(raw: Mapping[str, Any]) -> tuple[str, Decimal | None]:
@@ -390,7 +425,8 @@ def order_body(
     [assumed] header names ``customer_id``, ``currency``, ``number``, ``payment_terms_id``,
     ``our_reference`` (the employee number), ``your_reference`` (the Shopify order name, also
     what :meth:`RackbeatClient.find_order_by_reference` looks for), ``heading`` and
-    ``delivery_address`` {name, street, street2, zipcode, city, country}.
+    ``delivery_address`` {name, street, street2, zipcode, city, country}. ``number`` is
+    accepted on create (when it is taken, see :func:`number_taken`).
     """
     body: JSONObject = {"customer_id": customer}
     optional = (
@@ -420,32 +456,50 @@ def _order_line(index: int, line: Mapping[str, Any]) -> JSONObject:
     return out
 
 
-def order_state(order: Order | Mapping[str, Any]) -> OrderState:
-    """Where an order stands, from its flags (``is_cancelled``, ``is_shipped``,
-    ``is_ready_for_shipping``, ``is_booked``), the strongest first.
+def number_taken(fields: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """Rackbeat's messages when a 422 on a new draft says its ``number`` is taken, else None.
+
+    ``fields`` is :attr:`~daemon.errors.ValidationError.fields`. [assumed] A number already
+    in use (setting S2 = shopify) is answered with 422 on the field ``number``.
+    """
+    messages = fields.get("number")
+    return list(messages) if messages is not None else None
+
+
+def order_state(order: Order) -> OrderState:
+    """Where an order stands, from its flags (read by :meth:`Order.from_json`), the
+    strongest first: cancelled, shipped, ready to ship, booked, draft.
 
     [assumed] "ready to ship" is a booked order with a shipment created, which Rackbeat
     shows as ``is_ready_for_shipping``.
     """
-    if isinstance(order, Order):
-        flags = (order.is_cancelled, order.is_shipped, order.is_ready_for_shipping, order.is_booked)
-    else:
-        flags = (
-            _flag(order.get("is_cancelled")),
-            _flag(order.get("is_shipped")),
-            _flag(order.get("is_ready_for_shipping")),
-            _flag(order.get("is_booked")),
-        )
-    cancelled, shipped, ready, booked = flags
-    if cancelled:
+    if order.is_cancelled:
         return "cancelled"
-    if shipped:
+    if order.is_shipped:
         return "shipped"
-    if ready:
+    if order.is_ready_for_shipping:
         return "ready_to_ship"
-    if booked:
+    if order.is_booked:
         return "booked"
     return "draft"
+
+
+#: the states in which an order step has been done
+_DONE_STATES: dict[str, frozenset[OrderState]] = {
+    "book": frozenset({"booked", "ready_to_ship", "shipped"}),
+    "create-shipment": frozenset({"ready_to_ship", "shipped"}),
+}
+
+
+def step_already_done(step: OrderStep, order: Order) -> bool:
+    """True when ``order`` (read back after Rackbeat refused ``step`` with a 422) shows
+    that the step had been done already, e.g. by an earlier attempt whose answer was lost.
+
+    [assumed] Booking an order that is already booked, or creating a second shipment, is
+    answered with 422 rather than 200; the order's state is what tells the two apart from
+    a real refusal.
+    """
+    return order_state(order) in _DONE_STATES[step]
 
 
 # --- value parsing --------------------------------------------------------------------------
@@ -643,7 +697,10 @@ class ReferenceItem:
 
     @classmethod
     def from_json(cls, raw: Any) -> ReferenceItem:
-        """Build from one entry; currencies without ``number`` are keyed by ``code`` [assumed]."""
+        """Build from one entry.
+
+        [assumed] Currencies have no ``number``, so they are keyed by their ``code``.
+        """
         data = _record(raw, "a reference entry")
         number = data.get("number")
         if number is None:
@@ -657,13 +714,16 @@ class Customer:
 
     number: str
     name: str
-    #: ``contact_email`` [assumed]
+    #: ``contact_email`` (see :meth:`from_json`)
     email: str | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_json(cls, raw: Any) -> Customer:
-        """Build from one customer object."""
+        """Build from one customer object.
+
+        [assumed] The customer's e-mail is ``contact_email``.
+        """
         data = _record(raw, "a customer")
         email = data.get("contact_email")
         return cls(
@@ -695,7 +755,13 @@ class Order:
 
     @classmethod
     def from_json(cls, raw: Any) -> Order:
-        """Build from one order object."""
+        """Build from one order object.
+
+        [assumed] The customer is ``customer_id`` (or a nested ``customer.number``) and our
+        reference is ``your_reference``, the names :func:`order_body` writes. The state
+        flags are ``is_booked``, ``is_ready_for_shipping``, ``is_shipped`` and
+        ``is_cancelled`` (named by Rackbeat's client; a flag left out is false).
+        """
         data = _record(raw, "an order")
         customer = data.get("customer_id")
         nested = data.get("customer")
@@ -827,6 +893,7 @@ class RackbeatClient:
         requests_per_minute: int = 300,
         burst: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        backoff_sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
         max_attempts: int = MAX_ATTEMPTS,
@@ -835,7 +902,9 @@ class RackbeatClient:
     ) -> None:
         """``requests_per_minute`` is the budget shared by every caller; ``burst`` (default
         the same number) how many may go at once after a quiet spell. ``sleep``, ``clock``
-        (monotonic seconds) and ``random`` (uniform in [0, 1), the jitter) are seams for tests.
+        (monotonic seconds) and ``random`` (uniform in [0, 1), the jitter) are seams for tests;
+        ``backoff_sleep`` (default ``sleep``) is the wait before retrying a failed request
+        (the daemon's ends on stop).
         """
         if not token.get_secret_value().strip():
             raise ConfigError("RACKBEAT_API_TOKEN: missing; set the Rackbeat API key")
@@ -855,6 +924,8 @@ class RackbeatClient:
         self._token = token
         register_secret(token.get_secret_value())
         self._sleep = sleep
+        # the wait before retrying a failed request; the daemon's ends on shutdown
+        self._backoff_sleep = backoff_sleep or sleep
         self._clock = clock
         self._random = random
         self._max_attempts = max_attempts
@@ -1047,14 +1118,15 @@ class RackbeatClient:
     async def book_order(self, number: str, send_mail: bool = False) -> None:
         """Book a draft (``POST /orders/{n}/book``); ``send_mail`` e-mails the confirmation.
 
-        An already booked order answers ValidationError (422) [assumed]: read the order's
-        flags (:meth:`get_order`) before retrying. NotFoundError for an unknown number.
+        An already booked order answers ValidationError (422): read the order
+        (:meth:`get_order`) and ask :func:`step_already_done`. NotFoundError for an unknown number.
         """
         await self._call("POST", f"orders/{_segment(number)}/book", json={"mail": {"send": bool(send_mail)}})
 
     async def create_shipment(self, number: str) -> None:
         """Create the shipment of a booked order (``POST /orders/{n}/create-shipment``),
-        which makes it ready to ship. A second shipment answers ValidationError [assumed]."""
+        which makes it ready to ship. A second shipment answers ValidationError: read the
+        order and ask :func:`step_already_done`."""
         await self._call("POST", f"orders/{_segment(number)}/create-shipment", json={})
 
     async def get_order(self, number: str) -> Order:
@@ -1086,6 +1158,20 @@ class RackbeatClient:
                     if order_reference_matches(order, your_reference):
                         return order
         return None
+
+    async def orders_by_reference(self, your_reference: str) -> list[Order]:
+        """Every order whose ``your_reference`` is exactly ``your_reference`` (as
+        :meth:`find_order_by_reference`): several shops feeding one account may each have a ``#1001``."""
+        if not your_reference.strip():
+            raise ValueError("an empty reference matches nothing reliably")
+        found: list[Order] = []
+        pages = self._pages("orders", "orders", order_search_params(your_reference))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                found.extend(
+                    o for o in map(Order.from_json, page) if order_reference_matches(o, your_reference)
+                )
+        return found
 
     # --- internals: lists ------------------------------------------------------------------------
 
@@ -1182,7 +1268,7 @@ class RackbeatClient:
                 log.debug(
                     "rackbeat request failed", request=what, error=str(failed.error), retry_in=round(delay, 2)
                 )
-                await self._sleep(delay)
+                await self._backoff_sleep(delay)
 
     async def _send(
         self, method: str, url: str, what: str, *, params: Mapping[str, str] | None, json: JSONObject | None

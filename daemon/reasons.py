@@ -54,6 +54,11 @@ REASONS: dict[str, Advice] = {
         "the API returned this record without a field the daemon needs",
         "look at the record in the admin; after fixing it there, `rackbeat-shopify retry KEY`",
     ),
+    "REPEATED_FAILURE": Advice(
+        "the API failed on this record several times in a row (5xx, an unreadable answer), so it was set aside",
+        "it is retried with backoff and at once when the flow recovers; if it keeps failing, check the record "
+        "and the API's status, then `rackbeat-shopify retry KEY`",
+    ),
     "NOT_FOUND": Advice(
         "a record the daemon expected is gone on the other side",
         "check whether it was deleted on purpose; retry or leave it",

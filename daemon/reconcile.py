@@ -4,13 +4,16 @@ Reads everything (the whole SKU index from Shopify, every Rackbeat product numbe
 on both sides, product fields, the orders of a recent window) and reports:
 
 - SKUs in one system only, and SKUs on several Shopify variants;
-- stock that differs from what the stock flow would write (per location when S10 lists
-  locations);
+- stock that differs from what the stock flow would write, with Rackbeat's figure at each
+  location S10 lists (one more Rackbeat request per differing SKU);
 - product fields that differ, per the guide's tables, in the direction S13 says;
 - Shopify orders of the window that have no Rackbeat order.
 
-Without ``--dry-run`` it then fixes what the settings make the daemon own, and only that:
-stock when S12 is on, products in S13's direction, missing orders when orders are synced.
+Without ``--dry-run`` it then fixes what the settings make the daemon own, and only that,
+in this order: missing orders when orders are synced (their demand counts in the stock),
+products in S13's direction (a product created now gets its stock in the same run), stock
+when S12 is on. A dry run counts the demand of missing orders the order ledger does not
+hold yet (a parked order's is there already).
 Nothing is written to either API with ``--dry-run`` (the SKU index in the state DB is
 refreshed, which is the daemon's own state).
 """
@@ -20,18 +23,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, TextIO
 
 import structlog
 
 from daemon.app import Services
-from daemon.config import ProductPriority
+from daemon.config import ProductPriority, StockFigure
+from daemon.errors import NotFoundError
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
-from daemon.flows.stock import StockFlow
+from daemon.flows.stock import StockDifference, StockFlow
 from daemon.index import SkuIndex
 from daemon.mapping import map_order
 from daemon.runner import Shutdown
@@ -47,7 +52,7 @@ class Report:
     only_in_shopify: list[str] = field(default_factory=list)
     only_in_rackbeat: list[str] = field(default_factory=list)
     duplicate_skus: dict[str, int] = field(default_factory=dict)
-    stock: list[Any] = field(default_factory=list)
+    stock: list[StockRow] = field(default_factory=list)
     products: list[Any] = field(default_factory=list)
     missing_orders: list[str] = field(default_factory=list)
     fixed: dict[str, int] = field(default_factory=dict)
@@ -108,20 +113,94 @@ async def reconcile(
         report.missing_orders = [str(order.get("name")) for order in missing]
         if not dry_run and missing:
             report.fixed["orders"] = sum([await orders.apply(order) for order in missing])
-        for order in missing if dry_run else ():
-            for sku, units in map_order(order, shipping_product=s.sync_shipping_product).demand.items():
-                unimported[sku] = unimported.get(sku, 0) + units
-    if s.sync_stock:
-        stock = StockFlow(s, *flows, index=index, metrics=services.metrics, shutdown=shutdown)
-        report.stock = list(await stock.reconcile(dry_run=dry_run, extra_demand=unimported))
-        if not dry_run:
-            report.fixed["stock"] = len(report.stock)
+        if dry_run:
+            unimported = await _demand_not_in_ledger(services, missing)
+    # products before stock: a product created now gets its stock in this run, not the next
     if s.sync_product_priority is not ProductPriority.DISABLED:
         products = ProductsFlow(s, *flows, index=index, metrics=services.metrics, shutdown=shutdown)
         report.products = list(await products.differences())
         if not dry_run and report.products:
             report.fixed["products"] = await products.fix(report.products)
+    if s.sync_stock:
+        stock = StockFlow(s, *flows, index=index, metrics=services.metrics, shutdown=shutdown)
+        differences = await stock.reconcile(dry_run=dry_run, extra_demand=unimported)
+        report.stock = [await _stock_row(services, d) for d in differences]
+        if not dry_run:
+            report.fixed["stock"] = len(report.stock)
     return report
+
+
+async def _demand_not_in_ledger(services: Services, missing: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """SKU → units of the missing orders whose demand the order ledger does not count yet.
+
+    A parked order (an unknown SKU, a rejected draft) is in the ledger with its demand,
+    which the stock flow subtracts already; counting it again here would make a dry run
+    report stock differences a real run would not write.
+    """
+    s = services.settings
+    store = services.store
+    ids = [str(order.get("id") or order.get("name")) for order in missing]
+    # the condition of daemon.flows.orders.unreserved_demand (few rows: orders on their way)
+    rows = await store.fetchall(
+        "SELECT order_id FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
+        "AND demand IS NOT NULL AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
+        (store.shop,),
+    )
+    counted = {str(r[0]) for r in rows}
+    demand: dict[str, int] = {}
+    for order, order_id in zip(missing, ids, strict=True):
+        if order_id in counted:
+            continue
+        for sku, units in map_order(order, shipping_product=s.sync_shipping_product).demand.items():
+            demand[sku] = demand.get(sku, 0) + units
+    return demand
+
+
+@dataclass(frozen=True)
+class StockRow:
+    """A stock difference as reconcile reports it: Shopify's quantity at ``location_id``,
+    the target, and (with S10 listing locations) Rackbeat's figure at each listed location."""
+
+    sku: str
+    location_id: str
+    shopify: int | None
+    target: int
+    #: Rackbeat location number → the figure there (SYNC_STOCK_FIGURE); empty with S10 = all
+    rackbeat: dict[str, str] = field(default_factory=dict)
+
+
+async def _stock_row(services: Services, difference: StockDifference) -> StockRow:
+    """``difference`` with Rackbeat's per-location figures when S10 lists locations."""
+    s = services.settings
+    row = StockRow(difference.sku, difference.location_id, difference.shopify, difference.target)
+    wanted = s.location_numbers
+    if wanted is None:
+        return row
+    try:
+        stocks = {entry.location: entry for entry in await services.rackbeat.product_locations(row.sku)}
+    except NotFoundError:
+        return row
+    figures: dict[str, Decimal | None] = {}
+    for number in wanted:
+        entry = stocks.get(number)
+        if entry is None:
+            figures[number] = Decimal(0)  # no entry: the location holds none
+        elif s.sync_stock_figure is StockFigure.IN_STOCK:
+            figures[number] = entry.stock_quantity
+        else:
+            figures[number] = entry.available_quantity
+    if any(v is None for v in figures.values()):
+        # [assumed] as the stock flow: /products/{n}/locations may lack available_quantity
+        with contextlib.suppress(NotFoundError):
+            available = await services.rackbeat.available_per_location(row.sku)
+            figures = {n: available.get(n, Decimal(0)) if figures[n] is None else figures[n] for n in wanted}
+    shown = {n: "?" if v is None else _number(v) for n, v in figures.items()}
+    return dataclasses.replace(row, rackbeat=shown)
+
+
+def _number(value: Decimal) -> str:
+    """A figure without trailing zeros (``12``, ``2.5``)."""
+    return format(value.normalize(), "f")
 
 
 async def _missing_orders(orders: OrdersFlow, services: Services, since: datetime) -> list[dict[str, Any]]:
@@ -145,6 +224,18 @@ def _plain(row: Any) -> Any:
     return row
 
 
+def _cells(fields: Mapping[str, Any]) -> list[str]:
+    """``key=value`` cells of a row; a mapping (Rackbeat's figure per location) as
+    ``rackbeat@1=12  rackbeat@2=3``, an empty one left out."""
+    cells: list[str] = []
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            cells.extend(f"{key}@{k}={v}" for k, v in value.items())
+        else:
+            cells.append(f"{key}={value}")
+    return cells
+
+
 def print_report(report: Report, out: TextIO, *, as_json: bool) -> None:
     """The report as a readable table, or JSON."""
     if as_json:
@@ -157,7 +248,7 @@ def print_report(report: Report, out: TextIO, *, as_json: bool) -> None:
         print(f"\n{title}: {len(rows)}", file=out)
         for row in rows[:50]:
             fields = _plain(row)
-            text = "  ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, dict) else fields
+            text = "  ".join(_cells(fields)) if isinstance(fields, dict) else fields
             print(f"  {text}", file=out)
         if len(rows) > 50:
             print(f"  … and {len(rows) - 50} more (use --json for all)", file=out)

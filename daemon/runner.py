@@ -6,24 +6,33 @@ an exponential backoff). It logs on state change only — "flow failed" once, th
 metrics. SIGTERM or SIGINT asks every loop to stop after the write in flight; what
 does not finish within the grace period is cancelled (every write is a transaction,
 so a cancelled one leaves nothing half-done).
+
+The API clients wait between attempts through :meth:`Shutdown.backoff`: a flow whose
+client is backing off shows as retrying (``warn`` on ``/healthz``) at once, and a stop
+ends that wait and the cycle it belongs to without waiting out the grace period —
+the failed request is not in flight any more, and its page was never committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 import anyio
+import anyio.abc
 import structlog
 
 from daemon import sdnotify
 from daemon.errors import FatalError, SyncError
+from daemon.logs import scrub
 from daemon.metrics import Metrics
 from daemon.store import Store
 
@@ -50,6 +59,23 @@ class Shutdown:
         """True once a stop was asked for."""
         return self.event.is_set()
 
+    async def backoff(self, seconds: float) -> None:
+        """The API clients' wait before retrying a failed request.
+
+        Inside a flow cycle it marks the flow as retrying (for ``/healthz``) and, when a
+        stop is requested before the wait is over, cancels that cycle: nothing is in
+        flight during a backoff, and the page being worked on was not committed.
+        Outside a cycle a stop just ends the wait early.
+        """
+        cycle = _current_cycle.get()
+        if cycle is not None and cycle.state.retrying_since is None:
+            cycle.state.retrying_since = time.time()
+        with anyio.move_on_after(seconds):
+            await self.event.wait()
+        if self.requested and cycle is not None:
+            cycle.scope.cancel()
+            await anyio.lowlevel.checkpoint()  # raises the cancellation here
+
 
 class Flow(Protocol):
     """One sync flow: read → decide → write → commit, one cycle per call."""
@@ -74,11 +100,49 @@ class FlowState:
     last_error_kind: str | None = None
     failures: int = 0
     parked: int = 0
+    #: when the cycle now running started (None between cycles)
+    attempting_since: float | None = None
+    #: when a client of the running cycle first backed off after a failed request
+    retrying_since: float | None = None
 
     def lag(self, now: float | None = None) -> float:
         """Seconds since the last successful cycle (or since start, before the first)."""
         now = time.time() if now is None else now
         return max(0.0, now - (self.last_success or self.started))
+
+
+@dataclass
+class _Cycle:
+    """The flow cycle a task is running, for :meth:`Shutdown.backoff`."""
+
+    state: FlowState
+    scope: anyio.CancelScope
+
+
+_current_cycle: ContextVar[_Cycle | None] = ContextVar("current_cycle", default=None)
+
+
+async def handle_signals(
+    shutdown: Shutdown, *, task_status: anyio.abc.TaskStatus[bool] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Turn the first SIGTERM/SIGINT into ``STOPPING=1`` and a graceful stop.
+
+    Reports (via ``task_status``) whether the handlers are installed: not outside the
+    main thread. After the first signal the default handlers are back, so a second
+    one stops the process at once.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT))
+        except (NotImplementedError, ValueError, RuntimeError):  # not the main thread (the demo)
+            task_status.started(False)
+            return
+        task_status.started(True)
+        async for signum in signals:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            sdnotify.notify("STOPPING=1", "STATUS=stopping")
+            shutdown.request()
+            return
 
 
 def backoff_delay(failures: int, base: float, rand: Callable[[], float] = random.random) -> float:
@@ -99,7 +163,9 @@ class Runner:
         poll_seconds: float,
         shutdown: Shutdown | None = None,
         sleep_until_stop: Callable[[float], Awaitable[None]] | None = None,
+        signals: bool = True,
     ) -> None:
+        """``signals=False`` when the caller already turns SIGTERM into ``shutdown``."""
         self.flows = list(flows)
         self.store = store
         self.metrics = metrics
@@ -109,6 +175,7 @@ class Runner:
         self.heartbeat = time.monotonic()
         self._sleep = sleep_until_stop or self._wait_or_stop
         self._cycle_done = anyio.Event()
+        self._signals = signals
 
     async def _wait_or_stop(self, seconds: float) -> None:
         with anyio.move_on_after(seconds):
@@ -121,7 +188,8 @@ class Runner:
     async def run(self) -> None:
         """Run every flow loop until :attr:`shutdown` is requested, then stop gracefully."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._handle_signals)
+            if self._signals:
+                await tg.start(handle_signals, self.shutdown)
             tg.start_soon(self._tick)
             loops = anyio.create_task_group()
             async with loops:
@@ -136,22 +204,11 @@ class Runner:
         log.warning("stop grace period over; cancelling unfinished cycles", grace_seconds=STOP_GRACE)
         loops.cancel_scope.cancel()
 
-    async def _handle_signals(self) -> None:
-        try:
-            receiver = anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
-        except (NotImplementedError, ValueError):  # not the main thread (tests, the demo)
-            return
-        with receiver as signals:
-            async for signum in signals:
-                log.info("stopping", signal=signal.Signals(signum).name)
-                sdnotify.notify("STOPPING=1", "STATUS=stopping")
-                self.shutdown.request()
-                return
-
     async def _tick(self) -> None:
         # the scheduler's own heartbeat; the watchdog is fed only while it beats
         interval = sdnotify.watchdog_interval()
-        every = min(interval, 1.0) if interval else 1.0
+        # beat twice per ping interval: a sleep that ends a hair early must not skip a ping
+        every = min(interval / 2, 1.0) if interval else 1.0
         last_ping = 0.0
         while True:
             self.heartbeat = time.monotonic()
@@ -166,19 +223,32 @@ class Runner:
         return "; ".join(parts)
 
     async def _loop(self, flow: Flow) -> None:
+        # bound in the context, so that the clients' lines inside the cycle carry it too
+        with structlog.contextvars.bound_contextvars(flow=flow.name):
+            await self._flow_loop(flow)
+
+    async def _flow_loop(self, flow: Flow) -> None:
         state = self.states[flow.name]
         bound = log.bind(flow=flow.name)
         while not self.shutdown.requested:
-            state.last_attempt = time.time()
-            try:
-                applied = await flow.run_once()
-            except SyncError as exc:
-                self._failed(state, bound, exc, exc.kind, fatal=isinstance(exc, FatalError))
-            except Exception as exc:
-                # a bug of ours: keep the other flows going, say it once with the traceback
-                self._failed(state, bound, exc, "bug", fatal=False, traceback=True)
-            else:
-                self._succeeded(state, bound, applied)
+            state.last_attempt = state.attempting_since = time.time()
+            with anyio.CancelScope() as scope:
+                token = _current_cycle.set(_Cycle(state, scope))
+                try:
+                    applied = await flow.run_once()
+                except SyncError as exc:
+                    self._failed(state, bound, exc, exc.kind, fatal=isinstance(exc, FatalError))
+                except Exception as exc:
+                    # a bug of ours: keep the other flows going, say it once with the traceback
+                    self._failed(state, bound, exc, "bug", fatal=False, traceback=True)
+                else:
+                    self._succeeded(state, bound, applied)
+                finally:
+                    _current_cycle.reset(token)
+                    state.attempting_since = state.retrying_since = None
+            if scope.cancelled_caught:
+                bound.info("cycle stopped during a retry wait")
+                break
             await self._persist(state)
             self._cycle_done.set()
             self._cycle_done = anyio.Event()
@@ -226,7 +296,8 @@ class Runner:
         fatal: bool,
         traceback: bool = False,
     ) -> None:
-        message = str(exc) or type(exc).__name__
+        # an API may echo what it was sent: no token goes on to health, metrics or the DB
+        message = scrub(str(exc) or type(exc).__name__)
         changed = state.status not in ("failing", "fatal") or state.last_error_kind != kind
         state.status = "fatal" if fatal else "failing"
         state.failures += 1

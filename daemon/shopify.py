@@ -425,6 +425,7 @@ class ShopifyClient:
         client_id: str | None = None,
         client_secret: SecretStr | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        backoff_sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
         max_attempts: int = MAX_ATTEMPTS,
@@ -433,7 +434,8 @@ class ShopifyClient:
     ) -> None:
         """Use a static ``access_token``, or ``client_id`` + ``client_secret`` + ``token_url``
         for the client-credentials grant. ``sleep``, ``clock`` (monotonic seconds) and
-        ``random`` (uniform in [0, 1)) are seams for tests.
+        ``random`` (uniform in [0, 1)) are seams for tests; ``backoff_sleep`` (default
+        ``sleep``) is the wait before retrying a failed request (the daemon's ends on stop).
         """
         if access_token is None and not (client_id and client_secret and token_url):
             raise ConfigError(
@@ -450,6 +452,8 @@ class ShopifyClient:
             else None
         )
         self._sleep = sleep
+        # the wait before retrying a failed request; the daemon's ends on shutdown
+        self._backoff_sleep = backoff_sleep or sleep
         self._clock = clock
         self._random = random
         self._max_attempts = max_attempts
@@ -943,7 +947,7 @@ class ShopifyClient:
                 self.retries += 1
                 delay = self._backoff(failures)
                 logger.debug("shopify %s failed (%s); retry %d in %.2fs", what, failed.error, failures, delay)
-                await self._sleep(delay)
+                await self._backoff_sleep(delay)
                 continue
             return result
 

@@ -22,12 +22,15 @@ Nested connections are kept small and paged separately: an order's first
 
 from __future__ import annotations
 
-#: orders per page of ORDERS_UPDATED_SINCE (≈ 780 requested points a page)
+#: orders per page of ORDERS_UPDATED_SINCE (≈ 830 requested points a page)
 ORDERS_PAGE_SIZE = 5
 #: line items fetched together with each order; more are paged with ORDER_LINE_ITEMS
 ORDER_INLINE_LINE_ITEMS = 10
-#: line items per page of ORDER_LINE_ITEMS (≈ 900 points)
+#: line items per page of ORDER_LINE_ITEMS (≈ 810 points)
 ORDER_LINE_ITEMS_PAGE_SIZE = 90
+#: shipping lines fetched with each order (one per delivery group; an order with more is
+#: parked rather than imported with part of its shipping charge)
+ORDER_SHIPPING_LINES = 10
 #: products per page of PRODUCTS_UPDATED_SINCE (≈ 830 points)
 PRODUCTS_PAGE_SIZE = 8
 #: variants fetched together with each product; more are paged with PRODUCT_VARIANTS
@@ -53,15 +56,16 @@ _TAX_LINES = f"taxLines {{ rate priceSet {{ {_MONEY} }} }}"
 
 _ADDRESS = "name address1 address2 zip city countryCodeV2 phone"
 
+#: A line's price is its original total less every discount allocated to it (line- and
+#: order-level): exact to the cent, where the unit prices after discounts are rounded.
 _LINE_ITEM = f"""
         id
         sku
         name
         quantity
         currentQuantity
-        originalUnitPriceSet {{ {_MONEY} }}
-        discountedUnitPriceSet {{ {_MONEY} }}
-        discountedUnitPriceAfterAllDiscountsSet {{ {_MONEY} }}
+        originalTotalSet {{ {_MONEY} }}
+        discountAllocations {{ allocatedAmountSet {{ {_MONEY} }} }}
         {_TAX_LINES}"""
 
 _VARIANT = """
@@ -123,11 +127,11 @@ query OrdersUpdatedSince($first: Int!, $after: String, $query: String) {{
       customer {{ id email firstName lastName phone }}
       billingAddress {{ {_ADDRESS} }}
       shippingAddress {{ {_ADDRESS} }}
-      shippingLines(first: 5) {{
+      shippingLines(first: {ORDER_SHIPPING_LINES}) {{
+        {_PAGE_INFO}
         nodes {{
           title
           isRemoved
-          discountedPriceSet {{ {_MONEY} }}
           currentDiscountedPriceSet {{ {_MONEY} }}
           {_TAX_LINES}
         }}

@@ -131,9 +131,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, sku)
     );
     """,
+    # 5: orders: consecutive retriable failures (parked after a few), and when a draft's
+    # state was last read back from Rackbeat (drafts are re-read until Rackbeat reserves them)
+    """
+    ALTER TABLE order_ledger ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE order_ledger ADD COLUMN checked_at TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: how the order ledger's note of an order skipped for its age begins (``status`` counts them)
+SKIPPED_BEFORE_START = "created before the import start"
 
 #: parked records are retried after this delay, doubling per attempt up to the cap
 PARK_RETRY_FIRST = timedelta(minutes=5)
@@ -363,7 +372,17 @@ class Store:
         return [p for p in await self.parked(flow) if _iso(p.next_attempt) <= moment]
 
     async def retry_parked(self, key: str | None = None, flow: str | None = None) -> int:
-        """Make parked records due now (one by key, or all); return how many."""
+        """Make parked records due now (one by key, or all); return how many.
+
+        A bare number that is no key of its own (``1042``) also finds the parked order
+        named ``#1042``: operators type the number they see in Shopify.
+        """
+        changed = await self._retry_parked(key, flow)
+        if changed == 0 and key is not None and key.strip().isdigit() and flow in (None, "orders"):
+            changed = await self._retry_parked(f"#{key.strip()}", "orders")
+        return changed
+
+    async def _retry_parked(self, key: str | None, flow: str | None) -> int:
         sql = "UPDATE parked SET next_attempt = ? WHERE shop = ?"
         params: list[Any] = [_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop]
         if key is not None:
@@ -391,6 +410,15 @@ class Store:
                 rows,
             )
             return int(self.db.total_changes - before)
+
+    async def wake_reason(self, flow: str, reason: str) -> int:
+        """Make due now every record of ``flow`` parked for ``reason``; return how many."""
+        async with self._write_lock:
+            cursor = await self.db.execute(
+                "UPDATE parked SET next_attempt = ? WHERE shop = ? AND flow = ? AND reason = ?",
+                (_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop, flow, reason),
+            )
+            return int(cursor.rowcount)
 
     async def flows(self, names: Iterable[str]) -> list[FlowRecord]:
         """Cursor and last outcome of each named flow."""
@@ -440,6 +468,13 @@ class Store:
             result[table] = int(
                 await self.fetchval(f"SELECT COUNT(*) FROM {table} WHERE shop = ?", (self.shop,))  # noqa: S608  # table names are the constants above
             )
+        # orders left out on purpose, by why (the ledger's note has each one's detail)
+        result["orders_skipped_before_start"] = int(
+            await self.fetchval(
+                "SELECT COUNT(*) FROM order_ledger WHERE shop = ? AND state = 'skipped' AND note LIKE ?",
+                (self.shop, f"{SKIPPED_BEFORE_START}%"),
+            )
+        )
         return result
 
 

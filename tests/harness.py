@@ -1,27 +1,32 @@
 """A world for flow tests: both simulators, both clients, a state DB and settings.
 
 Everything runs in-process over ``httpx.MockTransport`` with one fake clock, so a test
-drives daemon cycles and simulated activity in turn and nothing sleeps. Shopify
-documents are validated against the real schema (the ``shopify_schema`` fixture).
+drives daemon cycles and simulated activity in turn and nothing sleeps. Every Shopify
+document the daemon sends is validated against Shopify's published schema unless a test
+opts out with ``validate_schema=None`` (the schema is fetched once per run; without it
+the test skips, or fails under ``$CI``). :func:`serving` puts a simulator behind a real
+loopback socket instead.
 
-    async with make_world(tmp_path, schema) as w:
+    async with make_world(tmp_path) as w:
         w.rackbeat.add_product("SKU-1", stock=5)
         ...
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from pydantic import SecretStr
 
 from daemon.config import IsolatedSettings, Settings
+from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
@@ -32,10 +37,26 @@ from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
 from daemon.sim.shopify import ShopifySimulator, SimClock
 from daemon.store import Store
+from tests.shopify_schema import require_admin_schema
 
 SHOP = "demo-shop.myshopify.com"
 RACKBEAT_URL = "http://rackbeat.sim/api"
 SHOPIFY_ADMIN = "http://shopify.sim/admin"
+#: ``make_world``'s default: validate against Shopify's published schema
+REAL_SCHEMA: Any = object()
+
+
+@asynccontextmanager
+async def serving(
+    handler: Callable[[httpx.Request], Awaitable[httpx.Response]], name: str
+) -> AsyncIterator[str]:
+    """Serve a simulator's ``handle`` on a free loopback port; yield its ``http://host:port``."""
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(HTTPServer(handler, name=name).serve, "127.0.0.1", 0)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            tg.cancel_scope.cancel()
 
 
 @dataclass
@@ -100,12 +121,15 @@ def settings_for(db: Path, **overrides: Any) -> Settings:
 async def make_world(
     tmp_path: Path,
     *,
-    validate_schema: Any = None,
+    validate_schema: Any = REAL_SCHEMA,
     settings: Mapping[str, Any] | None = None,
     shopify_options: Mapping[str, Any] | None = None,
     rackbeat_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[World]:
-    """Open a world; ``validate_schema`` is the real Shopify schema (or None to skip validation)."""
+    """Open a world; ``validate_schema`` is the schema Shopify documents must pass: by
+    default Shopify's published one, None to skip validation."""
+    if validate_schema is REAL_SCHEMA:
+        validate_schema = require_admin_schema()
     clock = SimClock(datetime(2026, 11, 1, 10, 0, tzinfo=UTC))
 
     async def sleep(seconds: float) -> None:

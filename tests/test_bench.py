@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
-import pytest
-
-from bench.__main__ import collect
+from bench.__main__ import MODULES, OPTIONAL
 from tests.test_process import REPO, clean_env
 
 TINY = ["--quick", "--size", "40", "--only", "clients_shopify", "--only", "clients_rackbeat"]
@@ -28,7 +28,9 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_runner_reports_each_client_benchmark_and_the_peak_rss() -> None:
+    started = time.monotonic()
     result = bench(*TINY, "--json")
+    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     rows: list[dict[str, Any]] = json.loads(result.stdout)
     figures = {(row["benchmark"], row["figure"]): row["value"] for row in rows}
@@ -40,10 +42,12 @@ def test_runner_reports_each_client_benchmark_and_the_peak_rss() -> None:
     for name in ("shopify client", "rackbeat client"):
         seconds = figures[name, "scan of 40 products, this machine"]
         assert isinstance(seconds, float)
-        assert seconds >= 0  # rounded to 0.01 s: a tiny scan may show 0.0
+        # rounded to 0.01 s, so a tiny scan may show 0.0; never more than the whole run took
+        assert 0 <= seconds <= elapsed
     assert rows[-1]["benchmark"] == "process"
     assert rows[-1]["figure"] == "peak RSS of the whole run"
-    assert rows[-1]["value"] > 10  # MiB: a Python process with httpx and graphql-core loaded
+    # MiB: a Python process with httpx and graphql-core loaded, and no more than a tiny run needs
+    assert 10 < rows[-1]["value"] < 1024
 
     table = bench(*TINY)
     assert table.returncode == 0, table.stderr
@@ -53,13 +57,9 @@ def test_runner_reports_each_client_benchmark_and_the_peak_rss() -> None:
     assert all(row["figure"] in line for row, line in zip(rows, lines[2:], strict=True))
 
 
-@pytest.mark.anyio
-async def test_an_absent_optional_benchmark_is_reported_not_available() -> None:
-    rows, ok = await collect(
-        ["bench.clients_rackbeat", "bench.not_written_yet"], optional={"bench.not_written_yet"}, size=20
-    )
-    assert ok
-    assert ("not_written_yet", "-", "not available", "no module bench.not_written_yet here") in rows
-    assert rows[0][0] == "rackbeat client"
-    with pytest.raises(ModuleNotFoundError):
-        await collect(["bench.not_written_yet"], optional=(), size=20)
+def test_every_benchmark_of_the_table_exists() -> None:
+    # none is optional any more: a missing module fails the run instead of a quiet "not available"
+    assert not OPTIONAL
+    for name in MODULES:
+        module = importlib.import_module(name)
+        assert callable(module.run), name

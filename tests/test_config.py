@@ -62,6 +62,13 @@ def test_bad_enum_names_variable_and_allowed_values(env: pytest.MonkeyPatch) -> 
     assert "SYNC_PRODUCT_PRIORITY: 'both' is not allowed; allowed: rackbeat, shopify, disabled" in lines
 
 
+@pytest.mark.parametrize("variable", ["SYNC_STOCK", "SYNC_ORDERS", "SYNC_PRICES_EXCLUDE_VAT"])
+def test_bad_boolean_names_variable_and_allowed_values(env: pytest.MonkeyPatch, variable: str) -> None:
+    [line] = [line for line in problems(env, **{**VALID, variable: "maybe"}) if line.startswith(variable)]
+    assert "'maybe'" in line
+    assert "allowed: true, false" in line
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -1,15 +1,20 @@
 """Both clients read a 5,000-product catalogue through a faulty API, each record exactly once.
 
-The simulators draw seeded faults: on Shopify 30 % of requests are throttled (429) and
-10 % fail with a 5xx; on Rackbeat 10 % fail with a 5xx. Shopify's own cost bucket
-(Standard plan) throttles on top. Time is simulated: the clients' ``sleep`` moves the
-clock the simulators read, so every backoff and bucket wait is honoured without waiting.
-Shopify documents are validated against Shopify's published schema as well.
+The simulators run behind real loopback sockets (the daemon's own HTTP server), so the
+clients' ``httpx`` stack, connection reuse and the bytes on the wire are the real ones.
+The simulators draw seeded faults: on Shopify 30 % of requests are throttled, in bursts,
+half of the bursts as HTTP 429 and half as ``THROTTLED`` with HTTP 200 and the bucket's
+``throttleStatus`` (the client must compute its wait from it); 10 % fail with a 5xx. On
+Rackbeat 10 % fail with a 5xx. Shopify's own cost bucket (Standard plan) throttles on
+top. Time is simulated: the clients' ``sleep`` moves the clock the simulators read, so
+every backoff and bucket wait is honoured without waiting. Shopify documents are
+validated against Shopify's published schema as well.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 from typing import Any
 
 import httpx
@@ -23,10 +28,12 @@ from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
 from daemon.sim.shopify import ShopifySimulator, SimClock
+from tests.harness import serving
 
 pytestmark = pytest.mark.anyio
 
 CATALOGUE = 5000
+THROTTLES = {"fault_throttle", "fault_cost_throttle"}
 
 
 async def test_shopify_products_each_read_exactly_once_through_throttles_and_5xx(
@@ -43,11 +50,13 @@ async def test_shopify_products_each_read_exactly_once_through_throttles_and_5xx
     expected = {
         sim.add_product(f"Product {n}", [{"sku": f"SKU-{n:05}"}]).product_id for n in range(CATALOGUE)
     }
-    sim.faults = Faults(error_rate=0.10, throttle_rate=0.30, seed=2026)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(sim.handle)) as http:
+    sim.faults = Faults(
+        error_rate=0.10, throttle_rate=0.30, throttle_burst=3, cost_throttle_share=0.5, seed=2026
+    )
+    async with serving(sim.handle, "shopify-sim") as base, httpx.AsyncClient() as http:
         client = ShopifyClient(
             http,
-            graphql_url="http://shopify.sim/admin/api/2026-10/graphql.json",
+            graphql_url=f"{base}/admin/api/2026-10/graphql.json",
             access_token=SecretStr(SHOPIFY_TOKEN),
             sleep=clock.sleep,
             clock=clock.monotonic,
@@ -58,12 +67,26 @@ async def test_shopify_products_each_read_exactly_once_through_throttles_and_5xx
     assert len(seen) == CATALOGUE
     assert set(seen) == expected
     assert set(seen.values()) == {1}
-    # the faults were really met, and every one was retried within the same read
-    outcomes = collections.Counter(record.outcome for record in sim.request_log)
-    assert outcomes["fault_error"] > 0
-    assert outcomes["fault_throttle"] > 0
+    # the faults were really met, in bursts of both kinds, and each was waited out
+    outcomes = [record.outcome for record in sim.request_log]
+    counts = collections.Counter(outcomes)
+    assert counts["fault_error"] > 0
+    assert counts["fault_throttle"] > 0
+    assert counts["fault_cost_throttle"] > 0
+    throttled = counts["fault_throttle"] + counts["fault_cost_throttle"]
+    assert 0.25 <= throttled / len(outcomes) <= 0.35  # about 30 % of Shopify requests
+    assert 0.07 <= counts["fault_error"] / len(outcomes) <= 0.13  # about 10 %
+    runs = [
+        len(list(run)) for throttled, run in itertools.groupby(outcomes, THROTTLES.__contains__) if throttled
+    ]
+    assert max(runs) >= 2
     assert client.retries > 0
-    assert client.throttled > 0
+    assert client.throttled >= throttled
+    # a cost throttle is waited out by the bucket's own arithmetic: after it, the resend
+    # finds enough points (it is never throttled by the real bucket straight after)
+    after_cost = [b for a, b in itertools.pairwise(outcomes) if a == "fault_cost_throttle"]
+    assert "throttled" not in after_cost
+    assert client.throttle_wait_seconds > 0
 
 
 async def test_rackbeat_products_each_read_exactly_once_through_5xx() -> None:
@@ -75,10 +98,10 @@ async def test_rackbeat_products_each_read_exactly_once_through_5xx() -> None:
     for number in sorted(expected):
         sim.add_product(number, stock=1)
     sim.faults = Faults(error_rate=0.10, seed=2026)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(sim.handle)) as http:
+    async with serving(sim.handle, "rackbeat-sim") as base, httpx.AsyncClient() as http:
         client = RackbeatClient(
             http,
-            base_url="http://rackbeat.sim/api",
+            base_url=f"{base}/api",
             token=SecretStr(RACKBEAT_TOKEN),
             contact_email="ops@example.com",
             sleep=clock.sleep,

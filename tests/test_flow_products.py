@@ -13,6 +13,7 @@ import pytest
 from graphql import GraphQLSchema
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from daemon import rackbeat as rackbeat_module
 from daemon.config import ProductPriority
@@ -44,6 +45,11 @@ async def cycles(w: World, n: int = 1) -> int:
         w.tick(60)
         written += await products_flow(w).run_once()
     return written
+
+
+#: cycles (a minute apart) until a new Rackbeat product is in Shopify: the first finds no
+#: such SKU and plans the creation, the second searches again and creates it
+CREATING = 2
 
 
 def shopify_writes(w: World) -> int:
@@ -92,6 +98,8 @@ async def test_rackbeat_products_reach_shopify_with_every_field(
             stock=4,
         )
         w.rackbeat.add_product("frakt", "Frakt", sales_price="39")
+        assert await cycles(w) == 0  # not searchable yet may still mean "made in Shopify a moment ago"
+        assert w.shopify_sim.products == {}
         assert await cycles(w) == 1
         product, variant = shopify_variant(w, "KAFFE-1")
         assert product.title == "Kaffekopp Ålesund"
@@ -112,7 +120,7 @@ async def test_s14_round_trip_then_a_hundred_quiet_cycles(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("P-1", "Plate", sales_price="100.00")
-        await cycles(w)
+        await cycles(w, CREATING)
         assert shopify_variant(w, "P-1")[1].price == Decimal("125.00")
         w.shopify_sim.reset_requests()
         w.rackbeat.reset_counts()
@@ -127,7 +135,7 @@ async def test_a_change_in_rackbeat_updates_shopify_once(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("P-1", "Plate", sales_price="80.00")
-        await cycles(w)
+        await cycles(w, CREATING)
         w.rackbeat.update_product("P-1", name="Plate, blue", sales_price="96.00")
         assert await cycles(w) == 1
         product, variant = shopify_variant(w, "P-1")
@@ -139,7 +147,7 @@ async def test_a_change_in_rackbeat_updates_shopify_once(
 async def test_a_barred_product_is_archived(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("OLD-1", "Old", sales_price="10")
-        await cycles(w)
+        await cycles(w, CREATING)
         w.rackbeat.update_product("OLD-1", is_barred=True)
         await cycles(w)
         assert shopify_variant(w, "OLD-1")[0].status == "ARCHIVED"
@@ -189,14 +197,21 @@ async def test_switching_s13_does_not_duplicate_on_either_side(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("BOTH-1", "Both", sales_price="100")
-        w.shopify_sim.add_product("Shopify only", [{"sku": "SHOP-1", "price": "50.00"}])
-        await cycles(w)
-        for priority in ("shopify", "disabled", "rackbeat", "shopify"):
+        await cycles(w, CREATING)
+        made: list[str] = []
+        for n, priority in enumerate(("shopify", "disabled", "rackbeat", "shopify")):
             w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority(priority)})
-            await cycles(w, 2)
-        assert shopify_products_with(w, "BOTH-1") == 1
-        assert shopify_products_with(w, "SHOP-1") == 1
-        assert sorted(w.rackbeat.products) == ["BOTH-1", "SHOP-1"]
+            await cycles(w)  # the switch
+            if priority == "shopify":  # made on the side that now has priority: copied once
+                w.shopify_sim.add_product(f"Shopify made {n}", [{"sku": f"SHOP-{n}", "price": "50.00"}])
+                made.append(f"SHOP-{n}")
+            elif priority == "rackbeat":
+                w.rackbeat.add_product(f"RB-{n}", f"Rackbeat made {n}", sales_price="10")
+                made.append(f"RB-{n}")
+            await cycles(w, 3)
+        for sku in ["BOTH-1", *made]:
+            assert shopify_products_with(w, sku) == 1, sku
+        assert sorted(w.rackbeat.products) == sorted(["BOTH-1", *made])
 
 
 async def test_disabled_writes_nothing(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
@@ -206,9 +221,13 @@ async def test_disabled_writes_nothing(tmp_path: Path, shopify_schema: GraphQLSc
         w.rackbeat.add_product("R-1", "R", sales_price="1")
         w.shopify_sim.add_product("S", [{"sku": "S-1"}])
         await cycles(w, 3)
+        w.shopify_sim.add_product("Later", [{"sku": "S-2"}])
+        w.rackbeat.update_product("R-1", name="R, renamed")
+        await cycles(w, 3)
         assert w.shopify_sim.find_by_sku("R-1") is None
-        assert "S-1" not in w.rackbeat.products
-        assert "S-1" in await w.index.by_sku()  # the index is still kept current
+        assert not {"S-1", "S-2"} & set(w.rackbeat.products)
+        assert {"S-1", "S-2"} <= set(await w.index.by_sku())  # the index is still kept current
+        assert shopify_writes(w) == rackbeat_writes(w) == 0
 
 
 class Crash(BaseException):
@@ -220,6 +239,7 @@ async def test_a_crash_after_product_create_does_not_make_a_twin(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("NEW-1", "Brand new", sales_price="10")
+        await cycles(w)  # planned
 
         def crash(request: httpx.Request, phase: str) -> None:
             if phase == "after" and b"ProductCreate" in request.content:
@@ -291,7 +311,7 @@ async def test_s14_off_and_draft_status_are_honoured(tmp_path: Path, shopify_sch
     settings = {"sync_prices_exclude_vat": False, "sync_new_product_status": "draft"}
     async with make_world(tmp_path, validate_schema=shopify_schema, settings=settings) as w:
         w.rackbeat.add_product("NET-1", "Net price", sales_price="99.995")
-        await cycles(w)
+        await cycles(w, CREATING)
         product, variant = shopify_variant(w, "NET-1")
         assert variant.price == Decimal("100.00")  # as it is, rounded half-up to the cent
         assert product.status == "DRAFT"
@@ -362,7 +382,7 @@ async def test_non_ascii_titles_and_awkward_skus_survive_both_ways(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("ÆØÅ/1 +x", "Rødgrød med fløde – 🍓 «spesial»", sales_price="40")
-        await cycles(w)
+        await cycles(w, CREATING)
         product, _ = shopify_variant(w, "ÆØÅ/1 +x")
         assert product.title == "Rødgrød med fløde – 🍓 «spesial»"
 
@@ -384,7 +404,7 @@ async def test_the_daemons_own_writes_never_come_back_across_an_s13_switch(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("P-1", "Plate", sales_price="100.00", description="Stoneware")
-        await cycles(w)
+        await cycles(w, CREATING)
         assert shopify_variant(w, "P-1")[1].price == Decimal("125.00")
 
         # Shopify now has priority and re-reads the product the daemon just wrote: not a change
@@ -394,19 +414,25 @@ async def test_the_daemons_own_writes_never_come_back_across_an_s13_switch(
         assert rackbeat_writes(w) == 0
         assert w.rackbeat.products["P-1"].sales_price == Decimal("100.00")
 
-        # a merchant's edit is a change: the table is copied, prices as they are (S14 is off this way)
+        # a merchant's edit is a change, copied field by field: the title, not the price that
+        # differs only by S14's VAT
         product, _ = shopify_variant(w, "P-1")
         w.shopify_sim.update_product(product.id, title="Plate, large")
         assert await cycles(w) == 1
         assert w.rackbeat.products["P-1"].name == "Plate, large"
-        assert w.rackbeat.products["P-1"].sales_price == Decimal("125.00")
+        assert w.rackbeat.products["P-1"].sales_price == Decimal("100.00")
         assert w.metrics.value("products", "updated_rackbeat") == 1
+        # an edited price is copied as it is (S14 applies only the other way)
+        w.shopify_sim.update_variant("P-1", price="130.00")
+        assert await cycles(w) == 1
+        assert w.rackbeat.products["P-1"].sales_price == Decimal("130.00")
 
         # back to Rackbeat's priority: the daemon's PUT is re-read and recognised
         w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.RACKBEAT})
         reset(w)
         assert await cycles(w, 5) == 0
         assert shopify_writes(w) == 0
+        assert shopify_variant(w, "P-1")[1].price == Decimal("130.00")
 
 
 async def test_a_quiet_shop_costs_one_read_per_api_and_writes_nothing(
@@ -415,7 +441,7 @@ async def test_a_quiet_shop_costs_one_read_per_api_and_writes_nothing(
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         for n in range(12):
             w.rackbeat.add_product(f"Q-{n}", f"Quiet {n}", sales_price=str(10 + n), description="Still")
-        await cycles(w)
+        await cycles(w, CREATING)
         assert len(w.shopify_sim.products) == 12
         # The flows share one rate-limited SKU index; here it has just refreshed, so what
         # is counted below is the products flow's own cost.
@@ -451,7 +477,7 @@ async def test_shopify_user_errors_park_the_product_and_a_fix_finishes_the_same_
     async with make_world(tmp_path, validate_schema=shopify_schema) as w:
         w.rackbeat.add_product("NEG-1", "Negative", sales_price="-5")
         w.rackbeat.add_product("OK-1", "Fine", sales_price="5")
-        assert await cycles(w) == 1
+        assert await cycles(w, CREATING) == 1
         assert shopify_variant(w, "OK-1")[1].price == Decimal("6.25")
         [parked] = await w.store.parked("products")
         assert (parked.key, parked.reason) == ("NEG-1", "REJECTED")
@@ -485,7 +511,7 @@ async def test_a_sku_on_two_shopify_variants_is_never_written(
         assert {p.key: p.reason for p in await w.store.parked("products")} == {"TWIN": "DUPLICATE_SKU"}
 
         w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
-        w.tick(1)
+        await cycles(w)  # the switch: from now on Shopify's changes are copied
         w.shopify_sim.update_variant("TWIN", price="3.00")
         await cycles(w)
         assert rackbeat_writes(w) == 0
@@ -519,7 +545,7 @@ async def test_unbarring_restores_what_the_daemon_archived_and_nothing_else(
         w.rackbeat.add_product("OLD-1", "Old", sales_price="10")
         w.rackbeat.add_product("HAND-1", "Archived by hand", sales_price="10")
         w.rackbeat.add_product("GONE-1", "Barred before it reached Shopify", sales_price="10", is_barred=True)
-        await cycles(w)
+        await cycles(w, CREATING)
         assert w.shopify_sim.find_by_sku("GONE-1") is None  # barred products are never created
 
         w.rackbeat.update_product("OLD-1", is_barred=True)
@@ -541,7 +567,7 @@ async def test_archiving_can_be_turned_off(tmp_path: Path, shopify_schema: Graph
         tmp_path, validate_schema=shopify_schema, settings={"sync_archive_barred": False}
     ) as w:
         w.rackbeat.add_product("OLD-1", "Old", sales_price="10")
-        await cycles(w)
+        await cycles(w, CREATING)
         w.rackbeat.update_product("OLD-1", is_barred=True, name="Old, barred")
         await cycles(w)
         product, _ = shopify_variant(w, "OLD-1")
@@ -562,6 +588,7 @@ async def test_a_crash_after_product_create_waits_out_shopifys_search_lag(
 ) -> None:
     async with make_world(tmp_path, validate_schema=shopify_schema, shopify_options={"search_lag": 150}) as w:
         w.rackbeat.add_product("NEW-1", "Brand new", sales_price="10")
+        await cycles(w)  # planned
 
         def crash(request: httpx.Request, phase: str) -> None:
             if phase == "after" and operation(request) == "ProductCreate":
@@ -627,10 +654,10 @@ async def test_crashes_around_every_write_never_lose_or_twin_a_product(
         w.hook = crash_now
         for priority in ("rackbeat", "shopify"):
             w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority(priority)})
-            if priority == "shopify":  # changed since Shopify got the priority: to be copied
-                for n in range(6):
-                    w.shopify_sim.update_variant(f"S-{n}", price=f"{30 + n}.00")
-            for _ in range(40):
+            for cycle in range(40):
+                if priority == "shopify" and cycle == 1:  # changed since the switch: to be copied
+                    for n in range(6):
+                        w.shopify_sim.update_variant(f"S-{n}", price=f"{30 + n}.00")
                 try:
                     await cycles(w)
                 except Crash:
@@ -666,6 +693,8 @@ async def test_an_ignored_updated_at_filter_falls_back_to_a_narrow_scan(
         await flow.run_once()  # the first cycle starts the cursor; the server sends all 30 back
         w.rackbeat.add_product("NEW-1", "New", sales_price="1")
         w.tick(60)
+        assert await flow.run_once() == 0  # planned
+        w.tick(60)
         assert await flow.run_once() == 1
         assert [v.sku for v in (inventory_item(w, v) for v in w.shopify_sim.variants.values())] == ["NEW-1"]
         assert w.metrics.value("products", "rackbeat_filter_ignored") == 1
@@ -686,7 +715,7 @@ async def test_differences_list_what_s13_owns_and_fix_writes_only_that_way(
         w.shopify_sim.add_product("Only in Shopify", [{"sku": "SH-ONLY", "price": "5.00"}])
         w.tick(3600)  # both out of the first cycle's window
         w.rackbeat.add_product("D-1", "Alpha", sales_price="100", barcode="42")
-        await cycles(w)
+        await cycles(w, CREATING)
         product, _ = shopify_variant(w, "D-1")
         w.shopify_sim.update_product(product.id, title="Beta")
         w.shopify_sim.update_variant("D-1", price="99.00")
@@ -721,3 +750,199 @@ async def test_differences_list_what_s13_owns_and_fix_writes_only_that_way(
         assert w.rackbeat.products["SH-ONLY"].name == "Only in Shopify"
         assert w.rackbeat.products["D-1"].sales_price == Decimal("125.00")
         assert await flow.differences() == []
+
+
+# --- audit: S13 switches, search lag, unknown values, drafts, parked records -----------------------
+
+
+async def test_a_switch_never_reapplies_edits_made_under_the_other_priority(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+
+        def priority(value: str) -> None:
+            w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority(value)})
+
+        w.rackbeat.add_product("P-1", "Plate", sales_price="100.00", description="Stoneware")
+        await cycles(w, CREATING)
+        product, variant = shopify_variant(w, "P-1")
+        priority("shopify")
+        await cycles(w, 2)  # Shopify's cursor starts
+        priority("rackbeat")
+        await cycles(w)
+        # made while Rackbeat has priority: Shopify's tweak is not synced, now or later
+        w.shopify_sim.update_product(product.id, title="Plate (tweaked in Shopify)")
+        reset(w)
+        await cycles(w, 3)
+        priority("shopify")
+        await cycles(w, 5)
+        assert (shopify_writes(w), rackbeat_writes(w)) == (0, 0)
+        rb = w.rackbeat.products["P-1"]
+        assert (rb.name, rb.sales_price, rb.description) == ("Plate", Decimal("100.00"), "Stoneware")
+
+        # made while Shopify has priority: Rackbeat's edit is not pushed after switching back
+        w.rackbeat.update_product("P-1", description="Porcelain", sales_price="200.00")
+        await cycles(w, 2)
+        priority("rackbeat")
+        await cycles(w, 5)
+        assert (shopify_writes(w), rackbeat_writes(w)) == (0, 0)
+        assert product.title == "Plate (tweaked in Shopify)"
+        assert html_to_text(product.description_html) == "Stoneware"
+        assert variant.price == Decimal("125.00")
+
+        # what changes after a switch is synced as usual
+        w.rackbeat.update_product("P-1", name="Plate, white")
+        assert await cycles(w) == 1
+        assert (product.title, html_to_text(product.description_html), variant.price) == (
+            "Plate, white",
+            "Porcelain",
+            Decimal("250.00"),
+        )
+
+
+async def test_a_sku_made_in_shopify_but_not_yet_searchable_is_not_twinned(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    # searches miss it for 90 s: the first cycle (60 s later) cannot see it, the second can
+    async with make_world(tmp_path, validate_schema=shopify_schema, shopify_options={"search_lag": 90}) as w:
+        await cycles(w)
+        made = w.shopify_sim.add_product(
+            "Merchant's mug", [{"sku": "MUG-1", "price": "90.00", "barcode": "77"}]
+        )
+        w.rackbeat.add_product("MUG-1", "Mug", sales_price="80.00", barcode="77")
+        w.rackbeat.add_product("NEW-1", "New", sales_price="8.00")
+        await cycles(w, 4)
+        assert shopify_products_with(w, "MUG-1") == 1
+        product, variant = shopify_variant(w, "MUG-1")
+        assert product.id == made.product_id  # the merchant's product got Rackbeat's fields
+        assert (product.title, variant.price) == ("Mug", Decimal("100.00"))
+        assert shopify_products_with(w, "NEW-1") == 1  # a really new one is still created
+        assert w.metrics.value("products", "created_shopify") == 1
+        assert await w.store.fetchval("SELECT COUNT(*) FROM product_intents") == 0
+
+
+async def test_a_missing_rackbeat_barcode_leaves_shopifys_alone(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("B-1", "Bowl", sales_price="10")
+        await cycles(w, CREATING)
+        w.shopify_sim.update_variant("B-1", barcode="5701234567890")  # the merchant scans one in
+        w.rackbeat.update_product("B-1", name="Bowl, large")
+        await cycles(w, 2)
+        product, variant = shopify_variant(w, "B-1")
+        assert (product.title, variant.barcode) == ("Bowl, large", "5701234567890")
+
+
+async def test_a_new_product_without_price_stays_a_draft_until_it_has_one(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.shopify_sim.add_product("Merchant's draft", [{"sku": "M-1", "price": "5.00"}], status="DRAFT")
+        w.rackbeat.add_product("M-1", "Merchant's draft", sales_price="4")
+        w.rackbeat.add_product("NP-1", "No price yet")  # Rackbeat's sales price 0
+        with capture_logs() as logs:
+            await cycles(w, CREATING)
+        product, variant = shopify_variant(w, "NP-1")
+        assert (product.status, variant.price) == ("DRAFT", Decimal("0.00"))  # never sellable at 0.00
+        assert any(e["event"].startswith("product kept as a draft") and e["sku"] == "NP-1" for e in logs)
+        await cycles(w, 3)
+        assert product.status == "DRAFT"
+
+        w.rackbeat.update_product("NP-1", sales_price="16")
+        w.rackbeat.update_product("M-1", sales_price="8")
+        await cycles(w)
+        assert (product.status, variant.price) == ("ACTIVE", Decimal("20.00"))
+        merchants, theirs = shopify_variant(w, "M-1")
+        assert (merchants.status, theirs.price) == ("DRAFT", Decimal("10.00"))  # not ours to publish
+
+
+async def test_a_malformed_shopify_product_is_unparked_once_it_reads_fine(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_product_priority": "shopify"}
+    ) as w:
+        await cycles(w)
+        bad = w.shopify_sim.add_product("Odd", [{"sku": "ODD-1", "price": "5.00"}])
+        w.shopify_sim.add_product("Fine", [{"sku": "FINE-1", "price": "5.00"}])
+        w.shopify_sim.variants[bad.variant_ids[0]].price = Decimal("NaN")  # not a number on the wire
+        await cycles(w)
+        assert "FINE-1" in w.rackbeat.products  # one bad product does not block the others
+        assert [(p.key, p.reason) for p in await w.store.parked("products")] == [
+            (bad.product_id, "MALFORMED")
+        ]
+        w.shopify_sim.update_variant("ODD-1", price="6.00")
+        await cycles(w)
+        assert w.rackbeat.products["ODD-1"].sales_price == Decimal("6.00")
+        assert await w.store.parked("products") == []
+
+
+async def test_description_barcode_cost_and_weight_updates_reach_the_other_side(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product(
+            "U-1", "Urn", sales_price="40", barcode="111", description="Old text", weight="2"
+        )
+        await cycles(w, CREATING)
+        w.rackbeat.update_product("U-1", description="New text.\n\nSecond paragraph.", barcode="222")
+        assert await cycles(w) == 1
+        product, variant = shopify_variant(w, "U-1")
+        assert html_to_text(product.description_html) == "New text.\n\nSecond paragraph."
+        assert variant.barcode == "222"
+
+        w.settings = w.settings.model_copy(update={"sync_product_priority": ProductPriority.SHOPIFY})
+        await cycles(w)  # the switch
+        bodies: list[dict[str, Any]] = []
+
+        def capture(request: httpx.Request, phase: str) -> None:
+            if phase == "before" and request.method == "PUT":
+                bodies.append(json.loads(request.content))
+
+        w.hook = capture
+        w.shopify_sim.update_variant("U-1", cost="17.25")
+        inventory_item(w, variant).weight = ("KILOGRAMS", 2.5)
+        assert await cycles(w) == 1
+        rb = w.rackbeat.products["U-1"]
+        assert (rb.cost_price, rb.weight, rb.weight_unit) == (Decimal("17.25"), Decimal("2.5"), "kg")
+        assert (rb.barcode, rb.sales_price) == ("222", Decimal("40"))  # barcode is not synced this way
+        # the weight goes inside the whole physical object, so nothing else in it is lost
+        assert [b.get("physical") for b in bodies] == [{"weight": 2.5, "weight_unit": "kg"}]
+        assert await cycles(w, 3) == 0
+
+
+async def test_resuming_a_creation_never_publishes_a_merchants_draft_found_by_sku(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("NEW-1", "Brand new", sales_price="10")
+        await cycles(w)  # planned
+
+        def crash(request: httpx.Request, phase: str) -> None:
+            if phase == "after" and operation(request) == "ProductCreate":
+                raise Crash  # made in Shopify; the answer is lost
+
+        w.hook = crash
+        with pytest.raises(Crash):
+            await cycles(w)
+        w.hook = None
+        await w.restart()
+        # meanwhile the merchant imports a draft with that SKU
+        draft = w.shopify_sim.add_product("Imported", [{"sku": "NEW-1", "price": "1.00"}], status="DRAFT")
+        await cycles(w, 3)
+        assert shopify_products_with(w, "NEW-1") == 1
+        product, variant = shopify_variant(w, "NEW-1")
+        assert (product.id, product.status, variant.price) == (draft.product_id, "DRAFT", Decimal("12.50"))
+
+
+async def test_a_product_barred_before_its_planned_creation_is_never_created(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("BAR-1", "Barred soon", sales_price="10")
+        await cycles(w)  # planned
+        w.rackbeat.update_product("BAR-1", is_barred=True)
+        await cycles(w, 3)
+        assert w.shopify_sim.products == {}
+        assert await w.store.fetchval("SELECT COUNT(*) FROM product_intents") == 0

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -27,6 +29,7 @@ import anyio.abc
 import httpx
 import pytest
 
+from daemon.demo import World, place_order, seed_world
 from daemon.httpserver import HTTPServer
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import ShopifySimulator
@@ -187,14 +190,24 @@ class Daemon:
     def output(self) -> str:
         return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time so far (Linux /proc), None where that is not available."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far, from Linux's /proc (the daemon runs on Linux)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         # after the command name: state is field 3, utime 14 and stime 15 (1-based)
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def health_until(
+        self, client: httpx.AsyncClient, statuses: Collection[str], *, within: float
+    ) -> httpx.Response:
+        """Poll ``/healthz`` until its ``status`` is one of ``statuses``."""
+        with anyio.fail_after(within):
+            while True:
+                if self.process.returncode is not None:
+                    pytest.fail(f"daemon exited with {self.process.returncode}:\n{self.output()}")
+                response = await self.get(client, "/healthz")
+                if response.json()["status"] in statuses:
+                    return response
+                await anyio.sleep(0.05)
 
     async def get(self, client: httpx.AsyncClient, path: str) -> httpx.Response:
         return await client.get(f"{self.health}{path}")
@@ -248,39 +261,41 @@ async def test_run_with_unreachable_apis_idles_reports_and_stops_on_sigterm(tmp_
         await daemon.wait_until(client, "/livez", 200, within=20)
         assert (await daemon.get(client, "/readyz")).status_code == 200
 
+        # the flows' clients are refused at once and back off: /healthz says so within seconds
+        health = await daemon.health_until(client, ("warn", "fail"), within=10)
+        assert health.headers["content-type"] == "application/health+json"
+        doc = health.json()
+        assert health.status_code == (503 if doc["status"] == "fail" else 200)
+        flows = {check[0]["componentId"]: check[0] for check in doc["checks"].values()}
+        assert set(flows) == {"orders", "stock", "products"}
+        assert any(flow["status"] != "pass" for flow in flows.values())
+        assert all(flow["output"] for flow in flows.values() if flow["status"] != "pass")
+        # nothing has succeeded against an API that is not there
+        assert all(flow["lastSuccess"] is None for flow in flows.values())
+
         # an observation window, not a wait for an event: the daemon must spend it idle
         cpu_before = daemon.cpu_seconds()
         await anyio.sleep(2.0)
         cpu_after = daemon.cpu_seconds()
-        if cpu_before is not None and cpu_after is not None:
-            assert cpu_after - cpu_before < 0.5, "the daemon spins while the APIs are down"
+        assert cpu_after - cpu_before < 0.5, "the daemon spins while the APIs are down"
         assert len(daemon.output().splitlines()) < 30, "the daemon logs every retry, not state changes"
-
-        # A flow turns "fail" (503) after three failed cycles; with the clients' own retries
-        # (up to 8 sends, backoff capped at 30 s) a cycle against a dead port takes ~30 s,
-        # so within this test's seconds the document may still say pass/warn. It must be
-        # served and well-formed either way; the 503 path is covered with refused tokens.
-        health = await daemon.get(client, "/healthz")
-        assert health.headers["content-type"] == "application/health+json"
-        doc = health.json()
-        assert health.status_code == (503 if doc["status"] == "fail" else 200)
-        assert doc["status"] in ("pass", "warn", "fail")
-        flows = {check[0]["componentId"]: check[0] for check in doc["checks"].values()}
-        assert set(flows) == {"orders", "stock", "products"}
-        # nothing has succeeded against an API that is not there
-        assert all(flow["lastSuccess"] is None for flow in flows.values())
         assert (await daemon.get(client, "/livez")).status_code == 200
 
+        # the flows are in their clients' backoff: a stop ends it, not the stop grace period
+        started = anyio.current_time()
         assert await daemon.stop(within=10) == 0
+        assert anyio.current_time() - started < 3.0
     output = daemon.output()
     assert "Traceback" not in output
     assert_no_token(output, "the daemon's output")
 
 
 @asynccontextmanager
-async def simulators_on_loopback() -> AsyncIterator[tuple[str, str]]:
+async def simulators_on_loopback(
+    shopify: ShopifySimulator | None = None, rackbeat: RackbeatSimulator | None = None
+) -> AsyncIterator[tuple[str, str]]:
     """Both simulators behind real sockets; yields (Rackbeat API URL, Shopify admin URL)."""
-    shopify, rackbeat = ShopifySimulator(), RackbeatSimulator()
+    shopify, rackbeat = shopify or ShopifySimulator(), rackbeat or RackbeatSimulator()
     async with anyio.create_task_group() as tg:
         shopify_port = await tg.start(HTTPServer(shopify.handle, name="shopify-sim").serve, "127.0.0.1", 0)
         rackbeat_port = await tg.start(HTTPServer(rackbeat.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
@@ -313,29 +328,86 @@ async def test_refused_tokens_make_healthz_fail_and_name_the_variable(tmp_path: 
     assert_no_token(output, "the daemon's output")  # … without showing it
 
 
-@pytest.mark.anyio
-async def test_killed_daemon_restarts_on_an_intact_private_db(tmp_path: Path) -> None:
-    health_port = unused_port()
-    env = unreachable_env(tmp_path, health_port)
-    db = Path(env["SYNC_DB"])
-    async with running_daemon(tmp_path, env, "first") as first, httpx.AsyncClient(timeout=5) as client:
-        await first.wait_until(client, "/livez", 200, within=20)
-        first.process.kill()  # SIGKILL: no clean-up of any kind
-        assert await first.process.wait() == -signal.SIGKILL
-    assert_private_state(db)
+def writes_seen(world: World) -> int:
+    """Writes that reached either simulator: Rackbeat's non-GET routes, Shopify's mutations."""
+    rackbeat = sum(n for route, n in world.rackbeat.requests.items() if not route.startswith("GET"))
+    shopify = sum(n for op, n in world.shopify.requests.items() if op in SHOPIFY_WRITES)
+    return rackbeat + shopify
 
-    async with running_daemon(tmp_path, env, "second") as second, httpx.AsyncClient(timeout=5) as client:
-        await second.wait_until(client, "/livez", 200, within=20)
-        assert (await second.get(client, "/readyz")).status_code == 200
-        with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        conn.close()
-        assert "cursors" in tables
-        second.process.kill()
-        await second.process.wait()
+
+#: the Shopify operations of ours that change something
+SHOPIFY_WRITES = frozenset({"SetStock", "ProductCreate", "ProductUpdate", "VariantsBulkUpdate"})
+
+
+@pytest.mark.anyio
+async def test_killed_while_writing_restarts_on_an_intact_private_db(tmp_path: Path) -> None:
+    shop = "process-test.myshopify.com"
+    world = World(
+        ShopifySimulator(shop_domain=shop, access_tokens=(SHOPIFY_TOKEN,)),
+        RackbeatSimulator(token=RACKBEAT_TOKEN),
+        random.Random(7),  # test data
+    )
+    seed_world(world)
+    async with simulators_on_loopback(world.shopify, world.rackbeat) as (rackbeat_url, shopify_url):
+        env = daemon_env(
+            tmp_path, rackbeat_url=rackbeat_url, shopify_admin_url=shopify_url, health_port=unused_port()
+        )
+        env.update(
+            {
+                "SYNC_DEFAULT_PRODUCT_GROUP": "1",
+                "SYNC_CURRENCY": "DKK",
+                "SYNC_ORDERS_SINCE": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+            }
+        )
+        db = Path(env["SYNC_DB"])
+        async with running_daemon(tmp_path, env, "first") as first, httpx.AsyncClient(timeout=5) as client:
+            await first.wait_until(client, "/livez", 200, within=20)
+            # keep orders coming until the daemon is in the middle of writing them and the stock
+            with anyio.fail_after(30):
+                while writes_seen(world) < 5:
+                    place_order(world)
+                    await anyio.sleep(0.02)
+            first.process.kill()  # SIGKILL: no clean-up of any kind
+            assert await first.process.wait() == -signal.SIGKILL
+        assert_private_state(db)
+
+        async with running_daemon(tmp_path, env, "second") as second, httpx.AsyncClient(timeout=5) as client:
+            await second.wait_until(client, "/livez", 200, within=20)
+            assert (await second.get(client, "/readyz")).status_code == 200
+            with sqlite3.connect(db) as conn:
+                assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+                tables = {
+                    row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+            conn.close()
+            assert "cursors" in tables
+            # the restarted daemon carries on from what was committed
+            await second.health_until(client, ("pass",), within=30)
+            assert await second.stop(within=10) == 0
 
     assert_private_state(db)
     for daemon in (first, second):
         assert "Traceback" not in daemon.output()
         assert_no_token(daemon.output(), "the daemon's output")
+
+
+@pytest.mark.anyio
+async def test_sigterm_while_the_state_db_opens_is_a_clean_stop(tmp_path: Path) -> None:
+    # SIGTERM arrives at the worst moment of start-up, before the DB and the listener are up
+    script = (
+        "import os, signal, sys\n"
+        "from daemon import __main__ as cli, store\n"
+        "opened = store.Store.open.__func__\n"
+        "async def open_(cls, *args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return await opened(cls, *args, **kwargs)\n"
+        "store.Store.open = classmethod(open_)\n"
+        "sys.exit(cli.main(['run']))\n"
+    )
+    env = unreachable_env(tmp_path, unused_port())
+    with anyio.fail_after(20):
+        result = await anyio.run_process([sys.executable, "-c", script], cwd=tmp_path, env=env, check=False)
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert '"stopping"' in output

@@ -12,15 +12,21 @@ from hypothesis import strategies as st
 
 from daemon.errors import RecordError
 from daemon.product_mapping import (
+    DRAFT,
     ProductRules,
     ShopifyVariant,
     applied,
     archived_by_daemon,
+    changed_fields,
+    held_by_daemon,
+    held_mark,
     html_to_text,
     normalise_text,
     rackbeat_changes,
     rackbeat_fields,
     rackbeat_fingerprint,
+    rackbeat_update_body,
+    same_content,
     shop_price,
     shopify_changes,
     shopify_fields,
@@ -275,11 +281,109 @@ def test_the_tables_are_not_inverses_so_each_side_has_its_own_fingerprint() -> N
 
 
 def test_status_follows_barring_but_never_unarchives_the_merchants_choice() -> None:
-    barred = shopify_fields(Product(number="P", name="P", is_barred=True), None, RULES)
+    barred = shopify_fields(
+        Product(number="P", name="P", is_barred=True, sales_price=Decimal(8)), None, RULES
+    )
     free = replace(barred, archived=False)
-    active, archived = variant(product_title="P"), variant(product_title="P", status="ARCHIVED")
+    active = variant(product_title="P", price=Decimal(10))
+    archived = replace(active, status="ARCHIVED")
     assert shopify_changes(active, barred, RULES, archived_by_daemon=False).product == {"status": "ARCHIVED"}
     assert shopify_changes(archived, free, RULES, archived_by_daemon=True).product == {"status": "ACTIVE"}
     assert shopify_changes(archived, free, RULES, archived_by_daemon=False).product == {}
+    # without a sales price it comes back as a draft, never sellable at 0.00
+    priceless = replace(free, price=None)
+    assert shopify_changes(archived, priceless, RULES, archived_by_daemon=True).product == {"status": "DRAFT"}
     several = replace(active, variant_count=2)
     assert "status" not in shopify_changes(several, barred, RULES, archived_by_daemon=False).product
+
+
+# --- unknown values, held drafts, nested objects ------------------------------------------------
+
+
+def test_a_rackbeat_product_without_barcode_leaves_shopifys_barcode_alone() -> None:
+    target = shopify_fields(
+        Product(number="SKU-1", name="Mug", sales_price=Decimal(8), barcode=""), None, RULES
+    )
+    assert target.barcode is None
+    changes = shopify_changes(variant(barcode="5701234567890"), target, RULES, archived_by_daemon=False)
+    assert "barcode" not in changes.variant
+    with_code = replace(target, barcode="42")
+    assert shopify_changes(variant(barcode="1"), with_code, RULES, archived_by_daemon=False).variant == {
+        "barcode": "42",
+        "price": "10.00",
+    }
+
+
+def test_a_draft_held_for_its_price_is_activated_by_one_and_only_then() -> None:
+    draft = variant(status=DRAFT, price=Decimal("0.00"))
+    priceless = shopify_fields(Product(number="SKU-1", name="Mug"), None, RULES)
+    zero = shopify_fields(Product(number="SKU-1", name="Mug", sales_price=Decimal(0)), None, RULES)
+    priced_now = shopify_fields(Product(number="SKU-1", name="Mug", sales_price=Decimal(8)), None, RULES)
+    for target in (priceless, zero):
+        assert (
+            "status"
+            not in shopify_changes(
+                draft, target, RULES, archived_by_daemon=False, held_by_daemon=True
+            ).product
+        )
+    assert shopify_changes(
+        draft, priced_now, RULES, archived_by_daemon=False, held_by_daemon=True
+    ).product == {"status": "ACTIVE"}
+    # a draft the daemon did not hold back (the merchant's), or SYNC_NEW_PRODUCT_STATUS=draft: stays
+    assert "status" not in shopify_changes(draft, priced_now, RULES, archived_by_daemon=False).product
+    as_draft = replace(RULES, new_status=DRAFT)
+    assert (
+        "status"
+        not in shopify_changes(
+            draft, priced_now, as_draft, archived_by_daemon=False, held_by_daemon=True
+        ).product
+    )
+    # the mark is history, not content: a held product with unchanged fields is not re-synced
+    fingerprint = rackbeat_fingerprint(zero)
+    stored = fingerprint + held_mark(zero, draft, by_daemon=True)
+    assert held_by_daemon(stored)
+    assert same_content(stored, fingerprint)
+    assert not held_by_daemon(fingerprint + held_mark(priced_now, draft, by_daemon=True))
+    assert not archived_by_daemon(stored)
+
+
+def test_a_changed_weight_is_sent_with_the_whole_physical_object() -> None:
+    current = Product.from_json(
+        {
+            "number": "SKU-1",
+            "name": "Mug",
+            "physical": {"weight": 0.3, "weight_unit": "kg", "height": 12, "width": 9, "depth": 9},
+        }
+    )
+    body = rackbeat_update_body(current, {"weight": Decimal("0.4")})
+    assert body == {"physical": {"weight": 0.4, "weight_unit": "kg", "height": 12, "width": 9, "depth": 9}}
+    assert rackbeat_update_body(current, {"name": "Cup"}) == {"name": "Cup"}
+
+
+def test_fingerprints_name_the_fields_that_changed() -> None:
+    before = shopify_fields(
+        Product(number="SKU-1", name="Mug", sales_price=Decimal(8), barcode="1"), None, RULES
+    )
+    after = replace(before, title="Cup", barcode="2")
+    old, new = rackbeat_fingerprint(before), rackbeat_fingerprint(after)
+    assert changed_fields(old, new, kind="rackbeat") == frozenset({"title", "barcode"})
+    assert changed_fields(old, old, kind="rackbeat") == frozenset()
+    shop = rackbeat_fields(variant(price=Decimal(10)))
+    assert changed_fields(
+        shopify_fingerprint(shop, archived=False),
+        shopify_fingerprint(replace(shop, cost_price=Decimal(3)), archived=False),
+        kind="shopify",
+    ) == frozenset({"cost_price"})
+    # a fingerprint stored before per-field hashes were kept: same content, fields unknown
+    legacy = old.split(".")[0]
+    assert same_content(legacy, old)
+    assert not same_content(legacy, new)
+    assert changed_fields(legacy, new, kind="rackbeat") is None
+    assert changed_fields(None, new, kind="rackbeat") is None
+
+
+def test_a_cost_edit_does_not_carry_a_price_that_differs_only_by_vat() -> None:
+    rackbeat = Product(number="SKU-1", name="Mug", sales_price=Decimal(100), cost_price=Decimal(30))
+    shop = rackbeat_fields(variant(product_title="Mug", price=Decimal(125), cost=Decimal(35)))
+    assert rackbeat_changes(rackbeat, shop) == {"sales_price": Decimal(125), "cost_price": Decimal(35)}
+    assert rackbeat_changes(rackbeat, shop, only={"cost_price"}) == {"cost_price": Decimal(35)}

@@ -1,4 +1,5 @@
-"""RackbeatClient against scripted HTTP answers (httpx.MockTransport).
+"""RackbeatClient against scripted HTTP answers: respx routes for the retry, throttle and
+credential paths, a small scripted ``httpx.MockTransport`` for the rest.
 
 Time is fake: ``sleep`` records the wait and moves ``clock`` forward, so every test runs in
 milliseconds and can assert the exact waits the client chose. Jitter is pinned (``random``
@@ -8,8 +9,7 @@ returns 1.0), so a backoff before retry n is exactly 0.5 × 2^(n-1) seconds.
 from __future__ import annotations
 
 import json
-import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import respx
 from pydantic import SecretStr
 
 from daemon.config import Settings
@@ -33,20 +34,31 @@ from daemon.errors import (
 from daemon.rackbeat import (
     MAX_ATTEMPTS,
     STOCK_FIELDS,
+    LocationStock,
     Order,
     RackbeatClient,
+    available_at_locations,
     customer_body,
+    number_taken,
     number_text,
     order_body,
     order_state,
     parse_timestamp,
     product_body,
+    step_already_done,
     updated_since_params,
 )
 
 BASE_URL = "https://rackbeat.test/api"
 TOKEN = "rb_secret_token_0123456789"
-ODD_NUMBERS = ["a/b", "a b", "a+b", "æøå", "x%2Fy"]
+#: SKUs that must survive the path, and how they look there (percent-encoded once, UTF-8)
+ODD_NUMBERS = {
+    "a/b": b"a%2Fb",
+    "a b": b"a%20b",
+    "a+b": b"a%2Bb",
+    "æøå": b"%C3%A6%C3%B8%C3%A5",
+    "x%2Fy": b"x%252Fy",
+}
 
 Handler = Callable[[httpx.Request], httpx.Response]
 Answer = httpx.Response | Handler
@@ -268,28 +280,62 @@ async def test_missing_envelope_is_malformed(time: FakeTime) -> None:
             await client.locations()
 
 
-# --- throttling ------------------------------------------------------------------------------
+# --- throttling, failures and credentials (respx) ------------------------------------------------
+#
+# These mock Rackbeat with respx routes: each route answers its side effects in order, and
+# ``route.calls`` shows what the client sent. The clock and sleep stay fake.
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE_URL, assert_all_called=True) as router:
+        yield router
+
+
+def respx_client(time: FakeTime, **kwargs: Any) -> tuple[RackbeatClient, httpx.AsyncClient]:
+    """A client on a plain ``httpx.AsyncClient``: respx intercepts its requests."""
+    http = httpx.AsyncClient()
+    client = RackbeatClient(
+        http,
+        base_url=BASE_URL,
+        token=SecretStr(TOKEN),
+        contact_name="acme-sync",
+        contact_email="ops@acme.example",
+        requests_per_minute=10_000,
+        sleep=time.sleep,
+        clock=time.clock,
+        random=lambda: 1.0,
+        **kwargs,
+    )
+    return client, http
+
+
+def too_many(retry_after: str | None = None) -> httpx.Response:
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return httpx.Response(429, json={"message": "Too Many Attempts."}, headers=headers)
+
+
+PRODUCT_A = {"product": {"number": "A"}}
 
 
 @pytest.mark.anyio
-async def test_429_with_retry_after_waits_exactly_that(time: FakeTime) -> None:
-    script = Script(
-        ok({"message": "Too Many Attempts."}, 429, {"Retry-After": "7"}),
-        ok({"product": {"number": "A"}}),
-    )
-    client, http = make_client(script, time)
+async def test_429_with_retry_after_waits_exactly_that(api: respx.MockRouter, time: FakeTime) -> None:
+    route = api.get("/products/A").mock(side_effect=[too_many("7"), httpx.Response(200, json=PRODUCT_A)])
+    client, http = respx_client(time)
     async with http:
         product = await client.get_product("A")
     assert product is not None
     assert time.sleeps == [7.0]
+    assert route.call_count == 2
     assert (client.requests, client.throttled, client.retries) == (2, 1, 0)
 
 
 @pytest.mark.anyio
-async def test_429_without_retry_after_backs_off_exponentially(time: FakeTime) -> None:
-    throttled = ok({"message": "Too Many Attempts."}, 429)
-    script = Script(throttled, throttled, throttled, ok({"product": {"number": "A"}}))
-    client, http = make_client(script, time)
+async def test_429_without_retry_after_backs_off_exponentially(api: respx.MockRouter, time: FakeTime) -> None:
+    api.get("/products/A").mock(
+        side_effect=[too_many(), too_many(), too_many(), httpx.Response(200, json=PRODUCT_A)]
+    )
+    client, http = respx_client(time)
     async with http:
         await client.get_product("A")
     assert time.sleeps == [0.5, 1.0, 2.0]
@@ -297,10 +343,11 @@ async def test_429_without_retry_after_backs_off_exponentially(time: FakeTime) -
 
 
 @pytest.mark.anyio
-async def test_throttle_pause_holds_every_caller(time: FakeTime) -> None:
+async def test_throttle_pause_holds_every_caller(api: respx.MockRouter, time: FakeTime) -> None:
     """A 429 seen by one task delays the next request of another task too."""
-    script = Script(ok({}, 429, {"Retry-After": "600"}), default=ok({"product": {"number": "A"}}))
-    client, http = make_client(script, time)
+    api.get("/products/A").mock(return_value=too_many("600"))
+    api.get("/products/B").mock(return_value=httpx.Response(200, json={"product": {"number": "B"}}))
+    client, http = respx_client(time)
     async with http:
         with pytest.raises(ThrottledError) as info:
             await client.get_product("A")
@@ -310,82 +357,111 @@ async def test_throttle_pause_holds_every_caller(time: FakeTime) -> None:
     assert time.sleeps == [600.0]
 
 
-# --- failures ----------------------------------------------------------------------------------
+def html_503() -> httpx.Response:
+    return httpx.Response(503, text="<html>503</html>", headers={"content-type": "text/html"})
 
 
-def _timeout(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadTimeout("slow", request=request)
+def truncated() -> httpx.Response:
+    return httpx.Response(
+        200, content=b'{"product": {"number": "A", "na', headers={"content-type": "application/json"}
+    )
 
 
-def _refused(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("refused", request=request)
+def read_timeout() -> Exception:
+    return httpx.ReadTimeout("slow")
 
 
-TRUNCATED = httpx.Response(
-    200, content=b'{"product": {"number": "A", "na', headers={"content-type": "application/json"}
-)
-HTML_503 = httpx.Response(503, text="<html>503</html>", headers={"content-type": "text/html"})
+def refused() -> Exception:
+    return httpx.ConnectError("refused")
+
+
+FAILURES: dict[str, Callable[[], httpx.Response | Exception]] = {
+    "503": html_503,
+    "timeout": read_timeout,
+    "refused": refused,
+    "truncated": truncated,
+}
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    "failure", [HTML_503, _timeout, _refused, TRUNCATED], ids=["503", "timeout", "refused", "truncated"]
-)
-async def test_passing_failures_are_retried_with_backoff(time: FakeTime, failure: Answer) -> None:
-    script = Script(failure, failure, ok({"product": {"number": "A"}}))
-    client, http = make_client(script, time)
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+async def test_passing_failures_are_retried_with_backoff(
+    api: respx.MockRouter, time: FakeTime, failure: Callable[[], httpx.Response | Exception]
+) -> None:
+    route = api.get("/products/A").mock(
+        side_effect=[failure(), failure(), httpx.Response(200, json=PRODUCT_A)]
+    )
+    client, http = respx_client(time)
     async with http:
         product = await client.get_product("A")
     assert product is not None
     assert product.number == "A"
     assert time.sleeps == [0.5, 1.0]
+    assert route.call_count == 3
     assert (client.requests, client.retries) == (3, 2)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("failure", "error"),
-    [(HTML_503, TransportError), (_timeout, TransportError), (TRUNCATED, MalformedResponse)],
+    [(html_503, TransportError), (read_timeout, TransportError), (truncated, MalformedResponse)],
     ids=["503", "timeout", "truncated"],
 )
-async def test_failures_are_bounded(time: FakeTime, failure: Answer, error: type[RetriableError]) -> None:
-    script = Script(default=failure)
-    client, http = make_client(script, time)
+async def test_failures_are_bounded(
+    api: respx.MockRouter,
+    time: FakeTime,
+    failure: Callable[[], httpx.Response | Exception],
+    error: type[RetriableError],
+) -> None:
+    route = api.get("/products/A").mock(side_effect=lambda request: _raise_or_return(failure()))
+    client, http = respx_client(time)
     async with http:
         with pytest.raises(error) as info:
             await client.get_product("A")
     assert isinstance(info.value, RetriableError)
-    assert len(script.requests) == MAX_ATTEMPTS
+    assert route.call_count == MAX_ATTEMPTS
     assert client.retries == MAX_ATTEMPTS - 1
 
 
+def _raise_or_return(outcome: httpx.Response | Exception) -> httpx.Response:
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
 @pytest.mark.anyio
-async def test_draft_is_not_resent_after_an_ambiguous_failure(time: FakeTime) -> None:
-    script = Script(HTML_503, default=ok({"order": {"number": 1}}, 201))
-    client, http = make_client(script, time)
+async def test_draft_is_not_resent_after_an_ambiguous_failure(api: respx.MockRouter, time: FakeTime) -> None:
+    route = api.post("/orders/drafts").mock(side_effect=[html_503()])
+    client, http = respx_client(time)
     body = order_body(customer="1001", lines=[{"item_id": "A", "quantity": 1}])
     async with http:
         with pytest.raises(TransportError):
             await client.create_draft_order(body)
-        assert len(script.requests) == 1
+        assert route.call_count == 1
         # a request that never arrived is safe to send again
-        script.answers = [_refused]
+        route.side_effect = [refused(), httpx.Response(201, json={"order": {"number": 1}})]
         order = await client.create_draft_order(body)
     assert order.number == "1"
-    assert len(script.requests) == 3
+    assert route.call_count == 3
+    assert json.loads(route.calls.last.request.content)["customer_id"] == "1001"
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status", [401, 403])
-async def test_auth_errors_name_the_variable_not_the_token(time: FakeTime, status: int) -> None:
-    script = Script(ok({"message": f"Unauthenticated {TOKEN}"}, status))
-    client, http = make_client(script, time)
+async def test_auth_errors_name_the_variable_not_the_token(
+    api: respx.MockRouter, time: FakeTime, status: int
+) -> None:
+    route = api.get("/locations").mock(
+        return_value=httpx.Response(status, json={"message": f"Unauthenticated {TOKEN}"})
+    )
+    client, http = respx_client(time)
     async with http:
         with pytest.raises(AuthError) as info:
             await client.locations()
     assert "RACKBEAT_API_TOKEN" in str(info.value)
     assert TOKEN not in str(info.value)
-    assert len(script.requests) == 1
+    assert route.call_count == 1  # a refused key is not retried
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
 
 
 @pytest.mark.anyio
@@ -421,8 +497,8 @@ async def test_404_means_none_not_found_or_a_wrong_base_url(time: FakeTime) -> N
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("number", ODD_NUMBERS)
-async def test_path_numbers_are_encoded_exactly_once(time: FakeTime, number: str) -> None:
+@pytest.mark.parametrize(("number", "encoded"), ODD_NUMBERS.items())
+async def test_path_numbers_are_encoded_exactly_once(time: FakeTime, number: str, encoded: bytes) -> None:
     script = Script(
         ok({"product": {"number": number}}),
         page("product_locations", [], 1, 1),
@@ -435,15 +511,12 @@ async def test_path_numbers_are_encoded_exactly_once(time: FakeTime, number: str
         await client.product_locations(number)
         await client.available_per_location(number)
         await client.book_order(number, send_mail=True)
-    encoded = urllib.parse.quote(number, safe="").encode()
     assert script.raw_paths == [
         b"/api/products/" + encoded,
         b"/api/products/" + encoded + b"/locations",
         b"/api/items/" + encoded + b"/locations/available",
         b"/api/orders/" + encoded + b"/book",
     ]
-    # decoding once gives the number back: it was not encoded twice
-    assert urllib.parse.unquote(script.raw_paths[0].decode().rsplit("/", 1)[1]) == number
     assert product is not None
     assert product.number == number
     assert json.loads(script.requests[3].content) == {"mail": {"send": True}}
@@ -641,5 +714,42 @@ def test_customer_and_product_bodies() -> None:
     ],
 )
 def test_order_state_from_flags(flags: dict[str, Any], state: str) -> None:
-    assert order_state(flags) == state
     assert order_state(Order.from_json({"number": 1, **flags})) == state
+
+
+@pytest.mark.parametrize(
+    ("flags", "booked", "shipment"),
+    [
+        ({}, False, False),
+        ({"is_booked": True}, True, False),
+        ({"is_booked": True, "is_ready_for_shipping": True}, True, True),
+        ({"is_booked": True, "is_shipped": True}, True, True),
+        ({"is_booked": True, "is_cancelled": True}, False, False),
+    ],
+)
+def test_a_refused_step_counts_as_done_only_when_the_order_shows_it(
+    flags: dict[str, Any], booked: bool, shipment: bool
+) -> None:
+    order = Order.from_json({"number": 1, **flags})
+    assert step_already_done("book", order) is booked
+    assert step_already_done("create-shipment", order) is shipment
+
+
+def test_number_taken_reads_the_number_field_of_a_422() -> None:
+    assert number_taken({"number": ["The number has already been taken."]}) == [
+        "The number has already been taken."
+    ]
+    assert number_taken({"lines.0.item_id": ["Product needed"]}) is None
+    assert number_taken({}) is None
+
+
+def test_available_per_location_from_the_listing_or_none_when_it_lacks_the_figure() -> None:
+    listed = {
+        "1": LocationStock("1", Decimal(5), Decimal(2), Decimal(3)),
+        "2": LocationStock("2", Decimal(4), Decimal(0), Decimal(4)),
+    }
+    assert available_at_locations(listed, ["1", "2", "9"]) == [Decimal(3), Decimal(4), Decimal(0)]
+    bare = {"1": LocationStock.from_json({"number": "1", "stock_quantity": 5})}
+    assert bare["1"].available_quantity is None
+    assert available_at_locations(bare, ["1"]) is None
+    assert available_at_locations(bare, ["2"]) == [Decimal(0)]

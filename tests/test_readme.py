@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -58,17 +60,88 @@ def test_troubleshooting_explains_every_reason_code_in_the_words_of_parked() -> 
     assert documented == {code: (a.meaning, a.fix) for code, a in REASONS.items()}
 
 
+ASSUMED = "[assumed]"
+
+
+def assumption_rows() -> list[tuple[str, str]]:
+    """(assumption, the one name in "Where it lives") per row of the README table."""
+    rows = []
+    for row in table_rows(section("Rackbeat API assumptions")):
+        names = re.findall(r"`([A-Za-z_][\w.]*)(?:\(\))?`", row[1])
+        assert len(names) == 1, f"README row {row[0][:60]!r} must name exactly one place, names {names}"
+        rows.append((row[0], names[0]))
+    return rows
+
+
+def resolve(dotted: str) -> object:
+    """``daemon.config.VatZone`` from its module; anything else from ``daemon/rackbeat.py``."""
+    if dotted.startswith("daemon."):
+        module, _, attribute = dotted.rpartition(".")
+        owner: object = importlib.import_module(module)
+        parts = [attribute]
+    else:
+        owner = rackbeat
+        parts = dotted.split(".")
+    for part in parts:
+        assert hasattr(owner, part), f"README names {dotted} but {owner!r} has no {part}"
+        owner = getattr(owner, part)
+    return owner
+
+
+def docstring_assumptions() -> set[str]:
+    """The names the ``Assumptions`` part of ``daemon/rackbeat.py``'s docstring lists."""
+    doc = rackbeat.__doc__ or ""
+    match = re.search(r"^Assumptions\n-+\n(.*?)(?=^\w[^\n]*\n-+\n)", doc, re.MULTILINE | re.DOTALL)
+    assert match, "daemon/rackbeat.py's docstring has no Assumptions part"
+    return set(re.findall(r":(?:func|meth|data|class):`~?([\w.]+)`", match.group(1)))
+
+
+def code_marked_assumed() -> set[str]:
+    """Functions and methods of ``daemon/rackbeat.py`` whose docstring says [assumed]."""
+    marked = set()
+    for name, value in vars(rackbeat).items():
+        if inspect.isfunction(value) and value.__module__ == rackbeat.__name__:
+            if ASSUMED in (inspect.getdoc(value) or ""):
+                marked.add(name)
+        elif inspect.isclass(value) and value.__module__ == rackbeat.__name__:
+            for attribute, member in vars(value).items():
+                function = getattr(member, "__func__", member)
+                if inspect.isfunction(function) and ASSUMED in (inspect.getdoc(function) or ""):
+                    marked.add(f"{name}.{attribute}")
+    return marked
+
+
 def test_every_rackbeat_assumption_points_at_code_that_exists() -> None:
-    names = re.findall(r"`([A-Za-z_][\w.]*)\(\)`", section("Rackbeat API assumptions"))
-    assert len(names) >= 8
-    for dotted in names:
-        owner: object = rackbeat
-        for part in dotted.split("."):
-            assert hasattr(owner, part), f"README names {dotted}() but daemon/rackbeat.py has no {part}"
-            owner = getattr(owner, part)
-    for constant in re.findall(r"`([A-Z][A-Z_]+)`", section("Rackbeat API assumptions")):
-        if constant not in {name.upper() for name in Settings.model_fields}:
-            assert hasattr(rackbeat, constant), constant
+    rows = assumption_rows()
+    # the reference's [assumed] facts: transport, lists, customers, orders, reference data, stock
+    assert len(rows) >= 15
+    places = [place for _, place in rows]
+    assert len(places) == len(set(places)), "two README rows name the same place"
+    for assumption, place in rows:
+        target = resolve(place)
+        if callable(target) and not inspect.isclass(target):
+            assert ASSUMED in (inspect.getdoc(target) or ""), (
+                f"{place}() is where the README says {assumption[:50]!r}… lives, "
+                f"but its docstring does not mark it {ASSUMED}"
+            )
+    text = section("Rackbeat API assumptions")
+    for dotted in re.findall(r"`([A-Za-z_][\w.]*)\(\)`", text):  # "how to correct" names code too
+        resolve(dotted)
+    for constant in re.findall(r"`([A-Z][A-Z_]+)`", text):
+        if constant not in {name.upper() for name in Settings.model_fields} and constant not in REASONS:
+            assert hasattr(rackbeat, constant), f"README names {constant}, daemon/rackbeat.py has none"
+
+
+def test_readme_and_rackbeat_docstring_list_the_same_assumptions() -> None:
+    in_readme = {place for _, place in assumption_rows()}
+    listed = docstring_assumptions()
+    assert in_readme - listed == set(), "in the README but not in daemon/rackbeat.py's docstring"
+    assert listed - in_readme == set(), "in daemon/rackbeat.py's docstring but not in the README"
+
+
+def test_every_function_marked_assumed_has_a_readme_row() -> None:
+    in_readme = {place for _, place in assumption_rows()}
+    assert code_marked_assumed() - in_readme == set(), "marked [assumed] in code, missing in the README"
 
 
 def test_the_two_commands_exist_and_ci_runs_the_test_command() -> None:

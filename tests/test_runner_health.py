@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import AsyncIterator, MutableMapping
+import logging
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+import structlog
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from daemon.errors import AuthError, TransportError
-from daemon.health import HealthApp
+from daemon.health import HealthApp, flow_status
 from daemon.httpserver import HTTPServer
+from daemon.logs import configure_logging
 from daemon.metrics import Metrics
-from daemon.runner import Runner, Shutdown, backoff_delay
+from daemon.rackbeat import RackbeatClient
+from daemon.runner import FlowState, Runner, Shutdown, backoff_delay
+from daemon.shopify import ShopifyClient
 from daemon.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -74,9 +82,11 @@ async def test_failure_logged_once_and_recovery_once(store: Store) -> None:
     assert events.count("flow failed") == 1
     assert events.count("flow recovered") == 1
     assert runner.states["orders"].status == "ok"
-    # backs off while failing (growing), polls at the normal interval once healthy
-    assert waits[0] < waits[2] or waits[2] >= 10
-    assert waits[-1] == 10
+    # backs off while failing, doubling from the poll interval (jitter: half to all of it) …
+    assert 5 <= waits[0] <= 10 <= waits[1] <= 20 <= waits[2] <= 40
+    assert waits[2] >= 2 * waits[0]
+    # … and polls at the normal interval once healthy
+    assert waits[3:] == [10]
     rows = await store.flows(["orders"])
     assert rows[0].last_success is not None
 
@@ -164,14 +174,230 @@ async def test_health_server_survives_slow_and_malformed_clients() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_health_server_drops_a_client_that_drips_its_request_head() -> None:
+    async def ok(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="ok\n")
+
+    server = HTTPServer(ok, read_timeout=0.5)
+    head = b"GET /livez HTTP/1.1\r\nhost: x\r\n" + b"x-drip: " + b"a" * 200 + b"\r\n\r\n"
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, "127.0.0.1", 0)
+        drip = await anyio.connect_tcp("127.0.0.1", port)
+        started = anyio.current_time()
+        reply = b""
+        # one byte every 50 ms: each read is quick, the whole head would take 12 s
+        with anyio.fail_after(5):
+            for byte in head:
+                try:
+                    await drip.send(bytes([byte]))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    break
+                with anyio.move_on_after(0.05):
+                    try:
+                        reply += await drip.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        break
+        elapsed = anyio.current_time() - started
+        await drip.aclose()
+        tg.cancel_scope.cancel()
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert elapsed < 2.0, f"a dripping client held the connection for {elapsed:.1f}s"
+
+
+async def test_health_server_caps_concurrent_connections() -> None:
+    async def ok(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="ok\n")
+
+    server = HTTPServer(ok, read_timeout=30, max_connections=2, busy_timeout=0.2)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{port}/livez"
+        with anyio.fail_after(5):
+            idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
+            async with httpx.AsyncClient() as client:
+                # both slots are held by clients that say nothing: the next one is told so
+                busy = await client.get(url)
+                assert busy.status_code == 503
+                for stream in idle:
+                    await stream.aclose()
+                while True:  # the server notices the closed ones shortly
+                    answer = await client.get(url)
+                    if answer.status_code != 503:
+                        break
+                    await anyio.sleep(0.01)
+                assert answer.text == "ok\n"
+        tg.cancel_scope.cancel()
+
+
+RACKBEAT_TOKEN = "rb-health-test-token-9d3f1a"
+SHOPIFY_TOKEN = "shpat_health_test_token_4e8c2b"
+
+
+def echoing_apis() -> httpx.MockTransport:
+    """Both APIs failing, and careless enough to echo our credentials in what they say."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        said = " ".join(f"{k}={v}" for k, v in request.headers.items())
+        if "graphql" in request.url.path:
+            return httpx.Response(200, json={"errors": [{"message": f"no such field; you sent {said}"}]})
+        return httpx.Response(500, text=f"internal error handling {said}")
+
+    return httpx.MockTransport(handler)
+
+
+class ClientFlow:
+    """A flow that calls both real API clients once per cycle."""
+
+    def __init__(self, name: str, shopify: ShopifyClient, rackbeat: RackbeatClient) -> None:
+        self.name = name
+        self.shopify = shopify
+        self.rackbeat = rackbeat
+
+    async def run_once(self) -> int:
+        try:
+            await self.rackbeat.payment_terms()
+        finally:
+            await self.shopify.execute("query Shop { shop { id } }")
+        return 0
+
+
 async def test_health_output_is_json_with_no_secrets(store: Store) -> None:
     shutdown = Shutdown()
-    flow = ScriptedFlow("orders", [1], shutdown)
-    runner = Runner([flow], store=store, metrics=Metrics(), poll_seconds=1, shutdown=shutdown)
-    with anyio.fail_after(5):
+    async with httpx.AsyncClient(transport=echoing_apis()) as http:
+        shopify = ShopifyClient(
+            http,
+            graphql_url="http://shop/admin/api/2026-10/graphql.json",
+            access_token=SecretStr(SHOPIFY_TOKEN),
+        )
+        rackbeat = RackbeatClient(
+            http,
+            base_url="http://rackbeat/api",
+            token=SecretStr(RACKBEAT_TOKEN),
+            contact_email="ops@example.com",
+            max_attempts=1,
+        )
+        flows = [ClientFlow("orders", shopify, rackbeat), ClientFlow("stock", shopify, rackbeat)]
+        metrics = Metrics()
+        runner = Runner(flows, store=store, metrics=metrics, poll_seconds=1, shutdown=shutdown)
+        app = HealthApp(runner, store, metrics, "test")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            with anyio.fail_after(5):
+                while not all(state.failures for state in runner.states.values()):
+                    await runner.wait_for_cycle()
+            health = await app.handle(httpx.Request("GET", "http://h/healthz"))
+            metrics_text = (await app.handle(httpx.Request("GET", "http://h/metrics"))).content
+            shutdown.request()
+    doc = json.loads(health.content)
+    assert doc["status"] == "fail"  # Shopify refusing the document is fatal
+    assert {c[0]["componentId"] for c in doc["checks"].values()} == {"orders", "stock"}
+    assert all(c[0]["output"] for c in doc["checks"].values())  # the errors are reported …
+    for token in (RACKBEAT_TOKEN, SHOPIFY_TOKEN):
+        assert token.encode() not in health.content  # … without the credentials in them
+        assert token.encode() not in metrics_text
+    assert b"rackbeat_shopify_errors_total" in metrics_text
+
+
+async def test_flow_warns_while_its_client_backs_off_and_stops_at_once(store: Store) -> None:
+    shutdown = Shutdown()
+
+    async def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refused)) as http:
+        rackbeat = RackbeatClient(
+            http,
+            base_url="http://rackbeat/api",
+            token=SecretStr(RACKBEAT_TOKEN),
+            contact_email="ops@example.com",
+            backoff_sleep=shutdown.backoff,
+            random=lambda: 1.0,  # the full backoff: longer than this test may take
+        )
+
+        class Orders:
+            name = "orders"
+
+            async def run_once(self) -> int:
+                await rackbeat.payment_terms()
+                return 0
+
+        metrics = Metrics()
+        runner = Runner([Orders()], store=store, metrics=metrics, poll_seconds=60, shutdown=shutdown)
+        app = HealthApp(runner, store, metrics, "test")
+        stopped = anyio.Event()
+
+        async def run() -> None:
+            await runner.run()
+            stopped.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(5):
+                while True:  # the first attempt is refused at once; the cycle then waits
+                    doc = json.loads((await app.handle(httpx.Request("GET", "http://h/healthz"))).content)
+                    if doc["status"] != "pass":
+                        break
+                    await anyio.sleep(0.01)
+            assert doc["status"] == "warn"
+            [check] = doc["checks"]["orders:lag"]
+            assert check["output"].startswith("retrying")
+            shutdown.request()
+            with anyio.fail_after(1):  # not the backoff, not the stop grace period
+                await stopped.wait()
+    assert rackbeat.requests == 1
+
+
+@pytest.mark.parametrize(("running_for", "expected"), [(2.0, "pass"), (61.0, "warn")])
+def test_a_cycle_that_does_not_finish_warns(running_for: float, expected: str) -> None:
+    state = FlowState("orders", started=1000.0, status="ok", last_success=1000.0)
+    state.attempting_since = 1000.0
+    assert flow_status(state, poll_seconds=60, now=1000.0 + running_for) == expected
+    # a short poll interval does not make a few seconds' cycle a warning
+    assert flow_status(state, poll_seconds=0.5, now=1000.0 + min(running_for, 4.0)) == "pass"
+    assert flow_status(state, poll_seconds=0.5, now=1000.0 + 6.0) == "warn"
+
+
+async def test_client_log_lines_inside_a_cycle_name_the_flow(store: Store) -> None:
+    shutdown = Shutdown()
+
+    class Orders:
+        name = "orders"
+
+        async def run_once(self) -> int:
+            # the clients log through the standard library, without binding anything
+            logging.getLogger("daemon.rackbeat").warning("rackbeat request failed")
+            shutdown.request()
+            return 0
+
+    out = io.StringIO()
+    runner = Runner([Orders()], store=store, metrics=Metrics(), poll_seconds=1, shutdown=shutdown)
+    with configured_logging(out, "info"), anyio.fail_after(5):
         await runner.run()
-    app = HealthApp(runner, store, Metrics(), "test")
-    response = await app.handle(httpx.Request("GET", "http://h/healthz"))
-    doc = json.loads(response.content)
-    assert doc["status"] == "pass"
-    assert doc["checks"]["orders:lag"][0]["lastSuccess"] is not None
+    [line] = [json.loads(line) for line in out.getvalue().splitlines() if "rackbeat request failed" in line]
+    assert line["flow"] == "orders"
+
+
+async def test_debug_logging_does_not_show_sql_parameters(store: Store) -> None:
+    out = io.StringIO()
+    with configured_logging(out, "debug"):
+        await store.fetchval("SELECT ?", ("anna.customer@example.com",))
+        logging.getLogger("daemon.test").debug("debug is on")
+    assert "debug is on" in out.getvalue()
+    assert "anna.customer@example.com" not in out.getvalue()
+
+
+@contextmanager
+def configured_logging(out: io.StringIO, level: str) -> Iterator[None]:
+    """The daemon's logging, into ``out``; the test run's own set-up restored afterwards."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    loggers = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "aiosqlite")}
+    configure_logging(level, "json", stream=out)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:], root.level = handlers, root_level
+        for name, value in loggers.items():
+            logging.getLogger(name).setLevel(value)

@@ -1,4 +1,5 @@
-"""ShopifyClient against scripted HTTP answers (httpx.MockTransport).
+"""ShopifyClient against scripted HTTP answers: respx routes for the credential and
+throttle paths, a small scripted ``httpx.MockTransport`` for the rest.
 
 Time is fake: ``sleep`` records the wait and moves ``clock`` forward, so every test runs
 in milliseconds and can assert the exact waits the client chose. Jitter is pinned
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +20,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+import respx
 from pydantic import SecretStr
 
 from daemon import shopify_documents as docs
@@ -99,7 +102,10 @@ def fake_time() -> FakeTime:
 
 
 @asynccontextmanager
-async def connected(handler: Handler, fake_time: FakeTime, **overrides: Any) -> AsyncIterator[ShopifyClient]:
+async def connected(
+    handler: Handler | None, fake_time: FakeTime, **overrides: Any
+) -> AsyncIterator[ShopifyClient]:
+    """A client on a scripted transport, or (``handler`` None) a plain one that respx intercepts."""
     options: dict[str, Any] = {
         "graphql_url": GRAPHQL_URL,
         "access_token": SecretStr(STATIC_TOKEN),
@@ -108,7 +114,8 @@ async def connected(handler: Handler, fake_time: FakeTime, **overrides: Any) -> 
         "random": lambda: 1.0,
     }
     options.update(overrides)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+    transport = httpx.MockTransport(handler) if handler is not None else None
+    async with httpx.AsyncClient(transport=transport) as http:
         yield ShopifyClient(http, **options)
 
 
@@ -176,37 +183,58 @@ def assert_no_secret(text: str) -> None:
         assert secret not in text
 
 
-# --- credentials -----------------------------------------------------------------------------
+# --- credentials (respx) ---------------------------------------------------------------------
+#
+# Credential and throttle paths mock Shopify with respx: one route for GraphQL, one for the
+# token grant; each answers its side effects in order and records its calls.
+
+
+@dataclass
+class Shopify:
+    """The respx routes standing in for Shopify."""
+
+    graphql: respx.Route
+    grant: respx.Route
+
+
+@pytest.fixture
+def shopify() -> Iterator[Shopify]:
+    with respx.mock(assert_all_called=False) as router:
+        yield Shopify(graphql=router.post(GRAPHQL_URL), grant=router.post(TOKEN_URL))
+
+
+def sent_tokens(route: respx.Route) -> list[str]:
+    return [call.request.headers["X-Shopify-Access-Token"] for call in route.calls]
 
 
 @pytest.mark.anyio
-async def test_static_token_is_sent_and_data_returned(fake_time: FakeTime) -> None:
-    script = Script()
-    script.graphql = [ok(PRIMARY, requested=1)]
-    async with connected(script, fake_time) as client:
+async def test_static_token_is_sent_and_data_returned(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.graphql.side_effect = [ok(PRIMARY, requested=1)]
+    async with connected(None, fake_time) as client:
         assert await client.primary_location_id() == "gid://shopify/Location/1"
-    (request,) = script.requests
+    request = shopify.graphql.calls.last.request
+    assert shopify.graphql.call_count == 1
     assert request.headers["X-Shopify-Access-Token"] == STATIC_TOKEN
-    assert str(request.url) == GRAPHQL_URL
     assert body_of(request)["operationName"] == "PrimaryLocation"
+    assert not shopify.grant.called
     assert (client.requests, client.retries, client.throttled, client.cost_spent) == (1, 0, 0, 1)
     assert fake_time.sleeps == []
 
 
 @pytest.mark.anyio
-async def test_client_credentials_grant_and_renewal_before_expiry(fake_time: FakeTime) -> None:
-    script = Script()
-    script.tokens = [token(GRANTED[0], expires_in=1000), token(GRANTED[1], expires_in=1000)]
-    script.graphql = [ok(PRIMARY), ok(PRIMARY), ok(PRIMARY)]
-    async with connected(script, fake_time, **client_credentials()) as client:
+async def test_client_credentials_grant_and_renewal_before_expiry(
+    shopify: Shopify, fake_time: FakeTime
+) -> None:
+    shopify.grant.side_effect = [token(GRANTED[0], expires_in=1000), token(GRANTED[1], expires_in=1000)]
+    shopify.graphql.side_effect = [ok(PRIMARY), ok(PRIMARY), ok(PRIMARY)]
+    async with connected(None, fake_time, **client_credentials()) as client:
         await client.primary_location_id()
         fake_time.now += 650  # renewal is due at min(90 %, lifetime − 5 min) = 700 s
         await client.primary_location_id()
         fake_time.now += 100
         await client.primary_location_id()
 
-    grant = script.token_requests[0]
-    assert str(grant.url) == TOKEN_URL
+    grant = shopify.grant.calls[0].request
     assert grant.headers["content-type"] == "application/x-www-form-urlencoded"
     form = urllib.parse.parse_qs(grant.content.decode())
     assert form == {
@@ -214,55 +242,52 @@ async def test_client_credentials_grant_and_renewal_before_expiry(fake_time: Fak
         "client_id": ["client-id-1"],
         "client_secret": [CLIENT_SECRET],
     }
-    used = [r.headers["X-Shopify-Access-Token"] for r in script.graphql_requests]
-    assert used == [GRANTED[0], GRANTED[0], GRANTED[1]]
-    assert client.token_requests == 2
+    assert sent_tokens(shopify.graphql) == [GRANTED[0], GRANTED[0], GRANTED[1]]
+    assert shopify.grant.call_count == client.token_requests == 2
 
 
 @pytest.mark.anyio
-async def test_a_401_renews_the_token_once(fake_time: FakeTime) -> None:
-    script = Script()
-    script.tokens = [token(GRANTED[0]), token(GRANTED[1])]
-    script.graphql = [
+async def test_a_401_renews_the_token_once(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.grant.side_effect = [token(GRANTED[0]), token(GRANTED[1])]
+    shopify.graphql.side_effect = [
         httpx.Response(401, json={"errors": "[API] Invalid API key or access token"}),
         ok(PRIMARY),
     ]
-    async with connected(script, fake_time, **client_credentials()) as client:
+    async with connected(None, fake_time, **client_credentials()) as client:
         assert await client.primary_location_id() == "gid://shopify/Location/1"
-    used = [r.headers["X-Shopify-Access-Token"] for r in script.graphql_requests]
-    assert used == [GRANTED[0], GRANTED[1]]
+    assert sent_tokens(shopify.graphql) == [GRANTED[0], GRANTED[1]]
     assert fake_time.sleeps == []
 
 
 @pytest.mark.anyio
-async def test_a_second_401_in_a_row_is_an_auth_error(fake_time: FakeTime) -> None:
-    script = Script()
-    script.tokens = [token(GRANTED[0]), token(GRANTED[1])]
-    script.graphql = [httpx.Response(401), httpx.Response(401)]
-    async with connected(script, fake_time, **client_credentials()) as client:
+async def test_a_second_401_in_a_row_is_an_auth_error(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.grant.side_effect = [token(GRANTED[0]), token(GRANTED[1])]
+    shopify.graphql.side_effect = [httpx.Response(401), httpx.Response(401)]
+    async with connected(None, fake_time, **client_credentials()) as client:
         with pytest.raises(AuthError) as caught:
             await client.primary_location_id()
-    assert len(script.graphql_requests) == 2
+    assert shopify.graphql.call_count == 2
     assert_no_secret(str(caught.value))
 
 
 @pytest.mark.anyio
-async def test_a_refused_static_token_names_the_variable(fake_time: FakeTime) -> None:
-    script = Script()
-    script.graphql = [httpx.Response(401)]
-    async with connected(script, fake_time) as client:
+async def test_a_refused_static_token_names_the_variable(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.graphql.side_effect = [httpx.Response(401)]
+    async with connected(None, fake_time) as client:
         with pytest.raises(AuthError, match="SHOPIFY_ACCESS_TOKEN") as caught:
             await client.primary_location_id()
     assert_no_secret(str(caught.value))
+    assert shopify.graphql.call_count == 1
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status", [400, 401])
-async def test_a_refused_token_grant_names_the_client_settings(fake_time: FakeTime, status: int) -> None:
-    script = Script()
+async def test_a_refused_token_grant_names_the_client_settings(
+    shopify: Shopify, fake_time: FakeTime, status: int
+) -> None:
     refusal = {"error": "invalid_client", "error_description": f"bad secret {CLIENT_SECRET}"}
-    script.tokens = [httpx.Response(status, json=refusal)]
-    async with connected(script, fake_time, **client_credentials()) as client:
+    shopify.grant.side_effect = [httpx.Response(status, json=refusal)]
+    async with connected(None, fake_time, **client_credentials()) as client:
         with pytest.raises(AuthError) as caught:
             await client.primary_location_id()
     message = str(caught.value)
@@ -270,25 +295,24 @@ async def test_a_refused_token_grant_names_the_client_settings(fake_time: FakeTi
     assert "SHOPIFY_CLIENT_SECRET" in message
     assert "invalid_client" in message
     assert_no_secret(message)
-    assert script.graphql_requests == []
+    assert not shopify.graphql.called
 
 
 @pytest.mark.anyio
-async def test_a_token_grant_5xx_is_retried(fake_time: FakeTime) -> None:
-    script = Script()
-    script.tokens = [httpx.Response(502, text="<html>Bad gateway</html>"), token(GRANTED[0])]
-    script.graphql = [ok(PRIMARY)]
-    async with connected(script, fake_time, **client_credentials()) as client:
+async def test_a_token_grant_5xx_is_retried(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.grant.side_effect = [httpx.Response(502, text="<html>Bad gateway</html>"), token(GRANTED[0])]
+    shopify.graphql.side_effect = [ok(PRIMARY)]
+    async with connected(None, fake_time, **client_credentials()) as client:
         await client.primary_location_id()
     assert fake_time.sleeps == [0.5]
+    assert shopify.grant.call_count == 2
 
 
 @pytest.mark.anyio
-async def test_secrets_stay_out_of_reprs_and_errors(fake_time: FakeTime) -> None:
-    script = Script()
-    script.tokens = [token(GRANTED[0])]
-    script.graphql = [httpx.Response(500), httpx.Response(500)]
-    async with connected(script, fake_time, max_attempts=2, **client_credentials()) as client:
+async def test_secrets_stay_out_of_reprs_and_errors(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.grant.side_effect = [token(GRANTED[0])]
+    shopify.graphql.side_effect = [httpx.Response(500), httpx.Response(500)]
+    async with connected(None, fake_time, max_attempts=2, **client_credentials()) as client:
         with pytest.raises(TransportError) as caught:
             await client.primary_location_id()
         assert_no_secret(repr(client))
@@ -301,34 +325,34 @@ async def test_secrets_stay_out_of_reprs_and_errors(fake_time: FakeTime) -> None
 
 
 @pytest.mark.anyio
-async def test_throttled_with_http_200_waits_the_computed_time(fake_time: FakeTime) -> None:
-    script = Script()
-    script.graphql = [throttled(requested=500, available=100, rate=50), ok(PRIMARY)]
-    async with connected(script, fake_time) as client:
+async def test_throttled_with_http_200_waits_the_computed_time(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.graphql.side_effect = [throttled(requested=500, available=100, rate=50), ok(PRIMARY)]
+    async with connected(None, fake_time) as client:
         await client.primary_location_id()
     assert fake_time.sleeps == [pytest.approx((500 - 100) / 50)]
     assert (client.requests, client.throttled, client.retries) == (2, 1, 0)
+    assert shopify.graphql.call_count == 2
 
 
 @pytest.mark.anyio
-async def test_http_429_waits_retry_after(fake_time: FakeTime) -> None:
-    script = Script()
-    script.graphql = [
+async def test_http_429_waits_retry_after(shopify: Shopify, fake_time: FakeTime) -> None:
+    shopify.graphql.side_effect = [
         httpx.Response(429, headers={"Retry-After": "2.5"}, text="Too Many Requests"),
         ok(PRIMARY),
     ]
-    async with connected(script, fake_time) as client:
+    async with connected(None, fake_time) as client:
         await client.primary_location_id()
     assert fake_time.sleeps == [2.5]
     assert client.throttled == 1
 
 
 @pytest.mark.anyio
-async def test_http_429_without_retry_after_uses_the_reported_bucket(fake_time: FakeTime) -> None:
-    script = Script()
+async def test_http_429_without_retry_after_uses_the_reported_bucket(
+    shopify: Shopify, fake_time: FakeTime
+) -> None:
     body = {"errors": [{"message": "Throttled"}], "extensions": cost(requested=300, available=0, rate=200)}
-    script.graphql = [httpx.Response(429, json=body), ok(PRIMARY)]
-    async with connected(script, fake_time) as client:
+    shopify.graphql.side_effect = [httpx.Response(429, json=body), ok(PRIMARY)]
+    async with connected(None, fake_time) as client:
         await client.primary_location_id()
     assert fake_time.sleeps == [pytest.approx(1.5)]
 

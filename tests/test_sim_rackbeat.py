@@ -21,6 +21,7 @@ from daemon.httpserver import HTTPServer
 from daemon.rackbeat import RackbeatClient, customer_body, order_body, product_body
 from daemon.sim.faults import Faults
 from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
+from tests.harness import serving
 
 ODD_NUMBERS = ["a/b", "a b", "a+b", "æøå", "50%", "x?y#z"]
 
@@ -373,3 +374,82 @@ async def test_served_over_a_real_socket(sim: RackbeatSimulator) -> None:
             numbers = [p.number async for page in client.products(fields=["name"]) for p in page]
         tg.cancel_scope.cancel()
     assert numbers == ODD_NUMBERS
+
+
+@pytest.mark.anyio
+async def test_control_api_over_a_socket_seeds_receives_sets_faults_and_revokes_the_key(
+    sim: RackbeatSimulator, time: FakeTime
+) -> None:
+    async with serving(sim.handle, "rackbeat-sim") as base, httpx.AsyncClient(base_url=base) as http:
+        client = RackbeatClient(
+            http,
+            base_url=f"{base}/api",
+            token=SecretStr(DEFAULT_TOKEN),
+            contact_email="a@b.c",
+            sleep=time.sleep,
+            clock=time.clock,
+        )
+        seeded = await http.post(
+            "/api/_sim/products",
+            json={"number": "MUG/1", "name": "Mug", "stock": {"1": 4}, "sales_price": 79.2},
+        )
+        assert seeded.status_code == 201
+        product = await client.get_product("MUG/1")
+        assert product is not None
+        assert (product.name, product.stock_quantity, product.sales_price) == (
+            "Mug",
+            Decimal(4),
+            Decimal("79.2"),
+        )
+
+        # goods arrive at location 2: the daemon sees the new stock there and in the total
+        receipt = await http.post(
+            "/_sim/goods-receipts", json={"number": "MUG/1", "quantity": 6, "location": "2"}
+        )
+        assert receipt.status_code == 201
+        assert receipt.json()["stock_quantity"] == 6
+        by_location = {s.location: s.stock_quantity for s in await client.product_locations("MUG/1")}
+        assert by_location["1"] == 4
+        assert by_location["2"] == 6
+        assert [t.stock_quantity async for page in client.stock_totals() for t in page] == [10]
+
+        # faults on and off
+        assert (await http.put("/_sim/faults", json={"error_rate": 1.0})).status_code == 200
+        assert (await http.get("/_sim/faults")).json()["error_rate"] == 1.0
+        headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+        assert (await http.get("/api/products/MUG%2F1", headers=headers)).status_code == 503
+        assert (await http.put("/_sim/faults", json={})).status_code == 200
+        assert await client.get_product("MUG/1") is not None
+
+        # the key is revoked: the daemon gets a fatal auth error; a new key works
+        revoked = await http.post("/_sim/tokens/expire", json={"token": "rb_new_key"})
+        assert revoked.json() == {"token": "rb_new_key"}
+        with pytest.raises(AuthError):
+            await client.get_product("MUG/1")
+        assert (
+            await http.get("/api/products/MUG%2F1", headers={"Authorization": "Bearer rb_new_key"})
+        ).is_success
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/_sim/products", {"name": "no number"}),
+        ("/_sim/products", {"number": "B", "colour": "red"}),
+        ("/_sim/goods-receipts", {"number": "NOPE", "quantity": 1}),
+        ("/_sim/goods-receipts", {"number": "A", "quantity": 1, "location": "99"}),
+        ("/_sim/goods-receipts", {"number": "A", "quantity": "lots"}),
+    ],
+)
+async def test_control_api_refuses_what_it_cannot_do(sim: RackbeatSimulator, path: str, body: object) -> None:
+    sim.add_product("A", stock=1)
+    async with serving(sim.handle, "rackbeat-sim") as base, httpx.AsyncClient(base_url=base) as http:
+        answer = await http.post(path, json=body)
+        assert answer.status_code == 422
+        assert answer.json()["message"]
+        assert (await http.put("/_sim/faults", json={"throttle_rate": -1})).status_code == 422
+        assert (await http.get("/_sim/nothing-here")).status_code == 404
+    assert sim.stock_quantity("A") == 1
+    assert sorted(sim.products) == ["A"]
+    assert sim.faults.active is False

@@ -7,13 +7,15 @@ over a real socket with :class:`~daemon.httpserver.HTTPServer`. Time is a
 
 from __future__ import annotations
 
+import collections
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from graphql import build_schema, parse, validate
+from graphql import GraphQLSchema, build_schema, parse, validate
 
 from daemon.httpserver import HTTPServer
 from daemon.sim.faults import Faults, truncate_body
@@ -26,6 +28,7 @@ from daemon.sim.shopify import (
     load_schema,
     parse_search,
 )
+from tests.harness import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -75,8 +78,11 @@ def clock() -> SimClock:
 
 
 @pytest.fixture
-def sim(clock: SimClock) -> ShopifySimulator:
-    return ShopifySimulator(now=clock.now, monotonic=clock.monotonic, sleep=clock.sleep)
+def sim(clock: SimClock, shopify_schema: GraphQLSchema) -> ShopifySimulator:
+    """A simulator that also holds every document to Shopify's published schema."""
+    return ShopifySimulator(
+        now=clock.now, monotonic=clock.monotonic, sleep=clock.sleep, validate_schema=shopify_schema
+    )
 
 
 @pytest.fixture
@@ -445,6 +451,46 @@ def test_faults_draw_is_seeded() -> None:
         Faults(error_rate=1.5)
 
 
+def test_throttles_come_in_bursts_at_the_rates_asked() -> None:
+    faults = Faults(error_rate=0.1, throttle_rate=0.3, throttle_burst=4, cost_throttle_share=0.5, seed=5)
+    draws = [faults.draw() for _ in range(100_000)]
+    counts = collections.Counter(draws)
+    throttled = counts["throttle"] + counts["cost_throttle"]
+    assert 0.28 < throttled / len(draws) < 0.32
+    assert 0.09 < counts["error"] / len(draws) < 0.11
+    assert 0.4 < counts["cost_throttle"] / throttled < 0.6
+    runs = [len(list(run)) for kind, run in itertools.groupby(draws) if kind in ("throttle", "cost_throttle")]
+    assert sum(runs) / len(runs) > 3  # bursts, not isolated throttles
+    # without bursts (the default) throttles are independent: runs average 1 / (1 − 0.3)
+    independent = Faults(throttle_rate=0.3, seed=5)
+    lone = [independent.draw() for _ in range(100_000)]
+    runs = [len(list(run)) for kind, run in itertools.groupby(lone) if kind == "throttle"]
+    assert 1.35 < sum(runs) / len(runs) < 1.5
+    assert Faults.from_json(faults.to_json()) == faults
+    with pytest.raises(ValueError, match="throttle_burst"):
+        Faults(throttle_burst=0.5)
+
+
+async def test_cost_throttle_answers_throttled_with_the_bucket_it_emptied(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("A", [{"sku": "A"}])
+    sim.faults = Faults(throttle_rate=1.0, cost_throttle_share=1.0)
+    answer = await client.post(GRAPHQL, json={"query": PRODUCTS_PAGE, "variables": {"first": 50}})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["errors"][0]["extensions"]["code"] == "THROTTLED"
+    cost = body["extensions"]["cost"]
+    status = cost["throttleStatus"]
+    assert status["currentlyAvailable"] < cost["requestedQueryCost"]
+    # waiting what the status says is enough: the same query then runs
+    sim.faults = Faults()
+    clock.advance((cost["requestedQueryCost"] - status["currentlyAvailable"]) / status["restoreRate"])
+    again = (await client.post(GRAPHQL, json={"query": PRODUCTS_PAGE, "variables": {"first": 50}})).json()
+    assert "errors" not in again
+    assert again["data"]["products"]["nodes"][0]["title"] == "A"
+
+
 async def test_faults_answer_before_and_after_execution(
     sim: ShopifySimulator, client: httpx.AsyncClient
 ) -> None:
@@ -542,6 +588,79 @@ async def test_over_a_real_socket(sim: ShopifySimulator) -> None:
             assert state["stock"]["CH-1"]["Warehouse"] == {"available": 3, "on_hand": 4, "committed": 1}
             assert state["requests"] == {"VariantsBySku": 1}
         tg.cancel_scope.cancel()
+
+
+async def test_control_api_over_a_socket_seeds_sells_sets_faults_and_expires_tokens(
+    sim: ShopifySimulator,
+) -> None:
+    async with serving(sim.handle, "shopify-sim") as base, httpx.AsyncClient(base_url=base) as http:
+        seeded = await http.post(
+            "/_sim/products",
+            json={
+                "title": "Lamp",
+                "variants": [{"sku": "LA-1", "price": "80.00", "stock": 5}],
+                "vendor": "Acme",
+            },
+        )
+        assert seeded.status_code == 201
+        ids = seeded.json()
+        static = {"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN}
+        query = {"query": VARIANTS_BY_SKU, "variables": {"query": "sku:LA-1"}}
+        found = (await http.post(GRAPHQL, json=query, headers=static)).json()
+        node = found["data"]["productVariants"]["edges"][0]["node"]
+        assert (node["id"], node["sku"]) == (ids["variant_ids"][0], "LA-1")
+
+        # a customer buys two: the shop commits them, available drops
+        sale = await http.post("/_sim/sales", json={"sku": "LA-1", "quantity": 2})
+        assert sale.status_code == 201
+        assert sale.json()["name"].startswith("#")
+        state = (await http.get("/_sim/state")).json()
+        assert state["stock"]["LA-1"]["Warehouse"] == {"available": 3, "on_hand": 5, "committed": 2}
+
+        # faults are set and cleared over HTTP
+        assert (await http.put("/_sim/faults", json={"error_rate": 1.0, "seed": 3})).status_code == 200
+        assert (await http.get("/_sim/faults")).json()["error_rate"] == 1.0
+        assert (await http.post(GRAPHQL, json=query, headers=static)).status_code == 503
+        assert (await http.put("/_sim/faults", json={})).status_code == 200
+        assert (await http.post(GRAPHQL, json=query, headers=static)).status_code == 200
+
+        # a token from the client-credentials grant works until the control API expires it
+        grant = await http.post(
+            "/admin/oauth/access_token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+            },
+        )
+        issued = {"X-Shopify-Access-Token": grant.json()["access_token"]}
+        assert (await http.post(GRAPHQL, json=query, headers=issued)).status_code == 200
+        assert (await http.post("/_sim/tokens/expire")).status_code == 200
+        assert (await http.post(GRAPHQL, json=query, headers=issued)).status_code == 401
+        assert (await http.post(GRAPHQL, json=query, headers=static)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/_sim/faults", {"error_rate": 2.0}),
+        ("PUT", "/_sim/faults", {"errors": 0.5}),
+        ("PUT", "/_sim/faults", [1]),
+        ("POST", "/_sim/products", {"variants": []}),
+        ("POST", "/_sim/products", {"title": "X", "variants": [{"colour": "red"}]}),
+        ("POST", "/_sim/sales", {"sku": "NO-SUCH-SKU"}),
+    ],
+)
+async def test_control_api_refuses_what_it_cannot_do(
+    sim: ShopifySimulator, method: str, path: str, body: object
+) -> None:
+    async with serving(sim.handle, "shopify-sim") as base, httpx.AsyncClient(base_url=base) as http:
+        answer = await http.request(method, path, json=body)
+        assert answer.status_code == 422
+        assert answer.json()["error"]
+        assert (await http.get("/_sim/nothing-here")).status_code == 404
+    assert sim.faults.error_rate == 0.0
+    assert len(sim.products) == 0
 
 
 # --- Shopify's published schema ---------------------------------------------------------------

@@ -10,7 +10,17 @@ The ledger state machine, one row per Shopify order::
 
     seen ─► customer ─► draft ─► booked ─► shipment ─► done
       │                   (S1=draft: done after draft; S1=booked: done after booked)
-      └─► skipped      (a test order, or cancelled before import)
+      └─► skipped      (a test order, cancelled before import, or created before the start)
+
+Which orders: those created from the import start on — ``SYNC_ORDERS_SINCE`` or the
+moment of the first start, stored in the DB on the first start. An older order that
+changes later (fulfilled, refunded, tagged) shows up in the updated-since query but is
+skipped, with a note that ``status`` counts.
+
+Drafts (S1 = draft, or an order stopped before booking) do not reserve stock in
+Rackbeat, so their demand is held for the stock flow. A few of them are read back from
+Rackbeat every cycle (:data:`DRAFT_CHECKS_PER_CYCLE`, least recently checked first): once
+the merchant books, ships, cancels or deletes one, its demand is released.
 
 After a crash the flow resumes from the stored state. Before it creates a draft for an
 order without a stored Rackbeat number, it looks for a Rackbeat order whose
@@ -20,7 +30,13 @@ are answered with 422 by Rackbeat; the flow then reads the order's flags and goe
 
 A record-level problem (unknown SKU, no e-mail, totals that do not add up, a 422)
 parks that order with a reason; the others go on. Parked orders are retried with
-backoff, or at once with ``rackbeat-shopify retry``.
+backoff, or at once with ``rackbeat-shopify retry``. A retriable error (5xx, an
+unreadable answer) stops the cycle so that it is tried again, unless the same order
+failed :data:`MAX_FAILURES` times in a row: then it is parked (REPEATED_FAILURE) and the
+others go on.
+
+Several shops may feed one Rackbeat account, each with its own ``#1001``: an order is
+only adopted when :func:`is_our_order` says it is this shop's.
 """
 
 from __future__ import annotations
@@ -34,13 +50,29 @@ import anyio
 import structlog
 
 from daemon.config import OrderNumbering, OrderStatus, Settings
-from daemon.errors import MalformedResponse, RecordError, ValidationError
-from daemon.mapping import MappedOrder, check_totals, map_order
+from daemon.errors import (
+    MalformedResponse,
+    NotFoundError,
+    RecordError,
+    RetriableError,
+    ThrottledError,
+    ValidationError,
+)
+from daemon.mapping import MappedOrder, check_totals, map_order, shopify_heading
 from daemon.metrics import Metrics
-from daemon.rackbeat import RackbeatClient, customer_body, order_body, order_state
+from daemon.rackbeat import (
+    Order,
+    RackbeatClient,
+    customer_body,
+    number_taken,
+    order_body,
+    order_heading,
+    order_state,
+    step_already_done,
+)
 from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
-from daemon.store import Store
+from daemon.store import SKIPPED_BEFORE_START, Store
 
 log = structlog.get_logger("daemon.flows.orders")
 
@@ -51,6 +83,17 @@ OVERLAP = timedelta(minutes=5)
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
+#: the cursors-table key of the import start (orders created before it are skipped)
+SINCE = "orders.since"
+#: consecutive retriable failures of one order before it is parked (REPEATED_FAILURE)
+MAX_FAILURES = 5
+#: drafts read back from Rackbeat per cycle (each is one GET) …
+DRAFT_CHECKS_PER_CYCLE = 10
+#: … each at most this often (the stock flow's catch-ups run cycles in quick succession)
+DRAFT_CHECK_INTERVAL = timedelta(minutes=1)
+#: SKUs checked in Rackbeat one by one before a new customer is created for an order
+#: (beyond that the draft's own 422 names an unknown SKU)
+SKU_CHECKS_PER_ORDER = 20
 
 
 async def unreserved_demand(store: Store) -> dict[str, int]:
@@ -60,7 +103,8 @@ async def unreserved_demand(store: Store) -> dict[str, int]:
     order does not exist yet or is a draft (Rackbeat reserves from booking on). The stock
     flow subtracts this from the Rackbeat figure so the shop never oversells while an
     order is on its way. A draft the merchant books by hand in Rackbeat is still counted
-    until its next sighting: the error is towards underselling, never overselling.
+    until the flow reads it back (:data:`DRAFT_CHECKS_PER_CYCLE` drafts a cycle): the
+    error is towards underselling, never overselling.
     """
     rows = await store.fetchall(
         "SELECT demand FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
@@ -84,6 +128,7 @@ _LEDGER = (
     "demand",
     "note",
     "cancelled",
+    "failures",
 )
 
 
@@ -94,6 +139,22 @@ def parse_time(value: str) -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def is_our_order(candidate: Order, mapped: MappedOrder, *, shop: str, customer: str) -> bool:
+    """Whether a Rackbeat order found by ``your_reference`` is this shop's ``mapped`` order
+    (an earlier attempt made it) rather than another shop's order of the same name.
+
+    We write the shop's domain into the heading (:func:`daemon.mapping.shopify_heading`),
+    so a heading naming this shop decides. An order made before headings named the shop
+    carries the bare ``Shopify #1042``: then it must also belong to the customer resolved
+    for this order. Anything else (another shop's heading, an order typed in by hand) is
+    not ours.
+    """
+    heading = (order_heading(candidate) or "").strip()
+    if heading == shopify_heading(mapped.reference, shop):
+        return True
+    return heading == shopify_heading(mapped.reference, None) and candidate.customer == customer
 
 
 def target_state(status: OrderStatus) -> str:
@@ -140,6 +201,11 @@ class OrdersFlow:
         #: held for a cycle; the stock flow holds it while it decides, so that no order is
         #: imported or booked between its Rackbeat scan and its read of the demand
         self.lock = anyio.Lock()
+        #: the last cycle stopped on a retriable error (orders parked for REPEATED_FAILURE
+        #: during an outage are retried at once when a cycle gets through again)
+        self._failing = False
+        #: the import start of the running cycle (None outside a cycle: no age check)
+        self._since: datetime | None = None
 
     # --- the cycle ---------------------------------------------------------------------------
 
@@ -151,9 +217,24 @@ class OrdersFlow:
     async def cycle_locked(self) -> int:
         """One cycle by a caller that holds :attr:`lock` (the stock flow, catching the
         ledger up so that orders placed since the last cycle count as demand)."""
+        try:
+            applied = await self._cycle()
+        except RetriableError:
+            self._failing = True
+            raise
+        if self._failing:
+            self._failing = False
+            woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
+            if woken:
+                self.log.info("orders parked after repeated failures are retried now", orders=woken)
+        return applied
+
+    async def _cycle(self) -> int:
         cursor = await self._cursor()
+        self._since = await self._import_start(cursor)
         started = self.clock()
         applied = await self._retry_parked()
+        await self._refresh_drafts()
         # Everything updated before ``settled`` is in Shopify's (lagging) search index by now,
         # so the cursor can move that far once the orders up to it are applied.
         settled = started - OVERLAP
@@ -192,8 +273,56 @@ class OrdersFlow:
         start = self.settings.sync_orders_since or self.clock()
         async with self.store.transaction() as tx:
             await tx.set_cursor(FLOW, _iso(start))
+            await tx.set_cursor(SINCE, _iso(start))
         self.log.info("orders cursor initialised", since=_iso(start))
         return start
+
+    async def _import_start(self, cursor: datetime) -> datetime:
+        """The moment orders are imported from (created at or after it), stored on the
+        first start. A DB from before it was stored gets the earliest moment it knows
+        of: SYNC_ORDERS_SINCE, its first ledger row, or the cursor."""
+        stored = await self.store.get_cursor(SINCE)
+        if stored is not None:
+            return parse_time(stored)
+        first = await self.store.fetchval(
+            "SELECT MIN(created_at) FROM order_ledger WHERE shop = ?", (self.store.shop,)
+        )
+        candidates = [cursor, *([parse_time(str(first))] if first else [])]
+        start = self.settings.sync_orders_since or min(candidates)
+        async with self.store.transaction() as tx:
+            await tx.set_cursor(SINCE, _iso(start))
+        return start
+
+    async def _refresh_drafts(self) -> None:
+        """Read back a few drafts from Rackbeat, least recently checked first, and record
+        how far each is now: booked (Rackbeat reserves its stock), shipped, cancelled or
+        deleted releases its demand. A failure here holds up nothing: the drafts are
+        checked again next cycle."""
+        rows = await self.store.fetchall(
+            "SELECT order_id, order_name, rackbeat_number FROM order_ledger WHERE shop = ? "
+            "AND rackbeat_state = 'draft' AND rackbeat_number IS NOT NULL AND cancelled = 0 "
+            "AND (checked_at IS NULL OR checked_at <= ?) ORDER BY COALESCE(checked_at, ''), order_name LIMIT ?",
+            (self.store.shop, _iso(self.clock() - DRAFT_CHECK_INTERVAL), DRAFT_CHECKS_PER_CYCLE),
+        )
+        for order_id, name, number in rows:
+            try:
+                state = str(order_state(await self.rackbeat.get_order(str(number))))
+            except NotFoundError:
+                state = "deleted"
+            except RetriableError as exc:
+                self.log.info("drafts not read back this cycle", error=str(exc))
+                return
+            values: dict[str, Any] = {"rackbeat_state": state}
+            if state != "draft":
+                self.log.info("draft changed in Rackbeat", order=name, rackbeat_order=number, state=state)
+                if state == "deleted":
+                    values["note"] = f"Rackbeat draft {number} was deleted in Rackbeat"
+            async with self.store.transaction() as tx:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                await tx.execute(
+                    f"UPDATE order_ledger SET {sets}, checked_at = ? WHERE shop = ? AND order_id = ?",  # noqa: S608  # fixed column names
+                    (*values.values(), _iso(self.clock()), self.store.shop, order_id),
+                )
 
     async def _retry_parked(self) -> int:
         due = await self.store.due_parked(FLOW, self.clock())
@@ -224,6 +353,38 @@ class OrdersFlow:
         except RecordError as exc:
             await self._park(order, name, exc)
             return False
+        except ThrottledError:
+            raise  # the API's budget, not this order
+        except RetriableError as exc:
+            if await self._count_failure(order, name) < MAX_FAILURES:
+                raise  # retried with the whole cycle: most such errors pass
+            await self._park(
+                order,
+                name,
+                RecordError(
+                    f"order {name}: failed {MAX_FAILURES} times in a row ({exc.kind}: {exc})",
+                    reason="REPEATED_FAILURE",
+                ),
+            )
+            return False
+
+    async def _count_failure(self, order: Mapping[str, Any], name: str) -> int:
+        """Count one more retriable failure of this order in a row; return the count."""
+        order_id = str(order.get("id") or name)
+        now = _iso(self.clock())
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO order_ledger (shop, order_id, order_name, state, failures, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'seen', 1, ?, ?) ON CONFLICT (shop, order_id) "
+                "DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at",
+                (self.store.shop, order_id, name, now, now),
+            )
+        return int(
+            await self.store.fetchval(
+                "SELECT failures FROM order_ledger WHERE shop = ? AND order_id = ?",
+                (self.store.shop, order_id),
+            )
+        )
 
     async def _ledger(self, order_id: str) -> dict[str, Any] | None:
         row = await self.store.fetchone(
@@ -236,6 +397,8 @@ class OrdersFlow:
         """Upsert the ledger row of one order (a step's outcome) and unpark it."""
         now = _iso(self.clock())
         given = {k: v for k, v in values.items() if k in _LEDGER}
+        if "state" in given:
+            given.setdefault("failures", 0)  # a step's outcome ends a run of failures
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, created_at, updated_at) "
@@ -262,12 +425,19 @@ class OrdersFlow:
         if ledger is not None and await self._waiting(name, ledger, updated):
             return False
         if ledger is None or ledger["rackbeat_number"] is None:
-            skip = self.skip_reason(order)
+            skip = self.skip_reason(order, new=ledger is None)
             if skip is not None:
                 await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
+                if skip.startswith(SKIPPED_BEFORE_START):
+                    self.metrics.count(FLOW, "skipped_before_start")
+                    self.log.info("order skipped", order=name, reason=skip)
                 return False
+        elif await self._stopped_before_done(order, name, ledger, updated):
+            return False
         try:
-            mapped = map_order(order, shipping_product=self.settings.sync_shipping_product)
+            mapped = map_order(
+                order, shipping_product=self.settings.sync_shipping_product, shop=self.store.shop
+            )
         except MalformedResponse as exc:
             # this one order cannot be read (a field missing): park it, do not block the rest
             raise RecordError(f"order {name}: {exc}", reason="MALFORMED") from None
@@ -320,7 +490,44 @@ class OrdersFlow:
         )
         return row is not None and parse_time(str(row[0])) > self.clock()
 
-    def skip_reason(self, order: Mapping[str, Any]) -> str | None:
+    async def _stopped_before_done(
+        self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any], updated: str
+    ) -> bool:
+        """Record (instead of booking or shipping) an order whose draft exists but that was
+        cancelled in Shopify since, or whose draft was cancelled or deleted in Rackbeat:
+        True when the order is finished so."""
+        number = ledger["rackbeat_number"]
+        cancelled = bool(order.get("cancelledAt"))
+        if cancelled:
+            note = (
+                f"cancelled in Shopify before it was {'shipped' if ledger['state'] == 'booked' else 'booked'}"
+            )
+            note += f"; Rackbeat order {number} left as it is"
+        elif ledger["rackbeat_state"] in ("cancelled", "deleted"):
+            note = f"Rackbeat order {number} was {ledger['rackbeat_state']} in Rackbeat; not made again"
+        else:
+            return False
+        await self._save(
+            str(order["id"]),
+            name,
+            state="done",
+            note=note,
+            cancelled=int(cancelled),
+            shopify_updated_at=updated,
+        )
+        self.log.warning(
+            "order stopped before import finished", order=name, rackbeat_order=number, change=note
+        )
+        self.metrics.count(FLOW, "changed_after_import")
+        return True
+
+    def skip_reason(self, order: Mapping[str, Any], *, new: bool = True) -> str | None:
+        """Why an order is not imported at all (None: it is). ``new``: the ledger has no
+        row for it yet (only then is its age a reason: a parked order stays wanted)."""
+        created = order.get("createdAt")
+        since = self._since
+        if new and since is not None and isinstance(created, str) and parse_time(created) < since:
+            return f"{SKIPPED_BEFORE_START} {_iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
         if order.get("test") and not self.settings.sync_import_test_orders:
             return "test order (SYNC_IMPORT_TEST_ORDERS is off)"
         if order.get("cancelledAt"):
@@ -385,6 +592,7 @@ class OrdersFlow:
         if found is not None:
             number = str(found.number)
         else:
+            await self._check_skus(mapped)  # an order that cannot be made leaves no customer behind
             s = self.settings
             created = await self.rackbeat.create_customer(
                 customer_body(
@@ -408,11 +616,38 @@ class OrdersFlow:
             )
         return number
 
+    async def _check_skus(self, mapped: MappedOrder) -> None:
+        """Raise UNKNOWN_SKU (or NO_SHIPPING_PRODUCT) for a line whose product Rackbeat does
+        not have. SKUs the SKU index has seen in Rackbeat are taken as known; a few others
+        are looked up one by one."""
+        skus = sorted({line.item_id for line in mapped.lines})
+        known = {
+            str(r[0])
+            for r in await self.store.fetchall(
+                f"SELECT DISTINCT sku FROM sku_index WHERE shop = ? AND rackbeat_number IS NOT NULL "  # noqa: S608  # placeholders only
+                f"AND sku IN ({','.join('?' * len(skus))})",
+                (self.store.shop, *skus),
+            )
+        }
+        for sku in [s for s in skus if s not in known][:SKU_CHECKS_PER_ORDER]:
+            if await self.rackbeat.get_product(sku) is not None:
+                continue
+            if sku == self.settings.sync_shipping_product:
+                raise RecordError(
+                    f"order {mapped.reference}: shipping product {sku!r} (SYNC_SHIPPING_PRODUCT) "
+                    "does not exist in Rackbeat",
+                    reason="NO_SHIPPING_PRODUCT",
+                )
+            raise RecordError(
+                f"order {mapped.reference}: SKU {sku!r} is not a Rackbeat product", reason="UNKNOWN_SKU"
+            )
+
     async def _create_draft(self, mapped: MappedOrder, customer: str) -> tuple[str, str]:
         """Create the draft, or adopt the order an earlier attempt made; return its
         number and how far Rackbeat has it (draft, booked, ready_to_ship …)."""
-        existing = await self.rackbeat.find_order_by_reference(mapped.reference)
-        if existing is not None:
+        for existing in await self.rackbeat.orders_by_reference(mapped.reference):
+            if not is_our_order(existing, mapped, shop=self.store.shop, customer=customer):
+                continue  # another shop's order of the same name, or one typed in by hand
             self.log.info(
                 "adopted existing Rackbeat order", order=mapped.reference, rackbeat_order=existing.number
             )
@@ -440,8 +675,27 @@ class OrdersFlow:
         try:
             created = await self.rackbeat.create_draft_order(body)
         except ValidationError as exc:
+            if "customer_id" in exc.fields:
+                await self._forget_customer(mapped, customer)
             raise self._explain_rejection(exc, mapped) from None
         return str(created.number), "draft"
+
+    async def _forget_customer(self, mapped: MappedOrder, customer: str) -> None:
+        """Rackbeat refused the customer (deleted there since we cached it): drop the
+        cached e-mail → customer entry and send the order back to "seen", so that the next
+        attempt resolves the customer again."""
+        async with self.store.transaction() as tx:
+            if mapped.customer.email is not None:
+                await tx.execute(
+                    "DELETE FROM customers WHERE shop = ? AND email = ? AND customer_number = ?",
+                    (self.store.shop, mapped.customer.email, customer),
+                )
+            await tx.execute(
+                "UPDATE order_ledger SET state = 'seen', customer_number = NULL "
+                "WHERE shop = ? AND order_id = ? AND state = 'customer'",
+                (self.store.shop, mapped.order_id),
+            )
+        self.log.warning("Rackbeat refused a cached customer", order=mapped.reference, customer=customer)
 
     def _explain_rejection(self, exc: ValidationError, mapped: MappedOrder) -> RecordError:
         """Turn a 422 on an order into the most specific reason code."""
@@ -460,12 +714,19 @@ class OrdersFlow:
                     f"order {mapped.reference}: SKU {sku!r} is not a Rackbeat product ({' '.join(messages)})",
                     reason="UNKNOWN_SKU",
                 )
-            if field == "number":
-                return RecordError(
-                    f"order {mapped.reference}: Rackbeat already has an order number {mapped.number} "
-                    f"({' '.join(messages)})",
-                    reason="NUMBER_TAKEN",
-                )
+        taken = number_taken(exc.fields)
+        if taken is not None:
+            return RecordError(
+                f"order {mapped.reference}: Rackbeat already has an order number {mapped.number} "
+                f"({' '.join(taken)})",
+                reason="NUMBER_TAKEN",
+            )
+        if "customer_id" in exc.fields:
+            return RecordError(
+                f"order {mapped.reference}: Rackbeat refused its customer ({' '.join(exc.fields['customer_id'])}); "
+                "the customer is looked up again on the next attempt",
+                reason="REJECTED",
+            )
         return RecordError(f"order {mapped.reference}: Rackbeat refused it: {exc}", reason="REJECTED")
 
     async def _book(self, number: str) -> None:
@@ -473,7 +734,7 @@ class OrdersFlow:
             await self.rackbeat.book_order(number, send_mail=self.settings.sync_send_order_confirmation)
         except ValidationError:
             # booked already (our earlier attempt landed before a crash)? then go on
-            if order_state(await self.rackbeat.get_order(number)) in ("booked", "ready_to_ship", "shipped"):
+            if step_already_done("book", await self.rackbeat.get_order(number)):
                 return
             raise
 
@@ -481,7 +742,7 @@ class OrdersFlow:
         try:
             await self.rackbeat.create_shipment(number)
         except ValidationError:
-            if order_state(await self.rackbeat.get_order(number)) in ("ready_to_ship", "shipped"):
+            if step_already_done("create-shipment", await self.rackbeat.get_order(number)):
                 return
             raise
 
@@ -495,7 +756,7 @@ class OrdersFlow:
         except (RecordError, MalformedResponse):
             demand = None
         now = _iso(self.clock())
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(self.clock()) as tx:  # the backoff runs on our clock
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, demand, shopify_updated_at, "
                 "created_at, updated_at) VALUES (?, ?, ?, 'seen', ?, ?, ?, ?) ON CONFLICT (shop, order_id) "

@@ -10,14 +10,25 @@ S13 = rackbeat
     title, description, product type and status, ``productVariantsBulkUpdate`` for price and
     barcode — only the fields that differ from what Shopify holds; or create the product.
     Commit: the SKU index row and both fingerprints. The S15 shipping product is never
-    published, and a barred product is never created (only archived, when it exists).
+    published, and a barred product is never created (only archived, when it exists). A
+    missing barcode or price is unknown and leaves Shopify's alone; a product without a
+    price (or priced 0) is created, and kept, as a draft — the daemon activates it when a
+    price arrives if SYNC_NEW_PRODUCT_STATUS is active, and never a merchant's draft.
 S13 = shopify
     Read: Shopify products updated since the ``products.shopify`` cursor minus an overlap.
     Decide: :func:`~daemon.product_mapping.rackbeat_fields`, one Rackbeat product per
     variant. Write: ``PUT`` of the fields that differ, or ``POST`` a new product into S11's
-    group. A variant without SKU is parked (NO_SKU).
+    group; a changed weight goes inside the whole current ``physical`` object. A variant
+    without SKU is parked (NO_SKU).
 S13 = disabled
     No product writes; the SKU index is still refreshed every cycle for stock and orders.
+
+Switching S13
+    The last active value is kept in the cursors table (``products.priority``). When it
+    changes, the direction switched to starts at now, as on a first start, and changes
+    made before the switch — while the other side had priority — are skipped even inside
+    the cursor's overlap; the old direction's parked records and planned creations are
+    dropped. Nothing is bulk-written: aligning is ``reconcile``'s job.
 
 Only the tables' fields are ever sent: tags, images, SEO, metafields, options and other
 variants are not in any input the flow builds, and ``productSet`` (whose lists replace
@@ -26,8 +37,11 @@ what is there) is not used.
 Echoes
 ------
 The SKU index keeps a fingerprint per side (:mod:`daemon.product_mapping`): a hash of what
-the record maps to. A record whose fingerprint equals the stored one is skipped without a
-request. After a write the fingerprints of both sides *as they now are* are stored, so the
+the record maps to, with a hash per field. A record whose fingerprint equals the stored
+one is skipped without a request; one that changed writes only the fields that changed
+since the last sync (per-field hashes), so a cost edited in Shopify does not also copy a
+price that differs from Rackbeat's only by S14's VAT. ``reconcile`` writes every
+difference. After a write the fingerprints of both sides *as they now are* are stored, so the
 daemon's own write is never synced back, not even after S13 is switched and the other
 side's cursor re-reads it. Before writing, the flow reads the target and sends only the
 fields that differ, so re-applying (a crash before the commit, an overlap) writes nothing.
@@ -36,13 +50,18 @@ Duplicates
 ----------
 Rackbeat numbers are unique: a ``POST`` that finds the number taken (a crash lost the
 answer) reads the product and updates it instead. Shopify SKUs are not: before creating,
-the flow looks the SKU up in the index, then with a search. ``productCreate`` has no
+the flow looks the SKU up in the index, then with a search — and since a product the
+merchant just made may not be searchable yet, a first "not found" only commits a
+*planned* intent; the product is created by a later cycle, when the index and a second
+search at least :data:`NEW_PRODUCT_SETTLE` later still find no such SKU (else the
+merchant's product is updated instead). ``productCreate`` has no
 idempotency key, so an *intent* row (table ``product_intents``) is committed before it is
 sent and completed with the new ids right after; the product is created as a draft and
 only gets its SKU, price and final status once the ids are safe. After a crash or an
 ambiguous failure, a pending intent with ids is simply finished. For one without ids the
 flow searches for the SKU and for the half-made product (same title, a draft, created
-since the intent, one variant without SKU, price 0) and adopts what it finds; it creates
+since the intent, one variant without SKU, price 0) and adopts what it finds (one found by
+SKU may be the merchant's, so its status is left alone); it creates
 again only when nothing turned up *and* the intent is older than :data:`CREATE_SETTLE`,
 the bound on Shopify's search lag — before that, "not found" may just mean "not indexed
 yet".
@@ -51,8 +70,9 @@ Failures
 --------
 A record-level error (Rackbeat 422, Shopify ``userErrors``, a SKU on two variants, a
 variant without SKU) parks that product with its reason, keyed by SKU (by variant id for
-NO_SKU); the others go on. Parked products are retried with backoff, and at once when the
-record changes. Retriable and fatal errors propagate before the cursor moves.
+NO_SKU, by product id for an unreadable Shopify product, MALFORMED); the others go on.
+Parked products are retried with backoff, and at once when the record changes; they are
+unparked once they sync, or read fine again. Retriable and fatal errors propagate before the cursor moves.
 """
 
 from __future__ import annotations
@@ -72,6 +92,7 @@ from daemon.index import OVERLAP as SEARCH_LAG_BOUND
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
 from daemon.product_mapping import (
+    ACTIVE,
     ARCHIVED,
     DRAFT,
     ProductRules,
@@ -80,14 +101,20 @@ from daemon.product_mapping import (
     ShopifyVariant,
     applied,
     archived_by_daemon,
+    changed_fields,
     current_rackbeat_fields,
     current_shopify_fields,
+    held_by_daemon,
+    held_mark,
     html_to_text,
     new_rackbeat_product,
+    priced,
     rackbeat_changes,
     rackbeat_differences,
     rackbeat_fields,
     rackbeat_fingerprint,
+    rackbeat_update_body,
+    same_content,
     shop_price,
     shopify_changes,
     shopify_differences,
@@ -105,6 +132,7 @@ from daemon.store import ParkedRecord, Store, Transaction
 __all__ = [
     "CREATE_SETTLE",
     "FLOW",
+    "NEW_PRODUCT_SETTLE",
     "OVERLAP",
     "ProductDifference",
     "ProductsFlow",
@@ -119,12 +147,23 @@ log = structlog.get_logger("daemon.flows.products")
 FLOW = "products"
 RACKBEAT_CURSOR = "products.rackbeat"
 SHOPIFY_CURSOR = "products.shopify"
+#: a row of the cursors table holding the last active S13 value and the moment it became
+#: active ("shopify 2026-12-04T02:00:00Z"); not a time cursor
+PRIORITY_CURSOR = "products.priority"
 #: re-read this much before a cursor: Shopify's search index lags behind writes, and
 #: Rackbeat's filter has seconds precision
 OVERLAP = timedelta(minutes=5)
 #: a pending creation without ids is made again only once it is this old and a search
 #: finds nothing: a search sooner could miss the product Shopify already made
 CREATE_SETTLE = SEARCH_LAG_BOUND
+#: a new Rackbeat product is created in Shopify only when a second SKU search, at least
+#: this long after a first one found nothing, still finds nothing: a product the merchant
+#: just made in Shopify is not searchable at once (Shopify's search index lags by seconds;
+#: a minute is many times that, and costs a new product one extra cycle)
+NEW_PRODUCT_SETTLE = timedelta(minutes=1)
+#: ``product_intents.product_id`` of an intent whose ``productCreate`` was not sent yet
+#: (the creation waits for :data:`NEW_PRODUCT_SETTLE`): nothing in Shopify to adopt
+NOT_SENT = "not-sent"
 #: a Rackbeat product this much older than the ``updated_at_from`` asked for proves that
 #: the filter is ignored (the slack absorbs a server reading the time as local time)
 FILTER_SLACK = timedelta(days=1)
@@ -155,6 +194,11 @@ class _Intent:
     variant_id: str | None
     inventory_item_id: str | None
     created_at: datetime
+
+    @property
+    def sent(self) -> bool:
+        """False while the creation waits for a second search (nothing was sent)."""
+        return self.product_id != NOT_SENT
 
 
 def _parse_time(value: str) -> datetime:
@@ -214,6 +258,8 @@ class ProductsFlow:
         self._parked: dict[str, ParkedRecord] = {}
         self._handled: set[str] = set()
         self._groups: dict[str, str] | None = None
+        #: changes before this moment were made under another S13 value: not synced
+        self._switched_at: datetime | None = None
 
     @property
     def priority(self) -> ProductPriority:
@@ -226,12 +272,63 @@ class ProductsFlow:
         """One cycle in S13's direction; return how many products were created or updated."""
         async with self._lock:
             await self.index.current()
+            await self._note_priority()
             if self.priority is ProductPriority.DISABLED:
                 return 0
             await self._begin()
             if self.priority is ProductPriority.RACKBEAT:
                 return await self._rackbeat_cycle()
             return await self._shopify_cycle()
+
+    async def _note_priority(self) -> None:
+        """Remember S13; on a switch, start the new direction from now.
+
+        Changes made while the other side had priority are not this direction's to copy:
+        the switched-to direction's cursor starts at now (as on a first start), changes up
+        to the switch are skipped even inside the cursor's overlap, records parked by the
+        old direction are dropped, and so are creations that were still only planned.
+        Aligning the catalogues is ``reconcile``'s job, never a bulk write on a switch.
+        """
+        value = self.priority.value
+        stored = await self.store.get_cursor(PRIORITY_CURSOR)
+        if stored is not None:
+            previous, _, since = stored.partition(" ")
+            if previous == value:
+                self._switched_at = _parse_time(since) if since else None
+                return
+        now = self.clock()
+        parked = await self.store.parked(FLOW) if stored is not None else []
+        async with self.store.transaction(now) as tx:
+            if stored is None:
+                # first start, or a database from before S13 was remembered: nothing to reset
+                await tx.set_cursor(PRIORITY_CURSOR, value)
+                self._switched_at = None
+                return
+            await tx.set_cursor(PRIORITY_CURSOR, f"{value} {_iso(now)}")
+            cursor = {ProductPriority.RACKBEAT: RACKBEAT_CURSOR, ProductPriority.SHOPIFY: SHOPIFY_CURSOR}.get(
+                self.priority
+            )
+            if cursor is not None:
+                await tx.set_cursor(cursor, _iso(now))
+            for record in parked:  # the old direction's problems: not this one's to retry
+                await tx.unpark(FLOW, record.key)
+            await tx.execute(
+                "DELETE FROM product_intents WHERE shop = ? AND product_id = ?", (self.store.shop, NOT_SENT)
+            )
+        self._switched_at = now
+        self.log.info(
+            "S13 sync priority changed; syncing only changes made from now on "
+            "(run `reconcile` to align existing products)",
+            previous=stored.partition(" ")[0],
+            priority=value,
+            since=_iso(now),
+            parked_dropped=len(parked),
+        )
+
+    def _before_switch(self, updated: datetime | None) -> bool:
+        """True for a change made while the other side had priority (see _note_priority)."""
+        # a change in the very second of the switch is synced: better once too often than lost
+        return self._switched_at is not None and updated is not None and updated < self._switched_at
 
     async def _begin(self) -> None:
         self._parked = {p.key: p for p in await self.store.parked(FLOW)}
@@ -342,6 +439,8 @@ class ProductsFlow:
             async for page in pages:
                 entries = await self.index.by_sku([p.number for p in page])
                 for product in page:
+                    if self._before_switch(product.updated_at):
+                        continue  # changed while Shopify had priority: not ours to copy
                     if product.number not in self._handled and await self._push(
                         product, entries.get(product.number, [])
                     ):
@@ -439,11 +538,11 @@ class ProductsFlow:
         fingerprint = rackbeat_fingerprint(target)
         intent = await self._intent(sku)
         if intent is not None:
-            return await self._resume(intent, product, target, fingerprint)
+            return await self._resume(intent, product, target, fingerprint, force=force)
         if len(entries) > 1:
             raise RecordError(f"SKU {sku!r} is on {len(entries)} Shopify variants", reason="DUPLICATE_SKU")
         entry = entries[0] if entries else None
-        if entry is not None and entry.rackbeat_hash == fingerprint and not force:
+        if entry is not None and same_content(entry.rackbeat_hash, fingerprint) and not force:
             await self._unpark([sku])
             return False
         current = await self._read_variant(entry.variant_id) if entry is not None else None
@@ -457,9 +556,14 @@ class ProductsFlow:
         if current is None:
             if product.is_barred:
                 return False  # barred products are archived, never created
-            return await self._create(product, target, fingerprint, stale=stale)
+            if force:
+                # reconcile: its full, unfiltered read of the shop found no such SKU
+                return await self._create(product, target, fingerprint, stale=stale)
+            return await self._plan_create(sku, target, stale=stale)
         previous = entry.rackbeat_hash if entry is not None and not stale else None
-        return await self._update(current, target, fingerprint, previous=previous, stale=stale)
+        # only what changed in Rackbeat since the last sync; reconcile (force) aligns all
+        only = None if force else changed_fields(previous, fingerprint, kind="rackbeat")
+        return await self._update(current, target, fingerprint, previous=previous, stale=stale, only=only)
 
     async def _update(
         self,
@@ -469,16 +573,28 @@ class ProductsFlow:
         *,
         previous: str | None,
         stale: Sequence[str] = (),
+        only: frozenset[str] | None = None,
     ) -> bool:
+        archived_before = archived_by_daemon(previous)
+        held_before = held_by_daemon(previous)
         changes = shopify_changes(
-            current, target, self.rules, archived_by_daemon=archived_by_daemon(previous)
+            current,
+            target,
+            self.rules,
+            archived_by_daemon=archived_before,
+            held_by_daemon=held_before,
+            only=only,
         )
         await self._write_shopify(current, changes)
         after = applied(current, changes)
+        # still the daemon's draft, waiting for a price (or restored as one after un-barring)
+        held = held_mark(
+            target, after, by_daemon=(held_before or archived_before) and self.rules.new_status == ACTIVE
+        )
         await self._commit(
             target.sku,
             after,
-            rackbeat_hash=fingerprint,
+            rackbeat_hash=fingerprint + held,
             shopify_hash=shopify_fingerprint(rackbeat_fields(after), archived=after.archived),
             forget=stale,
         )
@@ -498,6 +614,27 @@ class ProductsFlow:
             )
         if changes.product:
             await self.shopify.product_update({"id": current.product_id, **changes.product})
+
+    async def _plan_create(self, sku: str, target: ShopifyFields, *, stale: Sequence[str] = ()) -> bool:
+        """Commit the intent to create the product, without sending anything yet.
+
+        One "not found" is not proof: a product the merchant just made in Shopify may not be
+        searchable yet. The product is created by a later cycle, once the SKU index and a
+        second search :data:`NEW_PRODUCT_SETTLE` later still know no such SKU (:meth:`_resume`).
+        """
+        async with self.store.transaction(self.clock()) as tx:
+            await self.index.forget(tx, stale)
+            await tx.execute(
+                "INSERT INTO product_intents (shop, sku, title, product_id, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (shop, sku) DO NOTHING",
+                (self.store.shop, sku, target.title, NOT_SENT, self.clock().isoformat()),
+            )
+        self.log.info(
+            "new product: created in Shopify once a second search confirms the SKU is not there",
+            sku=sku,
+            after_seconds=NEW_PRODUCT_SETTLE.total_seconds(),
+        )
+        return False
 
     async def _create(
         self, product: Product, target: ShopifyFields, fingerprint: str, *, stale: Sequence[str] = ()
@@ -538,17 +675,27 @@ class ProductsFlow:
         return await self._finish(intent, target, fingerprint, current=None)
 
     async def _finish(
-        self, intent: _Intent, target: ShopifyFields, fingerprint: str, *, current: ShopifyVariant | None
+        self,
+        intent: _Intent,
+        target: ShopifyFields,
+        fingerprint: str,
+        *,
+        current: ShopifyVariant | None,
+        made_here: bool = True,
     ) -> bool:
         """Give the intent's product its SKU, tracking, fields and status; commit it.
 
         ``current`` is what Shopify holds (None right after productCreate: the input).
+        ``made_here`` is False for a product found by its SKU, which may be the merchant's:
+        its status is then left as it is (a merchant's draft stays a draft).
         """
         sku = intent.sku
         assert intent.product_id is not None  # noqa: S101  # callers finish intents with ids only
         assert intent.variant_id is not None  # noqa: S101
         if current is None:
-            variant_input: dict[str, Any] = {"barcode": target.barcode}
+            variant_input: dict[str, Any] = {}
+            if target.barcode is not None:
+                variant_input["barcode"] = target.barcode
             if target.price is not None:
                 variant_input["price"] = str(target.price)
             changes = ShopifyChanges({}, variant_input)
@@ -558,8 +705,12 @@ class ProductsFlow:
             changes = shopify_changes(current, target, self.rules, archived_by_daemon=False)
             needs_item = current.sku != sku or current.tracked is not True
             status = str(changes.product.get("status", current.status))
-        if status == DRAFT and self.rules.new_status != DRAFT:
-            changes.product["status"] = self.rules.new_status
+        held = False
+        if made_here and status == DRAFT and self.rules.new_status != DRAFT:
+            if priced(target):
+                changes.product["status"] = self.rules.new_status
+            else:
+                held = True  # never sellable at 0.00: a draft until Rackbeat has a price
         if needs_item:
             changes.variant["inventoryItem"] = {"sku": sku, "tracked": True}
         shell = current or ShopifyVariant(
@@ -591,25 +742,50 @@ class ProductsFlow:
         await self._commit(
             sku,
             after,
-            rackbeat_hash=fingerprint,
+            rackbeat_hash=fingerprint + held_mark(target, after, by_daemon=held),
             shopify_hash=shopify_fingerprint(rackbeat_fields(after), archived=after.archived),
             intent_done=True,
         )
         self.metrics.count(FLOW, "created_shopify")
         self.log.info("product created in Shopify", sku=sku, product=intent.product_id, status=after.status)
+        if held and after.status == DRAFT:
+            self.log.warning(
+                "product kept as a draft in Shopify: it has no sales price in Rackbeat; "
+                "it is made active when a price arrives",
+                sku=sku,
+                product=intent.product_id,
+            )
         return True
 
     async def _resume(
-        self, intent: _Intent, product: Product, target: ShopifyFields, fingerprint: str
+        self, intent: _Intent, product: Product, target: ShopifyFields, fingerprint: str, *, force: bool
     ) -> bool:
-        """Carry on with a creation an earlier attempt began."""
+        """Carry on with a creation an earlier attempt began (or only planned)."""
+        if not intent.sent:
+            current = await self._variant_with_sku(intent.sku)
+            if current is not None:
+                # made in Shopify meanwhile (by the merchant): update it, never twin it
+                async with self.store.transaction(self.clock()) as tx:
+                    await self._drop_intent(tx, intent.sku)
+                self.log.info(
+                    "SKU found in Shopify before creating it; updating that product", sku=intent.sku
+                )
+                return await self._update(current, target, fingerprint, previous=None)
+            if product.is_barred:
+                async with self.store.transaction(self.clock()) as tx:
+                    await self._drop_intent(tx, intent.sku)  # barred meanwhile: never created
+                return False
+            if not force and self.clock() - intent.created_at < NEW_PRODUCT_SETTLE:
+                return False  # a product just made in Shopify may not be searchable yet
+            return await self._create(product, target, fingerprint)
         if intent.variant_id is not None:
             current = await self._read_variant(intent.variant_id)
             if current is not None:
                 return await self._finish(intent, target, fingerprint, current=current)
             self.log.warning("half-made Shopify product was deleted; creating again", sku=intent.sku)
             return await self._create(product, target, fingerprint)
-        found = await self._find_created(intent)
+        by_sku = await self._variant_with_sku(intent.sku)
+        found = by_sku or await self._find_half_made(intent)
         if found is None:
             if self.clock() - intent.created_at < CREATE_SETTLE:
                 return False  # Shopify's search may not show it yet: look again, do not create twice
@@ -626,19 +802,25 @@ class ProductsFlow:
         self.log.info(
             "adopted the product an interrupted creation made", sku=intent.sku, product=found.product_id
         )
-        return await self._finish(intent, target, fingerprint, current=found)
+        # one found by SKU may be the merchant's: its status is not the daemon's to set
+        return await self._finish(intent, target, fingerprint, current=found, made_here=by_sku is None)
 
-    async def _find_created(self, intent: _Intent) -> ShopifyVariant | None:
-        """The product an interrupted creation made: by SKU (it may have got that far),
-        else a draft with the intent's title, created since, with one variant without SKU."""
-        rows = (await self.index.by_sku([intent.sku])).get(intent.sku, [])
-        if len(rows) == 1:
+    async def _variant_with_sku(self, sku: str) -> ShopifyVariant | None:
+        """The Shopify variant with this SKU, by the SKU index (which may know one a search
+        does not show yet), else by a search; raises DUPLICATE_SKU when on several."""
+        rows = (await self.index.by_sku([sku])).get(sku, [])
+        if len(rows) > 1:
+            raise RecordError(f"SKU {sku!r} is on {len(rows)} Shopify variants", reason="DUPLICATE_SKU")
+        if rows:
             variant = await self._read_variant(rows[0].variant_id)
-            if variant is not None and variant.sku == intent.sku:
+            if variant is not None and variant.sku == sku:
                 return variant
-        found = await self.shopify.variant_by_sku(intent.sku)
-        if found is not None:
-            return await self._read_variant(str(found["id"]))
+        found = await self.shopify.variant_by_sku(sku)
+        return None if found is None else await self._read_variant(str(found["id"]))
+
+    async def _find_half_made(self, intent: _Intent) -> ShopifyVariant | None:
+        """The product an interrupted creation made before it got its SKU: a draft with the
+        intent's title, created since, with one variant without SKU and no price."""
         candidates: list[ShopifyVariant] = []
         pages = self.shopify.products_created_since(intent.created_at - SEARCH_LAG_BOUND)
         async with contextlib.aclosing(pages):
@@ -728,6 +910,7 @@ class ProductsFlow:
 
     async def _pull_page(self, products: Sequence[dict[str, Any]]) -> int:
         variants: list[ShopifyVariant] = []
+        readable: list[str] = []
         for product in products:
             try:
                 variants.extend(shopify_variants(product))
@@ -735,6 +918,9 @@ class ProductsFlow:
                 key = str(product.get("id") or "?")
                 self._handled.add(key)
                 await self._park(key, RecordError(f"Shopify product {key}: {exc}", reason="MALFORMED"))
+            else:
+                readable.append(str(product["id"]))
+        await self._unpark(readable)  # a product parked as MALFORMED that reads fine now
         # the index may not have refreshed this cycle (it is shared and rate-limited)
         entries = [
             IndexEntry(v.variant_id, v.sku, v.product_id, v.inventory_item_id) for v in variants if v.sku
@@ -745,6 +931,8 @@ class ProductsFlow:
         rows = await self.index.by_sku([v.sku for v in variants if v.sku])
         count = 0
         for variant in variants:
+            if self._before_switch(_parse_time(variant.updated_at) if variant.updated_at else None):
+                continue  # changed while Rackbeat had priority: not ours to copy
             mine = rows.get(variant.sku, []) if variant.sku else []
             if await self._pull(variant, mine):
                 count += 1
@@ -763,7 +951,11 @@ class ProductsFlow:
                     await self._unpark([parked.key])  # no longer in Shopify: nothing to sync
                     continue
                 variant_id = rows[0].variant_id
-            variant = await self._read_variant(variant_id)
+            try:
+                variant = await self._read_variant(variant_id)
+            except RecordError as exc:
+                await self._park(parked.key, exc)  # still unreadable: later, with backoff
+                continue
             if variant is None or (variant.sku or variant.variant_id) != parked.key:
                 await self._unpark([parked.key])  # deleted, or given a (new) SKU: synced as that
             if variant is None:
@@ -802,9 +994,15 @@ class ProductsFlow:
             raise RecordError(f"SKU {sku!r} is on {len(rows)} Shopify variants", reason="DUPLICATE_SKU")
         entry = next((r for r in rows if r.variant_id == variant.variant_id), None)
         fingerprint = shopify_fingerprint(target, archived=variant.archived)
-        if entry is not None and entry.shopify_hash == fingerprint and not force:
+        if entry is not None and same_content(entry.shopify_hash, fingerprint) and not force:
             await self._unpark([sku])
             return False
+        # only what changed in Shopify since the last sync; reconcile (force) aligns all
+        only = (
+            None
+            if force or entry is None
+            else changed_fields(entry.shopify_hash, fingerprint, kind="shopify")
+        )
         current = await self.rackbeat.get_product(sku)
         created = False
         if current is None:
@@ -828,8 +1026,12 @@ class ProductsFlow:
                     raise
         changes: dict[str, Any] = {}
         if current is not None:
-            changes = rackbeat_changes(current, target)
-            after = await self.rackbeat.update_product(sku, product_body(**changes)) if changes else current
+            changes = rackbeat_changes(current, target, only=only)
+            after = (
+                await self.rackbeat.update_product(sku, rackbeat_update_body(current, changes))
+                if changes
+                else current
+            )
         mapped_back = shopify_fields(after, await self._group_name(after), self.rules)
         await self._commit(
             sku, variant, rackbeat_hash=rackbeat_fingerprint(mapped_back), shopify_hash=fingerprint

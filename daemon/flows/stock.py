@@ -6,25 +6,37 @@ One cycle, in this order (the order is what makes it safe):
    first, with its stored idempotency key (see *Crash safety* below).
 2. **Marker.** The order ledger's high-water mark (its largest ``rowid``), then the
    unreserved demand ``D0`` — both before Rackbeat is read.
-3. **Scan.** One narrow paged read of every Rackbeat product's totals (``fields=``). With
-   S10 = a list of locations, only products whose totals changed since the stock ledger's
-   record are read per location; the others reuse the per-location sum stored there.
+3. **Scan.** One narrow paged read of every Rackbeat product's totals (``fields=``); the
+   numbers no Shopify variant has are left for ``status`` (:data:`RACKBEAT_ONLY`). With
+   S10 = a list of locations, a normal cycle reads per location only the products whose
+   totals (stock, available) or ``updated_at`` changed since the stock ledger's record;
+   the others reuse the per-location sum stored there. A full reconcile reads every
+   product per location.
+
+   *What remains:* goods moved between a listed and an unlisted location leave both
+   totals as they were (in order follows from them), and whether Rackbeat bumps
+   ``updated_at`` for a stock movement is unknown. Such a move is caught at the next full
+   reconcile at the latest (``SYNC_RECONCILE_SECONDS``); until then Shopify may show the
+   old sum — too much when goods left a listed location.
 4. **Candidates.** Per SKU on exactly one Shopify variant, the target with ``D0``. A SKU
    goes further if the target differs from the quantity last confirmed in Shopify (the
-   stock ledger), if an input of the target (figure, demand) changed, or if an order for
-   it reached the order ledger since the last cycle (Shopify sold it, so the confirmed
-   quantity is out of date even when a goods receipt hides the reservation). None: the
-   cycle ends here, without a Shopify call and without catching the orders up.
+   stock ledger), if an input of the target (figure, units kept back) changed, if units
+   are held for hidden sales (see below), if its last write went stale without a reading
+   to decide on, or if an order for it reached the order ledger since the last cycle
+   (Shopify sold it, so the confirmed quantity is out of date even when a goods receipt
+   hides the reservation). None: the cycle ends here, without a Shopify call and without
+   catching the orders up.
 5. **Read** Shopify's quantity of SKUs never written, of SKUs whose target does not rise
    (usually the echo of a Shopify sale, which Shopify shows already: a read is cheaper
-   than a compare-and-swap that fails and holds up its whole batch), and of every SKU on
-   a full reconcile.
+   than a compare-and-swap that fails and holds up its whole batch), of SKUs whose last
+   write went stale, and of every SKU on a full reconcile.
 6. **Catch up** the orders (``catch_up_orders``: recent Shopify sales reach the order
    ledger), then decide again with the effective demand below.
 7. **Push** up to 250 quantities per ``inventorySetQuantities``, each with
    ``changeFromQuantity`` = the Shopify quantity the decision was based on. A stale one
    (Shopify changed meanwhile: a sale) is read again, the orders caught up again, and it
-   is decided again — at most :data:`MAX_STALE_ROUNDS` rounds a cycle.
+   is decided again — at most :data:`MAX_STALE_ROUNDS` rounds a cycle; what is still stale
+   after the last round is read first on the next cycle.
 
 No oversell
 -----------
@@ -48,11 +60,14 @@ and is corrected on the next; it never oversells.
 ``B`` (believed) is the quantity last confirmed (the stock ledger) or one read before the
 catch-up. Every Shopify sale after that moment makes the compare-and-swap fail, and
 every sale before it is in the order ledger once the catch-up is done — except one that
-Shopify's search index does not list yet (it lags by seconds). ``H`` (hidden) covers
-those: when a fresh reading fell below the quantity last confirmed by more than the
-demand and Rackbeat's reservations grew since, the difference is held back this cycle
-and recorded as demand, so the order explains nothing twice when it shows up. This
-covers a search lag shorter than the poll interval.
+Shopify's search index does not list yet (it lags by seconds, at times minutes). ``H``
+(hidden) covers those: the units held from earlier cycles plus how far a fresh reading
+fell below the quantity last confirmed, less the units of orders that reached the order
+ledger since that decision (its largest rowid is stored with each ledger row). They are
+held back and stay held, cycle after cycle, until orders for them reach the ledger (an
+order then explains them once: the quantity already reflects it, nothing is written) or
+:data:`HOLD_LIMIT` passes — then the drop is taken for a hand-made change in Shopify and
+undone. A search lag longer than the poll interval is covered up to that limit.
 
 Crash safety of a push
 ----------------------
@@ -64,21 +79,24 @@ Shopify had applied it, it answers from its idempotency store (nothing is applie
 twice) and the ledger catches up; if not, the compare-and-swap decides whether it still
 applies. Only then is Rackbeat scanned again.
 
+A re-sent batch whose compare-and-swap comes back stale (Shopify changed while the
+daemon was down) is read and decided again in the same cycle.
+
 Every ``SYNC_RECONCILE_SECONDS`` (and on the first cycle after a start) Shopify's levels
-of every matched SKU are read, so hand-made drift in Shopify is corrected too (drift
-downwards one cycle later: it looks like a hidden sale at first).
+of every matched SKU are read, and with S10 = a list every product per location, so
+hand-made drift in Shopify is corrected too (drift downwards after :data:`HOLD_LIMIT`:
+it looks like a hidden sale at first).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 import anyio
@@ -91,7 +109,7 @@ from daemon.flows.orders import unreserved_demand
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import PREFIX, Metrics
 from daemon.progress import Progress
-from daemon.rackbeat import RackbeatClient, StockTotals
+from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
 from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
@@ -99,7 +117,9 @@ from daemon.store import Store, Transaction
 
 __all__ = [
     "FLOW",
+    "HOLD_LIMIT",
     "MAX_STALE_ROUNDS",
+    "RACKBEAT_ONLY",
     "Recorded",
     "StockDifference",
     "StockFlow",
@@ -114,8 +134,18 @@ FLOW = "stock"
 MAX_STALE_ROUNDS = 3
 #: Shopify's inventory history names the daemon as the source of each change
 REFERENCE_URI = "gid://rackbeat-shopify/StockSync/{key}"
+#: the ``cursors`` row (flow column) where the scan leaves the Rackbeat numbers missing in
+#: Shopify, as JSON ``{"count": n, "examples": [...]}``, for ``status``
+RACKBEAT_ONLY = "stock.rackbeat_only"
+#: how many of them are kept by name
+RACKBEAT_ONLY_EXAMPLES = 20
 #: pushes at least this large report progress (the first sync of a large shop)
 PROGRESS_FROM = 1000
+#: How long units are held back for a Shopify sale the order ledger does not show yet.
+#: Shopify's order search lags by seconds, now and then by a minute or two; the orders
+#: flow re-reads 5 minutes behind its cursor. An order still missing after this is not a
+#: lag any more: the drop is taken for a hand-made correction in Shopify and undone.
+HOLD_LIMIT = timedelta(minutes=10)
 
 
 # --- pure decisions ------------------------------------------------------------------------------
@@ -146,13 +176,6 @@ def _decimal(text: str) -> Decimal | None:
         return Decimal(text) if text else None
     except InvalidOperation:
         return None
-
-
-def _in_order(totals: str) -> Decimal:
-    """Rackbeat's reserved quantity from a totals key ("stock/available"); 0 when unknown."""
-    stock_text, _, available_text = totals.partition("/")
-    stock, available = _decimal(stock_text), _decimal(available_text)
-    return stock - available if stock is not None and available is not None else Decimal(0)
 
 
 def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
@@ -186,15 +209,26 @@ class StockDifference:
 class Recorded:
     """A stock ledger row: the quantity Shopify confirmed and the inputs it was decided from.
 
-    ``totals`` is Rackbeat's "stock/available" of the product when decided (to see a change
-    in the next scan), ``figure`` the figure used (with S10 = a list, the per-location sum,
-    reused while the totals stay the same), ``demand`` the units held back for orders.
+    ``totals`` is Rackbeat's "stock/available" of the product when decided and ``updated``
+    its ``updated_at`` (to see a change in the next scan), ``figure`` the figure used (with
+    S10 = a list, the per-location sum, reused on normal cycles while totals and
+    ``updated`` stay the same), ``demand`` the unreserved demand it was decided with, and
+    ``watermark`` the order ledger's largest rowid when it was decided: orders after it
+    were sold after that decision, as far as the ledger can tell.
+
+    ``held`` is the units held back for Shopify sales the order ledger did not show yet
+    (the hold began at ``held_since``): it stays until orders for that many units reached
+    the ledger after ``watermark``, or :data:`HOLD_LIMIT` has passed.
     """
 
     quantity: int
     totals: str = ""
     figure: str = ""
     demand: int = 0
+    updated: str = ""
+    held: int = 0
+    watermark: int = 0
+    held_since: str = ""
 
     @classmethod
     def from_row(cls, quantity: int, blob: str | None) -> Recorded:
@@ -210,11 +244,37 @@ class Recorded:
             totals=str(inputs.get("totals", "")),
             figure=str(inputs.get("figure", "")),
             demand=int(inputs.get("demand", 0)),
+            updated=str(inputs.get("updated", "")),
+            held=int(inputs.get("held", 0)),
+            watermark=int(inputs.get("watermark", 0)),
+            held_since=str(inputs.get("held_since", "")),
         )
 
     def blob(self) -> str:
         """The ``rackbeat_figure`` column."""
-        return json.dumps({"totals": self.totals, "figure": self.figure, "demand": self.demand})
+        inputs: dict[str, object] = {
+            "totals": self.totals,
+            "figure": self.figure,
+            "demand": self.demand,
+            "updated": self.updated,
+            "watermark": self.watermark,
+        }
+        if self.held:
+            inputs.update(
+                held=self.held,
+                held_since=self.held_since,
+            )
+        return json.dumps(inputs)
+
+    def hold_open(self, now: datetime) -> bool:
+        """Units are held and :data:`HOLD_LIMIT` has not passed since the hold began."""
+        if not self.held:
+            return False
+        try:
+            since = datetime.fromisoformat(self.held_since.replace("Z", "+00:00"))
+        except ValueError:
+            return False  # unreadable: let the units go rather than hold them forever
+        return now - since < HOLD_LIMIT
 
 
 @dataclass(frozen=True)
@@ -225,15 +285,21 @@ class _Marker:
     demand: Mapping[str, int]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
-    """One SKU's decision in a cycle."""
+    """One SKU's decision in a cycle (compared by identity)."""
 
     sku: str
     item_id: str
     totals: str
     figure: Decimal
     recorded: Recorded | None
+    #: Rackbeat's ``updated_at`` of the product as scanned ("" when not given)
+    updated: str = ""
+    #: the cycle's wall-clock time (ISO 8601): when a hold that begins now began
+    now: str = ""
+    #: the recorded hold is still within :data:`HOLD_LIMIT`
+    hold_open: bool = False
     demand: int = 0
     target: int = 0
     #: the Shopify quantity the decision is based on (the ledger's, or just read)
@@ -246,23 +312,43 @@ class _Item:
     done: bool = False
     #: units held back as hidden sales when it was recorded
     held: int = 0
+    #: the ledger row a re-sent batch recorded when it was stored (decided then, not now)
+    preset: Recorded | None = None
+    #: (rowid, units) of this SKU's order-ledger rows after :attr:`base_watermark`
+    arrivals: Sequence[tuple[int, int]] = ()
+    #: the order ledger's largest rowid when the demand was last read
+    watermark: int = 0
 
     def __post_init__(self) -> None:
         if self.recorded is not None:
             self.believed = self.recorded.quantity
 
     @property
+    def base_watermark(self) -> int:
+        """The order ledger's rowid that hidden sales are counted from: the largest when
+        the last confirmed decision (and its hold) was made."""
+        return self.recorded.watermark if self.recorded is not None else 0
+
+    @property
+    def looks_for_sales(self) -> bool:
+        """Hidden sales are to be counted: units are held, or a fresh reading dropped."""
+        return self.hold_open or (self.fresh and self.drop > 0)
+
+    @property
     def hidden(self) -> int:
-        """Units Shopify sold that the ledger cannot show yet: the part of a fresh reading's
-        drop below the last confirmed quantity that is not explained by the growth of the
-        demand plus the growth of Rackbeat's reservations since then (see the module
-        docstring). Net growth: an order that moved from the demand into a reservation
-        explains nothing, as it sold nothing new."""
+        """Units Shopify sold that the ledger cannot show yet: the units still held from
+        earlier cycles plus a fresh reading's drop below the last confirmed quantity, less
+        the units of orders that reached the ledger since (see the module docstring),
+        whatever Rackbeat did with them since (draft, booked, shipped)."""
         r = self.recorded
-        if not self.fresh or self.drop <= 0 or r is None:
+        if r is None:
             return 0
-        explained = (self.demand - r.demand) + (_in_order(self.totals) - _in_order(r.totals))
-        return max(0, math.ceil(self.drop - max(Decimal(0), explained)))
+        sold = (r.held if self.hold_open else 0) + (self.drop if self.fresh else 0)
+        if sold <= 0:
+            return 0
+        base = self.base_watermark
+        explained = sum(units for rowid, units in self.arrivals if rowid > base)
+        return max(0, sold - explained)
 
     @property
     def goal(self) -> int:
@@ -272,10 +358,20 @@ class _Item:
         return self.target if not hidden else max(self.target - hidden, min(self.target, 0))
 
     @property
+    def holding(self) -> bool:
+        """The last confirmed decision held units back (open or expired: either way this
+        cycle must look, to keep or to release them)."""
+        return self.recorded is not None and self.recorded.held > 0
+
+    @property
     def inputs_changed(self) -> bool:
-        """The figure or the demand differs from the last confirmed decision."""
+        """The figure or the units kept back (demand plus hidden sales) differ from the
+        last confirmed decision. An order that shows up for units held as a hidden sale
+        moves them from one to the other and changes nothing."""
         r = self.recorded
-        return r is None or r.demand != self.demand or _decimal(r.figure) != self.figure
+        if r is None or _decimal(r.figure) != self.figure:
+            return True
+        return r.demand + (r.held if self.hold_open else 0) != self.demand + self.hidden
 
     @property
     def needs_write(self) -> bool:
@@ -301,18 +397,28 @@ class _Item:
 
     def mark_recorded(self, recorded: Recorded) -> None:
         """The ledger now holds ``recorded`` for this item."""
-        self.held = self.hidden
+        self.held = recorded.held
         self.recorded, self.believed = recorded, recorded.quantity
         self.fresh, self.drop, self.done = False, 0, True
+        self.hold_open = recorded.held > 0
 
     def recorded_as(self, quantity: int) -> Recorded:
-        """The ledger row for ``quantity`` decided from these inputs. Hidden sales count
-        as demand there: the quantity already reflects them, so when their orders reach
-        the ledger they explain no further drop."""
-        return Recorded(quantity, self.totals, str(self.figure), self.demand + self.hidden)
+        """The ledger row for ``quantity`` decided from these inputs, with the hidden sales
+        as the hold (its start kept while it goes on)."""
+        if self.preset is not None:
+            return replace(self.preset, quantity=quantity)
+        hidden = self.hidden
+        row = Recorded(
+            quantity, self.totals, str(self.figure), self.demand, self.updated, watermark=self.watermark
+        )
+        r = self.recorded
+        if not hidden or r is None:
+            return row
+        since = r.held_since if self.hold_open else self.now
+        return replace(row, held=hidden, held_since=since)
 
     def payload(self) -> list[object]:
-        """What a stored batch keeps of the item."""
+        """What a stored batch keeps of the item (the ledger row to record on confirmation)."""
         recorded = self.recorded_as(self.goal)
         return [
             self.sku,
@@ -322,12 +428,13 @@ class _Item:
             self.totals,
             recorded.figure,
             recorded.demand,
+            recorded.blob(),
         ]
 
     @classmethod
     def from_payload(cls, raw: Sequence[object]) -> _Item:
         """The item of a stored batch (its goal becomes the target)."""
-        sku, item_id, goal, believed, totals, figure, demand = raw
+        sku, item_id, goal, believed, totals, figure, demand = raw[:7]
         item = cls(
             sku=str(sku),
             item_id=str(item_id),
@@ -338,6 +445,10 @@ class _Item:
             target=int(str(goal)),
         )
         item.believed = None if believed is None else int(str(believed))
+        blob = str(raw[7]) if len(raw) > 7 else None  # batches stored before holds were kept
+        item.preset = Recorded.from_row(item.target, blob) if blob else None
+        if item.preset is None:
+            item.preset = Recorded(item.target, item.totals, str(figure), item.demand)
         return item
 
 
@@ -413,6 +524,10 @@ class StockFlow:
         self._seen_watermark: int | None = None
         self._parked: set[str] = set()
         self._refused: set[str] = set()
+        #: SKUs whose write went stale without a reading this cycle could use: read first next
+        self._reread: set[str] = set()
+        #: the Rackbeat-only summary last stored (written again only when it changes)
+        self._rackbeat_only: str | None = None
         self._lock = anyio.Lock()
         self._lag = _lag_gauge(metrics)
 
@@ -511,20 +626,33 @@ class StockFlow:
         if not dry_run:
             await self._remember_numbers(totals, entries)
             await self._park_duplicates(entries, totals)
+        if not dry_run:
+            await self._note_rackbeat_only(totals, entries)
         blocked = await self._blocked()
-        items = await self._items(totals, entries, await self._ledger(location), blocked)
-        self._decide(items, marker.demand, extra)
+        items = await self._items(totals, entries, await self._ledger(location), blocked, full=full)
+        await self._decide(items, (marker.demand, marker.watermark), extra)
         sold = await self._sold_since(self._seen_watermark) if not full else set()
-        candidates = items if full else [i for i in items if i.needs_write or i.sku in sold]
+        reread = set(self._reread)
+        candidates = (
+            items
+            if full
+            else [i for i in items if i.needs_write or i.holding or i.sku in sold or i.sku in reread]
+        )
+        if not dry_run:
+            self._reread = set()
+            chosen = {id(i) for i in candidates}
+            await self._restamp([i for i in items if not full and id(i) not in chosen], location)
         if not candidates:
             return _Outcome(watermark=marker.watermark)
         # read before catching up: every sale up to the reading is then in the ledger
-        await self._read_shopify([i for i in candidates if full or i.read_first], location, hold=hold)
+        await self._read_shopify(
+            [i for i in candidates if full or i.read_first or i.sku in reread], location, hold=hold
+        )
         if not dry_run:
             # the orders first, then decide with them: a Shopify sale that is not in the
             # ledger yet would otherwise look like stock to sell
             await self._catch_up()
-        self._decide(candidates, await self._demand_since(marker), extra)
+        await self._decide(candidates, await self._demand_since(marker), extra)
         differences = [
             StockDifference(i.sku, location, i.believed, i.target)
             for i in candidates
@@ -550,7 +678,7 @@ class StockFlow:
         if held:
             self.metrics.count(FLOW, "held_back", len(held))
             self.log.info(
-                "Shopify sold units the order ledger does not show yet: held back this cycle",
+                "Shopify sold units the order ledger does not show yet: held back",
                 skus=[i.sku for i in held[:20]],
                 count=len(held),
             )
@@ -575,8 +703,10 @@ class StockFlow:
         )
         return {sku for (blob,) in rows for sku in json.loads(blob)}
 
-    async def _demand_since(self, marker: _Marker) -> dict[str, int]:
-        """The effective demand (module docstring) now."""
+    async def _demand_since(self, marker: _Marker) -> tuple[dict[str, int], int]:
+        """The effective demand (module docstring) now, and the order ledger's largest
+        rowid read just before it (no later order is part of that demand)."""
+        watermark = await self.store.fetchval("SELECT COALESCE(MAX(rowid), 0) FROM order_ledger")
         now = await unreserved_demand(self.store)
         rows = await self.store.fetchall(
             "SELECT demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
@@ -586,7 +716,7 @@ class StockFlow:
         for (blob,) in rows:
             for sku, units in json.loads(blob).items():
                 new[sku] = new.get(sku, 0) + int(units)
-        return effective_demand(now, marker.demand, new)
+        return effective_demand(now, marker.demand, new), int(watermark or 0)
 
     async def _scan(self) -> dict[str, StockTotals]:
         """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
@@ -616,16 +746,54 @@ class StockFlow:
             if woken:
                 self.log.info("new Rackbeat products: parked orders retried now", orders=woken)
 
+    async def _note_rackbeat_only(
+        self, totals: Mapping[str, StockTotals], entries: Mapping[str, list[IndexEntry]]
+    ) -> None:
+        """Store how many scanned Rackbeat numbers no Shopify variant has, with a few of
+        them, for ``status`` (a SKU on one side only is reported, not an error)."""
+        only = sorted(set(totals) - set(entries))
+        summary = json.dumps({"count": len(only), "examples": only[:RACKBEAT_ONLY_EXAMPLES]})
+        if summary == self._rackbeat_only:
+            return
+        async with self.store.transaction() as tx:
+            await tx.set_cursor(RACKBEAT_ONLY, summary)
+        self._rackbeat_only = summary
+
+    async def _restamp(self, items: Sequence[_Item], location: str) -> None:
+        """Record the scanned totals (and ``updated_at``) of SKUs that need no write although
+        these changed (goods moved at a location S10 does not list, a product edit): the
+        next cycle then reuses their per-location sum instead of reading it again. Quantity,
+        figure, demand and any hold stay as they were."""
+        listed = self.settings.location_numbers is not None
+        rows = [
+            (i.item_id, replace(i.recorded, totals=i.totals, updated=i.updated))
+            for i in items
+            if i.recorded is not None
+            and (i.recorded.totals != i.totals or (listed and i.recorded.updated != i.updated))
+        ]
+        if rows:
+            async with self.store.transaction() as tx:
+                await self._record(tx, location, rows)
+
     async def _items(
         self,
         totals: Mapping[str, StockTotals],
         entries: Mapping[str, list[IndexEntry]],
         ledger: Mapping[str, Recorded],
         blocked: set[str],
+        *,
+        full: bool,
     ) -> list[_Item]:
-        """One item per SKU found in both systems, on one Shopify variant, with a figure."""
+        """One item per SKU found in both systems, on one Shopify variant, with a figure.
+
+        With S10 = a list, the per-location sum stored in the ledger is reused on a normal
+        cycle while the product's totals and ``updated_at`` are as recorded; a full
+        reconcile reads every product per location (a move between locations leaves the
+        totals as they were)."""
         wanted = self.settings.location_numbers
         which = self.settings.sync_stock_figure
+        now = self.clock()
+        stamp = _iso(now)
         items: list[_Item] = []
         unknown = 0
         for sku, total in totals.items():
@@ -635,11 +803,20 @@ class StockFlow:
             item_id = rows[0].inventory_item_id
             recorded = ledger.get(item_id)
             key = f"{total.stock_quantity}/{total.available_quantity}"
+            updated = total.updated_at.isoformat() if total.updated_at is not None else ""
             figure: Decimal | None
             if wanted is None:
                 figure = _figure(total.stock_quantity, total.available_quantity, which)
-            elif recorded is not None and recorded.totals == key and _decimal(recorded.figure) is not None:
-                figure = _decimal(recorded.figure)  # same totals: the per-location sum is the same
+            elif (
+                not full
+                and recorded is not None
+                and recorded.totals == key
+                and recorded.updated == updated
+                and _decimal(recorded.figure) is not None
+            ):
+                # nothing Rackbeat shows of the product changed: most likely neither did the
+                # sum (a move between locations does not show; the full reconcile finds it)
+                figure = _decimal(recorded.figure)
             elif self.shutdown.requested:
                 continue  # stopping: no more per-location reads this cycle
             else:
@@ -647,7 +824,8 @@ class StockFlow:
             if figure is None:
                 unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
                 continue
-            items.append(_Item(sku, item_id, key, figure, recorded))
+            hold_open = recorded is not None and recorded.hold_open(now)
+            items.append(_Item(sku, item_id, key, figure, recorded, updated, stamp, hold_open))
         if unknown:
             self.log.debug("SKUs without a Rackbeat figure left alone", count=unknown)
         return items
@@ -661,9 +839,11 @@ class StockFlow:
         if self.settings.sync_stock_figure is StockFigure.IN_STOCK:
             values = [stocks[n].stock_quantity if n in stocks else Decimal(0) for n in wanted]
         else:
-            values = [stocks[n].available_quantity if n in stocks else Decimal(0) for n in wanted]
-            if any(v is None for v in values):
-                # [assumed] /products/{n}/locations may lack available_quantity; ask the items endpoint
+            listed = available_at_locations(stocks, wanted)
+            if listed is not None:
+                values = listed
+            else:
+                # the listing does not carry the figure per location: ask the items endpoint
                 try:
                     available = await self.rackbeat.available_per_location(sku)
                 except NotFoundError:
@@ -732,14 +912,37 @@ class StockFlow:
             item.mark_recorded(recorded)
         for item in items:
             item.done = True
+            item.held = item.recorded.held if item.recorded is not None else 0
 
     # --- deciding ---------------------------------------------------------------------------------------
 
-    def _decide(self, items: Iterable[_Item], demand: Mapping[str, int], extra: Mapping[str, int]) -> None:
+    async def _decide(
+        self,
+        items: Sequence[_Item],
+        demand: tuple[Mapping[str, int], int],
+        extra: Mapping[str, int],
+    ) -> None:
+        """Set each item's demand and target from ``demand`` (the demand by SKU and the
+        order ledger's largest rowid read before it), and what the order ledger holds that
+        was sold since each one's last decision (to count hidden sales)."""
         allow = self.settings.sync_allow_negative_stock
+        by_sku, watermark = demand
+        looking = [i for i in items if i.looks_for_sales]
+        arrivals: dict[str, list[tuple[int, int]]] = {}
+        if looking:
+            since = min(i.base_watermark for i in looking)
+            rows = await self.store.fetchall(
+                "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
+                (since, self.store.shop),
+            )
+            for rowid, blob in rows:
+                for sku, units in json.loads(blob).items():
+                    arrivals.setdefault(sku, []).append((int(rowid), int(units)))
         for item in items:
-            item.demand = demand.get(item.sku, 0) + extra.get(item.sku, 0)
+            item.demand = by_sku.get(item.sku, 0) + extra.get(item.sku, 0)
             item.target = target_quantity(item.figure, item.demand, allow_negative=allow)
+            item.watermark = watermark
+            item.arrivals = arrivals.get(item.sku, ())
 
     async def _catch_up(self) -> None:
         """Let the orders flow put recent Shopify orders into the ledger first."""
@@ -775,7 +978,7 @@ class StockFlow:
             if len(pending) >= PROGRESS_FROM
             else None
         )
-        for _round in range(MAX_STALE_ROUNDS):
+        for round_ in range(MAX_STALE_ROUNDS):
             stale: list[_Item] = []
             for batch in _chunks(pending, MAX_INPUT_ITEMS):
                 if self.shutdown.requested:
@@ -791,15 +994,20 @@ class StockFlow:
             if not stale:
                 return written, batches
             self.metrics.count(FLOW, "stale_retries", len(stale))
+            if round_ == MAX_STALE_ROUNDS - 1:
+                # no reading now that this cycle could not use: the next cycle reads them first
+                self._reread.update(i.sku for i in stale)
+                self.log.info("stock still changing in Shopify; the rest next cycle", skus=len(stale))
+                return written, batches
             self.log.info("Shopify stock changed under the push: deciding again", skus=len(stale))
             # Shopify changed under us (most likely a sale): read first, then take the new
             # orders in, then decide again
             await self._read_shopify(stale, location, hold=hold)
             await self._catch_up()
-            self._decide(stale, await self._demand_since(marker), extra)
+            await self._decide(stale, await self._demand_since(marker), extra)
             pending = [i for i in stale if i.needs_write]
-        if pending:
-            self.log.info("stock still changing in Shopify; the rest next cycle", skus=len(pending))
+            if not pending:
+                return written, batches
         return written, batches
 
     async def _send(self, batch: Sequence[_Item], location: str) -> tuple[int, int, list[_Item]]:
@@ -892,6 +1100,11 @@ class StockFlow:
             self.log.info(
                 "re-sending a stock batch left by an interrupted push", quantities=len(batch), key=key
             )
-            done, _calls, _stale = await self._deliver(str(key), location, batch)
+            done, _calls, stale = await self._deliver(str(key), location, batch)
             written += done
+            if stale:
+                # Shopify changed since the batch was stored: this cycle reads and decides
+                # these SKUs again instead of trusting the ledger's quantity
+                self._reread.update(i.sku for i in stale)
+                self.log.info("re-sent stock batch was stale: deciding again", skus=len(stale))
         return written

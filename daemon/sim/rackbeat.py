@@ -19,7 +19,8 @@ invented beyond them:
   ``/create-shipment`` (422 unless booked, or when it has one) → :meth:`RackbeatSimulator.ship`
   (a control method: the warehouse sends it, stock leaves, the reservation ends);
 * a per-minute request limit answered with 429 and ``Retry-After``; faults from
-  :class:`~daemon.sim.faults.Faults` (5xx, 429 bursts, truncated bodies, delay).
+  :class:`~daemon.sim.faults.Faults` (5xx, 429 bursts, truncated bodies, delay; a cost
+  throttle is a 429 here too).
 
 JSON types vary as the reference says they may: customer, order and reference-list numbers
 are JSON numbers when they are all digits, location and product numbers are strings.
@@ -27,7 +28,9 @@ Product timestamps are ISO 8601 with a +01:00 offset, customer and order timesta
 ``YYYY-MM-DD HH:MM:SS`` UTC, so a client must read both.
 
 Tests and the demo drive it through Python methods (:meth:`~RackbeatSimulator.add_product`,
-:meth:`~RackbeatSimulator.set_stock`, :meth:`~RackbeatSimulator.goods_receipt` …).
+:meth:`~RackbeatSimulator.set_stock`, :meth:`~RackbeatSimulator.goods_receipt` …) or the
+``/_sim/`` HTTP control API (seed products, receive goods, set faults, revoke the key; see
+:meth:`RackbeatSimulator._control`).
 :meth:`RackbeatSimulator.handle` has the shape of an ``httpx.MockTransport`` handler and of
 an :class:`~daemon.httpserver.HTTPServer` handler. Time is injected (``now`` for
 timestamps, ``monotonic`` for the rate limit, ``sleep`` for the delay fault).
@@ -206,6 +209,14 @@ def _json_response(status: int, payload: object, headers: Mapping[str, str] | No
 def _unprocessable(errors: Errors) -> httpx.Response:
     first = next(iter(errors.values()))[0]
     return _json_response(422, {"message": first, "errors": errors})
+
+
+async def _control_body(request: httpx.Request) -> dict[str, Any]:
+    """The JSON object a control request carries (ValueError or TypeError otherwise)."""
+    payload = json.loads(await request.aread() or b"{}")
+    if not isinstance(payload, dict):
+        raise TypeError("expected a JSON object")
+    return payload
 
 
 def _not_found(what: str) -> httpx.Response:
@@ -610,6 +621,59 @@ class RackbeatSimulator:
         self.requests.clear()
         self.request_log.clear()
 
+    def expire_token(self, replacement: str | None = None) -> str:
+        """The API key stops working (revoked, as in Rackbeat's settings); return the new one."""
+        self.token = replacement or f"rb_{secrets.token_hex(16)}"
+        return self.token
+
+    async def _control(self, request: httpx.Request, route: list[str]) -> httpx.Response:
+        """The ``/_sim/`` control API (no token needed): seed and change the account over HTTP.
+
+        ==============================  ===================================================
+        ``GET /_sim/state``             :meth:`summary`
+        ``POST /_sim/products``         ``{"number", "name", "stock", "sales_price" …}`` (the
+                                        arguments of :meth:`add_product`) → 201 the product
+        ``POST /_sim/goods-receipts``   ``{"number", "quantity", "location"}``: goods arrive
+                                        (:meth:`goods_receipt`) → 201 the stock now
+        ``GET``/``PUT /_sim/faults``    the fault knobs (:meth:`Faults.from_json`)
+        ``POST /_sim/tokens/expire``    ``{"token"?}``: the API key stops working
+                                        (:meth:`expire_token`) → ``{"token": new key}``
+        ==============================  ===================================================
+
+        A body that does not fit is answered 422 ``{"message": …}``.
+        """
+        method = request.method
+        try:
+            if (method, route) == ("GET", ["state"]):
+                return _json_response(200, self.summary())
+            if (method, route) == ("GET", ["faults"]):
+                return _json_response(200, self.faults.to_json())
+            if (method, route) == ("PUT", ["faults"]):
+                self.faults = Faults.from_json(await _control_body(request))
+                return _json_response(200, self.faults.to_json())
+            if (method, route) == ("POST", ["tokens", "expire"]):
+                replacement = (await _control_body(request)).get("token")
+                return _json_response(200, {"token": self.expire_token(replacement and str(replacement))})
+            if (method, route) == ("POST", ["products"]):
+                payload = await _control_body(request)
+                number = str(payload.pop("number"))
+                self.add_product(number, **payload)
+                return _json_response(201, {"product": self._product_json(self.products[number])})
+            if (method, route) == ("POST", ["goods-receipts"]):
+                payload = await _control_body(request)
+                number = str(payload["number"])
+                location = payload.get("location")
+                location = None if location is None else str(location)
+                self.goods_receipt(number, str(payload["quantity"]), location)
+                where = self._location(location)
+                stock = self.stock_quantity(number, where)
+                return _json_response(
+                    201, {"number": number, "location": where, "stock_quantity": _quantity_out(stock)}
+                )
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+            return _json_response(422, {"message": str(exc)})
+        return _not_found("route")
+
     def summary(self) -> JSONObject:
         """A small overview of the account (for the demo and ``/_sim/state``)."""
         return {
@@ -729,9 +793,7 @@ class RackbeatSimulator:
         route = self._route_label(request.method, segments)
         if segments[:1] == ["_sim"]:
             self.requests[route] += 1
-            return (
-                _json_response(200, self.summary()) if segments == ["_sim", "state"] else _not_found("route")
-            )
+            return await self._control(request, segments[1:])
         response, note = await self._answer(request, segments)
         self.requests[route] += 1
         self.request_log.append(RequestRecord(route, response.status_code, note))
@@ -786,7 +848,7 @@ class RackbeatSimulator:
         if fault == "error":
             html = "<html><body><h1>503 Service Unavailable</h1></body></html>"
             return httpx.Response(503, text=html, headers={"content-type": "text/html"}), "fault_error"
-        if fault == "throttle":
+        if fault in ("throttle", "cost_throttle"):  # no cost bucket here: both are a 429
             return _json_response(
                 429, {"message": "Too Many Attempts."}, {"retry-after": "1"}
             ), "fault_throttle"

@@ -18,11 +18,13 @@ What a client sees:
   be made to lag;
 * ``inventorySetQuantities`` with mandatory ``@idempotent(key:)`` and
   ``changeFromQuantity`` compare-and-swap;
-* faults from :class:`~daemon.sim.faults.Faults`: 5xx answers, 429 throttles, truncated
+* faults from :class:`~daemon.sim.faults.Faults`: 5xx answers, throttle bursts (HTTP 429,
+  or ``THROTTLED`` with HTTP 200 after other traffic emptied the bucket), truncated
   bodies and delays.
 
 Tests and the demo drive the shop through Python methods (:meth:`ShopifySimulator.add_product`,
-:meth:`~ShopifySimulator.sell`, …) or the small ``/_sim/`` HTTP surface. Time is injected
+:meth:`~ShopifySimulator.sell`, …) or the ``/_sim/`` HTTP control API (seed products,
+orders and sales, set faults, expire tokens; see :meth:`ShopifySimulator._control`). Time is injected
 (``now`` for timestamps, ``monotonic`` for the bucket and token expiry), so tests never
 sleep; :class:`SimClock` is a ready-made manual clock.
 
@@ -447,11 +449,29 @@ class LineItem:
     fulfilled_quantity: int = 0
     #: unit price after order-level discounts too (defaults to ``discounted_unit_price``)
     final_unit_price: Decimal | None = None
+    #: every discount allocated to the line (line- and order-level) over all its units, as
+    #: Shopify allocates them in cents; when set it decides the prices, and the unit price
+    #: after discounts is rounded to the cent as Shopify shows it ("approximate")
+    discount_total: Decimal | None = None
 
     @property
     def net_unit_price(self) -> Decimal:
         """What one unit really sells for, after line- and order-level discounts."""
+        if self.discount_total is not None:
+            return _cents(self.net_total(self.quantity) / self.quantity)
         return self.discounted_unit_price if self.final_unit_price is None else self.final_unit_price
+
+    def net_total(self, units: int) -> Decimal:
+        """What ``units`` of the line sell for after every discount (exact, not unit × units)."""
+        if self.discount_total is not None:
+            whole = self.original_unit_price * self.quantity - self.discount_total
+            return whole if units == self.quantity else whole * units / self.quantity
+        return self.net_unit_price * units
+
+    @property
+    def allocated_discount(self) -> Decimal:
+        """The line's discount allocations summed, over the quantity ordered."""
+        return self.original_unit_price * self.quantity - self.net_total(self.quantity)
 
     @property
     def name(self) -> str:
@@ -474,6 +494,13 @@ class ShippingLine:
     source: str | None = "shopify"
     carrier_identifier: str | None = None
     is_removed: bool = False
+    #: allocated by a shipping discount (free or cheaper shipping); ``price`` is before it
+    discount: Decimal = Decimal(0)
+
+    @property
+    def net_price(self) -> Decimal:
+        """The charge after its discount."""
+        return self.price - self.discount
 
 
 @dataclass(eq=False)
@@ -592,6 +619,20 @@ class OrderLineSpec(TypedDict):
     title: NotRequired[str]
     #: overrides the order's tax rate for this line
     tax_rate: NotRequired[str | Decimal]
+    #: every discount allocated to the line over all its units (e.g. its share of an
+    #: order-level discount), in money; overrides ``final_price``
+    discount: NotRequired[str | Decimal]
+
+
+class ShippingLineSpec(TypedDict):
+    """A shipping line for :meth:`ShopifySimulator.create_order`."""
+
+    price: str | Decimal
+    title: NotRequired[str]
+    #: defaults to the order's tax rate; 0 for untaxed shipping
+    tax_rate: NotRequired[str | Decimal]
+    #: a shipping discount allocated to this line
+    discount: NotRequired[str | Decimal]
 
 
 # --- cost ------------------------------------------------------------------------------------
@@ -1125,19 +1166,19 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
         return order.currency_code
 
     def line_total(line: LineItem, *, current: bool) -> Decimal:
-        return line.net_unit_price * (line.current_quantity if current else line.quantity)
+        return line.net_total(line.current_quantity if current else line.quantity)
 
     def order_sums(order: Order, *, current: bool) -> dict[str, Decimal]:
         subtotal = sum((line_total(li, current=current) for li in order.line_items), Decimal(0))
         discounts = sum(
             (
-                (li.original_unit_price - li.net_unit_price)
-                * (li.current_quantity if current else li.quantity)
+                li.original_unit_price * (li.current_quantity if current else li.quantity)
+                - line_total(li, current=current)
                 for li in order.line_items
             ),
             Decimal(0),
         )
-        shipping = sum((s.price for s in order.shipping_lines if not s.is_removed), Decimal(0))
+        shipping = sum((s.net_price for s in order.shipping_lines if not s.is_removed), Decimal(0))
         tax = sum(
             (
                 _tax(line_total(li, current=current), li.tax_rate, order.taxes_included)
@@ -1147,7 +1188,7 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
             Decimal(0),
         ) + sum(
             (
-                _tax(s.price, s.tax_rate, order.taxes_included)
+                _tax(s.net_price, s.tax_rate, order.taxes_included)
                 for s in order.shipping_lines
                 if not s.is_removed
             ),
@@ -1176,7 +1217,7 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
                 by_rate[li.tax_rate] += _tax(line_total(li, current=True), li.tax_rate, order.taxes_included)
         for s in order.shipping_lines:
             if not s.is_removed:
-                by_rate[s.tax_rate] += _tax(s.price, s.tax_rate, order.taxes_included)
+                by_rate[s.tax_rate] += _tax(s.net_price, s.tax_rate, order.taxes_included)
         return [_tax_line(rate, tax, order.currency_code) for rate, tax in sorted(by_rate.items()) if rate]
 
     def line_order(line: LineItem, info: Info) -> Order:
@@ -1195,8 +1236,13 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
         return _money_bag(line_total(line, current=True), line_order(line, info).currency_code)
 
     def line_total_discount(line: LineItem, info: Info) -> dict[str, Any]:
-        discount = (line.original_unit_price - line.net_unit_price) * line.quantity
-        return _money_bag(discount, line_order(line, info).currency_code)
+        return _money_bag(line.allocated_discount, line_order(line, info).currency_code)
+
+    def line_discount_allocations(line: LineItem, info: Info) -> list[dict[str, Any]]:
+        # one allocation for all of the line's discounts (Shopify lists one per application)
+        amount = line.allocated_discount
+        currency = line_order(line, info).currency_code
+        return [{"allocatedAmountSet": _money_bag(amount, currency)}] if amount else []
 
     def line_tax_lines(line: LineItem, info: Info, **_args: Any) -> list[dict[str, Any]]:
         order = line_order(line, info)
@@ -1207,11 +1253,18 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
         )
 
     def shipping_bag(line: ShippingLine, info: Info) -> dict[str, Any]:
+        return _money_bag(line.net_price, _sim(info).orders[line.order_id].currency_code)
+
+    def shipping_original(line: ShippingLine, info: Info) -> dict[str, Any]:
         return _money_bag(line.price, _sim(info).orders[line.order_id].currency_code)
+
+    def shipping_allocations(line: ShippingLine, info: Info) -> list[dict[str, Any]]:
+        currency = _sim(info).orders[line.order_id].currency_code
+        return [{"allocatedAmountSet": _money_bag(line.discount, currency)}] if line.discount else []
 
     def shipping_tax_lines(line: ShippingLine, info: Info) -> list[dict[str, Any]]:
         order = _sim(info).orders[line.order_id]
-        return _tax_lines(line.price, line.tax_rate, order.taxes_included, order.currency_code)
+        return _tax_lines(line.net_price, line.tax_rate, order.taxes_included, order.currency_code)
 
     def order_line_items(order: Order, _info: Info, **args: Any) -> dict[str, Any]:
         return _paginate(order.line_items, _by_id, args)
@@ -1352,6 +1405,7 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
             "totalTaxSet": bag("tax", current=False),
         },
         "LineItem": {
+            "discountAllocations": line_discount_allocations,
             "discountedTotalSet": line_discounted_total,
             "discountedUnitPriceAfterAllDiscountsSet": line_unit("net_unit_price"),
             "discountedUnitPriceSet": line_unit("discounted_unit_price"),
@@ -1369,8 +1423,9 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
         },
         "ShippingLine": {
             "currentDiscountedPriceSet": shipping_bag,
+            "discountAllocations": shipping_allocations,
             "discountedPriceSet": shipping_bag,
-            "originalPriceSet": shipping_bag,
+            "originalPriceSet": shipping_original,
             "taxLines": shipping_tax_lines,
         },
         "Customer": {
@@ -1451,6 +1506,28 @@ def _json_response(status: int, payload: object, headers: Mapping[str, str] | No
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "product"
+
+
+async def _control_body(request: httpx.Request) -> dict[str, Any]:
+    """The JSON object a control request carries (ValueError or TypeError otherwise)."""
+    payload = json.loads(await request.aread() or b"{}")
+    if not isinstance(payload, dict):
+        raise TypeError("expected a JSON object")
+    return payload
+
+
+def _variant_spec(raw: object) -> VariantSpec:
+    """A :class:`VariantSpec` from JSON (``weight`` as ``[unit, value]``)."""
+    if not isinstance(raw, dict):
+        raise TypeError("a variant is a JSON object")
+    unknown = set(raw) - set(VariantSpec.__annotations__)
+    if unknown:
+        raise ValueError(f"unknown variant fields {sorted(unknown)}")
+    spec = dict(raw)
+    if spec.get("weight") is not None:
+        unit, value = spec["weight"]
+        spec["weight"] = (str(unit), float(value))
+    return cast(VariantSpec, spec)
 
 
 class ShopifySimulator:
@@ -1794,6 +1871,7 @@ class ShopifySimulator:
         taxes_included: bool = True,
         shipping_price: str | Decimal = "0.00",
         shipping_title: str = "Standard",
+        shipping_lines: Sequence[ShippingLineSpec] | None = None,
         currency: str | None = None,
         test: bool = False,
         shipping_address: Mapping[str, str | None] | None = None,
@@ -1808,7 +1886,8 @@ class ShopifySimulator:
         Lines are ``(sku, quantity)`` or :class:`OrderLineSpec`. Tracked stock at
         ``location`` (primary by default) is committed, so ``available`` drops while
         ``on_hand`` stays until :meth:`fulfill_order`. Tax lines use ``tax_rate``; with
-        ``taxes_included`` the prices contain the tax (as in the EU).
+        ``taxes_included`` the prices contain the tax (as in the EU). ``shipping_lines``
+        replaces the one line of ``shipping_price`` (several, discounted or untaxed).
         """
         stamp = self._stamp()
         order_id = self._gid("Order")
@@ -1849,16 +1928,24 @@ class ShopifySimulator:
             order.line_items.append(self._line_item(order, spec, rate))
         if not order.line_items:
             raise ValueError("an order needs at least one line")
-        order.shipping_lines.append(
-            ShippingLine(
-                id=self._gid("ShippingLine"),
-                order_id=order_id,
-                title=shipping_title,
-                price=Decimal(str(shipping_price)),
-                tax_rate=rate,
-                code=shipping_title,
-            )
+        specs: Sequence[ShippingLineSpec] = (
+            shipping_lines
+            if shipping_lines is not None
+            else [{"price": shipping_price, "title": shipping_title}]
         )
+        for ship in specs:
+            title = ship.get("title") or shipping_title
+            order.shipping_lines.append(
+                ShippingLine(
+                    id=self._gid("ShippingLine"),
+                    order_id=order_id,
+                    title=title,
+                    price=Decimal(str(ship["price"])),
+                    tax_rate=Decimal(str(ship["tax_rate"])) if "tax_rate" in ship else rate,
+                    code=title,
+                    discount=Decimal(str(ship.get("discount") or 0)),
+                )
+            )
         self._next_order_number += 1
         self.orders[order_id] = order
         self._register(order)
@@ -1917,6 +2004,7 @@ class ShopifySimulator:
             original_unit_price=price,
             discounted_unit_price=discounted,
             final_unit_price=Decimal(str(spec["final_price"])) if "final_price" in spec else None,
+            discount_total=Decimal(str(spec["discount"])) if "discount" in spec else None,
             tax_rate=Decimal(str(spec["tax_rate"])) if "tax_rate" in spec else rate,
             sku=spec["sku"],
             variant_id=variant.id if variant else None,
@@ -2527,21 +2615,61 @@ class ShopifySimulator:
         )
 
     async def _control(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        if path == "/_sim/state" and request.method == "GET":
-            return _json_response(200, self.summary())
-        if path == "/_sim/orders" and request.method == "POST":
-            try:
-                payload = json.loads(await request.aread())
+        """The ``/_sim/`` control API: seed and change the shop over HTTP (no token needed).
+
+        ============================  ======================================================
+        ``GET /_sim/state``           :meth:`summary`
+        ``POST /_sim/products``       ``{"title", "variants": [{"sku", "price", "stock" …}],
+                                      "status", "vendor" …}`` → 201 the new ids
+        ``POST /_sim/orders``         ``{"lines": [{"sku", "quantity"}], …}`` → 201 ``{"id", "name"}``
+        ``POST /_sim/sales``          ``{"sku", "quantity"}``: a customer buys → 201 ``{"id", "name"}``
+        ``GET``/``PUT /_sim/faults``  the fault knobs (:meth:`Faults.from_json`)
+        ``POST /_sim/tokens/expire``  every client-credentials token expires now
+        ============================  ======================================================
+
+        A body that does not fit is answered 422 ``{"error": …}``.
+        """
+        route = (request.method, request.url.path.rstrip("/"))
+        try:
+            if route == ("GET", "/_sim/state"):
+                return _json_response(200, self.summary())
+            if route == ("GET", "/_sim/faults"):
+                return _json_response(200, self.faults.to_json())
+            if route == ("PUT", "/_sim/faults"):
+                self.faults = Faults.from_json(await _control_body(request))
+                return _json_response(200, self.faults.to_json())
+            if route == ("POST", "/_sim/tokens/expire"):
+                self.expire_tokens()
+                return _json_response(200, {"expired": len(self._issued_tokens)})
+            if route == ("POST", "/_sim/products"):
+                payload = await _control_body(request)
+                options = {k: v for k, v in payload.items() if k not in ("title", "variants")}
+                variants = [_variant_spec(v) for v in payload.get("variants") or [{}]]
+                added = self.add_product(str(payload["title"]), variants, **options)
+                return _json_response(
+                    201,
+                    {
+                        "product_id": added.product_id,
+                        "variant_ids": list(added.variant_ids),
+                        "inventory_item_ids": list(added.inventory_item_ids),
+                    },
+                )
+            if route == ("POST", "/_sim/orders"):
+                payload = await _control_body(request)
                 lines: list[OrderLineSpec] = [
                     {"sku": str(line["sku"]), "quantity": int(line.get("quantity", 1))}
                     for line in payload["lines"]
                 ]
                 options = {k: v for k, v in payload.items() if k != "lines"}
                 order_id = self.create_order(lines, **options)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                return _json_response(422, {"error": str(exc)})
-            return _json_response(201, {"id": order_id, "name": self.orders[order_id].name})
+                return _json_response(201, {"id": order_id, "name": self.orders[order_id].name})
+            if route == ("POST", "/_sim/sales"):
+                payload = await _control_body(request)
+                options = {k: v for k, v in payload.items() if k not in ("sku", "quantity")}
+                order_id = self.sell(str(payload["sku"]), int(payload.get("quantity", 1)), **options)
+                return _json_response(201, {"id": order_id, "name": self.orders[order_id].name})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return _json_response(422, {"error": str(exc)})
         return _json_response(404, {"errors": "Not Found"})
 
     def _document(self, text: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
@@ -2664,8 +2792,15 @@ class ShopifySimulator:
                 headers,
                 fault,
             )
-        if requested > (self.bucket.available or 0.0):
-            self._log(label, 200, "throttled", requested)
+        if fault == "cost_throttle":
+            # other traffic on the shop emptied the bucket: Shopify's own THROTTLED answer
+            # follows, with the real throttleStatus the client computes its wait from
+            self.bucket.drain()
+        # a hair of tolerance: a client that waited exactly (cost − available) / restoreRate
+        # must not be throttled by float rounding in the refill
+        if requested > (self.bucket.available or 0.0) + 1e-6:
+            outcome = "fault_cost_throttle" if fault == "cost_throttle" else "throttled"
+            self._log(label, 200, outcome, requested)
             return self._respond(
                 200,
                 {
