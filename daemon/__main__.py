@@ -12,22 +12,15 @@ an exit status (see the README's table):
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import anyio
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from daemon import __version__
-from daemon.config import LogFormat, Settings, load_settings
-from daemon.config import _CredentialsSource as CredentialsSource  # the same sources as Settings
-from daemon.config import _default_db as default_db
-from daemon.config import _describe as describe
+from daemon.config import Settings, load_settings, load_state_settings
 from daemon.errors import AuthError, ConfigError, FatalError, RetriableError
 from daemon.logs import configure_logging
 
@@ -102,57 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 DB_ONLY = frozenset({"status", "parked", "retry"})
 
 
-class StateSettings(BaseSettings):
-    """The settings of the DB-only commands, from the same sources as :class:`Settings`
-    (environment, ``.env``, ``$CREDENTIALS_DIRECTORY``): an operator can read the state of
-    an instance without its API tokens, and a mistake in an unrelated setting does not hide it."""
-
-    model_config = Settings.model_config
-
-    shopify_shop: str = Field(description="The shop's domain; it keys every row of the state DB.")
-    sync_db: Path = Field(default_factory=default_db, description="SQLite state file.")
-    log_level: str = "info"
-    log_format: LogFormat = LogFormat.AUTO
-
-    @field_validator("shopify_shop")
-    @classmethod
-    def _shop(cls, value: str) -> str:
-        return Settings._shop(value)
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        return Settings._level(value)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, CredentialsSource(settings_cls))
-
-    def as_settings(self) -> Settings:
-        """A :class:`Settings` carrying these values only (the DB commands read no others)."""
-        return Settings.model_construct(
-            shopify_shop=self.shopify_shop,
-            sync_db=self.sync_db,
-            log_level=self.log_level,
-            log_format=self.log_format,
-        )
-
-
 def _load(command: str) -> Settings:
     """The settings ``command`` needs; ConfigError with one line per problem."""
     if command not in DB_ONLY:
         return load_settings()
-    try:
-        return StateSettings().as_settings()
-    except ValidationError as exc:
-        raise ConfigError("\n".join(describe(e) for e in exc.errors(include_url=False))) from None
+    return load_state_settings()
 
 
 def _settings(command: str, out: TextIO) -> Settings | None:
@@ -218,33 +165,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "status":
         return await app.status(settings, as_json=args.json, out=out)
     if command == "parked":
-        if not args.json:
-            return await app.list_parked(settings, as_json=False, out=out)
-        answer = io.StringIO()
-        status = await app.list_parked(settings, as_json=True, out=answer)
-        print(_with_meaning(answer.getvalue()), file=out, end="")
-        return status
+        return await app.list_parked(settings, as_json=args.json, out=out)
     if command == "reconcile":
         return await app.reconcile(settings, dry_run=args.dry_run, as_json=args.json, days=args.days, out=out)
     if command == "retry":
         return await app.retry(settings, key=args.key, out=out)
     print(f"unknown command {command}", file=sys.stderr)
     return EX_USAGE
-
-
-def _with_meaning(answer: str) -> str:
-    """``parked --json`` with each reason's one-line meaning beside its fix (``advice``)."""
-    from daemon.reasons import advice_for  # noqa: PLC0415  # only `parked --json` needs it
-
-    try:
-        rows: Any = json.loads(answer)
-    except ValueError:
-        return answer  # not JSON (no state DB yet): as it is
-    if isinstance(rows, list):
-        for row in rows:
-            if isinstance(row, dict) and "meaning" not in row:
-                row["meaning"] = advice_for(str(row.get("reason"))).meaning
-    return json.dumps(rows, indent=2) + "\n"
 
 
 if __name__ == "__main__":

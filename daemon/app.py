@@ -406,6 +406,7 @@ async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:
                 "attempts": r.attempts,
                 "first_seen": r.first_seen.isoformat(),
                 "next_attempt": r.next_attempt.isoformat(),
+                "meaning": advice_for(r.reason).meaning,
                 "advice": advice_for(r.reason).fix,
             }
             for r in records

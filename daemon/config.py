@@ -438,6 +438,58 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
+class StateSettings(BaseSettings):
+    """The settings of the DB-only commands, from the same sources as :class:`Settings`
+    (environment, ``.env``, ``$CREDENTIALS_DIRECTORY``): an operator can read the state of
+    an instance without its API tokens, and a mistake in an unrelated setting does not hide it."""
+
+    model_config = Settings.model_config
+
+    shopify_shop: str = Field(description="The shop's domain; it keys every row of the state DB.")
+    sync_db: Path = Field(default_factory=_default_db, description="SQLite state file.")
+    log_level: str = "info"
+    log_format: LogFormat = LogFormat.AUTO
+
+    @field_validator("shopify_shop")
+    @classmethod
+    def _shop(cls, value: str) -> str:
+        return Settings._shop(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        return Settings._level(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _CredentialsSource(settings_cls))
+
+    def as_settings(self) -> Settings:
+        """A :class:`Settings` carrying these values only (the DB commands read no others)."""
+        return Settings.model_construct(
+            shopify_shop=self.shopify_shop,
+            sync_db=self.sync_db,
+            log_level=self.log_level,
+            log_format=self.log_format,
+        )
+
+
+def load_state_settings() -> Settings:
+    """The settings of the DB-only commands (:class:`StateSettings`) as a :class:`Settings`;
+    :class:`ConfigError` with one line per problem."""
+    try:
+        return StateSettings().as_settings()
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(e) for e in exc.errors(include_url=False))) from None
+
+
 def now_utc() -> datetime:
     """Wall-clock time in UTC (for cursors and timestamps)."""
     return datetime.now(UTC)

@@ -32,11 +32,10 @@ from typing import Any, TextIO
 import structlog
 
 from daemon.app import Services
-from daemon.config import ProductPriority, StockFigure
-from daemon.errors import NotFoundError
+from daemon.config import ProductPriority
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
-from daemon.flows.stock import StockDifference, StockFlow
+from daemon.flows.stock import StockDifference, StockFlow, location_figures
 from daemon.index import SkuIndex
 from daemon.mapping import map_order
 from daemon.runner import Shutdown
@@ -176,25 +175,10 @@ async def _stock_row(services: Services, difference: StockDifference) -> StockRo
     wanted = s.location_numbers
     if wanted is None:
         return row
-    try:
-        stocks = {entry.location: entry for entry in await services.rackbeat.product_locations(row.sku)}
-    except NotFoundError:
-        return row
-    figures: dict[str, Decimal | None] = {}
-    for number in wanted:
-        entry = stocks.get(number)
-        if entry is None:
-            figures[number] = Decimal(0)  # no entry: the location holds none
-        elif s.sync_stock_figure is StockFigure.IN_STOCK:
-            figures[number] = entry.stock_quantity
-        else:
-            figures[number] = entry.available_quantity
-    if any(v is None for v in figures.values()):
-        # [assumed] as the stock flow: /products/{n}/locations may lack available_quantity
-        with contextlib.suppress(NotFoundError):
-            available = await services.rackbeat.available_per_location(row.sku)
-            figures = {n: available.get(n, Decimal(0)) if figures[n] is None else figures[n] for n in wanted}
-    shown = {n: "?" if v is None else _number(v) for n, v in figures.items()}
+    figures = await location_figures(services.rackbeat, row.sku, wanted, s.sync_stock_figure)
+    if figures is None:
+        return dataclasses.replace(row, rackbeat=dict.fromkeys(wanted, "?"))
+    shown = {n: _number(v) for n, v in figures.items()}
     return dataclasses.replace(row, rackbeat=shown)
 
 
@@ -204,16 +188,13 @@ def _number(value: Decimal) -> str:
 
 
 async def _missing_orders(orders: OrdersFlow, services: Services, since: datetime) -> list[dict[str, Any]]:
-    """Shopify orders updated since ``since`` that should be in Rackbeat and are not."""
+    """Shopify orders updated since ``since`` that should be in Rackbeat and are not
+    (:meth:`OrdersFlow.missing_in_rackbeat`)."""
     missing: list[dict[str, Any]] = []
     pages = services.shopify.orders_updated_since(since)
     async with contextlib.aclosing(pages):
         async for page in pages:
-            for order in page:
-                if orders.skip_reason(order) is not None:
-                    continue
-                if await services.rackbeat.find_order_by_reference(str(order.get("name"))) is None:
-                    missing.append(order)
+            missing.extend([order for order in page if await orders.missing_in_rackbeat(order)])
     return missing
 
 

@@ -487,6 +487,40 @@ async def test_a_move_to_an_unlisted_location_is_caught_by_the_full_reconcile(
         assert w.shopify_sim.available("SKU-0000") == 1
 
 
+async def test_the_full_reconcile_spends_a_bounded_share_of_the_rackbeat_budget_per_cycle(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    # 8 requests a minute and 60 s polls: a quarter of a cycle's budget is 2 products
+    async with catalogue(
+        tmp_path,
+        shopify_schema,
+        6,
+        stock=0,
+        sync_locations="1",
+        sync_orders=False,
+        rackbeat_requests_per_minute=8,
+        sync_poll_seconds=60,
+    ) as w:
+        for i in range(6):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+        flow = stock_flow(w)
+        await flow.run_once()  # first cycle: every product is new, so each is read per location
+        for i in range(6):  # 4 units of each moved to the unlisted location 2: totals stay 5/5
+            w.rackbeat.adjust_stock(f"SKU-{i:04}", -4, "1")
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 4, "2")
+        w.tick(3600)  # the next full reconcile is due
+        shown: list[list[int]] = []
+        for _ in range(3):
+            w.rackbeat.reset_counts()
+            await flow.run_once()
+            per_location = sum(n for route, n in w.rackbeat.requests.items() if "locations" in route)
+            assert per_location <= 2 * 2  # two products, one or two requests each
+            shown.append([w.shopify_sim.available(f"SKU-{i:04}") for i in range(6)])
+            w.tick(60)
+        # the pass goes on over the next cycles until every product was read again
+        assert shown == [[1, 1, 5, 5, 5, 5], [1, 1, 1, 1, 5, 5], [1, 1, 1, 1, 1, 1]]
+
+
 async def test_the_reconcile_command_reads_listed_locations_again(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:

@@ -150,3 +150,30 @@ async def test_stock_rows_show_each_listed_rackbeat_location(
         doc = io.StringIO()
         print_report(report, doc, as_json=True)
         assert json.loads(doc.getvalue())["stock"][0]["rackbeat"] == {"1": "6", "2": "4"}
+
+
+async def test_missing_orders_leave_out_old_ones_and_count_another_shops_namesake(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.rackbeat.add_product("frakt", "Frakt")
+        w.rackbeat.add_product("MUG", "Mug", sales_price="80", stock=10)
+        w.shopify_sim.add_product("Mug", [{"sku": "MUG", "price": "100.00", "stock": 10}])
+        before_start = w.shopify_sim.create_order([("MUG", 1)])
+        w.tick(60)
+        await orders_flow(w).run_once()  # first start: orders created from now on are imported
+        w.tick(60)
+        new = w.shopify_sim.create_order([("MUG", 1)])
+        name = str(getattr(w.shopify_sim.node(new), "name", None))
+        # another shop feeding the same Rackbeat has an order of the same name
+        other = w.rackbeat.order(w.rackbeat.place_order(w.rackbeat.add_customer("Other", "o@example.com"), []))
+        other.your_reference, other.heading = name, f"Shopify {name} (other-shop.myshopify.com)"
+        w.tick(600)
+
+        report = await reconcile(services(w), dry_run=True, now=w.clock.now(), window=timedelta(days=1))
+        old_name = getattr(w.shopify_sim.node(before_start), "name", None)
+        assert old_name not in report.missing_orders  # created before the import start
+        assert report.missing_orders == [name]  # the namesake is not ours
+        await reconcile(services(w), dry_run=False, now=w.clock.now(), window=timedelta(days=1))
+        assert w.rackbeat.order_count_by_reference(name) == 2  # ours and the other shop's
+        assert w.rackbeat.order_count_by_reference(str(old_name)) == 0

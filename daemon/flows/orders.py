@@ -521,6 +521,23 @@ class OrdersFlow:
         self.metrics.count(FLOW, "changed_after_import")
         return True
 
+    async def missing_in_rackbeat(self, order: Mapping[str, Any]) -> bool:
+        """For ``reconcile``: whether ``order`` is to be imported (not a test order, not
+        cancelled, not created before the import start) and Rackbeat has no order of it.
+
+        A Rackbeat order of the same name counts when its heading names this shop, or is
+        the bare heading of older releases: in doubt it is not missing, since reconcile
+        must never make a second order (another shop's ``#1001`` does not count)."""
+        if self._since is None:
+            stored = await self.store.get_cursor(SINCE)
+            self._since = parse_time(stored) if stored else self.settings.sync_orders_since
+        if self.skip_reason(order) is not None:
+            return False
+        name = str(order.get("name"))
+        ours = {shopify_heading(name, self.store.shop), shopify_heading(name, None)}
+        found = await self.rackbeat.orders_by_reference(name)
+        return not any((order_heading(o) or "").strip() in ours for o in found)
+
     def skip_reason(self, order: Mapping[str, Any], *, new: bool = True) -> str | None:
         """Why an order is not imported at all (None: it is). ``new``: the ledger has no
         row for it yet (only then is its age a reason: a parked order stays wanted)."""

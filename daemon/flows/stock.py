@@ -10,14 +10,16 @@ One cycle, in this order (the order is what makes it safe):
    numbers no Shopify variant has are left for ``status`` (:data:`RACKBEAT_ONLY`). With
    S10 = a list of locations, a normal cycle reads per location only the products whose
    totals (stock, available) or ``updated_at`` changed since the stock ledger's record;
-   the others reuse the per-location sum stored there. A full reconcile reads every
-   product per location.
+   the others reuse the per-location sum stored there. A full reconcile re-reads every
+   product per location, spending at most :data:`REFRESH_BUDGET_SHARE` of a cycle's
+   Rackbeat budget on it and going on over the next cycles until all are read.
 
    *What remains:* goods moved between a listed and an unlisted location leave both
    totals as they were (in order follows from them), and whether Rackbeat bumps
-   ``updated_at`` for a stock movement is unknown. Such a move is caught at the next full
-   reconcile at the latest (``SYNC_RECONCILE_SECONDS``); until then Shopify may show the
-   old sum — too much when goods left a listed location.
+   ``updated_at`` for a stock movement is unknown. Such a move is caught by the full
+   reconcile's pass (``SYNC_RECONCILE_SECONDS``, plus the pass's length for a large
+   catalogue); until then Shopify may show the old sum — too much when goods left a
+   listed location.
 4. **Candidates.** Per SKU on exactly one Shopify variant, the target with ``D0``. A SKU
    goes further if the target differs from the quantity last confirmed in Shopify (the
    stock ledger), if an input of the target (figure, units kept back) changed, if units
@@ -146,6 +148,11 @@ PROGRESS_FROM = 1000
 #: flow re-reads 5 minutes behind its cursor. An order still missing after this is not a
 #: lag any more: the drop is taken for a hand-made correction in Shopify and undone.
 HOLD_LIMIT = timedelta(minutes=10)
+#: With S10 = a list, the share of the Rackbeat request budget one cycle may spend on
+#: re-reading products per location for the full reconcile (one or two requests each, and
+#: no bulk endpoint): the rest of the catalogue is re-read on the cycles after it, so a
+#: large catalogue never starves the orders and products flows of requests.
+REFRESH_BUDGET_SHARE = 0.25
 
 
 # --- pure decisions ------------------------------------------------------------------------------
@@ -486,6 +493,32 @@ def _lag_gauge(metrics: Metrics) -> Gauge:
 # --- the flow ----------------------------------------------------------------------------------------
 
 
+async def location_figures(
+    rackbeat: RackbeatClient, sku: str, wanted: Sequence[str], which: StockFigure
+) -> dict[str, Decimal] | None:
+    """Rackbeat's figure (``which``) of ``sku`` at each of the ``wanted`` locations (a location
+    without an entry holds none); None when Rackbeat does not say (unknown is not zero)."""
+    try:
+        stocks = {s.location: s for s in await rackbeat.product_locations(sku)}
+    except NotFoundError:
+        return None
+    values: Sequence[Decimal | None] | None
+    if which is StockFigure.IN_STOCK:
+        values = [stocks[n].stock_quantity if n in stocks else Decimal(0) for n in wanted]
+    else:
+        values = available_at_locations(stocks, wanted)
+        if values is None:
+            # the listing does not carry the figure per location: ask the items endpoint
+            try:
+                available = await rackbeat.available_per_location(sku)
+            except NotFoundError:
+                return None
+            values = [available.get(n, Decimal(0)) for n in wanted]
+    if any(v is None for v in values):
+        return None
+    return {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
+
+
 class StockFlow:
     """Pushes Rackbeat's stock to Shopify; see the module docstring."""
 
@@ -526,6 +559,8 @@ class StockFlow:
         self._refused: set[str] = set()
         #: SKUs whose write went stale without a reading this cycle could use: read first next
         self._reread: set[str] = set()
+        #: S10 = a list: products the running full reconcile has still to re-read per location
+        self._refresh_pending: set[str] = set()
         #: the Rackbeat-only summary last stored (written again only when it changes)
         self._rackbeat_only: str | None = None
         self._lock = anyio.Lock()
@@ -629,7 +664,8 @@ class StockFlow:
         if not dry_run:
             await self._note_rackbeat_only(totals, entries)
         blocked = await self._blocked()
-        items = await self._items(totals, entries, await self._ledger(location), blocked, full=full)
+        refresh = self._refresh_budget(totals, full=full, whole=not hold)
+        items = await self._items(totals, entries, await self._ledger(location), blocked, refresh=refresh)
         await self._decide(items, (marker.demand, marker.watermark), extra)
         sold = await self._sold_since(self._seen_watermark) if not full else set()
         reread = set(self._reread)
@@ -775,6 +811,22 @@ class StockFlow:
             async with self.store.transaction() as tx:
                 await self._record(tx, location, rows)
 
+    def _refresh_budget(self, totals: Mapping[str, StockTotals], *, full: bool, whole: bool) -> int | None:
+        """How many products of the running full reconcile's pass to re-read per location
+        this cycle whatever their totals say (S10 = a list; ``None``: every product).
+
+        The reconcile command (``whole``) reads them all. The daemon's full reconcile starts
+        a pass over every product (:attr:`_refresh_pending`), and each cycle spends at most
+        :data:`REFRESH_BUDGET_SHARE` of a cycle's Rackbeat budget on it, until the pass is
+        done: a move between locations leaves the totals as they were.
+        """
+        if whole:
+            return None
+        if full and not self._refresh_pending and self.settings.location_numbers is not None:
+            self._refresh_pending = set(totals)
+        s = self.settings
+        return max(1, int(s.rackbeat_requests_per_minute * s.sync_poll_seconds / 60 * REFRESH_BUDGET_SHARE))
+
     async def _items(
         self,
         totals: Mapping[str, StockTotals],
@@ -782,23 +834,24 @@ class StockFlow:
         ledger: Mapping[str, Recorded],
         blocked: set[str],
         *,
-        full: bool,
+        refresh: int | None,
     ) -> list[_Item]:
         """One item per SKU found in both systems, on one Shopify variant, with a figure.
 
-        With S10 = a list, the per-location sum stored in the ledger is reused on a normal
-        cycle while the product's totals and ``updated_at`` are as recorded; a full
-        reconcile reads every product per location (a move between locations leaves the
-        totals as they were)."""
+        With S10 = a list, the per-location sum stored in the ledger is reused while the
+        product's totals and ``updated_at`` are as recorded, except for ``refresh`` products
+        of the full reconcile's pass (``None``: every product; see :meth:`_refresh_budget`)."""
         wanted = self.settings.location_numbers
         which = self.settings.sync_stock_figure
         now = self.clock()
         stamp = _iso(now)
         items: list[_Item] = []
         unknown = 0
+        pending = self._refresh_pending
         for sku, total in totals.items():
             rows = entries.get(sku)
             if not rows or len(rows) != 1 or rows[0].inventory_item_id is None or sku in blocked:
+                pending.discard(sku)
                 continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
             item_id = rows[0].inventory_item_id
             recorded = ledger.get(item_id)
@@ -808,18 +861,21 @@ class StockFlow:
             if wanted is None:
                 figure = _figure(total.stock_quantity, total.available_quantity, which)
             elif (
-                not full
-                and recorded is not None
+                recorded is not None
                 and recorded.totals == key
                 and recorded.updated == updated
                 and _decimal(recorded.figure) is not None
+                and (refresh is not None and (sku not in pending or refresh <= 0))
             ):
                 # nothing Rackbeat shows of the product changed: most likely neither did the
-                # sum (a move between locations does not show; the full reconcile finds it)
+                # sum (a move between locations does not show; the reconcile's pass finds it)
                 figure = _decimal(recorded.figure)
             elif self.shutdown.requested:
                 continue  # stopping: no more per-location reads this cycle
             else:
+                if refresh is not None and sku in pending and recorded is not None:
+                    refresh -= 1  # a read of the pass that the totals would not have asked for
+                pending.discard(sku)
                 figure = await self._per_location(sku, wanted)
             if figure is None:
                 unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
@@ -832,26 +888,8 @@ class StockFlow:
 
     async def _per_location(self, sku: str, wanted: Sequence[str]) -> Decimal | None:
         """The figure summed over S10's locations (a location without an entry holds none)."""
-        try:
-            stocks = {s.location: s for s in await self.rackbeat.product_locations(sku)}
-        except NotFoundError:
-            return None
-        if self.settings.sync_stock_figure is StockFigure.IN_STOCK:
-            values = [stocks[n].stock_quantity if n in stocks else Decimal(0) for n in wanted]
-        else:
-            listed = available_at_locations(stocks, wanted)
-            if listed is not None:
-                values = listed
-            else:
-                # the listing does not carry the figure per location: ask the items endpoint
-                try:
-                    available = await self.rackbeat.available_per_location(sku)
-                except NotFoundError:
-                    return None
-                values = [available.get(n, Decimal(0)) for n in wanted]
-        if any(v is None for v in values):
-            return None
-        return sum((v for v in values if v is not None), Decimal(0))
+        figures = await location_figures(self.rackbeat, sku, wanted, self.settings.sync_stock_figure)
+        return None if figures is None else sum(figures.values(), Decimal(0))
 
     # --- the ledgers ----------------------------------------------------------------------------------
 
