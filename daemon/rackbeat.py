@@ -1000,9 +1000,13 @@ class RackbeatClient:
             async for page in pages:
                 yield [Product.from_json(item) for item in page]
 
-    async def stock_totals(self) -> AsyncGenerator[list[StockTotals], None]:
-        """Yield pages of every product's stock totals: the narrow scan (:data:`STOCK_FIELDS`)."""
-        pages = self._pages("products", "products", {"fields": ",".join(STOCK_FIELDS)})
+    async def stock_totals(
+        self, *, on_total: Callable[[int], None] | None = None
+    ) -> AsyncGenerator[list[StockTotals], None]:
+        """Yield pages of every product's stock totals: the narrow scan (:data:`STOCK_FIELDS`).
+
+        ``on_total`` is told the number of products to expect once the first page says it."""
+        pages = self._pages("products", "products", {"fields": ",".join(STOCK_FIELDS)}, on_total=on_total)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 yield [StockTotals.from_json(item) for item in page]
@@ -1182,11 +1186,14 @@ class RackbeatClient:
         params: Mapping[str, str] | None = None,
         *,
         missing: Missing = "config",
+        on_total: Callable[[int], None] | None = None,
     ) -> AsyncGenerator[list[JSONObject], None]:
         """Yield the ``envelope`` list of each page of ``path`` (200 and 206 alike).
 
         Stops at the answer's ``pages``; without it, at a page shorter than the echoed
         ``limit``. An empty page before ``pages`` (the list shrank meanwhile) ends it too.
+        ``on_total`` hears the expected number of items (``pages`` × the page size) once
+        the first page tells it.
         """
         page = 1
         what = f"GET /{path}"
@@ -1201,8 +1208,10 @@ class RackbeatClient:
                         "rackbeat pages differ from the limit asked", asked=self.page_limit, echoed=echoed
                     )
                 self.echoed_limit = echoed
-            yield items
             pages = _count(body.get("pages"))
+            if on_total is not None and page == 1 and pages is not None:
+                on_total(pages * (echoed or self.page_limit))
+            yield items
             if pages is not None:
                 if page >= pages:
                     return

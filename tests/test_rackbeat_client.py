@@ -753,3 +753,18 @@ def test_available_per_location_from_the_listing_or_none_when_it_lacks_the_figur
     assert bare["1"].available_quantity is None
     assert available_at_locations(bare, ["1"]) is None
     assert available_at_locations(bare, ["2"]) == [Decimal(0)]
+
+
+@pytest.mark.anyio
+async def test_the_stock_scan_tells_how_many_products_to_expect_from_its_first_page(time: FakeTime) -> None:
+    rows = [{"number": str(n), "stock_quantity": 1, "available_quantity": 1} for n in range(3)]
+    script = Script(
+        page("products", rows[:2], 1, 2, limit=2),
+        page("products", rows[2:], 2, 2, limit=2),
+    )
+    client, http = make_client(script, time)
+    expected: list[int] = []
+    async with http:
+        seen = [t.number async for batch in client.stock_totals(on_total=expected.append) for t in batch]
+    assert seen == ["0", "1", "2"]
+    assert expected == [4]  # told once: 2 pages of 2 (the last page may be short)

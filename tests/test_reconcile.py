@@ -166,7 +166,9 @@ async def test_missing_orders_leave_out_old_ones_and_count_another_shops_namesak
         new = w.shopify_sim.create_order([("MUG", 1)])
         name = str(getattr(w.shopify_sim.node(new), "name", None))
         # another shop feeding the same Rackbeat has an order of the same name
-        other = w.rackbeat.order(w.rackbeat.place_order(w.rackbeat.add_customer("Other", "o@example.com"), []))
+        other = w.rackbeat.order(
+            w.rackbeat.place_order(w.rackbeat.add_customer("Other", "o@example.com"), [])
+        )
         other.your_reference, other.heading = name, f"Shopify {name} (other-shop.myshopify.com)"
         w.tick(600)
 

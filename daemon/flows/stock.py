@@ -92,6 +92,7 @@ it looks like a hidden sale at first).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -757,10 +758,22 @@ class StockFlow:
     async def _scan(self) -> dict[str, StockTotals]:
         """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
         totals: dict[str, StockTotals] = {}
-        async for page in self.rackbeat.stock_totals():
-            for total in page:
-                if total.number != self.settings.sync_shipping_product:
-                    totals[total.number] = total
+        # the first scan of a large catalogue reports its progress (later ones are routine)
+        progress = (
+            Progress("Rackbeat stock scan", None, shop=self.store.shop)
+            if self._known_numbers is None
+            else None
+        )
+        pages = self.rackbeat.stock_totals(on_total=progress.expect if progress is not None else None)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for total in page:
+                    if total.number != self.settings.sync_shipping_product:
+                        totals[total.number] = total
+                if progress is not None:
+                    progress.advance(len(page))
+        if progress is not None and progress.done >= PROGRESS_FROM:
+            progress.finish()
         return totals
 
     async def _remember_numbers(
