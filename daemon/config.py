@@ -90,7 +90,23 @@ def _default_db() -> Path:
     return Path(state.split(":")[0]) / "sync.db" if state else Path("sync.db")
 
 
-class Settings(BaseSettings):
+class _FromEnvironment(BaseSettings):
+    """Settings read from the environment, a ``.env`` file and, for tokens,
+    ``$CREDENTIALS_DIRECTORY`` (systemd's ``LoadCredential=``), in that order of precedence."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _CredentialsSource(settings_cls))
+
+
+class Settings(_FromEnvironment):
     """The daemon's configuration. See ``.env.example`` for every variable."""
 
     model_config = SettingsConfigDict(
@@ -307,17 +323,6 @@ class Settings(BaseSettings):
         """HEALTH_LISTEN as (host, port)."""
         return parse_listen(self.health_listen)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, _CredentialsSource(settings_cls))
-
 
 class IsolatedSettings(Settings):
     """Settings from the values given only: no environment, no ``.env``, no credentials
@@ -438,7 +443,7 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
-class StateSettings(BaseSettings):
+class StateSettings(_FromEnvironment):
     """The settings of the DB-only commands, from the same sources as :class:`Settings`
     (environment, ``.env``, ``$CREDENTIALS_DIRECTORY``): an operator can read the state of
     an instance without its API tokens, and a mistake in an unrelated setting does not hide it."""
@@ -459,17 +464,6 @@ class StateSettings(BaseSettings):
     @classmethod
     def _level(cls, value: str) -> str:
         return Settings._level(value)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, dotenv_settings, _CredentialsSource(settings_cls))
 
     def as_settings(self) -> Settings:
         """A :class:`Settings` carrying these values only (the DB commands read no others)."""
