@@ -140,14 +140,38 @@ async def run_daemon(
     register_secrets(settings)
     structlog.contextvars.bind_contextvars(shop=settings.shop)
     shutdown = shutdown or Shutdown()
-    async with anyio.create_task_group() as signals:
-        # first of all: a SIGTERM while the DB opens or the listener binds is a clean stop
-        await signals.start(handle_signals, shutdown)
-        try:
-            await _serve(settings, shutdown, http, on_ready)
-        finally:
-            signals.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as signals:
+            # first of all: a SIGTERM while the DB opens or the listener binds is a clean stop
+            await signals.start(handle_signals, shutdown)
+            try:
+                await _serve(settings, shutdown, http, on_ready)
+            finally:
+                signals.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # task groups wrap what failed; the caller's exit status (78 for a setting, 77 for
+        # credentials …) needs the error itself
+        sole = _sole_error(group)
+        if sole is None:
+            raise
+        raise sole from None
     log.info("daemon stopped")
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> SyncError | None:
+    """The one :class:`SyncError` inside nested exception groups, cancellations aside;
+    None when there are others (a bug: let the whole group through)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        elif not isinstance(exc, anyio.get_cancelled_exc_class()):
+            leaves.append(exc)
+    if len(leaves) == 1 and isinstance(leaves[0], SyncError):
+        return leaves[0]
+    return None
 
 
 async def _serve(

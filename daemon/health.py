@@ -26,14 +26,13 @@ from daemon.store import Store
 
 #: a flow that has failed this many cycles in a row is "fail", before that "warn"
 FAIL_AFTER = 3
-#: a cycle still running after max(poll interval, this) without success is "warn"
-STALLED_AFTER_MIN = 5.0
 _ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
-def stalled_after(poll_seconds: float) -> float:
-    """Seconds a cycle may run before ``/healthz`` reports it as not getting anywhere."""
-    return max(poll_seconds, STALLED_AFTER_MIN)
+def lag_limit(poll_seconds: float) -> float:
+    """Seconds without a completed cycle before ``/healthz`` warns (a few missed polls; a
+    cycle still running counts: a full reconcile or a first build may take minutes)."""
+    return max(3 * poll_seconds, 120.0) + poll_seconds
 
 
 def flow_status(state: FlowState, poll_seconds: float, now: float | None = None) -> str:
@@ -45,22 +44,18 @@ def flow_status(state: FlowState, poll_seconds: float, now: float | None = None)
         return "fail"
     if state.failures or state.parked:
         return "warn"
-    if state.retrying_since is not None:
-        # its client backed off during this cycle: the API is failing right now (a cycle
-        # that outlasts the retry would warn by the rule below soon anyway)
-        return "warn"
-    if state.attempting_since is not None and now - state.attempting_since > stalled_after(poll_seconds):
-        return "warn"
-    if state.lag(now) > max(3 * poll_seconds, 120.0) + poll_seconds:
+    if _in_progress(state, poll_seconds, now) is not None or state.lag(now) > lag_limit(poll_seconds):
         return "warn"
     return "pass"
 
 
 def _in_progress(state: FlowState, poll_seconds: float, now: float) -> str | None:
-    """What the cycle now running looks like, when that is worth saying."""
-    if state.retrying_since is not None:
+    """What the cycle now running looks like, when it is worth a warning: its client is
+    backing off after failed requests (the API is failing right now), or it has run past
+    :func:`lag_limit` without finishing."""
+    if state.retrying_since is not None and state.retrying_until is not None and now < state.retrying_until:
         return f"retrying: requests failing since {now - state.retrying_since:.0f}s ago; backing off"
-    if state.attempting_since is not None and now - state.attempting_since > stalled_after(poll_seconds):
+    if state.attempting_since is not None and now - state.attempting_since > lag_limit(poll_seconds):
         return f"cycle running for {now - state.attempting_since:.0f}s without finishing"
     return None
 

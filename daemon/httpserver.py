@@ -86,8 +86,8 @@ class HTTPServer:
         try:
             while await self._one_request(stream, conn):
                 conn.start_next_cycle()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
-            return
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, TimeoutError):
+            return  # gone, or too slow to take its answer
         except h11.ProtocolError:
             return
 
@@ -109,9 +109,13 @@ class HTTPServer:
             (k.encode(), v.encode()) for k, v in response.headers.items() if k.lower() != "content-length"
         ]
         headers.append((b"content-length", str(len(body)).encode()))
-        await stream.send(conn.send(h11.Response(status_code=response.status_code, headers=headers)) or b"")
-        await stream.send(conn.send(h11.Data(data=body)) or b"")
-        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+        # a client that does not read its answer must not hold a connection slot for good
+        with anyio.fail_after(self.read_timeout):
+            await stream.send(
+                conn.send(h11.Response(status_code=response.status_code, headers=headers)) or b""
+            )
+            await stream.send(conn.send(h11.Data(data=body)) or b"")
+            await stream.send(conn.send(h11.EndOfMessage()) or b"")
 
     async def _one_request(self, stream: SocketStream, conn: h11.Connection) -> bool:
         """Serve one request; return True when the connection may be reused."""
@@ -175,7 +179,7 @@ class HTTPServer:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         with contextlib.suppress(
-            h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError
+            h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError
         ):
             await self._send(
                 stream, conn, httpx.Response(status, content=text, headers={"connection": "close"})

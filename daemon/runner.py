@@ -42,6 +42,9 @@ log = structlog.get_logger("daemon.runner")
 MAX_BACKOFF = 900.0
 #: how long a stopping daemon lets the write in flight finish
 STOP_GRACE = 8.0
+#: a client's retry counts as "failing right now" this long after its backoff wait ends
+#: (the retried request is then on its way; when it succeeds, the warning lapses)
+RETRY_GRACE = 5.0
 
 
 class Shutdown:
@@ -68,8 +71,11 @@ class Shutdown:
         Outside a cycle a stop just ends the wait early.
         """
         cycle = _current_cycle.get()
-        if cycle is not None and cycle.state.retrying_since is None:
-            cycle.state.retrying_since = time.time()
+        if cycle is not None:
+            now = time.time()
+            if cycle.state.retrying_since is None:
+                cycle.state.retrying_since = now
+            cycle.state.retrying_until = now + seconds + RETRY_GRACE
         with anyio.move_on_after(seconds):
             await self.event.wait()
         if self.requested and cycle is not None:
@@ -104,6 +110,8 @@ class FlowState:
     attempting_since: float | None = None
     #: when a client of the running cycle first backed off after a failed request
     retrying_since: float | None = None
+    #: until when that counts as failing right now (the last backoff's end plus a grace)
+    retrying_until: float | None = None
 
     def lag(self, now: float | None = None) -> float:
         """Seconds since the last successful cycle (or since start, before the first)."""
@@ -245,7 +253,7 @@ class Runner:
                     self._succeeded(state, bound, applied)
                 finally:
                     _current_cycle.reset(token)
-                    state.attempting_since = state.retrying_since = None
+                    state.attempting_since = state.retrying_since = state.retrying_until = None
             if scope.cancelled_caught:
                 bound.info("cycle stopped during a retry wait")
                 break

@@ -411,3 +411,20 @@ async def test_sigterm_while_the_state_db_opens_is_a_clean_stop(tmp_path: Path) 
     assert result.returncode == 0, output
     assert "Traceback" not in output
     assert '"stopping"' in output
+
+
+@pytest.mark.anyio
+async def test_a_health_port_already_taken_stops_with_exit_78_naming_the_variable(tmp_path: Path) -> None:
+    # systemd's RestartPreventExitStatus=78 relies on this: a wrong setting is not retried
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = unreachable_env(tmp_path, int(taken.getsockname()[1]))
+        with anyio.fail_after(20):
+            result = await anyio.run_process(
+                [sys.executable, "-m", "daemon", "run"], cwd=tmp_path, env=env, check=False
+            )
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert result.returncode == EX_CONFIG, output
+    assert "HEALTH_LISTEN" in output
+    assert "Traceback" not in output

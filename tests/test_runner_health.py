@@ -23,7 +23,7 @@ from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import FlowState, Runner, Shutdown, backoff_delay
+from daemon.runner import RETRY_GRACE, FlowState, Runner, Shutdown, backoff_delay
 from daemon.shopify import ShopifyClient
 from daemon.store import Store
 
@@ -229,6 +229,30 @@ async def test_health_server_caps_concurrent_connections() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_health_server_drops_a_client_that_does_not_read_its_answer() -> None:
+    big = b"x" * (32 * 1024 * 1024)  # more than the socket buffers hold: sending it blocks
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=big if request.url.path == "/big" else b"ok\n")
+
+    server = HTTPServer(answer, read_timeout=0.3, max_connections=1, busy_timeout=0.1)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(server.serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{port}/livez"
+        with anyio.fail_after(10):
+            stuck = await anyio.connect_tcp("127.0.0.1", port)
+            await stuck.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")  # and never reads
+            async with httpx.AsyncClient() as client:
+                while True:  # the only slot is freed once the send times out
+                    reply = await client.get(url)
+                    if reply.status_code != 503:
+                        break
+                    await anyio.sleep(0.05)
+                assert reply.text == "ok\n"
+            await stuck.aclose()
+        tg.cancel_scope.cancel()
+
+
 RACKBEAT_TOKEN = "rb-health-test-token-9d3f1a"
 SHOPIFY_TOKEN = "shpat_health_test_token_4e8c2b"
 
@@ -347,14 +371,24 @@ async def test_flow_warns_while_its_client_backs_off_and_stops_at_once(store: St
     assert rackbeat.requests == 1
 
 
-@pytest.mark.parametrize(("running_for", "expected"), [(2.0, "pass"), (61.0, "warn")])
+@pytest.mark.parametrize(("running_for", "expected"), [(2.0, "pass"), (200.0, "pass"), (241.0, "warn")])
 def test_a_cycle_that_does_not_finish_warns(running_for: float, expected: str) -> None:
+    # a full reconcile may take minutes: only past the lag limit (4 polls, at least 3 minutes) it warns
     state = FlowState("orders", started=1000.0, status="ok", last_success=1000.0)
     state.attempting_since = 1000.0
     assert flow_status(state, poll_seconds=60, now=1000.0 + running_for) == expected
-    # a short poll interval does not make a few seconds' cycle a warning
-    assert flow_status(state, poll_seconds=0.5, now=1000.0 + min(running_for, 4.0)) == "pass"
-    assert flow_status(state, poll_seconds=0.5, now=1000.0 + 6.0) == "warn"
+    # a short poll interval does not make a minute's cycle a warning
+    assert flow_status(state, poll_seconds=0.5, now=1000.0 + 60.0) == "pass"
+    assert flow_status(state, poll_seconds=0.5, now=1000.0 + 121.0) == "warn"
+
+
+def test_a_retry_that_succeeded_stops_warning_after_its_grace() -> None:
+    state = FlowState("orders", started=1000.0, status="ok", last_success=1000.0)
+    state.attempting_since = state.retrying_since = 1000.0
+    state.retrying_until = 1000.0 + 2.0 + RETRY_GRACE  # one backoff of 2 s
+    assert flow_status(state, poll_seconds=60, now=1003.0) == "warn"
+    # the retried request went through; the cycle goes on with other pages
+    assert flow_status(state, poll_seconds=60, now=1000.0 + 2.0 + RETRY_GRACE + 1) == "pass"
 
 
 async def test_client_log_lines_inside_a_cycle_name_the_flow(store: Store) -> None:
