@@ -161,6 +161,21 @@ def _address(order: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def order_demand(order: Mapping[str, Any]) -> dict[str, int]:
+    """SKU → units the order takes from stock: its current quantities (edits and refunds
+    applied), lines without SKU left out.
+
+    Only the SKU and the quantity are needed, so an order that cannot be mapped (a line
+    without SKU or price, too many shipping lines) still holds its stock while parked."""
+    demand: dict[str, int] = {}
+    for item in (order.get("lineItems") or {}).get("nodes") or []:
+        quantity = int(item.get("currentQuantity", item.get("quantity", 0)) or 0)
+        sku = (item.get("sku") or "").strip()
+        if quantity > 0 and sku:
+            demand[sku] = demand.get(sku, 0) + quantity
+    return demand
+
+
 def map_order(order: Mapping[str, Any], *, shipping_product: str, shop: str | None = None) -> MappedOrder:
     """Map a Shopify order to Rackbeat terms (``shop``, the shop's domain, goes in the heading).
 
@@ -176,7 +191,6 @@ def map_order(order: Mapping[str, Any], *, shipping_product: str, shop: str | No
         raise MalformedResponse("order without id, name or lineItems") from None
     taxes_included = bool(order.get("taxesIncluded"))
     lines: list[OrderLine] = []
-    demand: dict[str, int] = {}
     for item in items:
         quantity = int(item.get("currentQuantity", item.get("quantity", 0)) or 0)
         if quantity <= 0:
@@ -195,7 +209,6 @@ def map_order(order: Mapping[str, Any], *, shipping_product: str, shop: str | No
                 vat_rate=rate,
             )
         )
-        demand[sku] = demand.get(sku, 0) + quantity
     shipping = Decimal(0)
     shipping_incl = Decimal(0)
     shipping_lines = order.get("shippingLines") or {}
@@ -234,7 +247,7 @@ def map_order(order: Mapping[str, Any], *, shipping_product: str, shop: str | No
         delivery_address=_address(order),
         lines=tuple(lines),
         shopify_total=_shop_money(total_bag, f"order {name} total"),
-        demand=demand,
+        demand=order_demand(order),
     )
 
 

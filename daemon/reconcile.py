@@ -33,11 +33,11 @@ import structlog
 
 from daemon.app import Services
 from daemon.config import ProductPriority
-from daemon.flows.orders import OrdersFlow
+from daemon.flows.orders import OrdersFlow, unreserved_order_ids
 from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockDifference, StockFlow, location_figures
 from daemon.index import SkuIndex
-from daemon.mapping import map_order
+from daemon.mapping import order_demand
 from daemon.runner import Shutdown
 
 log = structlog.get_logger("daemon.reconcile")
@@ -136,21 +136,13 @@ async def _demand_not_in_ledger(services: Services, missing: Sequence[Mapping[st
     which the stock flow subtracts already; counting it again here would make a dry run
     report stock differences a real run would not write.
     """
-    s = services.settings
-    store = services.store
     ids = [str(order.get("id") or order.get("name")) for order in missing]
-    # the condition of daemon.flows.orders.unreserved_demand (few rows: orders on their way)
-    rows = await store.fetchall(
-        "SELECT order_id FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
-        "AND demand IS NOT NULL AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
-        (store.shop,),
-    )
-    counted = {str(r[0]) for r in rows}
+    counted = await unreserved_order_ids(services.store)
     demand: dict[str, int] = {}
     for order, order_id in zip(missing, ids, strict=True):
         if order_id in counted:
             continue
-        for sku, units in map_order(order, shipping_product=s.sync_shipping_product).demand.items():
+        for sku, units in order_demand(order).items():
             demand[sku] = demand.get(sku, 0) + units
     return demand
 

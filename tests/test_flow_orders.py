@@ -18,7 +18,7 @@ from daemon.errors import TransportError
 from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE, OrdersFlow, unreserved_demand
 from daemon.rackbeat import order_body
 from daemon.sim.shopify import Order as ShopifyOrder
-from tests.harness import World, make_world
+from tests.harness import RACKBEAT_URL, World, make_world
 
 pytestmark = pytest.mark.anyio
 
@@ -551,13 +551,47 @@ async def test_an_order_that_keeps_failing_is_parked_and_the_others_go_on(
         assert (parked.key, parked.reason) == (shopify_name(w, bad), "REPEATED_FAILURE")
         only_order(w, shopify_name(w, good))
         assert w.metrics.value("orders", "parked_repeated_failure") == 1
-        # the cause clears; the order is retried (it was due at once: the flow recovered)
-        broken = False
+        # a cycle that got through only by setting it aside says nothing of the cause:
+        # the next cycles go on without it, and it waits for its retry time
         w.tick(60)
+        await flow.run_once()
+        assert [p.key for p in await w.store.parked("orders")] == [shopify_name(w, bad)]
+        # the cause clears; at its retry time the order goes through
+        broken = False
+        w.tick(300)
         await flow.run_once()
         only_order(w, shopify_name(w, bad))
         assert await w.store.parked("orders") == []
         assert await w.store.fetchval("SELECT failures FROM order_ledger WHERE order_id = ?", (bad,)) == 0
+
+
+async def test_orders_set_aside_during_an_outage_are_retried_once_it_ends(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        first = w.shopify_sim.sell("MUG-1")
+        second = w.shopify_sim.sell("TEE-2")
+        down = True
+
+        def rackbeat_is_down(request: httpx.Request, phase: str) -> None:
+            if down and phase == "before" and str(request.url).startswith(RACKBEAT_URL):
+                raise httpx.ConnectError("Rackbeat is down", request=request)
+
+        w.hook = rackbeat_is_down
+        flow = orders_flow(w)
+        for _ in range(5):  # the first order fails every time; the fifth sets it aside
+            w.tick(60)
+            with pytest.raises(TransportError):
+                await flow.run_once()  # the second one fails too: still an outage
+        assert [p.key for p in await w.store.parked("orders")] == [shopify_name(w, first)]
+        down = False
+        w.tick(60)
+        await flow.run_once()  # the outage is over: the second goes in, the first is due again
+        only_order(w, shopify_name(w, second))
+        w.tick(60)
+        await flow.run_once()  # long before its backoff would have ended
+        only_order(w, shopify_name(w, first))
+        assert await w.store.parked("orders") == []
 
 
 async def test_a_single_failure_is_just_retried(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
@@ -665,3 +699,17 @@ async def test_a_cached_customer_deleted_in_rackbeat_is_resolved_again(
         assert rb.customer_id != gone
         assert rb.customer_id in w.rackbeat.customers
         assert await w.store.parked("orders") == []
+
+
+async def test_an_order_parked_for_a_line_without_sku_still_holds_its_stock(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        w.shopify_sim.create_order(
+            [("MUG-1", 2), {"sku": "", "quantity": 1, "price": "50.00", "title": "Gift wrap"}]
+        )
+        await cycle(w)
+        [parked] = await w.store.parked("orders")
+        assert parked.reason == "NO_SKU"
+        # the two mugs are sold in Shopify: the stock flow keeps holding them back
+        assert await unreserved_demand(w.store) == {"MUG-1": 2}

@@ -58,7 +58,7 @@ from daemon.errors import (
     ThrottledError,
     ValidationError,
 )
-from daemon.mapping import MappedOrder, check_totals, map_order, shopify_heading
+from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.rackbeat import (
     Order,
@@ -106,16 +106,25 @@ async def unreserved_demand(store: Store) -> dict[str, int]:
     until the flow reads it back (:data:`DRAFT_CHECKS_PER_CYCLE` drafts a cycle): the
     error is towards underselling, never overselling.
     """
+    total: dict[str, int] = {}
+    for demand in (await _unreserved_rows(store)).values():
+        for sku, units in demand.items():
+            total[sku] = total.get(sku, 0) + units
+    return total
+
+
+async def unreserved_order_ids(store: Store) -> set[str]:
+    """The Shopify order ids whose demand :func:`unreserved_demand` counts."""
+    return set(await _unreserved_rows(store))
+
+
+async def _unreserved_rows(store: Store) -> dict[str, dict[str, int]]:
     rows = await store.fetchall(
-        "SELECT demand FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
+        "SELECT order_id, demand FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
         "AND demand IS NOT NULL AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
         (store.shop,),
     )
-    total: dict[str, int] = {}
-    for (demand,) in rows:
-        for sku, units in json.loads(demand).items():
-            total[sku] = total.get(sku, 0) + int(units)
-    return total
+    return {str(order_id): {k: int(v) for k, v in json.loads(demand).items()} for order_id, demand in rows}
 
 
 #: the order ledger's columns the flow reads and writes
@@ -198,13 +207,13 @@ class OrdersFlow:
         self.shutdown = shutdown
         self.clock = clock
         self.log = log.bind(flow=FLOW)
-        #: held for a cycle; the stock flow holds it while it decides, so that no order is
-        #: imported or booked between its Rackbeat scan and its read of the demand
+        #: held for a cycle: the stock flow's catch-up (``run_once``) and the flow's own loop
+        #: never run a cycle at the same time
         self.lock = anyio.Lock()
         #: the last cycle stopped on a retriable error (orders parked for REPEATED_FAILURE
         #: during an outage are retried at once when a cycle gets through again)
         self._failing = False
-        #: the import start of the running cycle (None outside a cycle: no age check)
+        #: the import start (None until a cycle or ``missing_in_rackbeat`` read it: no age check)
         self._since: datetime | None = None
 
     # --- the cycle ---------------------------------------------------------------------------
@@ -212,22 +221,17 @@ class OrdersFlow:
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
-            return await self.cycle_locked()
-
-    async def cycle_locked(self) -> int:
-        """One cycle by a caller that holds :attr:`lock` (the stock flow, catching the
-        ledger up so that orders placed since the last cycle count as demand)."""
-        try:
-            applied = await self._cycle()
-        except RetriableError:
-            self._failing = True
-            raise
-        if self._failing:
-            self._failing = False
-            woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
-            if woken:
-                self.log.info("orders parked after repeated failures are retried now", orders=woken)
-        return applied
+            try:
+                applied = await self._cycle()
+            except RetriableError:
+                self._failing = True
+                raise
+            if self._failing:
+                self._failing = False
+                woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
+                if woken:
+                    self.log.info("orders parked after repeated failures are retried now", orders=woken)
+            return applied
 
     async def _cycle(self) -> int:
         cursor = await self._cursor()
@@ -358,6 +362,9 @@ class OrdersFlow:
         except RetriableError as exc:
             if await self._count_failure(order, name) < MAX_FAILURES:
                 raise  # retried with the whole cycle: most such errors pass
+            # this cycle gets through because the order is set aside, which says nothing of
+            # the cause: no waking of REPEATED_FAILURE orders at its end
+            self._failing = False
             await self._park(
                 order,
                 name,
@@ -565,11 +572,7 @@ class OrdersFlow:
         cancelled = bool(order.get("cancelledAt"))
         if cancelled:
             notes.append("cancelled in Shopify after import")
-        try:
-            demand = map_order(order, shipping_product=self.settings.sync_shipping_product).demand
-        except (RecordError, MalformedResponse):
-            demand = None
-        if demand is not None and ledger["demand"] and json.loads(ledger["demand"]) != demand:
+        if ledger["demand"] and json.loads(ledger["demand"]) != order_demand(order):
             notes.append("lines edited in Shopify after import")
         note = "; ".join(notes) or None
         await self._save(
@@ -766,12 +769,8 @@ class OrdersFlow:
     async def _park(self, order: Mapping[str, Any], name: str, exc: RecordError) -> None:
         """Park the order (its ledger row keeps its demand, so its stock stays held)."""
         order_id = str(order.get("id") or name)
-        try:
-            demand: str | None = json.dumps(
-                map_order(order, shipping_product=self.settings.sync_shipping_product).demand, sort_keys=True
-            )
-        except (RecordError, MalformedResponse):
-            demand = None
+        # the units it sold stay held back, whatever keeps the order from being mapped
+        demand = json.dumps(order_demand(order), sort_keys=True)
         now = _iso(self.clock())
         async with self.store.transaction(self.clock()) as tx:  # the backoff runs on our clock
             await tx.execute(
