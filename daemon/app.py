@@ -23,7 +23,7 @@ from daemon.config import Settings
 from daemon.errors import ConfigError, NotFoundError, SyncError
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
-from daemon.flows.stock import StockFlow
+from daemon.flows.stock import StockFlow, read_rackbeat_only
 from daemon.health import HealthApp
 from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
@@ -378,17 +378,7 @@ async def _attention(store: Store) -> dict[str, Any]:
         "AND EXISTS (SELECT 1 FROM cursors WHERE shop = ? AND flow = 'stock') ORDER BY sku",
         (store.shop, store.shop),
     )
-    # the stock flow's scan leaves the Rackbeat numbers no Shopify variant has in this
-    # cursors row (daemon.flows.stock.RACKBEAT_ONLY), as {"count": n, "examples": [...]}
-    summary = await store.get_cursor("stock.rackbeat_only")
-    try:
-        loaded = json.loads(summary) if summary else {}
-    except ValueError:
-        loaded = {}
-    rackbeat_only = {
-        "count": int(loaded.get("count", 0)) if isinstance(loaded, dict) else 0,
-        "examples": [str(n) for n in loaded.get("examples", [])] if isinstance(loaded, dict) else [],
-    }
+    rackbeat_only = await read_rackbeat_only(store)
     return {
         "orders_changed_after_import": [
             {"order": name, "rackbeat_order": number, "change": note} for name, number, note in changed

@@ -424,7 +424,7 @@ def order_body(
 
     [assumed] header names ``customer_id``, ``currency``, ``number``, ``payment_terms_id``,
     ``our_reference`` (the employee number), ``your_reference`` (the Shopify order name, also
-    what :meth:`RackbeatClient.find_order_by_reference` looks for), ``heading`` and
+    what :meth:`RackbeatClient.orders_by_reference` looks for), ``heading`` and
     ``delivery_address`` {name, street, street2, zipcode, city, country}. ``number`` is
     accepted on create (when it is taken, see :func:`number_taken`).
     """
@@ -1113,7 +1113,7 @@ class RackbeatClient:
         """Create a draft order (:func:`order_body`, ``POST /orders/drafts``) → the order.
 
         Raises ValidationError (422: unknown item, customer, number taken …). Not resent
-        after a failure Rackbeat may have acted on: call :meth:`find_order_by_reference`
+        after a failure Rackbeat may have acted on: call :meth:`orders_by_reference`
         before trying again.
         """
         answer = await self._call("POST", "orders/drafts", json=dict(body), replay_safe=False)
@@ -1147,25 +1147,15 @@ class RackbeatClient:
         return True
 
     async def find_order_by_reference(self, your_reference: str) -> Order | None:
-        """The order whose ``your_reference`` is exactly ``your_reference``, None if none.
-
-        Searches (:func:`order_search_params`) and compares every result
-        (:func:`order_reference_matches`).
-        """
-        if not your_reference.strip():
-            raise ValueError("an empty reference matches nothing reliably")
-        pages = self._pages("orders", "orders", order_search_params(your_reference))
-        async with contextlib.aclosing(pages):
-            async for page in pages:
-                for item in page:
-                    order = Order.from_json(item)
-                    if order_reference_matches(order, your_reference):
-                        return order
-        return None
+        """The first order whose ``your_reference`` is exactly ``your_reference``, None if
+        none (:meth:`orders_by_reference`)."""
+        found = await self.orders_by_reference(your_reference)
+        return found[0] if found else None
 
     async def orders_by_reference(self, your_reference: str) -> list[Order]:
-        """Every order whose ``your_reference`` is exactly ``your_reference`` (as
-        :meth:`find_order_by_reference`): several shops feeding one account may each have a ``#1001``."""
+        """Every order whose ``your_reference`` is exactly ``your_reference``: searches
+        (:func:`order_search_params`) and compares every result (:func:`order_reference_matches`);
+        several shops feeding one account may each have a ``#1001``."""
         if not your_reference.strip():
             raise ValueError("an empty reference matches nothing reliably")
         found: list[Order] = []

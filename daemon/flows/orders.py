@@ -540,6 +540,9 @@ class OrdersFlow:
             self._since = parse_time(stored) if stored else self.settings.sync_orders_since
         if self.skip_reason(order) is not None:
             return False
+        ledger = await self._ledger(str(order.get("id") or ""))
+        if ledger is not None and ledger["state"] in FINISHED:
+            return False  # done (its Rackbeat order may have been deleted on purpose) or skipped
         name = str(order.get("name"))
         ours = {shopify_heading(name, self.store.shop), shopify_heading(name, None)}
         found = await self.rackbeat.orders_by_reference(name)

@@ -101,6 +101,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
 
 import anyio
 import structlog
@@ -518,6 +519,19 @@ async def location_figures(
     if any(v is None for v in values):
         return None
     return {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
+
+
+async def read_rackbeat_only(store: Store) -> dict[str, Any]:
+    """What the last scan left for ``status`` (:meth:`StockFlow._note_rackbeat_only`): how
+    many Rackbeat numbers no Shopify variant has, and a few of them."""
+    summary = await store.get_cursor(RACKBEAT_ONLY)
+    try:
+        loaded = json.loads(summary) if summary else {}
+    except ValueError:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        loaded = {}
+    return {"count": int(loaded.get("count", 0)), "examples": [str(n) for n in loaded.get("examples", [])]}
 
 
 class StockFlow:
