@@ -22,7 +22,7 @@ import anyio
 from daemon import __version__
 from daemon.config import Settings, load_settings, load_state_settings
 from daemon.errors import AuthError, ConfigError, FatalError, RetriableError
-from daemon.logs import configure_logging
+from daemon.logs import configure_logging, scrub
 
 EX_OK = 0
 EX_FAILURE = 1
@@ -139,16 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EX_OK
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=err)
+        print(f"configuration error: {scrub(str(exc))}", file=err)
         return EX_CONFIG
     except AuthError as exc:
-        print(f"authentication failed: {exc}", file=err)
+        print(f"authentication failed: {scrub(str(exc))}", file=err)
         return EX_NOPERM
     except FatalError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"error: {scrub(str(exc))}", file=err)
         return EX_FAILURE
     except RetriableError as exc:
-        print(f"unreachable: {exc}", file=err)
+        print(f"unreachable: {scrub(str(exc))}", file=err)
         return EX_UNAVAILABLE
 
 

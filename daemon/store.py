@@ -24,6 +24,7 @@ import aiosqlite
 import anyio
 
 from daemon.errors import FatalError
+from daemon.logs import scrub
 
 #: schema migrations, in order; migration N brings a file from version N-1 to N
 MIGRATIONS: tuple[str, ...] = (
@@ -208,7 +209,11 @@ class Transaction:
         )
 
     async def park(self, flow: str, key: str, reason: str, detail: str) -> None:
-        """Park a record (or count one more attempt); it is retried later with backoff."""
+        """Park a record (or count one more attempt); it is retried later with backoff.
+
+        ``detail`` is scrubbed of the tokens first: it may quote an API's own words (a 422's
+        field messages), and it is shown by ``parked`` and kept in the file."""
+        detail = scrub(detail)
         cursor = await self.db.execute(
             "SELECT attempts FROM parked WHERE shop = ? AND flow = ? AND key = ?", (self.shop, flow, key)
         )

@@ -11,6 +11,7 @@ import pytest
 
 from daemon import store as store_module
 from daemon.errors import FatalError
+from daemon.logs import register_secret
 from daemon.store import SCHEMA_VERSION, Store
 
 pytestmark = pytest.mark.anyio
@@ -130,3 +131,24 @@ async def test_flow_outcomes_for_status(tmp_path: Path) -> None:
         assert rows["products"].last_success is None
     finally:
         await store.close()
+
+
+async def test_a_parked_detail_never_keeps_a_token(tmp_path: Path) -> None:
+    # an API that quotes our request in its 422 must not put the token into `parked`
+    register_secret("rb-store-test-token-77aa")
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    try:
+        async with store.transaction() as tx:
+            await tx.park(
+                "orders",
+                "#1001",
+                "REJECTED",
+                "name: invalid (Authorization: Bearer rb-store-test-token-77aa)",
+            )
+        [record] = await store.parked()
+        assert "rb-store-test-token-77aa" not in record.detail
+        assert record.detail.startswith("name: invalid")
+    finally:
+        await store.close()
+    for path in tmp_path.glob("sync.db*"):  # the file and any -wal left beside it
+        assert b"rb-store-test-token-77aa" not in path.read_bytes(), path.name
