@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from graphql import GraphQLSchema
+from structlog.testing import capture_logs
 
 from daemon import app
 from daemon.errors import TransportError
@@ -713,3 +714,22 @@ async def test_an_order_parked_for_a_line_without_sku_still_holds_its_stock(
         assert parked.reason == "NO_SKU"
         # the two mugs are sold in Shopify: the stock flow keeps holding them back
         assert await unreserved_demand(w.store) == {"MUG-1": 2}
+
+
+async def test_a_catch_up_from_far_back_reports_its_progress(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_orders_since": "2026-10-30T00:00:00Z"}
+    ) as w:
+        w.shopify_sim.add_product("Mug", [{"sku": "MUG-1", "price": "125.00"}])
+        w.rackbeat.add_product("MUG-1", stock=100)
+        w.rackbeat.add_product("frakt", name="Frakt")
+        for _ in range(7):
+            w.shopify_sim.sell("MUG-1")
+        with capture_logs() as logs:
+            await cycle(w)  # two days behind: the operator is told how the catch-up goes
+            await cycle(w)  # caught up: nothing more to say
+        done = [e for e in logs if e["event"] == "order catch-up done"]
+        assert [e["records"] for e in done] == [7]
+        assert len(w.rackbeat.orders) == 7

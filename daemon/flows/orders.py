@@ -60,6 +60,7 @@ from daemon.errors import (
 )
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
+from daemon.progress import Progress
 from daemon.rackbeat import (
     Order,
     RackbeatClient,
@@ -83,6 +84,8 @@ OVERLAP = timedelta(minutes=5)
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
+#: a cycle whose cursor is further behind than this reports its progress (order counts, rate)
+CATCH_UP_PROGRESS = timedelta(hours=1)
 #: the cursors-table key of the import start (orders created before it are skipped)
 SINCE = "orders.since"
 #: consecutive retriable failures of one order before it is parked (REPEATED_FAILURE)
@@ -243,6 +246,12 @@ class OrdersFlow:
         # so the cursor can move that far once the orders up to it are applied.
         settled = started - OVERLAP
         pages = self.shopify.orders_updated_since(cursor)
+        # far behind (SYNC_ORDERS_SINCE in the past, or after a long stop): say how it goes
+        progress = (
+            Progress("order catch-up", None, shop=self.store.shop, since=_iso(cursor))
+            if started - cursor > CATCH_UP_PROGRESS
+            else None
+        )
         complete = False
         try:
             async for page in pages:
@@ -254,6 +263,8 @@ class OrdersFlow:
                     if isinstance(updated, str):
                         last = max(last, parse_time(updated))
                 await self._advance(cursor, min(last, settled))
+                if progress is not None:
+                    progress.advance(len(page))
                 if self.shutdown.requested:
                     break
             else:
@@ -262,6 +273,8 @@ class OrdersFlow:
             await pages.aclose()
         if complete:
             await self._advance(cursor, settled)
+        if progress is not None and progress.done:
+            progress.finish()
         return applied
 
     async def _advance(self, cursor: datetime, to: datetime) -> None:
