@@ -133,6 +133,11 @@ async def test_flow_outcomes_for_status(tmp_path: Path) -> None:
         await store.close()
 
 
+def state_files(folder: Path) -> list[tuple[str, bytes]]:
+    """The state DB and any -wal or -shm beside it, with their bytes."""
+    return [(path.name, path.read_bytes()) for path in folder.glob("sync.db*")]
+
+
 async def test_a_parked_detail_never_keeps_a_token(tmp_path: Path) -> None:
     # an API that quotes our request in its 422 must not put the token into `parked`
     register_secret("rb-store-test-token-77aa")
@@ -150,5 +155,5 @@ async def test_a_parked_detail_never_keeps_a_token(tmp_path: Path) -> None:
         assert record.detail.startswith("name: invalid")
     finally:
         await store.close()
-    for path in tmp_path.glob("sync.db*"):  # the file and any -wal left beside it
-        assert b"rb-store-test-token-77aa" not in path.read_bytes(), path.name
+    for name, content in state_files(tmp_path):
+        assert b"rb-store-test-token-77aa" not in content, name
