@@ -32,7 +32,7 @@ REASONS: dict[str, Advice] = {
     ),
     "NO_SHIPPING_PRODUCT": Advice(
         "the S15 shipping product does not exist in Rackbeat",
-        "create the product named in SYNC_SHIPPING_PRODUCT in Rackbeat (a group without stock)",
+        "create the product named in SYNC_SHIPPING_PRODUCT in Rackbeat (a group without stock); retried automatically",
     ),
     "NUMBER_TAKEN": Advice(
         "S2 reuses Shopify's order number, but Rackbeat already has an order with it",

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from daemon import rackbeat as rackbeat_module
 from daemon.config import ProductPriority
+from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow, html_to_text, shop_price, text_to_html
 from daemon.index import SkuIndex
 from daemon.sim.shopify import InventoryItem, ProductVariant
@@ -946,3 +947,35 @@ async def test_a_product_barred_before_its_planned_creation_is_never_created(
         await cycles(w, 3)
         assert w.shopify_sim.products == {}
         assert await w.store.fetchval("SELECT COUNT(*) FROM product_intents") == 0
+
+
+async def test_a_product_new_in_rackbeat_wakes_orders_parked_for_its_sku_without_stock_sync(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema, settings={"sync_stock": False}) as w:
+        w.rackbeat.add_product("frakt", name="Frakt")
+        w.shopify_sim.add_product("Newcomer", [{"sku": "NEW-1", "price": "10.00"}])
+        orders = OrdersFlow(
+            w.settings,
+            w.store,
+            w.shopify,
+            w.rackbeat_client,
+            metrics=w.metrics,
+            shutdown=w.shutdown,
+            clock=w.clock.now,
+        )
+        await orders.run_once()
+        w.tick(60)
+        w.shopify_sim.sell("NEW-1", 1)
+        w.tick(600)
+        await orders.run_once()
+        [parked] = await w.store.parked("orders")
+        assert parked.reason == "UNKNOWN_SKU"
+        flow = products_flow(w)
+        await flow.run_once()
+        w.rackbeat.add_product("NEW-1", name="Newcomer", stock=5)  # S12 is off: no stock scan sees it
+        w.tick(60)
+        await flow.run_once()
+        assert [p.key for p in await w.store.due_parked("orders", w.clock.now())] == [parked.key]
+        await orders.run_once()
+        assert w.rackbeat.order_count_by_reference(parked.key) == 1

@@ -449,6 +449,32 @@ async def test_a_new_rackbeat_product_wakes_orders_parked_for_its_sku(tmp_path: 
         assert w.rackbeat.order_count_by_reference(parked.key) == 1
 
 
+async def test_the_shipping_product_appearing_wakes_orders_parked_for_it(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.shopify_sim.add_product("Mug", [{"sku": "MUG-1", "price": "100.00"}])
+        w.rackbeat.add_product("MUG-1", stock=5)  # no S15 shipping product in Rackbeat yet
+        orders = orders_flow(w)
+        await orders.run_once()
+        w.tick(60)
+        w.shopify_sim.create_order([("MUG-1", 1)], shipping_price="49.00")
+        w.tick(600)
+        await orders.run_once()
+        [parked] = await w.store.parked("orders")
+        assert parked.reason == "NO_SHIPPING_PRODUCT"
+        flow = stock_flow(w)
+        await flow.run_once()
+        assert await w.store.due_parked("orders", w.clock.now()) == []
+        w.rackbeat.add_product("frakt", name="Frakt")
+        w.tick(60)
+        await flow.run_once()
+        assert [p.key for p in await w.store.due_parked("orders", w.clock.now())] == [parked.key]
+        await orders.run_once()  # long before the parked order's own retry time
+        assert await w.store.parked("orders") == []
+        assert w.rackbeat.order_count_by_reference(parked.key) == 1
+
+
 # --- crash safety --------------------------------------------------------------------------------------
 
 

@@ -437,6 +437,9 @@ class ProductsFlow:
         pages = self._changed_rackbeat_products(since)
         async with contextlib.aclosing(pages):
             async for page in pages:
+                # orders parked for a SKU Rackbeat lacked are due at once when it appears
+                # (the stock scan wakes them too; this covers S12 off)
+                await self.store.wake_parked("orders", "UNKNOWN_SKU", [p.number for p in page])
                 entries = await self.index.by_sku([p.number for p in page])
                 for product in page:
                     if self._before_switch(product.updated_at):

@@ -576,6 +576,9 @@ class StockFlow:
         self._reread: set[str] = set()
         #: S10 = a list: products the running full reconcile has still to re-read per location
         self._refresh_pending: set[str] = set()
+        #: the S15 shipping product was in the latest scan, and in the one remembered before it
+        self._shipping_in_scan = False
+        self._shipping_seen = False
         #: the Rackbeat-only summary last stored (written again only when it changes)
         self._rackbeat_only: str | None = None
         self._lock = anyio.Lock()
@@ -772,6 +775,7 @@ class StockFlow:
     async def _scan(self) -> dict[str, StockTotals]:
         """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
         totals: dict[str, StockTotals] = {}
+        shipping_seen = False
         # the first scan of a large catalogue reports its progress (later ones are routine)
         progress = (
             Progress("Rackbeat stock scan", None, shop=self.store.shop)
@@ -784,10 +788,13 @@ class StockFlow:
                 for total in page:
                     if total.number != self.settings.sync_shipping_product:
                         totals[total.number] = total
+                    else:
+                        shipping_seen = True
                 if progress is not None:
                     progress.advance(len(page))
         if progress is not None and progress.done >= PROGRESS_FROM:
             progress.finish()
+        self._shipping_in_scan = shipping_seen
         return totals
 
     async def _remember_numbers(
@@ -808,6 +815,12 @@ class StockFlow:
             woken = await self.store.wake_parked("orders", "UNKNOWN_SKU", sorted(new))
             if woken:
                 self.log.info("new Rackbeat products: parked orders retried now", orders=woken)
+        if self._shipping_in_scan and not self._shipping_seen:
+            # orders parked because the S15 product was missing may go through now
+            woken = await self.store.wake_reason("orders", "NO_SHIPPING_PRODUCT")
+            if woken:
+                self.log.info("shipping product found in Rackbeat: parked orders retried now", orders=woken)
+        self._shipping_seen = self._shipping_in_scan
 
     async def _note_rackbeat_only(
         self, totals: Mapping[str, StockTotals], entries: Mapping[str, list[IndexEntry]]
