@@ -26,6 +26,7 @@ import httpx
 from pydantic import SecretStr
 
 from daemon.config import IsolatedSettings, Settings
+from daemon.flows.orders import OrdersFlow
 from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
@@ -185,3 +186,16 @@ async def make_world(
 def later(clock: SimClock, **delta: float) -> datetime:
     """A moment after the clock's now."""
     return clock.now() + timedelta(**delta)
+
+
+def orders_flow(w: World) -> OrdersFlow:
+    """The orders flow of ``w``, on its clock."""
+    return OrdersFlow(
+        w.settings,
+        w.store,
+        w.shopify,
+        w.rackbeat_client,
+        metrics=w.metrics,
+        shutdown=w.shutdown,
+        clock=w.clock.now,
+    )

@@ -16,24 +16,12 @@ from structlog.testing import capture_logs
 
 from daemon import app
 from daemon.errors import TransportError
-from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE, OrdersFlow, unreserved_demand
+from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE, unreserved_demand
 from daemon.rackbeat import order_body
 from daemon.sim.shopify import Order as ShopifyOrder
-from tests.harness import RACKBEAT_URL, World, make_world
+from tests.harness import RACKBEAT_URL, World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
-
-
-def orders_flow(w: World) -> OrdersFlow:
-    return OrdersFlow(
-        w.settings,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
-        metrics=w.metrics,
-        shutdown=w.shutdown,
-        clock=w.clock.now,
-    )
 
 
 @asynccontextmanager

@@ -17,12 +17,11 @@ from structlog.testing import capture_logs
 
 from daemon import rackbeat as rackbeat_module
 from daemon.config import ProductPriority
-from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow, html_to_text, shop_price, text_to_html
 from daemon.index import SkuIndex
 from daemon.sim.shopify import InventoryItem, ProductVariant
 from daemon.sim.shopify import Product as ShopifyProduct
-from tests.harness import World, make_world
+from tests.harness import World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -955,15 +954,7 @@ async def test_a_product_new_in_rackbeat_wakes_orders_parked_for_its_sku_without
     async with make_world(tmp_path, validate_schema=shopify_schema, settings={"sync_stock": False}) as w:
         w.rackbeat.add_product("frakt", name="Frakt")
         w.shopify_sim.add_product("Newcomer", [{"sku": "NEW-1", "price": "10.00"}])
-        orders = OrdersFlow(
-            w.settings,
-            w.store,
-            w.shopify,
-            w.rackbeat_client,
-            metrics=w.metrics,
-            shutdown=w.shutdown,
-            clock=w.clock.now,
-        )
+        orders = orders_flow(w)
         await orders.run_once()
         w.tick(60)
         w.shopify_sim.sell("NEW-1", 1)

@@ -19,28 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon import app
-from daemon.flows.orders import OrdersFlow, unreserved_demand
+from daemon.flows.orders import unreserved_demand
 from daemon.flows.stock import HOLD_LIMIT, StockFlow, effective_demand, target_quantity
 from daemon.index import SkuIndex
 from daemon.metrics import PREFIX
 from daemon.store import Transaction
-from tests.harness import World, make_world
+from tests.harness import World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
 
 CatchUp = Callable[[], Awaitable[object]]
-
-
-def orders_flow(w: World) -> OrdersFlow:
-    return OrdersFlow(
-        w.settings,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
-        metrics=w.metrics,
-        shutdown=w.shutdown,
-        clock=w.clock.now,
-    )
 
 
 def stock_flow(w: World, catch_up: CatchUp | None = None) -> StockFlow:

@@ -11,9 +11,8 @@ import pytest
 from graphql import GraphQLSchema
 
 from daemon.app import Services
-from daemon.flows.orders import OrdersFlow
 from daemon.reconcile import print_report, reconcile
-from tests.harness import World, make_world
+from tests.harness import World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -77,18 +76,6 @@ async def test_reconcile_reports_then_fixes_what_the_daemon_owns(
         assert [d for d in again.products if d.sku.startswith("BOTH")] == []
         assert again.missing_orders == []
         assert w.shopify_sim.available("BOTH-2") == 10
-
-
-def orders_flow(w: World) -> OrdersFlow:
-    return OrdersFlow(
-        w.settings,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
-        metrics=w.metrics,
-        shutdown=w.shutdown,
-        clock=w.clock.now,
-    )
 
 
 async def test_a_parked_orders_demand_is_counted_once_in_a_dry_run(
