@@ -35,7 +35,7 @@ from daemon.app import Services
 from daemon.config import ProductPriority
 from daemon.flows.orders import OrdersFlow, unreserved_order_ids
 from daemon.flows.products import ProductsFlow
-from daemon.flows.stock import StockDifference, StockFlow, location_figures
+from daemon.flows.stock import StockDifference, StockFlow
 from daemon.index import SkuIndex
 from daemon.mapping import order_demand
 from daemon.runner import Shutdown
@@ -123,7 +123,7 @@ async def reconcile(
     if s.sync_stock:
         stock = StockFlow(s, *flows, index=index, metrics=services.metrics, shutdown=shutdown)
         differences = await stock.reconcile(dry_run=dry_run, extra_demand=unimported)
-        report.stock = [await _stock_row(services, d) for d in differences]
+        report.stock = [_stock_row(d) for d in differences]
         if not dry_run:
             report.fixed["stock"] = len(report.stock)
     return report
@@ -160,18 +160,11 @@ class StockRow:
     rackbeat: dict[str, str] = field(default_factory=dict)
 
 
-async def _stock_row(services: Services, difference: StockDifference) -> StockRow:
-    """``difference`` with Rackbeat's per-location figures when S10 lists locations."""
-    s = services.settings
-    row = StockRow(difference.sku, difference.location_id, difference.shopify, difference.target)
-    wanted = s.location_numbers
-    if wanted is None:
-        return row
-    figures = await location_figures(services.rackbeat, row.sku, wanted, s.sync_stock_figure)
-    if figures is None:
-        return dataclasses.replace(row, rackbeat=dict.fromkeys(wanted, "?"))
-    shown = {n: _number(v) for n, v in figures.items()}
-    return dataclasses.replace(row, rackbeat=shown)
+def _stock_row(difference: StockDifference) -> StockRow:
+    """``difference`` as reported, with Rackbeat's figure at each listed location (S10 = a
+    list: the reconcile reads every product per location, so the stock flow has them)."""
+    shown = {n: _number(v) for n, v in difference.rackbeat.items()}
+    return StockRow(difference.sku, difference.location_id, difference.shopify, difference.target, shown)
 
 
 def _number(value: Decimal) -> str:

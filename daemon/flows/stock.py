@@ -212,6 +212,9 @@ class StockDifference:
     #: what Shopify has (None: the item is not stocked at the location)
     shopify: int | None
     target: int
+    #: with S10 = a list, Rackbeat's figure at each listed location as read this time
+    #: (empty when the stored sum was used, or with S10 = all)
+    rackbeat: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,8 @@ class _Item:
     arrivals: Sequence[tuple[int, int]] = ()
     #: the order ledger's largest rowid when the demand was last read
     watermark: int = 0
+    #: with S10 = a list, Rackbeat's figure per listed location when read this cycle
+    locations: Mapping[str, Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recorded is not None:
@@ -495,7 +500,7 @@ def _lag_gauge(metrics: Metrics) -> Gauge:
 # --- the flow ----------------------------------------------------------------------------------------
 
 
-async def location_figures(
+async def _location_figures(
     rackbeat: RackbeatClient, sku: str, wanted: Sequence[str], which: StockFigure
 ) -> dict[str, Decimal] | None:
     """Rackbeat's figure (``which``) of ``sku`` at each of the ``wanted`` locations (a location
@@ -708,7 +713,7 @@ class StockFlow:
             await self._catch_up()
         await self._decide(candidates, await self._demand_since(marker), extra)
         differences = [
-            StockDifference(i.sku, location, i.believed, i.target)
+            StockDifference(i.sku, location, i.believed, i.target, i.locations)
             for i in candidates
             if i.believed != i.target
         ]
@@ -898,6 +903,7 @@ class StockFlow:
             key = f"{total.stock_quantity}/{total.available_quantity}"
             updated = total.updated_at.isoformat() if total.updated_at is not None else ""
             figure: Decimal | None
+            locations: dict[str, Decimal] = {}
             if wanted is None:
                 figure = _figure(total.stock_quantity, total.available_quantity, which)
             elif (
@@ -916,20 +922,19 @@ class StockFlow:
                 if refresh is not None and sku in pending and recorded is not None:
                     refresh -= 1  # a read of the pass that the totals would not have asked for
                 pending.discard(sku)
-                figure = await self._per_location(sku, wanted)
+                read = await _location_figures(self.rackbeat, sku, wanted, which)
+                locations = read or {}
+                figure = None if read is None else sum(read.values(), Decimal(0))
             if figure is None:
                 unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
                 continue
             hold_open = recorded is not None and recorded.hold_open(now)
-            items.append(_Item(sku, item_id, key, figure, recorded, updated, stamp, hold_open))
+            items.append(
+                _Item(sku, item_id, key, figure, recorded, updated, stamp, hold_open, locations=locations)
+            )
         if unknown:
             self.log.debug("SKUs without a Rackbeat figure left alone", count=unknown)
         return items
-
-    async def _per_location(self, sku: str, wanted: Sequence[str]) -> Decimal | None:
-        """The figure summed over S10's locations (a location without an entry holds none)."""
-        figures = await location_figures(self.rackbeat, sku, wanted, self.settings.sync_stock_figure)
-        return None if figures is None else sum(figures.values(), Decimal(0))
 
     # --- the ledgers ----------------------------------------------------------------------------------
 
