@@ -61,6 +61,26 @@ async def serving(
 
 
 @dataclass
+class Apis:
+    """Both simulators behind real loopback sockets, and their base URLs."""
+
+    shopify: ShopifySimulator
+    rackbeat: RackbeatSimulator
+    shopify_admin_url: str
+    rackbeat_url: str
+
+
+@asynccontextmanager
+async def apis_on_loopback(
+    shopify: ShopifySimulator | None = None, rackbeat: RackbeatSimulator | None = None
+) -> AsyncIterator[Apis]:
+    """Serve both simulators (new empty ones unless given) on free loopback ports."""
+    shopify, rackbeat = shopify or ShopifySimulator(), rackbeat or RackbeatSimulator()
+    async with serving(shopify.handle, "shopify-sim") as shop, serving(rackbeat.handle, "rackbeat-sim") as rb:
+        yield Apis(shopify, rackbeat, f"{shop}/admin", f"{rb}/api")
+
+
+@dataclass
 class World:
     """The two simulated systems and the daemon's parts wired to them."""
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.httpserver import HTTPServer
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
-from daemon.sim.shopify import ShopifySimulator
+from tests.harness import Apis, apis_on_loopback
 from tests.test_process import clean_env
 
 pytestmark = pytest.mark.anyio
@@ -30,30 +28,12 @@ EX_CONFIG = 78
 WRONG_TOKEN = "wrong-token-3e9f1a7c-never-printed"
 
 
-@dataclass
-class Apis:
-    """Both simulators and their loopback URLs."""
-
-    shopify: ShopifySimulator
-    rackbeat: RackbeatSimulator
-    shopify_admin_url: str
-    rackbeat_url: str
-
-
 @pytest.fixture
 async def apis() -> AsyncIterator[Apis]:
-    shopify, rackbeat = ShopifySimulator(), RackbeatSimulator()
+    rackbeat = RackbeatSimulator()
     rackbeat.add_product("frakt", "Frakt")  # S15's default shipping product
-    async with anyio.create_task_group() as tg:
-        shopify_port = await tg.start(HTTPServer(shopify.handle, name="shopify-sim").serve, "127.0.0.1", 0)
-        rackbeat_port = await tg.start(HTTPServer(rackbeat.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
-        yield Apis(
-            shopify,
-            rackbeat,
-            f"http://127.0.0.1:{shopify_port}/admin",
-            f"http://127.0.0.1:{rackbeat_port}/api",
-        )
-        tg.cancel_scope.cancel()
+    async with apis_on_loopback(rackbeat=rackbeat) as served:
+        yield served
 
 
 def settings(apis: Apis, tmp_path: Path, **overrides: str) -> dict[str, str]:

@@ -15,12 +15,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.httpserver import HTTPServer
 from daemon.reasons import advice_for
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import ShopifySimulator
 from daemon.store import Store
-from tests.test_check_online import Apis, settings
+from tests.harness import Apis, apis_on_loopback
+from tests.test_check_online import settings
 from tests.test_process import clean_env
 
 pytestmark = pytest.mark.anyio
@@ -38,16 +38,8 @@ async def apis() -> AsyncIterator[Apis]:
         sku = f"CLI-{n}"
         rackbeat.add_product(sku, f"Product {n}", sales_price="80", stock=10)
         shopify.add_product(f"Product {n}", [{"sku": sku, "price": "100.00", "stock": 4}])
-    async with anyio.create_task_group() as tg:
-        shopify_port = await tg.start(HTTPServer(shopify.handle, name="shopify-sim").serve, "127.0.0.1", 0)
-        rackbeat_port = await tg.start(HTTPServer(rackbeat.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
-        yield Apis(
-            shopify,
-            rackbeat,
-            f"http://127.0.0.1:{shopify_port}/admin",
-            f"http://127.0.0.1:{rackbeat_port}/api",
-        )
-        tg.cancel_scope.cancel()
+    async with apis_on_loopback(shopify, rackbeat) as served:
+        yield served
 
 
 async def command(cwd: Path, values: Mapping[str, str], *args: str) -> tuple[int, str, str]:

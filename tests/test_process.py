@@ -30,9 +30,9 @@ import httpx
 import pytest
 
 from daemon.demo import World, place_order, seed_world
-from daemon.httpserver import HTTPServer
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import ShopifySimulator
+from tests.harness import apis_on_loopback
 
 REPO = Path(__file__).resolve().parent.parent
 RACKBEAT_TOKEN = "rb-process-test-token-5b1e9d04"
@@ -295,12 +295,8 @@ async def simulators_on_loopback(
     shopify: ShopifySimulator | None = None, rackbeat: RackbeatSimulator | None = None
 ) -> AsyncIterator[tuple[str, str]]:
     """Both simulators behind real sockets; yields (Rackbeat API URL, Shopify admin URL)."""
-    shopify, rackbeat = shopify or ShopifySimulator(), rackbeat or RackbeatSimulator()
-    async with anyio.create_task_group() as tg:
-        shopify_port = await tg.start(HTTPServer(shopify.handle, name="shopify-sim").serve, "127.0.0.1", 0)
-        rackbeat_port = await tg.start(HTTPServer(rackbeat.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
-        yield f"http://127.0.0.1:{rackbeat_port}/api", f"http://127.0.0.1:{shopify_port}/admin"
-        tg.cancel_scope.cancel()
+    async with apis_on_loopback(shopify, rackbeat) as served:
+        yield served.rackbeat_url, served.shopify_admin_url
 
 
 @pytest.mark.anyio

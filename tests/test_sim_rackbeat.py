@@ -11,13 +11,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from daemon.errors import AuthError, NotFoundError, ValidationError
-from daemon.httpserver import HTTPServer
 from daemon.rackbeat import RackbeatClient, customer_body, order_body, product_body
 from daemon.sim.faults import Faults
 from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
@@ -357,22 +355,19 @@ async def test_5000_products_through_faults_are_each_read_exactly_once(time: Fak
 async def test_served_over_a_real_socket(sim: RackbeatSimulator) -> None:
     for number in ODD_NUMBERS:
         sim.add_product(number, stock=3)
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(HTTPServer(sim.handle, name="rackbeat-sim").serve, "127.0.0.1", 0)
-        async with httpx.AsyncClient(timeout=5.0) as http:
-            client = RackbeatClient(
-                http,
-                base_url=f"http://127.0.0.1:{port}/api",
-                token=SecretStr(DEFAULT_TOKEN),
-                contact_email="a@b.c",
-            )
-            for number in ODD_NUMBERS:
-                product = await client.get_product(number)
-                assert product is not None
-                assert product.number == number
-                assert product.stock_quantity == Decimal(3)
-            numbers = [p.number async for page in client.products(fields=["name"]) for p in page]
-        tg.cancel_scope.cancel()
+    async with serving(sim.handle, "rackbeat-sim") as base, httpx.AsyncClient(timeout=5.0) as http:
+        client = RackbeatClient(
+            http,
+            base_url=f"{base}/api",
+            token=SecretStr(DEFAULT_TOKEN),
+            contact_email="a@b.c",
+        )
+        for number in ODD_NUMBERS:
+            product = await client.get_product(number)
+            assert product is not None
+            assert product.number == number
+            assert product.stock_quantity == Decimal(3)
+        numbers = [p.number async for page in client.products(fields=["name"]) for p in page]
     assert numbers == ODD_NUMBERS
 
 

@@ -12,12 +12,10 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from graphql import GraphQLSchema, build_schema, parse, validate
 
-from daemon.httpserver import HTTPServer
 from daemon.sim.faults import Faults, truncate_body
 from daemon.sim.shopify import (
     DEFAULT_ACCESS_TOKEN,
@@ -573,21 +571,19 @@ async def test_create_then_set_variant_fields(sim: ShopifySimulator, client: htt
 
 async def test_over_a_real_socket(sim: ShopifySimulator) -> None:
     sim.add_product("Chair", [{"sku": "CH-1", "stock": 4}])
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(HTTPServer(sim.handle, name="shopify-sim").serve, "127.0.0.1", 0)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN}
-        ) as http:
-            created = await http.post("/_sim/orders", json={"lines": [{"sku": "CH-1", "quantity": 1}]})
-            assert created.status_code == 201
-            body = (
-                await http.post(GRAPHQL, json={"query": VARIANTS_BY_SKU, "variables": {"query": "sku:CH-1"}})
-            ).json()
-            assert body["data"]["productVariants"]["edges"][0]["node"]["sku"] == "CH-1"
-            state = (await http.get("/_sim/state")).json()
-            assert state["stock"]["CH-1"]["Warehouse"] == {"available": 3, "on_hand": 4, "committed": 1}
-            assert state["requests"] == {"VariantsBySku": 1}
-        tg.cancel_scope.cancel()
+    async with (
+        serving(sim.handle, "shopify-sim") as base,
+        httpx.AsyncClient(base_url=base, headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN}) as http,
+    ):
+        created = await http.post("/_sim/orders", json={"lines": [{"sku": "CH-1", "quantity": 1}]})
+        assert created.status_code == 201
+        body = (
+            await http.post(GRAPHQL, json={"query": VARIANTS_BY_SKU, "variables": {"query": "sku:CH-1"}})
+        ).json()
+        assert body["data"]["productVariants"]["edges"][0]["node"]["sku"] == "CH-1"
+        state = (await http.get("/_sim/state")).json()
+        assert state["stock"]["CH-1"]["Warehouse"] == {"available": 3, "on_hand": 4, "committed": 1}
+        assert state["requests"] == {"VariantsBySku": 1}
 
 
 async def test_control_api_over_a_socket_seeds_sells_sets_faults_and_expires_tokens(
