@@ -1,0 +1,92 @@
+"""Benchmarks against the simulators: ratios and counts (``python -m bench``).
+
+What the benchmark modules share: the row of the table, memory readings, the table itself,
+and running one module on its own (``python -m bench.stock [SIZE]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+#: (benchmark, figure, value, unit / notes)
+Row = tuple[str, str, float | int | str, str]
+RunFunction = Callable[[int | None], Awaitable[list[Row]]]
+HEADER: Row = ("benchmark", "figure", "value", "unit / notes")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (``ru_maxrss``; KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _status_mib(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in MiB; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_mb() -> float:
+    """Resident set size now, in MiB (Linux; 0 elsewhere)."""
+    return _status_mib("VmRSS") or 0.0
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS measurement (Linux: ``/proc/self/clear_refs`` ← 5); best effort."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size since :func:`reset_peak_rss` (VmHWM), or of the process, in MiB."""
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else peak_rss_mib()
+
+
+def paging_rows(bench: str, protocol: str, m: Mapping[str, Any], per_page: str) -> list[Row]:
+    """The rows of a client's paging benchmark: requests, per 1,000, wall clock and the
+    client's share of it (``m`` from the module's measurement)."""
+    read = int(m["products"])
+    return [
+        (bench, f"{protocol} requests to page {read} products", int(m["requests"]), "requests"),
+        (bench, "requests per 1,000 products", round(m["requests"] * 1000 / max(read, 1), 1), per_page),
+        (bench, f"scan of {read} products, this machine", round(m["seconds"], 2), "s wall clock"),
+        (
+            bench,
+            "  of which client, HTTP and socket",
+            round(m["seconds"] - m["simulator_seconds"], 2),
+            "s (the rest: the in-process simulator)",
+        ),
+    ]
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows under :data:`HEADER` as aligned text columns (values right-aligned)."""
+    cells = [tuple(str(c) for c in row) for row in (HEADER, *rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(4)]
+    lines = []
+    for bench, figure, value, unit in cells:
+        line = f"{bench:<{widths[0]}}  {figure:<{widths[1]}}  {value:>{widths[2]}}  {unit}"
+        lines.append(line.rstrip())
+        if len(lines) == 1:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_alone(run: RunFunction, argv: Sequence[str] | None = None) -> None:
+    """Run one benchmark module from the command line: ``[SIZE]``, then its table."""
+    args = sys.argv[1:] if argv is None else argv
+    size = int(args[0]) if args else None
+    print(format_table(anyio.run(run, size)))

@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import cast
 
 import anyio
 
+from bench import Row, RunFunction, format_table, peak_rss_mib
 from daemon.logs import configure_logging
-
-Row = tuple[str, str, float | int | str, str]
-RunFunction = Callable[[int | None], Awaitable[list[Row]]]
 
 #: every benchmark, in the order of the table
 MODULES: tuple[str, ...] = (
@@ -49,13 +46,6 @@ QUICK_SIZES: dict[str, int] = {
     "bench.index": 5_000,
     "bench.idle": 100,
 }
-HEADER: Row = ("benchmark", "figure", "value", "unit / notes")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, in MiB (``ru_maxrss``; KiB on Linux)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def module_name(name: str) -> str:
@@ -100,19 +90,6 @@ async def collect(
         peak = max(peak, peak_rss_mib())
     rows.append(("process", "peak RSS of the whole run", round(peak or peak_rss_mib(), 1), "MiB (ru_maxrss)"))
     return rows, ok
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    """The rows under :data:`HEADER` as aligned text columns (values right-aligned)."""
-    cells = [tuple(str(c) for c in row) for row in (HEADER, *rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(4)]
-    lines = []
-    for bench, figure, value, unit in cells:
-        line = f"{bench:<{widths[0]}}  {figure:<{widths[1]}}  {value:>{widths[2]}}  {unit}"
-        lines.append(line.rstrip())
-        if len(lines) == 1:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,18 +12,16 @@ what this machine needs (the in-process simulator's share is reported apart).
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 
 import anyio
 import httpx
 from pydantic import SecretStr
 
+from bench import Row, paging_rows, run_alone
 from daemon.httpserver import HTTPServer
 from daemon.rackbeat import RackbeatClient
 from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
-
-Row = tuple[str, str, float | int | str, str]
 
 #: high enough that the client's own budget does not pace the run (the socket is measured)
 BENCH_REQUESTS_PER_MINUTE = 10_000
@@ -90,30 +88,12 @@ async def bench_rackbeat_paging(
 async def run(size: int | None = None) -> list[Row]:
     """The bench runner's entry point; ``size`` is the number of products (default 10,000)."""
     m = await bench_rackbeat_paging(size or DEFAULT_PRODUCTS)
-    read = int(m["products"])
-    return [
-        ("rackbeat client", f"REST requests to page {read} products", int(m["requests"]), "requests"),
-        (
-            "rackbeat client",
-            "requests per 1,000 products",
-            round(m["requests"] * 1000 / max(read, 1), 1),
-            "requests (100 products/page)",
-        ),
-        ("rackbeat client", f"scan of {read} products, this machine", round(m["seconds"], 2), "s wall clock"),
-        (
-            "rackbeat client",
-            "  of which client, HTTP and socket",
-            round(m["seconds"] - m["simulator_seconds"], 2),
-            "s (the rest: the in-process simulator)",
-        ),
-    ]
+    return paging_rows("rackbeat client", "REST", m, "requests (100 products/page)")
 
 
 def main() -> None:
     """``python -m bench.clients_rackbeat [PRODUCTS]``."""
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    for bench, figure, value, unit in anyio.run(run, size):
-        print(f"{bench:<15} {figure:<44} {value!s:>10}  {unit}")
+    run_alone(run)
 
 
 if __name__ == "__main__":

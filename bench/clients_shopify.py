@@ -15,7 +15,6 @@ waits a real shop of that plan would add are reported apart, in simulated second
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -24,11 +23,10 @@ import anyio.lowlevel
 import httpx
 from pydantic import SecretStr
 
+from bench import Row, paging_rows, run_alone
 from daemon.httpserver import HTTPServer
 from daemon.shopify import ShopifyClient
 from daemon.sim.shopify import ShopifySimulator
-
-Row = tuple[str, str, float | int | str, str]
 
 #: Admin API version the simulator is addressed with when given only its base URL
 SHOPIFY_API_VERSION = "2026-10"
@@ -147,22 +145,8 @@ async def run(size: int | None = None) -> list[Row]:
     """The bench runner's entry point; ``size`` is the number of products (default 10,000)."""
     n = size or DEFAULT_PRODUCTS
     m = await measure(n)
-    read = int(m["products"])
     return [
-        ("shopify client", f"GraphQL requests to page {read} products", int(m["requests"]), "requests"),
-        (
-            "shopify client",
-            "requests per 1,000 products",
-            round(m["requests"] * 1000 / max(read, 1), 1),
-            "requests (8 products/page: cost-bound)",
-        ),
-        ("shopify client", f"scan of {read} products, this machine", round(m["seconds"], 2), "s wall clock"),
-        (
-            "shopify client",
-            "  of which client, HTTP and socket",
-            round(m["seconds"] - m["simulator_seconds"], 2),
-            "s (the rest: the in-process simulator)",
-        ),
+        *paging_rows("shopify client", "GraphQL", m, "requests (8 products/page: cost-bound)"),
         (
             "shopify client",
             "bucket waits a Standard-plan shop adds",
@@ -174,9 +158,7 @@ async def run(size: int | None = None) -> list[Row]:
 
 def main() -> None:
     """``python -m bench.clients_shopify [PRODUCTS]``."""
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    for bench, figure, value, unit in anyio.run(run, size):
-        print(f"{bench:<15} {figure:<44} {value!s:>10}  {unit}")
+    run_alone(run)
 
 
 if __name__ == "__main__":

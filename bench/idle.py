@@ -9,16 +9,15 @@ its Rackbeat and Shopify requests counted. Time is simulated (no sleeping).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 from pydantic import SecretStr
 
+from bench import Row, run_alone
 from daemon.app import Services, build_flows
 from daemon.config import IsolatedSettings
 from daemon.metrics import Metrics
@@ -29,8 +28,6 @@ from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator, SimClock
 from daemon.store import Store
-
-Row = tuple[str, str, float | int | str, str]
 
 
 async def measure(skus: int = 1000) -> dict[str, Any]:
@@ -145,9 +142,7 @@ async def run(size: int | None = None) -> list[Row]:
 
 def main() -> None:
     """``python -m bench.idle [SKUS]``."""
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    for bench, figure, value, unit in anyio.run(run, size):
-        print(f"{bench:<14} {figure:<48} {value!s:>12}  {unit}")
+    run_alone(run)
 
 
 if __name__ == "__main__":

@@ -12,42 +12,27 @@ shop is created, so it includes the simulator holding 50,000 products.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 
+from bench import Row, current_rss_mb, peak_rss_mb, reset_peak_rss, run_alone
 from bench.stock import (
     BUCKET_POINTS,
     RESTORE_PER_SECOND,
     BenchClock,
-    Row,
     Transport,
     bench_settings,
     fast_handles,
-    peak_rss_mb,
-    reset_peak_rss,
 )
 from daemon.index import SkuIndex
 from daemon.shopify import ShopifyClient
 from daemon.sim.shopify import ShopifySimulator
 from daemon.store import Store
-
-
-def current_rss_mb() -> float:
-    """Resident set size now, in MiB (Linux; 0 elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 async def measure(skus: int = 50_000) -> dict[str, Any]:
@@ -131,9 +116,7 @@ async def run(size: int | None = None) -> list[Row]:
 
 def main() -> None:
     """``python -m bench.index [SKUS]``."""
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    for bench, figure, value, unit in anyio.run(run, size):
-        print(f"{bench:<7} {figure:<48} {value!s:>14}  {unit}")
+    run_alone(run)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,7 @@ refresh share the bucket, or waits overshoot.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import resource
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -47,6 +44,7 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
+from bench import Row, peak_rss_mb, reset_peak_rss, run_alone
 from daemon.config import IsolatedSettings, Settings
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.stock import StockFlow
@@ -60,8 +58,6 @@ from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
 from daemon.store import Store
-
-Row = tuple[str, str, float | int | str, str]
 
 #: the Shopify simulator's plan: Standard
 BUCKET_POINTS = 2000.0
@@ -101,23 +97,6 @@ class BenchClock:
             await anyio.lowlevel.checkpoint()
         else:
             await anyio.sleep(seconds)
-
-
-def reset_peak_rss() -> None:
-    """Start a new peak-RSS measurement (Linux: ``/proc/self/clear_refs`` ← 5); best effort."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size since :func:`reset_peak_rss` (VmHWM), or of the process, in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 class Transport:
@@ -415,9 +394,7 @@ async def run(size: int | None = None) -> list[Row]:
 
 def main() -> None:
     """``python -m bench.stock [SKUS]``."""
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    for bench, figure, value, unit in anyio.run(run, size):
-        print(f"{bench:<7} {figure:<72} {value!s:>10}  {unit}")
+    run_alone(run)
 
 
 if __name__ == "__main__":
