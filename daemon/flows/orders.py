@@ -116,6 +116,24 @@ async def unreserved_demand(store: Store) -> dict[str, int]:
     return total
 
 
+async def ledger_watermark(store: Store) -> int:
+    """The order ledger's largest row number: rows after it reached the ledger later."""
+    return int(
+        await store.fetchval("SELECT COALESCE(MAX(rowid), 0) FROM order_ledger WHERE shop = ?", (store.shop,))
+        or 0
+    )
+
+
+async def demand_after(store: Store, watermark: int) -> list[tuple[int, dict[str, int]]]:
+    """(row number, SKU → units) of the ledger rows added after ``watermark``, in order."""
+    rows = await store.fetchall(
+        "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL "
+        "ORDER BY rowid",
+        (watermark, store.shop),
+    )
+    return [(int(rowid), {k: int(v) for k, v in json.loads(blob).items()}) for rowid, blob in rows]
+
+
 async def unreserved_order_ids(store: Store) -> set[str]:
     """The Shopify order ids whose demand :func:`unreserved_demand` counts."""
     return set(await _unreserved_rows(store))

@@ -109,7 +109,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from daemon.config import Settings, StockFigure
 from daemon.errors import FatalError, NotFoundError
-from daemon.flows.orders import unreserved_demand
+from daemon.flows.orders import demand_after, ledger_watermark, unreserved_demand
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import PREFIX, Metrics
 from daemon.progress import Progress
@@ -747,8 +747,8 @@ class StockFlow:
 
     async def _marker(self) -> _Marker:
         # the watermark first: a row added between the two reads is then "new" (counted)
-        watermark = await self.store.fetchval("SELECT COALESCE(MAX(rowid), 0) FROM order_ledger")
-        return _Marker(int(watermark or 0), await unreserved_demand(self.store))
+        watermark = await ledger_watermark(self.store)
+        return _Marker(watermark, await unreserved_demand(self.store))
 
     async def _sold_since(self, watermark: int | None) -> set[str]:
         """SKUs of orders that reached the ledger since the previous cycle's marker: Shopify
@@ -756,26 +756,18 @@ class StockFlow:
         Rackbeat figure and the demand look unchanged (a receipt can hide a reservation)."""
         if watermark is None:
             return set()
-        rows = await self.store.fetchall(
-            "SELECT demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
-            (watermark, self.store.shop),
-        )
-        return {sku for (blob,) in rows for sku in json.loads(blob)}
+        return {sku for _, demand in await demand_after(self.store, watermark) for sku in demand}
 
     async def _demand_since(self, marker: _Marker) -> tuple[dict[str, int], int]:
         """The effective demand (module docstring) now, and the order ledger's largest
         rowid read just before it (no later order is part of that demand)."""
-        watermark = await self.store.fetchval("SELECT COALESCE(MAX(rowid), 0) FROM order_ledger")
+        watermark = await ledger_watermark(self.store)
         now = await unreserved_demand(self.store)
-        rows = await self.store.fetchall(
-            "SELECT demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
-            (marker.watermark, self.store.shop),
-        )
         new: dict[str, int] = {}
-        for (blob,) in rows:
-            for sku, units in json.loads(blob).items():
-                new[sku] = new.get(sku, 0) + int(units)
-        return effective_demand(now, marker.demand, new), int(watermark or 0)
+        for _, demand in await demand_after(self.store, marker.watermark):
+            for sku, units in demand.items():
+                new[sku] = new.get(sku, 0) + units
+        return effective_demand(now, marker.demand, new), watermark
 
     async def _scan(self) -> dict[str, StockTotals]:
         """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
@@ -1014,13 +1006,9 @@ class StockFlow:
         arrivals: dict[str, list[tuple[int, int]]] = {}
         if looking:
             since = min(i.base_watermark for i in looking)
-            rows = await self.store.fetchall(
-                "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL",
-                (since, self.store.shop),
-            )
-            for rowid, blob in rows:
-                for sku, units in json.loads(blob).items():
-                    arrivals.setdefault(sku, []).append((int(rowid), int(units)))
+            for rowid, sold in await demand_after(self.store, since):
+                for sku, units in sold.items():
+                    arrivals.setdefault(sku, []).append((rowid, units))
         for item in items:
             item.demand = by_sku.get(item.sku, 0) + extra.get(item.sku, 0)
             item.target = target_quantity(item.figure, item.demand, allow_negative=allow)
