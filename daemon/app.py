@@ -188,7 +188,6 @@ async def _serve(
             metrics=services.metrics,
             poll_seconds=settings.sync_poll_seconds,
             shutdown=shutdown,
-            signals=False,  # handled by run_daemon since before the DB opened
         )
         if shutdown.requested:
             return  # stopped while starting: no listener, no READY=1

@@ -33,7 +33,6 @@ import logging
 import random
 import shlex
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -558,9 +557,10 @@ class Screen:
 class _HeldShutdown(Shutdown):
     """The daemon's stop switch, held by the demo.
 
-    The runner calls :meth:`request` on SIGINT/SIGTERM: here that only ends the activity,
-    so that the daemon can catch up with the last orders before :meth:`stop` really stops
-    it (the runner's handler is gone after the first signal: a second Ctrl-C stops at once).
+    :func:`daemon.runner.handle_signals` calls :meth:`request` on SIGINT/SIGTERM: here that
+    only ends the activity, so that the daemon can catch up with the last orders before
+    :meth:`stop` really stops it (the handler is gone after the first signal: a second
+    Ctrl-C stops at once).
     """
 
     def __init__(self) -> None:
@@ -594,19 +594,9 @@ class DemoResult:
         return self.daemon_error is None and self.truth.ok
 
 
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
 def demo_settings(shopify_port: int, rackbeat_port: int, db: Path, options: DemoOptions) -> Settings:
     """The daemon's settings: fixed values only, nothing from the environment or ``.env``."""
-    health_port = options.health_port if options.health_port and _free(options.health_port) else 0
+    health_port = options.health_port or 0  # taken: the daemon is started again on any port
     return IsolatedSettings.of(
         {
             "rackbeat_api_url": f"http://{LOOPBACK}:{rackbeat_port}/api",
@@ -725,7 +715,7 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
                 except ConfigError:
                     if ready.is_set() or settings.health_address[1] == 0:
                         raise
-                    # the health port was taken between the probe and the bind: any port will do
+                    # the health port is taken (HEALTH_LISTEN refused): any port will do
                     settings = settings.model_copy(update={"health_listen": f"{LOOPBACK}:0"})
                     await run_daemon(
                         settings, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready

@@ -131,21 +131,21 @@ _current_cycle: ContextVar[_Cycle | None] = ContextVar("current_cycle", default=
 
 
 async def handle_signals(
-    shutdown: Shutdown, *, task_status: anyio.abc.TaskStatus[bool] = anyio.TASK_STATUS_IGNORED
+    shutdown: Shutdown, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     """Turn the first SIGTERM/SIGINT into ``STOPPING=1`` and a graceful stop.
 
-    Reports (via ``task_status``) whether the handlers are installed: not outside the
-    main thread. After the first signal the default handlers are back, so a second
-    one stops the process at once.
+    Started (``task_status``) once the handlers are installed, or once it is clear they
+    cannot be (not the main thread: the demo). After the first signal the default
+    handlers are back, so a second one stops the process at once.
     """
     with contextlib.ExitStack() as stack:
         try:
             signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT))
         except (NotImplementedError, ValueError, RuntimeError):  # not the main thread (the demo)
-            task_status.started(False)
+            task_status.started()
             return
-        task_status.started(True)
+        task_status.started()
         async for signum in signals:
             log.info("stopping", signal=signal.Signals(signum).name)
             sdnotify.notify("STOPPING=1", "STATUS=stopping")
@@ -171,9 +171,8 @@ class Runner:
         poll_seconds: float,
         shutdown: Shutdown | None = None,
         sleep_until_stop: Callable[[float], Awaitable[None]] | None = None,
-        signals: bool = True,
     ) -> None:
-        """``signals=False`` when the caller already turns SIGTERM into ``shutdown``."""
+        """Signals are the caller's: :func:`handle_signals` turns them into ``shutdown``."""
         self.flows = list(flows)
         self.store = store
         self.metrics = metrics
@@ -183,7 +182,6 @@ class Runner:
         self.heartbeat = time.monotonic()
         self._sleep = sleep_until_stop or self._wait_or_stop
         self._cycle_done = anyio.Event()
-        self._signals = signals
 
     async def _wait_or_stop(self, seconds: float) -> None:
         with anyio.move_on_after(seconds):
@@ -196,8 +194,6 @@ class Runner:
     async def run(self) -> None:
         """Run every flow loop until :attr:`shutdown` is requested, then stop gracefully."""
         async with anyio.create_task_group() as tg:
-            if self._signals:
-                await tg.start(handle_signals, self.shutdown)
             tg.start_soon(self._tick)
             loops = anyio.create_task_group()
             async with loops:

@@ -387,15 +387,13 @@ class Store:
             changed = await self._retry_parked(f"#{key.strip()}", "orders")
         return changed
 
-    async def _retry_parked(self, key: str | None, flow: str | None) -> int:
+    async def _retry_parked(self, key: str | None, flow: str | None, reason: str | None = None) -> int:
         sql = "UPDATE parked SET next_attempt = ? WHERE shop = ?"
         params: list[Any] = [_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop]
-        if key is not None:
-            sql += " AND key = ?"
-            params.append(key)
-        if flow is not None:
-            sql += " AND flow = ?"
-            params.append(flow)
+        for column, value in (("key", key), ("flow", flow), ("reason", reason)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
         async with self._write_lock:
             cursor = await self.db.execute(sql, params)
             return int(cursor.rowcount)
@@ -418,12 +416,7 @@ class Store:
 
     async def wake_reason(self, flow: str, reason: str) -> int:
         """Make due now every record of ``flow`` parked for ``reason``; return how many."""
-        async with self._write_lock:
-            cursor = await self.db.execute(
-                "UPDATE parked SET next_attempt = ? WHERE shop = ? AND flow = ? AND reason = ?",
-                (_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop, flow, reason),
-            )
-            return int(cursor.rowcount)
+        return await self._retry_parked(None, flow, reason)
 
     async def flows(self, names: Iterable[str]) -> list[FlowRecord]:
         """Cursor and last outcome of each named flow."""

@@ -7,6 +7,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -209,3 +210,18 @@ def test_ctrl_c_ends_the_demo_with_a_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, out + err
     assert "final summary (stopped by Ctrl-C)" in out
     assert "truth check: OK" in out
+
+
+@pytest.mark.anyio
+async def test_a_taken_health_port_moves_the_demo_to_a_free_one(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        options = DemoOptions(seconds=1, seed=3, poll_seconds=0.5, activity_every=0.3, health_port=port)
+        out = io.StringIO()
+        result = await demo(options, out)
+    assert result.ok, out.getvalue()
+    assert result.health_url.startswith("http://127.0.0.1:")
+    assert f":{port}/" not in result.health_url
+    assert result.snapshot.answered > 0  # the endpoint on the free port answered

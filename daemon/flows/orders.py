@@ -171,20 +171,21 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def is_our_order(candidate: Order, mapped: MappedOrder, *, shop: str, customer: str) -> bool:
-    """Whether a Rackbeat order found by ``your_reference`` is this shop's ``mapped`` order
-    (an earlier attempt made it) rather than another shop's order of the same name.
+def is_our_order(candidate: Order, reference: str, *, shop: str, customer: str | None) -> bool:
+    """Whether a Rackbeat order found by ``your_reference`` is this shop's order
+    ``reference`` (an earlier attempt made it) rather than another shop's of the same name.
 
     We write the shop's domain into the heading (:func:`daemon.mapping.shopify_heading`),
     so a heading naming this shop decides. An order made before headings named the shop
-    carries the bare ``Shopify #1042``: then it must also belong to the customer resolved
-    for this order. Anything else (another shop's heading, an order typed in by hand) is
-    not ours.
+    carries the bare ``Shopify #1042``: then it must also belong to ``customer``, the one
+    resolved for this order (None: not known, and the bare heading is taken as ours).
+    Anything else (another shop's heading, an order typed in by hand) is not ours.
     """
     heading = (order_heading(candidate) or "").strip()
-    if heading == shopify_heading(mapped.reference, shop):
+    if heading == shopify_heading(reference, shop):
         return True
-    return heading == shopify_heading(mapped.reference, None) and candidate.customer == customer
+    bare = heading == shopify_heading(reference, None)
+    return bare and (customer is None or candidate.customer == customer)
 
 
 def target_state(status: OrderStatus) -> str:
@@ -575,9 +576,8 @@ class OrdersFlow:
         if ledger is not None and ledger["state"] in FINISHED:
             return False  # done (its Rackbeat order may have been deleted on purpose) or skipped
         name = str(order.get("name"))
-        ours = {shopify_heading(name, self.store.shop), shopify_heading(name, None)}
         found = await self.rackbeat.orders_by_reference(name)
-        return not any((order_heading(o) or "").strip() in ours for o in found)
+        return not any(is_our_order(o, name, shop=self.store.shop, customer=None) for o in found)
 
     def skip_reason(self, order: Mapping[str, Any], *, new: bool = True) -> str | None:
         """Why an order is not imported at all (None: it is). ``new``: the ledger has no
@@ -700,7 +700,7 @@ class OrdersFlow:
         """Create the draft, or adopt the order an earlier attempt made; return its
         number and how far Rackbeat has it (draft, booked, ready_to_ship …)."""
         for existing in await self.rackbeat.orders_by_reference(mapped.reference):
-            if not is_our_order(existing, mapped, shop=self.store.shop, customer=customer):
+            if not is_our_order(existing, mapped.reference, shop=self.store.shop, customer=customer):
                 continue  # another shop's order of the same name, or one typed in by hand
             self.log.info(
                 "adopted existing Rackbeat order", order=mapped.reference, rackbeat_order=existing.number
