@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import resource
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
 #: (benchmark, figure, value, unit / notes)
 Row = tuple[str, str, float | int | str, str]
@@ -53,6 +55,22 @@ def peak_rss_mb() -> float:
     """Peak resident set size since :func:`reset_peak_rss` (VmHWM), or of the process, in MiB."""
     peak = _status_mib("VmHWM")
     return peak if peak is not None else peak_rss_mib()
+
+
+class TimedHandler:
+    """A simulator's ``handle`` that adds up the seconds spent inside it: the simulator runs
+    in this process, so its share of a wall-clock figure is measured apart."""
+
+    def __init__(self, handle: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> None:
+        self.handle = handle
+        self.seconds = 0.0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            return await self.handle(request)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def paging_rows(bench: str, protocol: str, m: Mapping[str, Any], per_page: str) -> list[Row]:

@@ -18,7 +18,7 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from bench import Row, paging_rows, run_alone
+from bench import Row, TimedHandler, paging_rows, run_alone
 from daemon.httpserver import HTTPServer
 from daemon.rackbeat import RackbeatClient
 from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
@@ -46,15 +46,7 @@ async def bench_rackbeat_paging(
     sim = RackbeatSimulator(request_log_size=10)
     for index in range(n):
         sim.add_product(f"BENCH-{index:07}", f"Bench product {index}", stock=index % 50, sales_price=100)
-    in_simulator = 0.0
-
-    async def timed(request: httpx.Request) -> httpx.Response:
-        nonlocal in_simulator
-        started = time.perf_counter()
-        try:
-            return await sim.handle(request)
-        finally:
-            in_simulator += time.perf_counter() - started
+    timed = TimedHandler(sim.handle)
 
     read = 0
     async with anyio.create_task_group() as tg:
@@ -78,7 +70,7 @@ async def bench_rackbeat_paging(
     return {
         "requests": client.requests,
         "seconds": seconds,
-        "simulator_seconds": in_simulator,
+        "simulator_seconds": timed.seconds,
         "products": read,
         "retries": client.retries,
         "throttled": client.throttled,

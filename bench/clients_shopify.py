@@ -23,7 +23,7 @@ import anyio.lowlevel
 import httpx
 from pydantic import SecretStr
 
-from bench import Row, paging_rows, run_alone
+from bench import Row, TimedHandler, paging_rows, run_alone
 from daemon.httpserver import HTTPServer
 from daemon.shopify import ShopifyClient
 from daemon.sim.shopify import ShopifySimulator
@@ -121,16 +121,7 @@ async def measure(n: int = DEFAULT_PRODUCTS) -> dict[str, float]:
     )
     for index in range(n):
         sim.add_product(f"Bench product {index}", [{"sku": f"BENCH-{index:07}", "price": "100.00"}])
-    in_simulator = 0.0
-
-    async def timed(request: httpx.Request) -> httpx.Response:
-        # the simulator runs in this process: its share of the wall clock is measured apart
-        nonlocal in_simulator
-        started = time.perf_counter()
-        try:
-            return await sim.handle(request)
-        finally:
-            in_simulator += time.perf_counter() - started
+    timed = TimedHandler(sim.handle)
 
     async with anyio.create_task_group() as tg:
         port = await tg.start(HTTPServer(timed, name="shopify-sim").serve, "127.0.0.1", 0)
@@ -138,7 +129,7 @@ async def measure(n: int = DEFAULT_PRODUCTS) -> dict[str, float]:
             f"http://127.0.0.1:{port}", n, sleep=clock.sleep, clock=clock.monotonic
         )
         tg.cancel_scope.cancel()
-    return {**result, "simulator_seconds": in_simulator}
+    return {**result, "simulator_seconds": timed.seconds}
 
 
 async def run(size: int | None = None) -> list[Row]:
