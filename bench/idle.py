@@ -22,8 +22,8 @@ from daemon.app import Services, build_flows
 from daemon.config import IsolatedSettings
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator, SimClock

@@ -46,14 +46,16 @@ from pydantic import SecretStr
 
 from bench import Row, peak_rss_mb, reset_peak_rss, run_alone
 from daemon.config import IsolatedSettings, Settings
+from daemon.demand import OrderDemand
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.stock import StockFlow
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import Shutdown
+from daemon.runner import InlineCycles
 from daemon.shopify import ShopifyClient
 from daemon.shopify_documents import MAX_INPUT_ITEMS
+from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
@@ -247,7 +249,8 @@ async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, A
                     index=index,
                     metrics=metrics,
                     shutdown=shutdown,
-                    catch_up_orders=orders.run_once,
+                    demand=OrderDemand(store),
+                    cycles=InlineCycles({"orders": orders.run_once}),
                     clock=clock.now,
                     monotonic=clock.monotonic,
                 )

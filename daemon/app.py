@@ -20,6 +20,7 @@ import structlog
 
 from daemon import __version__, sdnotify
 from daemon.config import Settings
+from daemon.demand import OrderDemand
 from daemon.errors import ConfigError, NotFoundError, SyncError
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
@@ -31,8 +32,9 @@ from daemon.logs import configure_logging, register_secret
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
 from daemon.reasons import advice_for
-from daemon.runner import Flow, Runner, Shutdown, handle_signals
+from daemon.runner import CycleRequests, Flow, FlowSchedules, InlineCycles, Runner, handle_signals
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import Shutdown
 from daemon.store import Store
 
 log = structlog.get_logger("daemon.app")
@@ -102,8 +104,13 @@ async def open_services(
             await store.close()
 
 
-def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
-    """The flows the settings switch on, sharing one SKU index."""
+def build_flows(services: Services, shutdown: Shutdown, requests: CycleRequests | None = None) -> list[Flow]:
+    """The flows the settings switch on, sharing one SKU index.
+
+    ``requests`` is how the stock flow asks for an orders cycle: the runner's
+    :class:`FlowSchedules` in the daemon; without a runner (benches) the orders cycle
+    runs inline.
+    """
     s = services.settings
     common = (s, services.store, services.shopify, services.rackbeat)
     index = SkuIndex(services.store, services.shopify, min_interval=s.sync_poll_seconds / 2)
@@ -111,6 +118,8 @@ def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
     flows: list[Flow] = []
     if s.sync_orders:
         flows.append(orders)
+    if requests is None:
+        requests = InlineCycles({orders.name: orders.run_once} if s.sync_orders else {})
     if s.sync_stock:
         flows.append(
             StockFlow(
@@ -118,7 +127,8 @@ def build_flows(services: Services, shutdown: Shutdown) -> list[Flow]:
                 index=index,
                 metrics=services.metrics,
                 shutdown=shutdown,
-                catch_up_orders=orders.run_once if s.sync_orders else None,
+                demand=OrderDemand(services.store),
+                cycles=requests,
             )
         )
     # always on: with S13 = disabled it writes nothing but keeps the SKU index current
@@ -182,12 +192,14 @@ async def _serve(
 ) -> None:
     """Open the services, bind the health listener, run the flows until ``shutdown``."""
     async with open_services(settings, http, shutdown=shutdown) as services:
+        schedules = FlowSchedules()
         runner = Runner(
-            build_flows(services, shutdown),
+            build_flows(services, shutdown, schedules),
             store=services.store,
             metrics=services.metrics,
             poll_seconds=settings.sync_poll_seconds,
             shutdown=shutdown,
+            requests=schedules,
         )
         if shutdown.requested:
             return  # stopped while starting: no listener, no READY=1

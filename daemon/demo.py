@@ -56,7 +56,8 @@ from daemon.flows.products import NEW_PRODUCT_SETTLE
 from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging
 from daemon.metrics import PREFIX
-from daemon.runner import Runner, Shutdown
+from daemon.runner import Runner
+from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, Order, ShopifySimulator

@@ -10,7 +10,8 @@ The three branches tell a flow what to do next::
     ├── RetriableError          back off and try the same thing again later
     │   ├── ThrottledError      429 / THROTTLED: wait ``retry_after`` seconds
     │   ├── TransportError      timeout, connection refused, 5xx
-    │   └── MalformedResponse   truncated JSON, an HTML error page, a missing key
+    │   ├── MalformedResponse   truncated JSON, an HTML error page, a missing key
+    │   └── WaitingError        another flow's work this one needs failed (its error is its own)
     └── RecordError             this record cannot be applied: park it, go on with the rest
         ├── ValidationError     Rackbeat 422 / Shopify ``userErrors`` (carries the field messages)
         └── NotFoundError       the record asked for does not exist (404)
@@ -87,6 +88,12 @@ class MalformedResponse(RetriableError):
     """The body could not be understood (truncated JSON, HTML error page, missing key)."""
 
     kind = "malformed"
+
+
+class WaitingError(RetriableError):
+    """This flow needs another flow's work, which failed; that flow reports its own error."""
+
+    kind = "waiting"
 
 
 class RecordError(SyncError):

@@ -33,12 +33,13 @@ import structlog
 
 from daemon.app import Services
 from daemon.config import ProductPriority
-from daemon.flows.orders import OrdersFlow, unreserved_order_ids
+from daemon.demand import OrderDemand
+from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockDifference, StockFlow
 from daemon.index import SkuIndex
 from daemon.mapping import order_demand
-from daemon.runner import Shutdown
+from daemon.shutdown import Shutdown
 
 log = structlog.get_logger("daemon.reconcile")
 
@@ -121,7 +122,14 @@ async def reconcile(
         if not dry_run and report.products:
             report.fixed["products"] = await products.fix(report.products)
     if s.sync_stock:
-        stock = StockFlow(s, *flows, index=index, metrics=services.metrics, shutdown=shutdown)
+        stock = StockFlow(
+            s,
+            *flows,
+            index=index,
+            metrics=services.metrics,
+            shutdown=shutdown,
+            demand=OrderDemand(services.store),
+        )
         differences = await stock.reconcile(dry_run=dry_run, extra_demand=unimported)
         report.stock = [_stock_row(d) for d in differences]
         if not dry_run:
@@ -137,7 +145,7 @@ async def _demand_not_in_ledger(services: Services, missing: Sequence[Mapping[st
     report stock differences a real run would not write.
     """
     ids = [str(order.get("id") or order.get("name")) for order in missing]
-    counted = await unreserved_order_ids(services.store)
+    counted = await OrderDemand(services.store).unreserved_order_ids()
     demand: dict[str, int] = {}
     for order, order_id in zip(missing, ids, strict=True):
         if order_id in counted:

@@ -1,16 +1,17 @@
 """The scheduler: one loop per flow in an anyio task group, signals, systemd notify.
 
-Each flow loop runs a cycle, then waits ``SYNC_POLL_SECONDS`` (or, after a failure,
-an exponential backoff). It logs on state change only — "flow failed" once, then
-"flow recovered" once — and keeps ``last_success``/``last_error`` for health and
-metrics. SIGTERM or SIGINT asks every loop to stop after the write in flight; what
-does not finish within the grace period is cancelled (every write is a transaction,
-so a cancelled one leaves nothing half-done).
+Every cycle of every flow goes through :meth:`Runner._flow_loop` — scheduled after
+``SYNC_POLL_SECONDS`` (or, after a failure, an exponential backoff), or asked for by
+another flow through :class:`CycleRequests` (the stock flow asks for an orders cycle so
+that recent sales reach the order ledger before it decides). A flow never runs another
+flow's cycle itself, so the success/failure bookkeeping, the log-on-change lines ("flow
+failed" once, then "flow recovered" once), ``last_success``/``last_error`` and metrics are
+always the runner's, booked against the flow that failed.
 
-The API clients wait between attempts through :meth:`Shutdown.backoff`: a flow whose
-client is backing off shows as retrying (``warn`` on ``/healthz``) at once, and a stop
-ends that wait and the cycle it belongs to without waiting out the grace period —
-the failed request is not in flight any more, and its page was never committed.
+SIGTERM or SIGINT asks every loop to stop after the write in flight; what does not
+finish within the grace period is cancelled (every write is a transaction, so a
+cancelled one leaves nothing half-done). The stop signal itself lives in
+:mod:`daemon.shutdown`, which the flows and clients import instead of this module.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import math
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -34,6 +34,7 @@ from daemon import sdnotify
 from daemon.errors import FatalError, SyncError
 from daemon.logs import scrub
 from daemon.metrics import Metrics
+from daemon.shutdown import RunningCycle, Shutdown, current_cycle
 from daemon.store import Store
 
 log = structlog.get_logger("daemon.runner")
@@ -42,45 +43,95 @@ log = structlog.get_logger("daemon.runner")
 MAX_BACKOFF = 900.0
 #: how long a stopping daemon lets the write in flight finish
 STOP_GRACE = 8.0
-#: a client's retry counts as "failing right now" this long after its backoff wait ends
-#: (the retried request is then on its way; when it succeeds, the warning lapses)
-RETRY_GRACE = 5.0
 
 
-class Shutdown:
-    """Set once when the daemon should stop; flows check it between pages."""
+class CycleRequests(Protocol):
+    """How a flow asks for another flow's cycle (the stock flow for an orders catch-up)."""
+
+    async def request_cycle(self, flow: str) -> bool:
+        """Have ``flow`` run a cycle that starts after this call; True when it succeeded
+        (or ``flow`` is not run at all)."""
+        ...
+
+
+class InlineCycles:
+    """:class:`CycleRequests` without a runner (tests, benches, one-off commands): the
+    requested cycle runs in the caller's task; its errors reach the caller."""
+
+    def __init__(self, cycles: Mapping[str, Callable[[], Awaitable[object]]]) -> None:
+        self.cycles = dict(cycles)
+
+    async def request_cycle(self, flow: str) -> bool:
+        """Run ``flow``'s cycle now (nothing when it has none)."""
+        cycle = self.cycles.get(flow)
+        if cycle is not None:
+            await cycle()
+        return True
+
+
+class FlowSchedules:
+    """The runner's :class:`CycleRequests`: cycles run by the flow's own loop (debounced).
+
+    :meth:`request_cycle` wakes the flow's loop from its poll wait and returns once a
+    cycle that *started after the request* has finished: several requests while one is
+    pending share one cycle. A flow that is failing (in its backoff) is not woken — its
+    backoff protects an API that is down — and the request answers False at once, as it
+    does when the flow is not run at all (then True: there is nothing to wait for) or
+    the daemon stops.
+    """
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self._schedules: dict[str, _Schedule] = {}
 
-    def request(self) -> None:
-        """Ask everything to stop after the work in flight."""
-        self.event.set()
+    def register(self, name: str, state: FlowState) -> _Schedule:
+        """The runner's side: make ``name``'s loop answerable to requests."""
+        schedule = _Schedule(state)
+        self._schedules[name] = schedule
+        return schedule
 
-    @property
-    def requested(self) -> bool:
-        """True once a stop was asked for."""
-        return self.event.is_set()
+    async def request_cycle(self, flow: str) -> bool:
+        """Have ``flow`` run a cycle that starts after this call; True when it succeeded
+        (or the flow is not run), False when it failed, is backing off, or the daemon stops."""
+        schedule = self._schedules.get(flow)
+        if schedule is None:
+            return True
+        if schedule.state.failures or schedule.stopped:
+            return False
+        wanted = schedule.started + 1
+        schedule.wake.set()
+        while schedule.finished < wanted:
+            if schedule.stopped:
+                return False
+            await schedule.changed.wait()
+        return schedule.succeeded
 
-    async def backoff(self, seconds: float) -> None:
-        """The API clients' wait before retrying a failed request.
 
-        Inside a flow cycle it marks the flow as retrying (for ``/healthz``) and, when a
-        stop is requested before the wait is over, cancels that cycle: nothing is in
-        flight during a backoff, and the page being worked on was not committed.
-        Outside a cycle a stop just ends the wait early.
-        """
-        cycle = _current_cycle.get()
-        if cycle is not None:
-            now = time.time()
-            if cycle.state.retrying_since is None:
-                cycle.state.retrying_since = now
-            cycle.state.retrying_until = now + seconds + RETRY_GRACE
-        with anyio.move_on_after(seconds):
-            await self.event.wait()
-        if self.requested and cycle is not None:
-            cycle.scope.cancel()
-            await anyio.lowlevel.checkpoint()  # raises the cancellation here
+@dataclass
+class _Schedule:
+    """One flow loop's counters, as :class:`FlowSchedules` sees them."""
+
+    state: FlowState
+    #: cycles started and finished so far, and whether the last finished one succeeded
+    started: int = 0
+    finished: int = 0
+    succeeded: bool = False
+    #: the loop has ended (stop)
+    stopped: bool = False
+    #: set to end the poll wait early; replaced when a cycle starts
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    #: set (and replaced) whenever a cycle finishes or the loop ends
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def begin(self) -> None:
+        self.started += 1
+        self.wake = anyio.Event()
+
+    def end(self, *, succeeded: bool | None = None, stopped: bool = False) -> None:
+        if succeeded is not None:
+            self.finished, self.succeeded = self.started, succeeded
+        self.stopped = self.stopped or stopped
+        self.changed.set()
+        self.changed = anyio.Event()
 
 
 class Flow(Protocol):
@@ -117,17 +168,6 @@ class FlowState:
         """Seconds since the last successful cycle (or since start, before the first)."""
         now = time.time() if now is None else now
         return max(0.0, now - (self.last_success or self.started))
-
-
-@dataclass
-class _Cycle:
-    """The flow cycle a task is running, for :meth:`Shutdown.backoff`."""
-
-    state: FlowState
-    scope: anyio.CancelScope
-
-
-_current_cycle: ContextVar[_Cycle | None] = ContextVar("current_cycle", default=None)
 
 
 async def handle_signals(
@@ -170,15 +210,19 @@ class Runner:
         metrics: Metrics,
         poll_seconds: float,
         shutdown: Shutdown | None = None,
+        requests: FlowSchedules | None = None,
         sleep_until_stop: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        """Signals are the caller's: :func:`handle_signals` turns them into ``shutdown``."""
+        """Signals are the caller's: :func:`handle_signals` turns them into ``shutdown``.
+        ``requests`` is the object the flows were given to ask for each other's cycles."""
         self.flows = list(flows)
         self.store = store
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.shutdown = shutdown or Shutdown()
         self.states = {f.name: FlowState(f.name) for f in self.flows}
+        self.requests = requests or FlowSchedules()
+        self._schedules = {name: self.requests.register(name, state) for name, state in self.states.items()}
         self.heartbeat = time.monotonic()
         self._sleep = sleep_until_stop or self._wait_or_stop
         self._cycle_done = anyio.Event()
@@ -232,12 +276,20 @@ class Runner:
             await self._flow_loop(flow)
 
     async def _flow_loop(self, flow: Flow) -> None:
+        schedule = self._schedules[flow.name]
+        try:
+            await self._cycles(flow, schedule)
+        finally:
+            schedule.end(stopped=True)
+
+    async def _cycles(self, flow: Flow, schedule: _Schedule) -> None:
         state = self.states[flow.name]
         bound = log.bind(flow=flow.name)
         while not self.shutdown.requested:
+            schedule.begin()
             state.last_attempt = state.attempting_since = time.time()
             with anyio.CancelScope() as scope:
-                token = _current_cycle.set(_Cycle(state, scope))
+                token = current_cycle.set(RunningCycle(state, scope))
                 try:
                     applied = await flow.run_once()
                 except SyncError as exc:
@@ -248,20 +300,34 @@ class Runner:
                 else:
                     self._succeeded(state, bound, applied)
                 finally:
-                    _current_cycle.reset(token)
+                    current_cycle.reset(token)
                     state.attempting_since = state.retrying_since = state.retrying_until = None
             if scope.cancelled_caught:
                 bound.info("cycle stopped during a retry wait")
                 break
             await self._persist(state)
+            schedule.end(succeeded=state.failures == 0)
             self._cycle_done.set()
             self._cycle_done = anyio.Event()
             if self.shutdown.requested:
                 break
-            delay = (
-                self.poll_seconds if state.failures == 0 else backoff_delay(state.failures, self.poll_seconds)
-            )
-            await self._sleep(delay)
+            if state.failures:
+                await self._sleep(backoff_delay(state.failures, self.poll_seconds))
+            else:
+                await self._rest(schedule)
+
+    async def _rest(self, schedule: _Schedule) -> None:
+        """The poll wait, ended early by a cycle request (one that came during the cycle
+        just finished ends it at once)."""
+        async with anyio.create_task_group() as tg:
+
+            async def woken() -> None:
+                await schedule.wake.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(woken)
+            await self._sleep(self.poll_seconds)
+            tg.cancel_scope.cancel()
 
     async def _persist(self, state: FlowState) -> None:
         try:

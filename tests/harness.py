@@ -31,8 +31,8 @@ from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN

@@ -15,8 +15,9 @@ from graphql import GraphQLSchema
 from structlog.testing import capture_logs
 
 from daemon import app
+from daemon.demand import OrderDemand
 from daemon.errors import TransportError
-from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE, unreserved_demand
+from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE
 from daemon.rackbeat import order_body
 from daemon.sim.shopify import Order as ShopifyOrder
 from tests.harness import RACKBEAT_URL, World, make_world, orders_flow
@@ -117,7 +118,7 @@ async def test_s1_decides_how_far_the_order_goes(
         rb = only_order(w, shopify_name(w, order_id))
         assert (rb.is_booked, rb.is_ready_for_shipping) == (booked, ready)
         # a draft does not reserve stock in Rackbeat, so its demand stays held for the stock flow
-        assert await unreserved_demand(w.store) == ({"MUG-1": 3} if status == "draft" else {})
+        assert await OrderDemand(w.store).unreserved() == ({"MUG-1": 3} if status == "draft" else {})
 
 
 @pytest.mark.parametrize("send", [True, False])
@@ -206,7 +207,7 @@ async def test_an_order_without_email_is_parked_or_goes_to_the_fallback_customer
         [parked] = await w.store.parked("orders")
         assert (parked.key, parked.reason) == (shopify_name(w, order_id), "NO_EMAIL")
         assert "SYNC_FALLBACK_CUSTOMER" in parked.detail
-        assert await unreserved_demand(w.store) == {"MUG-1": 1}  # held while parked
+        assert await OrderDemand(w.store).unreserved() == {"MUG-1": 1}  # held while parked
 
     fallback = tmp_path / "fallback"
     fallback.mkdir()
@@ -278,7 +279,7 @@ async def test_test_orders_and_cancelled_orders_are_not_imported(
         w.shopify_sim.cancel_order(cancelled)
         await cycle(w)
         assert w.rackbeat.orders == []
-        assert await unreserved_demand(w.store) == {}
+        assert await OrderDemand(w.store).unreserved() == {}
 
 
 async def test_changes_after_import_are_recorded_not_applied(
@@ -404,7 +405,7 @@ async def test_orders_created_before_the_start_are_skipped_when_they_change_late
         ) or ("", "")
         assert state == "skipped"
         assert "before the import start" in note
-        assert await unreserved_demand(w.store) == {}  # its stock is not held back either
+        assert await OrderDemand(w.store).unreserved() == {}  # its stock is not held back either
         assert w.metrics.value("orders", "skipped_before_start") == 1
         out = io.StringIO()
         assert await app.status(w.settings, as_json=False, out=out) == 0
@@ -444,12 +445,12 @@ async def test_a_draft_booked_or_cancelled_in_rackbeat_releases_its_demand(
         first = w.shopify_sim.sell("MUG-1", 3)
         second = w.shopify_sim.sell("TEE-2", 2)
         await cycle(w)
-        assert await unreserved_demand(w.store) == {"MUG-1": 3, "TEE-2": 2}
+        assert await OrderDemand(w.store).unreserved() == {"MUG-1": 3, "TEE-2": 2}
         # the merchant books one draft in Rackbeat (it now reserves its stock) and cancels the other
         w.rackbeat.book(only_order(w, shopify_name(w, first)).number)
         w.rackbeat.cancel(only_order(w, shopify_name(w, second)).number)
         await cycle(w)
-        assert await unreserved_demand(w.store) == {}  # not counted twice
+        assert await OrderDemand(w.store).unreserved() == {}  # not counted twice
         # nothing more is read once no draft is left
         reads = w.rackbeat.requests["GET /orders/{number}"]
         await cycle(w)
@@ -466,9 +467,9 @@ async def test_drafts_are_read_back_a_few_per_cycle(tmp_path: Path, shopify_sche
         before = w.rackbeat.requests["GET /orders/{number}"]
         await cycle(w)
         assert w.rackbeat.requests["GET /orders/{number}"] - before == DRAFT_CHECKS_PER_CYCLE
-        assert await unreserved_demand(w.store) == {"MUG-1": 5}  # the rest on the next cycle
+        assert await OrderDemand(w.store).unreserved() == {"MUG-1": 5}  # the rest on the next cycle
         await cycle(w)
-        assert await unreserved_demand(w.store) == {}
+        assert await OrderDemand(w.store).unreserved() == {}
 
 
 # --- discounts that do not divide evenly ------------------------------------------------------------
@@ -647,7 +648,7 @@ async def test_an_order_cancelled_while_a_draft_is_not_booked(
         await cycle(w, 600)
         rb = only_order(w, shopify_name(w, order_id))
         assert not rb.is_booked
-        assert await unreserved_demand(w.store) == {}
+        assert await OrderDemand(w.store).unreserved() == {}
         out = io.StringIO()
         assert await app.status(w.settings, as_json=False, out=out) == 0
         assert (
@@ -701,7 +702,7 @@ async def test_an_order_parked_for_a_line_without_sku_still_holds_its_stock(
         [parked] = await w.store.parked("orders")
         assert parked.reason == "NO_SKU"
         # the two mugs are sold in Shopify: the stock flow keeps holding them back
-        assert await unreserved_demand(w.store) == {"MUG-1": 2}
+        assert await OrderDemand(w.store).unreserved() == {"MUG-1": 2}
 
 
 async def test_a_catch_up_from_far_back_reports_its_progress(

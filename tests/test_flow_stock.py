@@ -19,10 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon import app
-from daemon.flows.orders import unreserved_demand
+from daemon.demand import OrderDemand
 from daemon.flows.stock import HOLD_LIMIT, StockFlow, effective_demand, target_quantity
 from daemon.index import SkuIndex
 from daemon.metrics import PREFIX
+from daemon.runner import InlineCycles
 from daemon.store import Transaction
 from tests.harness import World, make_world, orders_flow
 
@@ -40,7 +41,8 @@ def stock_flow(w: World, catch_up: CatchUp | None = None) -> StockFlow:
         index=SkuIndex(w.store, w.shopify, clock=w.clock.now),
         metrics=w.metrics,
         shutdown=w.shutdown,
-        catch_up_orders=catch_up,
+        demand=OrderDemand(w.store),
+        cycles=None if catch_up is None else InlineCycles({"orders": catch_up}),
         clock=w.clock.now,
         monotonic=w.clock.monotonic,
     )
@@ -187,7 +189,7 @@ async def test_orders_rackbeat_does_not_reserve_are_held_back(
         w.rackbeat.goods_receipt("SKU-0000", 1)
         w.tick(60)
         await flow.run_once()
-        assert await unreserved_demand(w.store) == {"SKU-0000": 4}  # imported as a draft: not reserved
+        assert await OrderDemand(w.store).unreserved() == {"SKU-0000": 4}  # imported as a draft: not reserved
         assert w.shopify_sim.available("SKU-0000") == 7  # 11 in Rackbeat − 4 in a draft
 
 

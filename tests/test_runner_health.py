@@ -23,8 +23,9 @@ from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import RETRY_GRACE, FlowState, Runner, Shutdown, backoff_delay
+from daemon.runner import FlowState, Runner, backoff_delay
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import RETRY_GRACE, Shutdown
 from daemon.store import Store
 
 pytestmark = pytest.mark.anyio

@@ -71,8 +71,8 @@ from daemon.rackbeat import (
     order_state,
     step_already_done,
 )
-from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import Shutdown
 from daemon.store import SKIPPED_BEFORE_START, Store
 
 log = structlog.get_logger("daemon.flows.orders")
@@ -97,55 +97,6 @@ DRAFT_CHECK_INTERVAL = timedelta(minutes=1)
 #: SKUs checked in Rackbeat one by one before a new customer is created for an order
 #: (beyond that the draft's own 422 names an unknown SKU)
 SKU_CHECKS_PER_ORDER = 20
-
-
-async def unreserved_demand(store: Store) -> dict[str, int]:
-    """SKU → units of Shopify orders whose stock Rackbeat does not reserve yet.
-
-    That is every order in the ledger that is not skipped or cancelled and whose Rackbeat
-    order does not exist yet or is a draft (Rackbeat reserves from booking on). The stock
-    flow subtracts this from the Rackbeat figure so the shop never oversells while an
-    order is on its way. A draft the merchant books by hand in Rackbeat is still counted
-    until the flow reads it back (:data:`DRAFT_CHECKS_PER_CYCLE` drafts a cycle): the
-    error is towards underselling, never overselling.
-    """
-    total: dict[str, int] = {}
-    for demand in (await _unreserved_rows(store)).values():
-        for sku, units in demand.items():
-            total[sku] = total.get(sku, 0) + units
-    return total
-
-
-async def ledger_watermark(store: Store) -> int:
-    """The order ledger's largest row number: rows after it reached the ledger later."""
-    return int(
-        await store.fetchval("SELECT COALESCE(MAX(rowid), 0) FROM order_ledger WHERE shop = ?", (store.shop,))
-        or 0
-    )
-
-
-async def demand_after(store: Store, watermark: int) -> list[tuple[int, dict[str, int]]]:
-    """(row number, SKU → units) of the ledger rows added after ``watermark``, in order."""
-    rows = await store.fetchall(
-        "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL "
-        "ORDER BY rowid",
-        (watermark, store.shop),
-    )
-    return [(int(rowid), {k: int(v) for k, v in json.loads(blob).items()}) for rowid, blob in rows]
-
-
-async def unreserved_order_ids(store: Store) -> set[str]:
-    """The Shopify order ids whose demand :func:`unreserved_demand` counts."""
-    return set(await _unreserved_rows(store))
-
-
-async def _unreserved_rows(store: Store) -> dict[str, dict[str, int]]:
-    rows = await store.fetchall(
-        "SELECT order_id, demand FROM order_ledger WHERE shop = ? AND state != 'skipped' AND cancelled = 0 "
-        "AND demand IS NOT NULL AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
-        (store.shop,),
-    )
-    return {str(order_id): {k: int(v) for k, v in json.loads(demand).items()} for order_id, demand in rows}
 
 
 #: the order ledger's columns the flow reads and writes

@@ -125,8 +125,8 @@ from daemon.product_mapping import (
 )
 from daemon.rackbeat import PRODUCT_FIELDS, Product, RackbeatClient, product_body
 from daemon.reasons import REASONS
-from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import Shutdown
 from daemon.store import ParkedRecord, Store, Transaction
 
 __all__ = [

@@ -32,7 +32,7 @@ One cycle, in this order (the order is what makes it safe):
    (usually the echo of a Shopify sale, which Shopify shows already: a read is cheaper
    than a compare-and-swap that fails and holds up its whole batch), of SKUs whose last
    write went stale, and of every SKU on a full reconcile.
-6. **Catch up** the orders (``catch_up_orders``: recent Shopify sales reach the order
+6. **Catch up** the orders (an orders cycle asked of the runner: recent Shopify sales reach the order
    ledger), then decide again with the effective demand below.
 7. **Push** up to 250 quantities per ``inventorySetQuantities``, each with
    ``changeFromQuantity`` = the Shopify quantity the decision was based on. A stale one
@@ -97,26 +97,26 @@ import json
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
 
 from daemon.config import Settings, StockFigure
-from daemon.errors import FatalError, NotFoundError
-from daemon.flows.orders import demand_after, ledger_watermark, unreserved_demand
+from daemon.demand import OrderDemand
+from daemon.errors import FatalError, NotFoundError, WaitingError
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import PREFIX, Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
-from daemon.runner import Shutdown
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
+from daemon.shutdown import Shutdown
 from daemon.store import Store, Transaction
 
 __all__ = [
@@ -130,6 +130,9 @@ __all__ = [
     "effective_demand",
     "target_quantity",
 ]
+
+if TYPE_CHECKING:
+    from daemon.runner import CycleRequests
 
 log = structlog.get_logger("daemon.flows.stock")
 
@@ -554,7 +557,8 @@ class StockFlow:
         index: SkuIndex,
         metrics: Metrics,
         shutdown: Shutdown,
-        catch_up_orders: Callable[[], Awaitable[object]] | None = None,
+        demand: OrderDemand,
+        cycles: CycleRequests | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -565,7 +569,8 @@ class StockFlow:
         self.index = index
         self.metrics = metrics
         self.shutdown = shutdown
-        self.catch_up_orders = catch_up_orders
+        self.demand = demand
+        self.cycles = cycles
         self.clock = clock
         self.monotonic = monotonic
         self.log = log.bind(flow=FLOW)
@@ -747,8 +752,8 @@ class StockFlow:
 
     async def _marker(self) -> _Marker:
         # the watermark first: a row added between the two reads is then "new" (counted)
-        watermark = await ledger_watermark(self.store)
-        return _Marker(watermark, await unreserved_demand(self.store))
+        watermark = await self.demand.watermark()
+        return _Marker(watermark, await self.demand.unreserved())
 
     async def _sold_since(self, watermark: int | None) -> set[str]:
         """SKUs of orders that reached the ledger since the previous cycle's marker: Shopify
@@ -756,15 +761,15 @@ class StockFlow:
         Rackbeat figure and the demand look unchanged (a receipt can hide a reservation)."""
         if watermark is None:
             return set()
-        return {sku for _, demand in await demand_after(self.store, watermark) for sku in demand}
+        return {sku for _, demand in await self.demand.after(watermark) for sku in demand}
 
     async def _demand_since(self, marker: _Marker) -> tuple[dict[str, int], int]:
         """The effective demand (module docstring) now, and the order ledger's largest
         rowid read just before it (no later order is part of that demand)."""
-        watermark = await ledger_watermark(self.store)
-        now = await unreserved_demand(self.store)
+        watermark = await self.demand.watermark()
+        now = await self.demand.unreserved()
         new: dict[str, int] = {}
-        for _, demand in await demand_after(self.store, marker.watermark):
+        for _, demand in await self.demand.after(marker.watermark):
             for sku, units in demand.items():
                 new[sku] = new.get(sku, 0) + units
         return effective_demand(now, marker.demand, new), watermark
@@ -1006,7 +1011,7 @@ class StockFlow:
         arrivals: dict[str, list[tuple[int, int]]] = {}
         if looking:
             since = min(i.base_watermark for i in looking)
-            for rowid, sold in await demand_after(self.store, since):
+            for rowid, sold in await self.demand.after(since):
                 for sku, units in sold.items():
                     arrivals.setdefault(sku, []).append((rowid, units))
         for item in items:
@@ -1016,9 +1021,13 @@ class StockFlow:
             item.arrivals = arrivals.get(item.sku, ())
 
     async def _catch_up(self) -> None:
-        """Let the orders flow put recent Shopify orders into the ledger first."""
-        if self.catch_up_orders is not None:
-            await self.catch_up_orders()
+        """Have the orders flow put recent Shopify orders into the ledger first (through
+        the runner: the orders cycle is the orders flow's, its errors are its own)."""
+        if self.cycles is not None and not await self.cycles.request_cycle("orders"):
+            raise WaitingError(
+                "recent Shopify orders could not be caught up (the orders flow is failing; see its "
+                "error): stock is not pushed until they are, so that no sold unit is offered again"
+            )
 
     async def _read_shopify(self, items: Sequence[_Item], location: str, *, hold: bool) -> None:
         """Base these items' decisions on what Shopify has now."""
