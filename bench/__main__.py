@@ -3,9 +3,8 @@
 Each benchmark is a module with ``async def run(size: int | None = None) -> list[Row]``,
 where a row is ``(benchmark, figure, value, unit)`` and ``size`` scales the workload
 (None: the module's full size). The runner imports the modules of :data:`MODULES` in
-order; one in :data:`OPTIONAL` (none at present) may be absent from a checkout and is then
-reported as "not available". A benchmark that raises is reported as failed and the others still run
-(exit status 1). The last row is the peak resident set size of the whole run.
+order. A benchmark that raises is reported as failed and the others still run (exit
+status 1). The last row is the peak resident set size of the whole run.
 
     python -m bench                 # full sizes (minutes)
     python -m bench --quick         # small sizes (seconds)
@@ -20,7 +19,7 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 import anyio
@@ -36,8 +35,6 @@ MODULES: tuple[str, ...] = (
     "bench.index",
     "bench.idle",
 )
-#: benchmarks that may not exist yet in a checkout (every one of MODULES exists now)
-OPTIONAL: frozenset[str] = frozenset()
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
     "bench.clients_shopify": 1_000,
@@ -56,7 +53,6 @@ def module_name(name: str) -> str:
 async def collect(
     modules: Sequence[str] = MODULES,
     *,
-    optional: Collection[str] = OPTIONAL,
     quick: bool = False,
     size: int | None = None,
 ) -> tuple[list[Row], bool]:
@@ -69,15 +65,7 @@ async def collect(
     ok = True
     peak = 0.0
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # only the module itself may be missing; a missing import inside it is a bug
-            if name not in optional or exc.name != name:
-                raise
-            rows.append((name.removeprefix("bench."), "-", "not available", f"no module {name} here"))
-            continue
-        run = cast(RunFunction, module.run)
+        run = cast(RunFunction, importlib.import_module(name).run)
         workload = size if size is not None else QUICK_SIZES.get(name) if quick else None
         started = time.perf_counter()
         try:

@@ -18,10 +18,11 @@ import httpx
 from pydantic import SecretStr
 
 from bench import Row, run_alone
-from daemon.app import Services, build_flows
+from daemon.app import build_flows
 from daemon.config import IsolatedSettings
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
+from daemon.services import Services
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -28,80 +26,19 @@ from daemon.flows.stock import StockFlow, read_rackbeat_only
 from daemon.health import HealthApp
 from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
-from daemon.logs import configure_logging, register_secret
-from daemon.metrics import Metrics
+from daemon.logs import configure_logging
 from daemon.rackbeat import RackbeatClient
 from daemon.reasons import advice_for
+from daemon.reconcile import print_report
+from daemon.reconcile import reconcile as compare
 from daemon.runner import CycleRequests, Flow, FlowSchedules, InlineCycles, Runner, handle_signals
-from daemon.shopify import ShopifyClient
+from daemon.services import Services, open_services, register_secrets
 from daemon.shutdown import Shutdown
 from daemon.store import Store
 
 log = structlog.get_logger("daemon.app")
 
 FLOW_NAMES = ("orders", "stock", "products")
-
-
-def register_secrets(settings: Settings) -> None:
-    """Make sure no token of ``settings`` can reach a log line."""
-    for secret in (
-        settings.rackbeat_api_token,
-        settings.shopify_access_token,
-        settings.shopify_client_secret,
-    ):
-        if secret is not None:
-            register_secret(secret.get_secret_value())
-
-
-def http_client() -> httpx.AsyncClient:
-    """The one HTTP client both API clients share (timeouts on every phase)."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(30.0, connect=10.0),
-        limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
-        follow_redirects=False,
-    )
-
-
-@dataclass
-class Services:
-    """Everything a running daemon holds open."""
-
-    settings: Settings
-    store: Store
-    http: httpx.AsyncClient
-    shopify: ShopifyClient
-    rackbeat: RackbeatClient
-    metrics: Metrics
-
-
-@asynccontextmanager
-async def open_services(
-    settings: Settings, http: httpx.AsyncClient | None = None, *, shutdown: Shutdown | None = None
-) -> AsyncIterator[Services]:
-    """Open the state DB and the API clients; close them on exit.
-
-    With ``shutdown`` the clients' retry backoff ends as soon as a stop is requested.
-    """
-    store = await Store.open(settings.sync_db, settings.shop)
-    own_http = http is None
-    client = http or http_client()
-    waits: dict[str, Any] = {} if shutdown is None else {"backoff_sleep": shutdown.backoff}
-    try:
-        shopify = ShopifyClient.from_settings(settings, client, **waits)
-        rackbeat = RackbeatClient.from_settings(settings, client, **waits)
-
-        def api_counters() -> dict[str, dict[str, int]]:
-            return {
-                name: {"requests": c.requests, "retries": c.retries, "throttled": c.throttled}
-                for name, c in (("shopify", shopify), ("rackbeat", rackbeat))
-            }
-
-        yield Services(settings, store, client, shopify, rackbeat, Metrics(api_counters))
-    finally:
-        with anyio.CancelScope(shield=True):
-            if own_http:
-                await client.aclose()
-            await store.close()
 
 
 def build_flows(services: Services, shutdown: Shutdown, requests: CycleRequests | None = None) -> list[Flow]:
@@ -402,9 +339,6 @@ async def _attention(store: Store) -> dict[str, Any]:
 
 async def reconcile(settings: Settings, *, dry_run: bool, as_json: bool, days: float, out: TextIO) -> int:
     """``reconcile``: compare both sides in full; fix what the daemon owns unless ``dry_run``."""
-    from daemon.reconcile import print_report  # noqa: PLC0415  # it imports this module
-    from daemon.reconcile import reconcile as compare  # noqa: PLC0415
-
     register_secrets(settings)
     async with open_services(settings) as services:
         report = await compare(services, dry_run=dry_run, window=timedelta(days=days))

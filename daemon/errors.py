@@ -103,10 +103,13 @@ class RecordError(SyncError):
     #: reason code stored with a parked record
     reason: str = "RECORD_ERROR"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, subject: str | None = None) -> None:
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+        #: what the reason is about when that can clear on its own (the SKU of UNKNOWN_SKU):
+        #: stored with the parked record, so that it wakes when that thing appears
+        self.subject = subject
 
 
 class ValidationError(RecordError):
@@ -122,8 +125,9 @@ class ValidationError(RecordError):
         fields: Mapping[str, Sequence[str]] | None = None,
         codes: Sequence[str] = (),
         reason: str | None = None,
+        subject: str | None = None,
     ) -> None:
-        super().__init__(message, reason=reason)
+        super().__init__(message, reason=reason, subject=subject)
         #: field name → messages, as the API gave them
         self.fields: dict[str, list[str]] = {k: list(v) for k, v in (fields or {}).items()}
         #: machine codes (Shopify ``userErrors[].code``)

@@ -31,7 +31,6 @@ from typing import Any, TextIO
 
 import structlog
 
-from daemon.app import Services
 from daemon.config import ProductPriority
 from daemon.demand import OrderDemand
 from daemon.flows.orders import OrdersFlow
@@ -39,6 +38,7 @@ from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockDifference, StockFlow
 from daemon.index import SkuIndex
 from daemon.mapping import order_demand
+from daemon.services import Services
 from daemon.shutdown import Shutdown
 
 log = structlog.get_logger("daemon.reconcile")

@@ -6,8 +6,19 @@ state by accident. The schema is versioned with ``PRAGMA user_version``: an olde
 is migrated on open, a newer one is refused.
 
 Writes happen in :meth:`Store.transaction`, one ``BEGIN IMMEDIATE`` … ``COMMIT`` at a
-time. A flow applies a page of changes and advances its cursor inside the same
-transaction, so a crash leaves either both or neither.
+time, on the one writing connection. Reads go through a second, read-only connection
+and so see committed state only: a task never decides from another task's writes that
+may still be rolled back. Inside its own transaction a task reads through that
+transaction (it sees its own writes).
+
+The invariant every flow keeps (README, "State and crash safety", says the same):
+**a cursor never passes a record whose outcome is not committed, and applying a record
+again is harmless.** Each record's outcome is committed in the record's own ledger row
+(order ledger, SKU index, stock ledger, product intents, parked records) — before the
+next write that depends on it; a cursor is advanced only after every record before it
+was committed, and it trails by the flow's overlap, so records are read again and the
+ledgers make that a no-op. A crash therefore loses nothing and repeats nothing that
+was committed.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -138,6 +150,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE order_ledger ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE order_ledger ADD COLUMN checked_at TEXT;
     """,
+    # 6: what a parked record's reason is about (the SKU of UNKNOWN_SKU), so that it wakes
+    # when that appears; rows parked before keep theirs in the detail ("SKU 'X' is not …")
+    """
+    ALTER TABLE parked ADD COLUMN subject TEXT;
+    UPDATE parked SET subject = substr(detail, instr(detail, 'SKU ''') + 5,
+        instr(substr(detail, instr(detail, 'SKU ''') + 5), '''') - 1)
+    WHERE reason = 'UNKNOWN_SKU' AND instr(detail, 'SKU ''') > 0;
+    CREATE INDEX parked_by_subject ON parked (shop, flow, reason, subject);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -208,8 +229,11 @@ class Transaction:
             (self.shop, flow, value, _iso(self.now)),
         )
 
-    async def park(self, flow: str, key: str, reason: str, detail: str) -> None:
-        """Park a record (or count one more attempt); it is retried later with backoff.
+    async def park(
+        self, flow: str, key: str, reason: str, detail: str, *, subject: str | None = None
+    ) -> None:
+        """Park a record (or count one more attempt); it is retried later with backoff, or
+        at once when :meth:`Store.wake_parked` is told its ``subject`` appeared.
 
         ``detail`` is scrubbed of the tokens first: it may quote an API's own words (a 422's
         field messages), and it is shown by ``parked`` and kept in the file."""
@@ -221,15 +245,17 @@ class Transaction:
         attempts = (row[0] if row else 0) + 1
         delay = min(PARK_RETRY_FIRST * (2 ** (attempts - 1)), PARK_RETRY_CAP)
         await self.db.execute(
-            "INSERT INTO parked (shop, flow, key, reason, detail, attempts, first_seen, last_seen, next_attempt) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (shop, flow, key) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, "
-            "attempts = excluded.attempts, last_seen = excluded.last_seen, next_attempt = excluded.next_attempt",
+            "INSERT INTO parked (shop, flow, key, reason, subject, detail, attempts, first_seen, last_seen, "
+            "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (shop, flow, key) DO UPDATE SET reason = excluded.reason, subject = excluded.subject, "
+            "detail = excluded.detail, attempts = excluded.attempts, last_seen = excluded.last_seen, "
+            "next_attempt = excluded.next_attempt",
             (
                 self.shop,
                 flow,
                 key,
                 reason,
+                subject,
                 detail,
                 attempts,
                 _iso(self.now),
@@ -245,13 +271,19 @@ class Transaction:
         )
 
 
+#: the store whose transaction the current task is inside (its reads see its own writes)
+_writing: ContextVar[Store | None] = ContextVar("writing", default=None)
+
+
 class Store:
     """The state DB of one shop. Open with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, shop: str) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, shop: str, reader: aiosqlite.Connection) -> None:
+        #: the writing connection (transactions only)
         self.db = db
         self.path = path
         self.shop = shop
+        self._reader = reader
         self._write_lock = anyio.Lock()
 
     @classmethod
@@ -271,10 +303,18 @@ class Store:
             await db.execute("PRAGMA foreign_keys = ON")
             await db.execute("PRAGMA busy_timeout = 5000")
             await cls._migrate(db, path)
+            reader = await aiosqlite.connect(str(path), isolation_level=None)
         except BaseException:
             await db.close()
             raise
-        return cls(db, path, shop)
+        try:
+            await reader.execute("PRAGMA query_only = ON")
+            await reader.execute("PRAGMA busy_timeout = 5000")
+        except BaseException:
+            await reader.close()
+            await db.close()
+            raise
+        return cls(db, path, shop, reader)
 
     @staticmethod
     async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
@@ -295,6 +335,7 @@ class Store:
     async def close(self) -> None:
         """Close the DB (after the last transaction committed)."""
         async with self._write_lock:
+            await self._reader.close()
             await self.db.close()
 
     async def schema_version(self) -> int:
@@ -306,24 +347,32 @@ class Store:
         """One write transaction: everything inside commits together or not at all."""
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
+            token = _writing.set(self)
             try:
                 yield Transaction(self.db, self.shop, now or _now())
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await self.db.execute("ROLLBACK")
                 raise
+            finally:
+                _writing.reset(token)
             with anyio.CancelScope(shield=True):
                 await self.db.execute("COMMIT")
 
+    def _connection(self) -> aiosqlite.Connection:
+        """Where a read goes: the reading connection (committed state), or the writing one
+        inside this task's own transaction (its own writes included)."""
+        return self.db if _writing.get() is self else self._reader
+
     # --- reads ----------------------------------------------------------------------
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read query."""
-        cursor = await self.db.execute(sql, tuple(params))
+        """Rows of a read query (committed state; see the module docstring)."""
+        cursor = await self._connection().execute(sql, tuple(params))
         return [tuple(row) for row in await cursor.fetchall()]
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a read query, or None."""
-        cursor = await self.db.execute(sql, tuple(params))
+        cursor = await self._connection().execute(sql, tuple(params))
         row = await cursor.fetchone()
         return tuple(row) if row is not None else None
 
@@ -398,18 +447,16 @@ class Store:
             cursor = await self.db.execute(sql, params)
             return int(cursor.rowcount)
 
-    async def wake_parked(self, flow: str, reason: str, mentioning: Iterable[str]) -> int:
-        """Make due now the records parked for ``reason`` whose detail names one of
-        ``mentioning`` (quoted as ``repr`` does, e.g. ``'SKU-1'``): their cause may have cleared."""
-        tokens = [repr(t) for t in mentioning]
-        if not tokens:
+    async def wake_parked(self, flow: str, reason: str, subjects: Iterable[str]) -> int:
+        """Make due now the records parked for ``reason`` whose subject (the SKU of
+        UNKNOWN_SKU) is one of ``subjects``: their cause may have cleared."""
+        rows = [(_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop, flow, reason, s) for s in subjects]
+        if not rows:
             return 0
-        rows = [(_iso(datetime(1970, 1, 1, tzinfo=UTC)), self.shop, flow, reason, t) for t in tokens]
         async with self._write_lock:
             before = self.db.total_changes
             await self.db.executemany(
-                "UPDATE parked SET next_attempt = ? WHERE shop = ? AND flow = ? AND reason = ? "
-                "AND instr(detail, ?) > 0",
+                "UPDATE parked SET next_attempt = ? WHERE shop = ? AND flow = ? AND reason = ? AND subject = ?",
                 rows,
             )
             return int(self.db.total_changes - before)

@@ -7,9 +7,13 @@ import json
 import subprocess
 import sys
 import time
+import types
 from typing import Any
 
-from bench.__main__ import MODULES, OPTIONAL
+import pytest
+
+from bench import Row
+from bench.__main__ import MODULES, collect
 from tests.test_process import REPO, clean_env
 
 TINY = ["--quick", "--size", "40", "--only", "clients_shopify", "--only", "clients_rackbeat"]
@@ -25,6 +29,23 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=30,
         check=False,
     )
+
+
+@pytest.mark.anyio
+async def test_a_failing_benchmark_is_reported_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = types.ModuleType("bench.broken")
+
+    async def run(size: int | None = None) -> list[Row]:
+        raise RuntimeError("simulator refused to start")
+
+    broken.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bench.broken", broken)
+    rows, ok = await collect(["bench.broken", "bench.clients_rackbeat"], size=40)
+    assert not ok
+    assert rows[0] == ("broken", "failed", "RuntimeError", "simulator refused to start")
+    assert ("rackbeat client", "REST requests to page 40 products", 1, "requests") in [r[:4] for r in rows]
 
 
 def test_runner_reports_each_client_benchmark_and_the_peak_rss() -> None:
@@ -58,8 +79,6 @@ def test_runner_reports_each_client_benchmark_and_the_peak_rss() -> None:
 
 
 def test_every_benchmark_of_the_table_exists() -> None:
-    # none is optional any more: a missing module fails the run instead of a quiet "not available"
-    assert not OPTIONAL
     for name in MODULES:
         module = importlib.import_module(name)
         assert callable(module.run), name

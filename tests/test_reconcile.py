@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLSchema
 
-from daemon.app import Services
 from daemon.reconcile import print_report, reconcile
+from daemon.services import Services
 from tests.harness import World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio

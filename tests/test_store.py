@@ -7,6 +7,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from daemon import store as store_module
@@ -157,3 +158,69 @@ async def test_a_parked_detail_never_keeps_a_token(tmp_path: Path) -> None:
         await store.close()
     for name, content in state_files(tmp_path):
         assert b"rb-store-test-token-77aa" not in content, name
+
+
+async def test_a_read_never_sees_another_tasks_uncommitted_write(tmp_path: Path) -> None:
+    """Task A writes a cursor and is still inside its transaction (which it then rolls
+    back); task B reading meanwhile must see the committed state, not A's write."""
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    written, read = anyio.Event(), anyio.Event()
+    seen: list[str | None] = []
+
+    async def write_and_roll_back() -> None:
+        async with store.transaction() as tx:
+            await tx.set_cursor("orders", "2026-12-01T00:00:00Z")
+            assert await store.get_cursor("orders") == "2026-12-01T00:00:00Z"  # its own write
+            written.set()
+            await read.wait()
+            raise RuntimeError("rolled back")
+
+    async def writer() -> None:
+        with pytest.raises(RuntimeError, match="rolled back"):
+            await write_and_roll_back()
+
+    async def reader() -> None:
+        await written.wait()
+        seen.append(await store.get_cursor("orders"))
+        read.set()
+
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer)
+                tg.start_soon(reader)
+        assert seen == [None]
+        assert await store.get_cursor("orders") is None
+        async with store.transaction() as tx:
+            await tx.set_cursor("orders", "2026-12-02T00:00:00Z")
+        assert await store.get_cursor("orders") == "2026-12-02T00:00:00Z"  # committed: seen at once
+    finally:
+        await store.close()
+
+
+async def test_orders_parked_for_an_unknown_sku_before_the_upgrade_still_wake_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of schema 5 kept the SKU only in the detail text; after the migration the
+    order wakes when that SKU appears, and not when another SKU that contains it does."""
+    path = tmp_path / "sync.db"
+    with monkeypatch.context() as old:
+        old.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:5])
+        old.setattr(store_module, "SCHEMA_VERSION", 5)
+        store = await Store.open(path, "a.myshopify.com")
+        async with store.transaction() as tx:
+            for key, sku in (("#1001", "MUG-1"), ("#1002", "MUG-10")):
+                await tx.execute(  # as the daemon of schema 5 parked them
+                    "INSERT INTO parked (shop, flow, key, reason, detail, first_seen, last_seen, next_attempt) "
+                    "VALUES (?, 'orders', ?, 'UNKNOWN_SKU', ?, '2026-12-01', '2026-12-01', '2999-01-01')",
+                    (store.shop, key, f"order {key}: SKU {sku!r} is not a Rackbeat product"),
+                )
+        await store.close()
+    store = await Store.open(path, "a.myshopify.com")
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        assert await store.wake_parked("orders", "UNKNOWN_SKU", ["MUG-1"]) == 1
+        due = await store.due_parked("orders")
+        assert [p.key for p in due] == ["#1001"]
+    finally:
+        await store.close()

@@ -644,7 +644,9 @@ class OrdersFlow:
                     reason="NO_SHIPPING_PRODUCT",
                 )
             raise RecordError(
-                f"order {mapped.reference}: SKU {sku!r} is not a Rackbeat product", reason="UNKNOWN_SKU"
+                f"order {mapped.reference}: SKU {sku!r} is not a Rackbeat product",
+                reason="UNKNOWN_SKU",
+                subject=sku,
             )
 
     async def _create_draft(self, mapped: MappedOrder, customer: str) -> tuple[str, str]:
@@ -718,6 +720,7 @@ class OrdersFlow:
                 return RecordError(
                     f"order {mapped.reference}: SKU {sku!r} is not a Rackbeat product ({' '.join(messages)})",
                     reason="UNKNOWN_SKU",
+                    subject=sku,
                 )
         taken = number_taken(exc.fields)
         if taken is not None:
@@ -765,6 +768,6 @@ class OrdersFlow:
                 "demand = COALESCE(excluded.demand, demand), updated_at = excluded.updated_at",
                 (self.store.shop, order_id, name, demand, str(order.get("updatedAt") or ""), now, now),
             )
-            await tx.park(FLOW, name, exc.reason, str(exc))
+            await tx.park(FLOW, name, exc.reason, str(exc), subject=exc.subject)
         self.metrics.count(FLOW, f"parked_{exc.reason.lower()}")
         self.log.warning("order parked", order=name, reason=exc.reason, detail=str(exc))
