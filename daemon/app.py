@@ -83,7 +83,7 @@ async def run_daemon(
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``shutdown``): the ``run`` command."""
     if configure_logs:
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(settings.log_level, settings.log_format, cache=True)
     register_secrets(settings)
     structlog.contextvars.bind_contextvars(shop=settings.shop)
     shutdown = shutdown or Shutdown()
@@ -102,7 +102,7 @@ async def run_daemon(
         if sole is None:
             raise
         raise sole from None
-    log.info("daemon stopped")
+    log.info("daemon.stopped")
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> SyncError | None:

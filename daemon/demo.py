@@ -150,7 +150,7 @@ class World:
         """Record one piece of activity; return its text."""
         self.activity[kind] += 1
         self.recent.append(f"{datetime.now(UTC):%H:%M:%S}  {text}")
-        log.info("demo activity", kind=kind, what=text)
+        log.info("demo.activity", kind=kind, what=text)
         return text
 
 
@@ -699,7 +699,7 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
         rb_port = await tg.start(HTTPServer(world.rackbeat.handle, name="rackbeat-sim").serve, LOOPBACK, 0)
         settings = demo_settings(shop_port, rb_port, db, options)
         seed_world(world)
-        log.info("demo seeded", products=len(world.rackbeat.products), orders=len(world.shopify.orders))
+        log.info("demo.seeded", products=len(world.rackbeat.products), orders=len(world.shopify.orders))
 
         def on_ready(_runner: Runner, port: int) -> None:
             nonlocal health_url
@@ -722,7 +722,7 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
                         settings, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
                     )
             except Exception as exc:
-                log.exception("demo: the daemon stopped with an error")
+                log.exception("demo.daemon_failed")
                 daemon_error.append(f"{type(exc).__name__}: {exc}")
             finally:
                 stopped.set()

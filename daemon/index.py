@@ -187,7 +187,7 @@ class SkuIndex:
             async with self.store.transaction() as tx:
                 await tx.set_cursor(CURSOR, _iso(settled))
         if new:
-            log.info("SKU index: new SKUs", count=len(new))
+            log.info("index.new_skus", count=len(new))
         return new
 
     async def record(self, tx: Transaction, entries: Iterable[IndexEntry]) -> None:

@@ -3,6 +3,12 @@
 Secrets never reach a log line: every value registered with :func:`register_secret`
 is replaced by ``***`` in every string of every event, whatever the logger that
 wrote it (structlog or the standard library, via structlog's formatter).
+
+The structlog way: the level filter is the first processor (a debug call below the
+level costs a method call, nothing more), loggers are cached on first use in the
+daemon's own process, event names are stable dotted keys (``flow.cycle``,
+``order.imported``) and everything else is a field. The runner writes one canonical
+``flow.cycle`` line per cycle with its outcome, duration and counts.
 """
 
 from __future__ import annotations
@@ -58,8 +64,14 @@ def _scrub_rendered(_: Any, __: str, event: Any) -> Any:
     return _scrub_value(event)
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Set up structlog and the standard library's logging to write to ``stream``."""
+def configure_logging(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *, cache: bool = False
+) -> None:
+    """Set up structlog and the standard library's logging to write to ``stream``.
+
+    ``cache`` keeps each logger's processor chain after its first use: right for the
+    daemon's own process, which configures logging once; wrong wherever it is configured
+    again later (tests that capture logs, the demo inside a test run)."""
     stream = stream or sys.stdout
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     shared: list[Any] = [
@@ -76,10 +88,15 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # the level filter first: nothing below the level is processed at all
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

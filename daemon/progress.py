@@ -76,7 +76,8 @@ class Progress:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
         log.info(
-            f"{self.what} done",
+            "progress.done",
+            work=self.what,
             records=self.done,
             seconds=round(self._clock() - self._started, 1),
             per_second=round(self.rate, 1),
@@ -97,7 +98,8 @@ class Progress:
             self._stream.flush()
             return
         log.info(
-            f"{self.what} in progress",
+            "progress.update",
+            work=self.what,
             done=self.done,
             total=self.total,
             per_second=round(self.rate, 1),

@@ -187,7 +187,7 @@ async def handle_signals(
             return
         task_status.started()
         async for signum in signals:
-            log.info("stopping", signal=signal.Signals(signum).name)
+            log.info("daemon.stopping", signal=signal.Signals(signum).name)
             sdnotify.notify("STOPPING=1", "STATUS=stopping")
             shutdown.request()
             return
@@ -249,7 +249,7 @@ class Runner:
     async def _stop_loops_after_grace(self, loops: anyio.abc.TaskGroup) -> None:
         await self.shutdown.event.wait()
         await anyio.sleep(STOP_GRACE)
-        log.warning("stop grace period over; cancelling unfinished cycles", grace_seconds=STOP_GRACE)
+        log.warning("daemon.stop_grace_over", grace_seconds=STOP_GRACE)
         loops.cancel_scope.cancel()
 
     async def _tick(self) -> None:
@@ -288,6 +288,8 @@ class Runner:
         while not self.shutdown.requested:
             schedule.begin()
             state.last_attempt = state.attempting_since = time.time()
+            started = time.monotonic()
+            applied = 0
             with anyio.CancelScope() as scope:
                 token = current_cycle.set(RunningCycle(state, scope))
                 try:
@@ -303,8 +305,9 @@ class Runner:
                     current_cycle.reset(token)
                     state.attempting_since = state.retrying_since = state.retrying_until = None
             if scope.cancelled_caught:
-                bound.info("cycle stopped during a retry wait")
+                bound.info("flow.cycle", outcome="stopped", duration_s=round(time.monotonic() - started, 3))
                 break
+            self._canonical_line(state, bound, applied, time.monotonic() - started)
             await self._persist(state)
             schedule.end(succeeded=state.failures == 0)
             self._cycle_done.set()
@@ -329,6 +332,18 @@ class Runner:
             await self._sleep(self.poll_seconds)
             tg.cancel_scope.cancel()
 
+    def _canonical_line(
+        self, state: FlowState, bound: structlog.stdlib.BoundLogger, applied: int, seconds: float
+    ) -> None:
+        """One ``flow.cycle`` line per cycle with its outcome, duration and counts: at info
+        when the cycle applied something or failed, at debug when it found nothing to do
+        (a quiet shop's journal stays quiet)."""
+        fields: dict[str, object] = {"outcome": "ok" if state.failures == 0 else "failed"}
+        fields.update(duration_s=round(seconds, 3), applied=applied, parked=state.parked)
+        if state.failures:
+            fields.update(kind=state.last_error_kind, failures=state.failures)
+        (bound.info if applied or state.failures else bound.debug)("flow.cycle", **fields)
+
     async def _persist(self, state: FlowState) -> None:
         try:
             await self.store.record_outcome(
@@ -337,7 +352,7 @@ class Runner:
             state.parked = (await self.store.parked_counts()).get(state.name, 0)
             self.metrics.parked.labels(flow=state.name).set(state.parked)
         except Exception:
-            log.exception("could not record flow outcome", flow=state.name)
+            log.exception("flow.outcome_not_recorded", flow=state.name)
 
     def _succeeded(self, state: FlowState, bound: structlog.stdlib.BoundLogger, applied: int) -> None:
         previous = state.status
@@ -349,12 +364,10 @@ class Runner:
         if applied:
             self.metrics.applied.labels(flow=state.name).inc(applied)
         if previous in ("failing", "fatal"):
-            bound.info("flow recovered", after_error=state.last_error)
+            bound.info("flow.recovered", after_error=state.last_error)
             sdnotify.notify(f"STATUS={self.status_line()}")
         elif previous == "starting":
             sdnotify.notify(f"STATUS={self.status_line()}")
-        if applied:
-            bound.info("cycle applied records", applied=applied)
 
     def _failed(
         self,
@@ -377,12 +390,10 @@ class Runner:
         self.metrics.lag.labels(flow=state.name).set(state.lag())
         if changed:
             if traceback:
-                bound.exception("flow failed", kind=kind, error=message)
+                bound.exception("flow.failed", kind=kind, error=message)
             else:
-                bound.error("flow failed", kind=kind, error=message)
+                bound.error("flow.failed", kind=kind, error=message)
             sdnotify.notify(f"STATUS={self.status_line()}")
-        else:
-            bound.debug("flow still failing", kind=kind, error=message, attempts=state.failures)
 
 
 def utc_from_timestamp(ts: float | None) -> str | None:

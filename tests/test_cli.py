@@ -63,7 +63,9 @@ async def test_reconcile_json_is_valid_json_with_logs_on_stderr(apis: Apis, tmp_
     assert all(row["rackbeat"] == {"1": "10", "2": "0"} for row in report["stock"]), report["stock"]
     # the log lines went to stderr, at the configured level and format
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert any(entry.get("event") == "SKU index build done" for entry in logged), err
+    assert any(
+        (entry.get("event"), entry.get("work")) == ("progress.done", "SKU index build") for entry in logged
+    ), err
 
 
 async def test_log_level_applies_to_every_command(apis: Apis, tmp_path: Path) -> None:

@@ -719,6 +719,6 @@ async def test_a_catch_up_from_far_back_reports_its_progress(
         with capture_logs() as logs:
             await cycle(w)  # two days behind: the operator is told how the catch-up goes
             await cycle(w)  # caught up: nothing more to say
-        done = [e for e in logs if e["event"] == "order catch-up done"]
+        done = [e for e in logs if (e["event"], e.get("work")) == ("progress.done", "order catch-up")]
         assert [e["records"] for e in done] == [7]
         assert len(w.rackbeat.orders) == 7

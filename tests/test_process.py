@@ -406,7 +406,7 @@ async def test_sigterm_while_the_state_db_opens_is_a_clean_stop(tmp_path: Path) 
     output = (result.stdout + result.stderr).decode(errors="replace")
     assert result.returncode == 0, output
     assert "Traceback" not in output
-    assert '"stopping"' in output
+    assert '"daemon.stopping"' in output
 
 
 @pytest.mark.anyio

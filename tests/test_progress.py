@@ -40,7 +40,9 @@ def test_without_a_terminal_a_line_every_log_interval_with_rate_and_time_left() 
             progress.advance(10)
         progress.finish()
     assert stream.getvalue() == ""  # nothing drawn: journald gets log lines only
-    lines = [entry for entry in logs if entry["event"] == "SKU index build in progress"]
+    lines = [
+        entry for entry in logs if (entry["event"], entry["work"]) == ("progress.update", "SKU index build")
+    ]
     assert [entry["done"] for entry in lines] == [100, 200, 300, 400, 500, 600]  # every LOG_EVERY s
     assert LOG_EVERY == 10.0
     first = lines[0]
@@ -49,7 +51,9 @@ def test_without_a_terminal_a_line_every_log_interval_with_rate_and_time_left() 
     assert first["seconds_left"] == 90  # 900 left at 10/s
     assert first["shop"] == "s.myshopify.com"
     assert lines[-1]["seconds_left"] == 40
-    [done] = [entry for entry in logs if entry["event"] == "SKU index build done"]
+    [done] = [
+        entry for entry in logs if (entry["event"], entry["work"]) == ("progress.done", "SKU index build")
+    ]
     assert (done["records"], done["seconds"], done["per_second"]) == (600, 60.0, 10.0)
 
 
@@ -91,10 +95,10 @@ def test_on_a_terminal_a_bar_redrawn_in_place() -> None:
         clock.advance(5)
         progress.advance(100)
         assert term.getvalue().endswith("] 200/200 (13/s, 0 s left)")
-        assert [e for e in logs if e["event"].endswith("in progress")] == []  # no log lines meanwhile
+        assert [e for e in logs if e["event"] == "progress.update"] == []  # no log lines meanwhile
         progress.finish()
     assert term.getvalue().endswith("\r\x1b[K")  # the bar is gone; the done line is logged
-    assert [e["event"] for e in logs] == ["SKU index build done"]
+    assert [(e["event"], e["work"]) for e in logs] == [("progress.done", "SKU index build")]
 
 
 @pytest.mark.parametrize(("done", "total", "filled"), [(0, 50, 0), (25, 50, 15), (80, 50, 30)])

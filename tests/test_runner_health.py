@@ -80,8 +80,8 @@ async def test_failure_logged_once_and_recovery_once(store: Store) -> None:
     boom = TransportError("connection refused")
     runner, waits, logs = await run_scripted(store, [boom, boom, boom, 3, 0])
     events = [e["event"] for e in logs]
-    assert events.count("flow failed") == 1
-    assert events.count("flow recovered") == 1
+    assert events.count("flow.failed") == 1
+    assert events.count("flow.recovered") == 1
     assert runner.states["orders"].status == "ok"
     # backs off while failing, doubling from the poll interval (jitter: half to all of it) …
     assert 5 <= waits[0] <= 10 <= waits[1] <= 20 <= waits[2] <= 40
@@ -96,14 +96,14 @@ async def test_a_different_error_is_logged_again(store: Store) -> None:
     _, _, logs = await run_scripted(
         store, [TransportError("refused"), AuthError("RACKBEAT_API_TOKEN refused")]
     )
-    failed = [e for e in logs if e["event"] == "flow failed"]
+    failed = [e for e in logs if e["event"] == "flow.failed"]
     assert [e["kind"] for e in failed] == ["transport", "auth"]
 
 
 async def test_unexpected_bug_does_not_stop_the_loop(store: Store) -> None:
     runner, _, logs = await run_scripted(store, [ZeroDivisionError("oops"), 1])
     assert runner.states["orders"].status == "ok"
-    assert any(e["event"] == "flow failed" and e["kind"] == "bug" for e in logs)
+    assert any(e["event"] == "flow.failed" and e["kind"] == "bug" for e in logs)
 
 
 def test_backoff_grows_and_is_capped() -> None:

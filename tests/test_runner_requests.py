@@ -110,7 +110,7 @@ async def test_a_failing_flow_is_not_woken_from_its_backoff(store: Store) -> Non
         runner, stock = await run(store, orders)
     assert stock.answers == [[False]]
     assert orders.cycles == 1  # the request did not cut its backoff short
-    failed = [(e["flow"], e["kind"]) for e in logs if e["event"] == "flow failed"]
+    failed = [(e["flow"], e["kind"]) for e in logs if e["event"] == "flow.failed"]
     assert failed == [("orders", "transport")]  # booked against the flow that failed, only
     assert runner.states["stock"].status == "ok"
 
@@ -149,3 +149,42 @@ async def test_stock_waits_instead_of_pushing_when_the_orders_catch_up_failed(
         with pytest.raises(WaitingError, match="orders flow is failing"):
             await flow.run_once()
         assert w.shopify_sim.requests["SetStock"] == 0
+
+
+async def test_one_canonical_line_per_cycle_with_outcome_duration_and_counts(store: Store) -> None:
+    """``flow.cycle``: info when the cycle did something or failed, debug when it was quiet."""
+    shutdown = Shutdown()
+    script: list[int | Exception] = [3, 0, TransportError("Rackbeat: 503")]
+
+    class Scripted:
+        name = "orders"
+
+        async def run_once(self) -> int:
+            step = script.pop(0)
+            if not script:
+                shutdown.request()
+            if isinstance(step, Exception):
+                raise step
+            return step
+
+    async def no_wait(seconds: float) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    runner = Runner(
+        [Scripted()],
+        store=store,
+        metrics=Metrics(),
+        poll_seconds=1,
+        shutdown=shutdown,
+        sleep_until_stop=no_wait,
+    )
+    with capture_logs() as logs, anyio.fail_after(5):
+        await runner.run()
+    cycles = [e for e in logs if e["event"] == "flow.cycle"]
+    assert [(e["log_level"], e["outcome"], e["applied"]) for e in cycles] == [
+        ("info", "ok", 3),
+        ("debug", "ok", 0),
+        ("info", "failed", 0),
+    ]
+    assert all(e["flow"] == "orders" and e["duration_s"] >= 0 for e in cycles)
+    assert (cycles[2]["kind"], cycles[2]["failures"]) == ("transport", 1)
