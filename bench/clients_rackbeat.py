@@ -1,7 +1,7 @@
 """Rackbeat client benchmark: page a catalogue through :class:`RackbeatClient` over a real socket.
 
 ``run`` serves a :class:`~daemon.sim.rackbeat.RackbeatSimulator` on loopback
-(:class:`~daemon.httpserver.HTTPServer`), seeds it with products and reads them all with
+(:func:`~daemon.webserver.serve`), seeds it with products and reads them all with
 :meth:`RackbeatClient.products` (pages of 100). Real sleeping and the real clock are
 used; the client's budget is set high enough not to pace the scan, so the seconds are
 what this machine needs (the in-process simulator's share is reported apart).
@@ -12,6 +12,7 @@ what this machine needs (the in-process simulator's share is reported apart).
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import anyio
@@ -19,9 +20,9 @@ import httpx
 from pydantic import SecretStr
 
 from bench import Row, TimedHandler, paging_rows, run_alone
-from daemon.httpserver import HTTPServer
 from daemon.rackbeat import RackbeatClient
 from daemon.sim.rackbeat import DEFAULT_TOKEN, RackbeatSimulator
+from daemon.webserver import handler_app, serve
 
 #: high enough that the client's own budget does not pace the run (the socket is measured)
 BENCH_REQUESTS_PER_MINUTE = 10_000
@@ -35,7 +36,7 @@ async def bench_rackbeat_paging(
     """Page ``n`` products through :class:`RackbeatClient` from a simulator on loopback.
 
     Starts a :class:`RackbeatSimulator` holding ``n`` products behind
-    :class:`~daemon.httpserver.HTTPServer` on 127.0.0.1 (any free port), reads every product
+    :func:`~daemon.webserver.serve` on 127.0.0.1 (any free port), reads every product
     with :meth:`RackbeatClient.products` (pages of 100) and stops the server. Real sleeping
     and the real clock are used. Returns ``requests`` (sent by the client), ``seconds``
     (wall time of the scan, setup excluded), ``simulator_seconds`` (the part of it spent
@@ -50,7 +51,9 @@ async def bench_rackbeat_paging(
 
     read = 0
     async with anyio.create_task_group() as tg:
-        port = await tg.start(HTTPServer(timed, name="rackbeat-sim").serve, "127.0.0.1", 0)
+        port = await tg.start(
+            functools.partial(serve, handler_app(timed), name="rackbeat-sim"), "127.0.0.1", 0
+        )
         async with httpx.AsyncClient(timeout=30.0) as http:
             client = RackbeatClient(
                 http,

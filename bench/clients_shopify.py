@@ -1,7 +1,7 @@
 """Shopify client benchmark: page a catalogue through :class:`ShopifyClient` from the simulator.
 
 ``run`` serves a :class:`~daemon.sim.shopify.ShopifySimulator` on a real loopback socket
-(:class:`~daemon.httpserver.HTTPServer`), seeds it with single-variant products and reads
+(:func:`~daemon.webserver.serve`), seeds it with single-variant products and reads
 them all with :meth:`ShopifyClient.products_updated_since`. The simulator keeps the
 Standard plan's cost bucket (2,000 points, 100/s) on a *fast-forwarded* clock: when the
 client waits for the bucket, the clock shared by client and simulator moves on instead of
@@ -15,6 +15,7 @@ waits a real shop of that plan would add are reported apart, in simulated second
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -24,9 +25,9 @@ import httpx
 from pydantic import SecretStr
 
 from bench import Row, TimedHandler, paging_rows, run_alone
-from daemon.httpserver import HTTPServer
 from daemon.shopify import ShopifyClient
 from daemon.sim.shopify import ShopifySimulator
+from daemon.webserver import handler_app, serve
 
 #: Admin API version the simulator is addressed with when given only its base URL
 SHOPIFY_API_VERSION = "2026-10"
@@ -124,7 +125,9 @@ async def measure(n: int = DEFAULT_PRODUCTS) -> dict[str, float]:
     timed = TimedHandler(sim.handle)
 
     async with anyio.create_task_group() as tg:
-        port = await tg.start(HTTPServer(timed, name="shopify-sim").serve, "127.0.0.1", 0)
+        port = await tg.start(
+            functools.partial(serve, handler_app(timed), name="shopify-sim"), "127.0.0.1", 0
+        )
         result = await bench_shopify_paging(
             f"http://127.0.0.1:{port}", n, sleep=clock.sleep, clock=clock.monotonic
         )

@@ -6,6 +6,7 @@ functions back the operator commands (``check``, ``status``, ``parked``, ``retry
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,6 @@ from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockFlow, read_rackbeat_only
 from daemon.health import HealthApp
-from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
 from daemon.logs import configure_logging
 from daemon.rackbeat import RackbeatClient
@@ -35,6 +35,7 @@ from daemon.runner import CycleRequests, Flow, FlowSchedules, InlineCycles, Runn
 from daemon.services import Services, open_services, register_secrets
 from daemon.shutdown import Shutdown
 from daemon.store import Store
+from daemon.webserver import serve
 
 log = structlog.get_logger("daemon.app")
 
@@ -144,11 +145,11 @@ async def _serve(
         host, port = settings.health_address
         async with anyio.create_task_group() as tg:
             try:
-                bound = await tg.start(HTTPServer(health.handle, name="health").serve, host, port)
+                bound = await tg.start(functools.partial(serve, health, name="health"), host, port)
             except OSError as exc:
                 raise ConfigError(f"HEALTH_LISTEN: cannot listen on {host}:{port}: {exc.strerror}") from None
             log.info(
-                "daemon started",
+                "daemon.started",
                 version=__version__,
                 health=f"http://{host}:{bound}/healthz",
                 db=str(settings.sync_db),

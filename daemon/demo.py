@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import random
 import shlex
@@ -53,7 +54,6 @@ from daemon.app import run_daemon
 from daemon.config import IsolatedSettings, Settings
 from daemon.errors import ConfigError
 from daemon.flows.products import NEW_PRODUCT_SETTLE
-from daemon.httpserver import HTTPServer
 from daemon.logs import configure_logging
 from daemon.metrics import PREFIX
 from daemon.runner import Runner
@@ -61,6 +61,7 @@ from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, Order, ShopifySimulator
+from daemon.webserver import handler_app, serve
 
 log = structlog.get_logger("daemon.demo")
 
@@ -695,8 +696,10 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
     ready, stopped = anyio.Event(), anyio.Event()
 
     async with _http() as client, _http() as daemon_http, anyio.create_task_group() as tg:
-        shop_port = await tg.start(HTTPServer(world.shopify.handle, name="shopify-sim").serve, LOOPBACK, 0)
-        rb_port = await tg.start(HTTPServer(world.rackbeat.handle, name="rackbeat-sim").serve, LOOPBACK, 0)
+        shop_sim = functools.partial(serve, handler_app(world.shopify.handle), name="shopify-sim")
+        rb_sim = functools.partial(serve, handler_app(world.rackbeat.handle), name="rackbeat-sim")
+        shop_port = await tg.start(shop_sim, LOOPBACK, 0)
+        rb_port = await tg.start(rb_sim, LOOPBACK, 0)
         settings = demo_settings(shop_port, rb_port, db, options)
         seed_world(world)
         log.info("demo.seeded", products=len(world.rackbeat.products), orders=len(world.shopify.orders))

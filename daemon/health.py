@@ -4,11 +4,12 @@
 - ``/readyz``: the state DB answers and the configuration was valid (503 otherwise).
 - ``/healthz``: ``application/health+json`` with ``status`` pass|warn|fail (fail → 503)
   and per-flow checks: lag, last success, parked records, last error.
-- ``/metrics``: Prometheus text format.
+- ``/metrics``: Prometheus text format (prometheus_client's own ASGI app).
 
-Nothing secret is ever in a response: flows' errors are our own messages, which name
-settings and records, never tokens; what an API echoed back into one is scrubbed by
-the runner (and, for the metrics' labels, here).
+``GET`` and ``HEAD`` only. Nothing secret is ever in a response: flows' errors are our
+own messages, which name settings and records, never tokens; what an API echoed back
+into one is scrubbed by the runner, and every body leaving this app is scrubbed once
+more (the metrics' labels included).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import time
 from typing import Any
 
 import httpx
+from prometheus_client import make_asgi_app
 
 from daemon.logs import scrub
 from daemon.metrics import Metrics
 from daemon.runner import FlowState, Runner, utc_from_timestamp
 from daemon.store import Store
+from daemon.webserver import ASGIApp, Message, Receive, Scope, Send, handler_app
 
 #: a flow that has failed this many cycles in a row is "fail", before that "warn"
 FAIL_AFTER = 3
@@ -89,7 +92,12 @@ def health_document(runner: Runner, version: str) -> dict[str, Any]:
 
 
 class HealthApp:
-    """Routes health requests; pass ``handle`` to :class:`daemon.httpserver.HTTPServer`."""
+    """The health listener's ASGI app; serve it with :func:`daemon.webserver.serve`.
+
+    ``/metrics`` is prometheus_client's own ASGI app over the daemon's registry; the other
+    paths are answered by :meth:`handle`. Every response body is scrubbed of registered
+    secrets on its way out (:func:`daemon.logs.scrub`), whatever produced it.
+    """
 
     def __init__(self, runner: Runner, store: Store, metrics: Metrics, version: str = "0") -> None:
         self.runner = runner
@@ -98,9 +106,25 @@ class HealthApp:
         self.version = version
         #: the scheduler counts as dead when its heartbeat is older than this
         self.liveness_window = 30.0
+        # uncompressed: the body is scrubbed on its way out (and the listener is loopback)
+        self._exposition: ASGIApp = make_asgi_app(metrics.registry, disable_compression=True)
+        self._pages = handler_app(self.handle)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request (ASGI)."""
+        if scope["type"] != "http":
+            return
+        send = _scrubbing(send)
+        if scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
+            now = time.time()
+            for state in self.runner.states.values():
+                self.metrics.lag.labels(flow=state.name).set(state.lag(now))
+            await self._exposition(scope, receive, send)
+        else:
+            await self._pages(scope, receive, send)
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one health request."""
+        """Answer ``/livez``, ``/readyz`` and ``/healthz`` (404 elsewhere, 405 but for GET and HEAD)."""
         if request.method not in ("GET", "HEAD"):
             return httpx.Response(405, text="method not allowed\n", headers={"allow": "GET, HEAD"})
         path = request.url.path
@@ -120,10 +144,32 @@ class HealthApp:
                 content=json.dumps(doc, indent=1).encode(),
                 headers={"content-type": "application/health+json"},
             )
-        if path == "/metrics":
-            now = time.time()
-            for state in self.runner.states.values():
-                self.metrics.lag.labels(flow=state.name).set(state.lag(now))
-            body = scrub(self.metrics.render().decode()).encode()
-            return httpx.Response(200, content=body, headers={"content-type": "text/plain; version=0.0.4"})
         return httpx.Response(404, text="not found; try /livez /readyz /healthz /metrics\n")
+
+
+def _scrubbing(send: Send) -> Send:
+    """``send`` with the response body scrubbed of secrets (and its length set to match).
+
+    The body is held until it is complete: health and metrics answers are small.
+    """
+    start: Message | None = None
+    body = bytearray()
+
+    async def scrubbed(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        text = scrub(body.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(text)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": text})
+
+    return scrubbed

@@ -14,6 +14,7 @@ loopback socket instead.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,6 @@ from pydantic import SecretStr
 
 from daemon.config import IsolatedSettings, Settings
 from daemon.flows.orders import OrdersFlow
-from daemon.httpserver import HTTPServer
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
@@ -38,6 +38,7 @@ from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
 from daemon.sim.shopify import ShopifySimulator, SimClock
 from daemon.store import Store
+from daemon.webserver import handler_app, serve
 from tests.shopify_schema import require_admin_schema
 
 SHOP = "demo-shop.myshopify.com"
@@ -53,7 +54,7 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve a simulator's ``handle`` on a free loopback port; yield its ``http://host:port``."""
     async with anyio.create_task_group() as tg:
-        port = await tg.start(HTTPServer(handler, name=name).serve, "127.0.0.1", 0)
+        port = await tg.start(functools.partial(serve, handler_app(handler), name=name), "127.0.0.1", 0)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:

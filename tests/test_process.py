@@ -266,6 +266,10 @@ async def test_run_with_unreachable_apis_idles_reports_and_stops_on_sigterm(tmp_
         assert health.headers["content-type"] == "application/health+json"
         doc = health.json()
         assert health.status_code == (503 if doc["status"] == "fail" else 200)
+        head = await client.head(f"{daemon.health}/healthz")  # what a load balancer's probe sends
+        assert head.status_code in (200, 503)
+        assert head.headers["content-type"] == "application/health+json"
+        assert head.content == b""
         flows = {check[0]["componentId"]: check[0] for check in doc["checks"].values()}
         assert set(flows) == {"orders", "stock", "products"}
         assert any(flow["status"] != "pass" for flow in flows.values())

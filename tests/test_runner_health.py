@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,20 @@ import anyio
 import httpx
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from daemon.errors import AuthError, TransportError
 from daemon.health import HealthApp, flow_status
-from daemon.httpserver import HTTPServer
-from daemon.logs import configure_logging
+from daemon.logs import configure_logging, register_secret
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
 from daemon.runner import FlowState, Runner, backoff_delay
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import RETRY_GRACE, Shutdown
 from daemon.store import Store
+from daemon.webserver import ASGIApp, Limits, handler_app, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -113,21 +115,9 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 async def test_health_endpoints(store: Store) -> None:
-    shutdown = Shutdown()
-    flow = ScriptedFlow("stock", [TransportError("connection refused")] * 4, shutdown)
     metrics = Metrics()
-    runner = Runner(
-        [flow],
-        store=store,
-        metrics=metrics,
-        poll_seconds=1,
-        shutdown=shutdown,
-        sleep_until_stop=lambda s: anyio.lowlevel.checkpoint(),
-    )
-    with anyio.fail_after(5):
-        await runner.run()
-    app = HealthApp(runner, store, metrics, "test")
-    async with httpx.AsyncClient(transport=httpx.MockTransport(app.handle), base_url="http://h") as client:
+    app = HealthApp(await failed_runner(store, metrics), store, metrics, "test")
+    async with served(app) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
         assert (await client.get("/livez")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
         health = await client.get("/healthz")
@@ -138,120 +128,235 @@ async def test_health_endpoints(store: Store) -> None:
         [check] = doc["checks"]["stock:lag"]
         assert check["status"] == "fail"
         assert "connection refused" in check["output"]
-        text = (await client.get("/metrics")).text
-        assert 'rackbeat_shopify_errors_total{flow="stock",kind="transport"} 4.0' in text
-        assert "process_resident_memory_bytes" in text or "python_info" in text
+        exposition = await client.get("/metrics")
+        assert exposition.headers["content-type"].startswith("text/plain; version=")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(exposition.text)
+            for s in family.samples
+        }
+        assert samples[("rackbeat_shopify_errors_total", (("flow", "stock"), ("kind", "transport")))] == 4.0
+        assert any(name.startswith(("process_", "python_")) for name, _ in samples)
         assert (await client.get("/nope")).status_code == 404
         assert (await client.post("/healthz")).status_code == 405
+        assert (await client.post("/metrics")).status_code == 405
 
 
-async def test_health_server_survives_slow_and_malformed_clients() -> None:
-    async def ok(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="ok\n")
+async def test_a_secret_that_reaches_a_metric_label_is_scrubbed(store: Store) -> None:
+    secret = "shpat_label_leak_7f3e91"
+    register_secret(secret)
+    metrics = Metrics()
+    metrics.count("orders", f"parked_{secret}")  # as if an API's words became a label
+    app = HealthApp(await failed_runner(store, metrics), store, metrics, "test")
+    async with served(app) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        exposition = await client.get("/metrics", headers={"accept-encoding": "gzip"})
+    assert secret not in exposition.text
+    assert 'event="parked_***"' in exposition.text
+    assert int(exposition.headers["content-length"]) == len(exposition.content)
 
-    server = HTTPServer(ok, read_timeout=0.3, max_header_bytes=1024, max_body_bytes=64)
+
+@asynccontextmanager
+async def served(app: ASGIApp, limits: Limits | None = None) -> AsyncIterator[str]:
+    """``app`` on a free loopback port, as the daemon serves it; yields ``http://host:port``."""
     async with anyio.create_task_group() as tg:
-        port = await tg.start(server.serve, "127.0.0.1", 0)
-        with anyio.fail_after(5):
-            # a client that connects and says nothing is dropped after the read timeout
-            slow = await anyio.connect_tcp("127.0.0.1", port)
-            garbage = await anyio.connect_tcp("127.0.0.1", port)
-            await garbage.send(b"\x00\x01 not http\r\n\r\n")
-            assert (await garbage.receive()).startswith(b"HTTP/1.1 400")
-            huge = await anyio.connect_tcp("127.0.0.1", port)
-            await huge.send(b"GET / HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 4096 + b"\r\n\r\n")
-            reply = await huge.receive()
-            assert reply.startswith(b"HTTP/1.1 4")
-            big_body = await anyio.connect_tcp("127.0.0.1", port)
-            await big_body.send(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n")
-            assert (await big_body.receive()).startswith(b"HTTP/1.1 413")
-            # meanwhile a well-behaved client is served
-            async with httpx.AsyncClient() as client:
-                assert (await client.get(f"http://127.0.0.1:{port}/livez")).text == "ok\n"
-            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
-                await slow.receive()
-            for s in (slow, garbage, huge, big_body):
-                await s.aclose()
-        tg.cancel_scope.cancel()
+        port = await tg.start(functools.partial(serve, app, limits=limits or Limits()), "127.0.0.1", 0)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            tg.cancel_scope.cancel()
 
 
-async def test_health_server_drops_a_client_that_drips_its_request_head() -> None:
-    async def ok(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="ok\n")
+async def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, text="ok\n")
 
-    server = HTTPServer(ok, read_timeout=0.5)
+
+def client_port(response: httpx.Response) -> int:
+    """The client's end of the connection that carried ``response``."""
+    return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+
+async def failed_runner(store: Store, metrics: Metrics) -> Runner:
+    """A runner whose one flow (stock) has failed four cycles in a row."""
+    shutdown = Shutdown()
+    flow = ScriptedFlow("stock", [TransportError("connection refused")] * 4, shutdown)
+    runner = Runner(
+        [flow],
+        store=store,
+        metrics=metrics,
+        poll_seconds=1,
+        shutdown=shutdown,
+        sleep_until_stop=lambda s: anyio.lowlevel.checkpoint(),
+    )
+    with anyio.fail_after(5):
+        await runner.run()
+    return runner
+
+
+async def test_head_answers_the_headers_of_get_without_a_body(store: Store) -> None:
+    metrics = Metrics()
+    app = HealthApp(await failed_runner(store, metrics), store, metrics, "test")
+    async with served(app) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        with anyio.fail_after(10):
+            for path, status, content_type in [
+                ("/livez", 200, "text/plain"),
+                ("/readyz", 200, "text/plain"),
+                ("/healthz", 503, "application/health+json"),
+                ("/metrics", 200, "text/plain"),
+            ]:
+                head = await client.head(path)
+                get = await client.get(path)
+                assert (head.status_code, get.status_code) == (status, status), path
+                assert head.content == b""
+                assert head.headers["content-type"].startswith(content_type), path
+                assert head.headers["content-type"] == get.headers["content-type"]
+                assert int(head.headers["content-length"]) > 0
+                assert int(get.headers["content-length"]) == len(get.content)
+                # the connection survives a HEAD: the GET after it rode the same one
+                assert client_port(get) == client_port(head)
+            assert (await client.head("/livez")).headers["content-length"] == "3"  # "ok\n"
+
+
+async def test_one_connection_serves_request_after_request() -> None:
+    texts, ports = [], set()
+    async with served(handler_app(ok)) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        with anyio.fail_after(10):
+            for _ in range(5):
+                answer = await client.get("/livez")
+                texts.append(answer.text)
+                ports.add(client_port(answer))
+    assert texts == ["ok\n"] * 5
+    assert len(ports) == 1, "each request opened a new connection"
+
+
+async def test_a_client_that_trickles_its_request_head_is_dropped_and_others_are_served() -> None:
+    limits = Limits(head_timeout=0.5)
     head = b"GET /livez HTTP/1.1\r\nhost: x\r\n" + b"x-drip: " + b"a" * 200 + b"\r\n\r\n"
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(server.serve, "127.0.0.1", 0)
+    async with served(handler_app(ok), limits) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
+        port = httpx.URL(base).port
+        assert port is not None
+        silent = await anyio.connect_tcp("127.0.0.1", port)
         drip = await anyio.connect_tcp("127.0.0.1", port)
         started = anyio.current_time()
-        reply = b""
-        # one byte every 50 ms: each read is quick, the whole head would take 12 s
+        served_meanwhile: list[str] = []
         with anyio.fail_after(5):
+            # one byte every 20 ms: each read is quick, the whole head would take 5 s
             for byte in head:
                 try:
                     await drip.send(bytes([byte]))
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     break
-                with anyio.move_on_after(0.05):
+                if not served_meanwhile:
+                    served_meanwhile.append((await client.get("/livez")).text)
+                with anyio.move_on_after(0.02):
                     try:
-                        reply += await drip.receive()
+                        assert await drip.receive() == b"", "the server answered a head it never got"
                     except (anyio.EndOfStream, anyio.BrokenResourceError):
                         break
-        elapsed = anyio.current_time() - started
+            dropped_after = anyio.current_time() - started
+            # the client that said nothing at all is gone by now too
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await silent.receive()
         await drip.aclose()
-        tg.cancel_scope.cancel()
-    assert reply.startswith(b"HTTP/1.1 408")
-    assert elapsed < 2.0, f"a dripping client held the connection for {elapsed:.1f}s"
+        await silent.aclose()
+    assert served_meanwhile == ["ok\n"]
+    assert 0.4 < dropped_after < 2.0, f"a dripping client held its connection for {dropped_after:.1f}s"
 
 
-async def test_health_server_caps_concurrent_connections() -> None:
-    async def ok(request: httpx.Request) -> httpx.Response:
+async def test_requests_beyond_the_cap_get_503_while_the_others_go_on() -> None:
+    release = anyio.Event()
+    in_progress = 0
+    both_in = anyio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_progress
+        if request.url.path == "/slow":
+            in_progress += 1
+            if in_progress == 2:
+                both_in.set()
+            await release.wait()
         return httpx.Response(200, text="ok\n")
 
-    server = HTTPServer(ok, read_timeout=30, max_connections=2, busy_timeout=0.2)
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(server.serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{port}/livez"
-        with anyio.fail_after(5):
-            idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(2)]
-            async with httpx.AsyncClient() as client:
-                # both slots are held by clients that say nothing: the next one is told so
-                busy = await client.get(url)
+    answers: list[int] = []
+    async with served(handler_app(slow), Limits(max_requests=2)) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client, anyio.create_task_group() as tg:
+
+            async def get_slow() -> None:
+                answers.append((await client.get("/slow")).status_code)
+
+            with anyio.fail_after(10):
+                tg.start_soon(get_slow)
+                tg.start_soon(get_slow)
+                await both_in.wait()
+                busy = await client.get("/fast")
                 assert busy.status_code == 503
-                for stream in idle:
-                    await stream.aclose()
-                while True:  # the server notices the closed ones shortly
-                    answer = await client.get(url)
-                    if answer.status_code != 503:
-                        break
-                    await anyio.sleep(0.01)
-                assert answer.text == "ok\n"
-        tg.cancel_scope.cancel()
+                release.set()
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            with anyio.fail_after(10):
+                assert (await client.get("/fast")).status_code == 200
+    assert answers == [200, 200]
 
 
-async def test_health_server_drops_a_client_that_does_not_read_its_answer() -> None:
-    big = b"x" * (32 * 1024 * 1024)  # more than the socket buffers hold: sending it blocks
-
-    async def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=big if request.url.path == "/big" else b"ok\n")
-
-    server = HTTPServer(answer, read_timeout=0.3, max_connections=1, busy_timeout=0.1)
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(server.serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{port}/livez"
+async def test_oversized_requests_are_refused() -> None:
+    limits = Limits(max_header_bytes=1024, max_body_bytes=64)
+    async with served(handler_app(ok), limits) as base, httpx.AsyncClient(base_url=base, timeout=5) as client:
         with anyio.fail_after(10):
-            stuck = await anyio.connect_tcp("127.0.0.1", port)
-            await stuck.send(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")  # and never reads
-            async with httpx.AsyncClient() as client:
-                while True:  # the only slot is freed once the send times out
-                    reply = await client.get(url)
-                    if reply.status_code != 503:
-                        break
-                    await anyio.sleep(0.05)
-                assert reply.text == "ok\n"
-            await stuck.aclose()
-        tg.cancel_scope.cancel()
+            assert (await client.get("/livez", headers={"x-pad": "a" * 4096})).status_code == 431
+            assert (await client.post("/livez", content=b"x" * 65)).status_code == 413
+            assert (await client.post("/livez", content=b"x" * 64)).status_code == 200
+
+
+async def test_a_client_that_stalls_its_body_gets_408_within_the_read_timeout() -> None:
+    async with served(handler_app(ok), Limits(read_timeout=0.5)) as base:
+        port = httpx.URL(base).port
+        assert port is not None
+        stalled = await anyio.connect_tcp("127.0.0.1", port)
+        await stalled.send(b"POST /livez HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
+        started = anyio.current_time()
+        with anyio.fail_after(5):
+            reply = await stalled.receive()
+        answered_after = anyio.current_time() - started
+        await stalled.aclose()
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert 0.4 < answered_after < 2.0
+
+
+async def test_cancelling_the_server_stops_it_at_once_and_frees_the_port() -> None:
+    async with anyio.create_task_group() as outer:
+        port = await outer.start(
+            functools.partial(serve, handler_app(ok), limits=Limits(head_timeout=30)), "127.0.0.1", 0
+        )
+        async with httpx.AsyncClient(timeout=5) as client:
+            # a kept-alive connection and one that never says anything do not hold the stop up
+            assert (await client.get(f"http://127.0.0.1:{port}/livez")).text == "ok\n"
+            silent = await anyio.connect_tcp("127.0.0.1", port)
+            started = anyio.current_time()
+            outer.cancel_scope.cancel()
+    stopped_after = anyio.current_time() - started
+    with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+        await silent.receive()
+    await silent.aclose()
+    assert stopped_after < 1.0, f"stopping took {stopped_after:.1f}s"
+    async with httpx.AsyncClient(timeout=5) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/livez")
+
+
+async def test_a_port_already_taken_fails_before_serving() -> None:
+    async with served(handler_app(ok)) as base:
+        port = httpx.URL(base).port
+        assert port is not None
+        async with anyio.create_task_group() as tg:
+            with pytest.raises(OSError, match="in use"):
+                await tg.start(serve, handler_app(ok), "127.0.0.1", port)
+
+
+def test_the_readme_states_the_health_listeners_limits() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    limits = Limits()
+    stated = " ".join(readme.split("## Health and metrics", 1)[1].split("## ", 1)[0].split())
+    assert f"must arrive within {limits.head_timeout:g} s" in stated
+    assert f"fit in {limits.max_header_bytes // 1024} KiB" in stated
+    assert f"at most {limits.max_requests} requests are handled at once" in stated
 
 
 RACKBEAT_TOKEN = "rb-health-test-token-9d3f1a"
@@ -310,8 +415,9 @@ async def test_health_output_is_json_with_no_secrets(store: Store) -> None:
             with anyio.fail_after(5):
                 while not all(state.failures for state in runner.states.values()):
                     await runner.wait_for_cycle()
-            health = await app.handle(httpx.Request("GET", "http://h/healthz"))
-            metrics_text = (await app.handle(httpx.Request("GET", "http://h/metrics"))).content
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://h") as client:
+                health = await client.get("/healthz")
+                metrics_text = (await client.get("/metrics")).content
             shutdown.request()
     doc = json.loads(health.content)
     assert doc["status"] == "fail"  # Shopify refusing the document is fatal

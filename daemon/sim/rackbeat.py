@@ -31,8 +31,8 @@ Tests and the demo drive it through Python methods (:meth:`~RackbeatSimulator.ad
 :meth:`~RackbeatSimulator.set_stock`, :meth:`~RackbeatSimulator.goods_receipt` …) or the
 ``/_sim/`` HTTP control API (seed products, receive goods, set faults, revoke the key; see
 :meth:`RackbeatSimulator._control`).
-:meth:`RackbeatSimulator.handle` has the shape of an ``httpx.MockTransport`` handler and of
-an :class:`~daemon.httpserver.HTTPServer` handler. Time is injected (``now`` for
+:meth:`RackbeatSimulator.handle` has the shape of an ``httpx.MockTransport`` handler
+(:func:`daemon.webserver.handler_app` serves it on a socket). Time is injected (``now`` for
 timestamps, ``monotonic`` for the rate limit, ``sleep`` for the delay fault).
 """
 
@@ -788,7 +788,7 @@ class RackbeatSimulator:
     # --- HTTP ---------------------------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one HTTP request (an ``httpx.MockTransport`` / ``HTTPServer`` handler)."""
+        """Answer one HTTP request (an ``httpx.MockTransport`` handler; :func:`daemon.webserver.handler_app` serves it)."""
         segments = self._segments(request)
         route = self._route_label(request.method, segments)
         if segments[:1] == ["_sim"]:

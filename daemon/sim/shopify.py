@@ -28,9 +28,9 @@ orders and sales, set faults, expire tokens; see :meth:`ShopifySimulator._contro
 (``now`` for timestamps, ``monotonic`` for the bucket and token expiry), so tests never
 sleep; :class:`SimClock` is a ready-made manual clock.
 
-:meth:`ShopifySimulator.handle` has the shape of an ``httpx.MockTransport`` handler and of
-an :class:`~daemon.httpserver.HTTPServer` handler, so the same simulator runs in-process
-or behind a real socket.
+:meth:`ShopifySimulator.handle` has the shape of an ``httpx.MockTransport`` handler, so the
+same simulator runs in-process or behind a real socket
+(:func:`daemon.webserver.handler_app` makes it an ASGI app for :func:`daemon.webserver.serve`).
 """
 
 from __future__ import annotations
@@ -2550,7 +2550,7 @@ class ShopifySimulator:
     # --- HTTP ---------------------------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one HTTP request (an ``httpx.MockTransport`` / ``HTTPServer`` handler)."""
+        """Answer one HTTP request (an ``httpx.MockTransport`` handler; :func:`daemon.webserver.handler_app` serves it)."""
         path = request.url.path
         if path.startswith("/_sim/"):
             return await self._control(request)
