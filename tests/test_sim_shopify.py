@@ -1,7 +1,7 @@
 """The simulated Shopify Admin API, as a client sees it.
 
 Most tests talk to the simulator in-process through ``httpx.MockTransport``; one goes
-over a real socket with :class:`~daemon.httpserver.HTTPServer`. Time is a
+over a real socket with :func:`~daemon.webserver.serve`. Time is a
 :class:`~daemon.sim.shopify.SimClock`, so nothing here sleeps.
 """
 
