@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "bench.stock",
     "bench.index",
     "bench.idle",
+    "bench.lost_answers",
 )
 #: benchmarks that may not exist yet in a checkout (every one of MODULES exists now)
 OPTIONAL: frozenset[str] = frozenset()
@@ -45,6 +46,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.stock": 1_000,
     "bench.index": 5_000,
     "bench.idle": 100,
+    "bench.lost_answers": 12,
 }
 
 
