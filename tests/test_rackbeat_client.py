@@ -372,6 +372,24 @@ FAILURES: dict[str, Callable[[], httpx.Response | Exception]] = {
 
 
 @pytest.mark.anyio
+async def test_failures_wait_through_backoff_sleep_and_429s_through_the_budget(
+    api: respx.MockRouter, time: FakeTime
+) -> None:
+    backoffs: list[float] = []
+
+    async def backoff_sleep(seconds: float) -> None:
+        backoffs.append(seconds)
+
+    api.get("/products/A").mock(side_effect=[html_503(), too_many("3"), httpx.Response(200, json=PRODUCT_A)])
+    client, http = respx_client(time, backoff_sleep=backoff_sleep)
+    async with http:
+        await client.get_product("A")
+    assert backoffs == [0.5]  # the daemon's marks the flow as retrying and ends on stop
+    assert time.sleeps == [3.0]
+    assert client.wait_seconds == 3.0
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
 async def test_passing_failures_are_retried_with_backoff(
     api: respx.MockRouter, time: FakeTime, failure: Callable[[], httpx.Response | Exception]

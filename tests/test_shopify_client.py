@@ -428,6 +428,20 @@ TRANSIENT: dict[str, httpx.Response | Handler] = {
 
 
 @pytest.mark.anyio
+async def test_failures_wait_through_backoff_sleep_and_throttles_through_sleep(fake_time: FakeTime) -> None:
+    backoffs: list[float] = []
+
+    async def backoff_sleep(seconds: float) -> None:
+        backoffs.append(seconds)
+
+    script = Script()
+    script.graphql = [httpx.Response(503), throttled(requested=300, available=100, rate=100), ok(PRIMARY)]
+    async with connected(script, fake_time, backoff_sleep=backoff_sleep) as client:
+        await client.primary_location_id()
+    assert backoffs == [0.5]  # the daemon's marks the flow as retrying and ends on stop
+    assert fake_time.sleeps == [pytest.approx(2.0)]  # the cost throttle: (300 − 100) / 100
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("failure", sorted(TRANSIENT))
 async def test_transient_failures_are_retried(fake_time: FakeTime, failure: str) -> None:
