@@ -34,6 +34,7 @@ MODULES: tuple[str, ...] = (
     "bench.stock",
     "bench.index",
     "bench.idle",
+    "bench.lost_answers",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
@@ -42,6 +43,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.stock": 1_000,
     "bench.index": 5_000,
     "bench.idle": 100,
+    "bench.lost_answers": 12,
 }
 
 

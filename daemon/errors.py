@@ -11,10 +11,15 @@ The three branches tell a flow what to do next::
     │   ├── ThrottledError      429 / THROTTLED: wait ``retry_after`` seconds
     │   ├── TransportError      timeout, connection refused, 5xx
     │   ├── MalformedResponse   truncated JSON, an HTML error page, a missing key
+    │   ├── AmbiguousWrite      a non-idempotent write may or may not have been applied
+    │   │                       (its answer was lost): read back, then write again or adopt
     │   └── WaitingError        another flow's work this one needs failed (its error is its own)
     └── RecordError             this record cannot be applied: park it, go on with the rest
         ├── ValidationError     Rackbeat 422 / Shopify ``userErrors`` (carries the field messages)
         └── NotFoundError       the record asked for does not exist (404)
+
+An :class:`AmbiguousWrite` is retriable so that a caller that does not handle it fails
+as for any outage; the flows handle it per record with :func:`daemon.retry.settle_write`.
 
 ``GraphQLError`` (top-level ``errors`` of a Shopify response that are neither
 throttling nor auth) is a :class:`FatalError`: it means the daemon sent a document
@@ -88,6 +93,21 @@ class MalformedResponse(RetriableError):
     """The body could not be understood (truncated JSON, HTML error page, missing key)."""
 
     kind = "malformed"
+
+
+class AmbiguousWrite(RetriableError):
+    """A write that must not be replayed (create a customer, a draft, a product; book;
+    create a shipment) failed after it may have arrived: a timeout, a reset connection, a
+    5xx or a truncated answer. Whether it was applied is unknown until it is read back.
+
+    ``error`` is the failure itself (a TransportError or MalformedResponse).
+    """
+
+    kind = "ambiguous"
+
+    def __init__(self, what: str, error: RetriableError) -> None:
+        super().__init__(f"{what}: outcome unknown, it may or may not have been applied ({error})")
+        self.error = error
 
 
 class WaitingError(RetriableError):

@@ -38,21 +38,21 @@ Every request, retries included, first takes a slot from a budget of
 ``requests_per_minute`` shared by all tasks using the client (one client per daemon; the
 flows run concurrently). The budget is a token bucket of that many requests, refilled
 evenly over a minute, kept as a "theoretical arrival time" (GCRA) under an
-:class:`anyio.Lock`. A **429** pauses the whole client: for ``Retry-After`` seconds when
-the answer has one, else for an exponential backoff with full jitter; the request is then
-sent again. Longer pauses than :data:`MAX_INLINE_THROTTLE_WAIT` are not slept through
-inside one call: :class:`~daemon.errors.ThrottledError` is raised with ``retry_after``
-(the pause still holds for the next call).
+:class:`anyio.Lock`. A **429** pauses the whole client — for ``Retry-After`` seconds, or the
+policy's backoff (:mod:`daemon.retry`) — and the request is sent again after the pause,
+which the budget waits out; a pause too long to sleep through inside one call raises
+:class:`~daemon.errors.ThrottledError` (the pause still holds for the next call).
 
 Failures
 --------
-5xx answers, 408, timeouts, connection errors and unreadable bodies (truncated JSON, an
-HTML error page) are retried with exponential backoff and full jitter, at most
-``max_attempts`` sends, then raised as :class:`~daemon.errors.TransportError` or
-:class:`~daemon.errors.MalformedResponse`. Creating requests that are not idempotent
-(product, customer, draft order) are resent only when the request certainly did not
-arrive (connection refused); otherwise the error is raised and the flow looks the record
-up before trying again. 401/403 raise :class:`~daemon.errors.AuthError` (the message names
+Retries follow the one policy of :mod:`daemon.retry` (:data:`MAX_ATTEMPTS` sends): 5xx
+answers, 408, timeouts, connection errors and unreadable bodies (truncated JSON, an HTML
+error page) are retried, then raised as :class:`~daemon.errors.TransportError` or
+:class:`~daemon.errors.MalformedResponse`. Writes that are not idempotent (create a
+product, a customer, a draft order; book; create a shipment) are resent only when the
+request certainly did not arrive (connection refused); otherwise
+:class:`~daemon.errors.AmbiguousWrite` is raised and the flow reads back before trying
+again (:func:`daemon.retry.settle_write`). 401/403 raise :class:`~daemon.errors.AuthError` (the message names
 ``RACKBEAT_API_TOKEN``, never the token); 404 on a record raises
 :class:`~daemon.errors.NotFoundError` (``get_product`` returns None instead) and on a list
 :class:`~daemon.errors.ConfigError` (the base URL is wrong); 400/409/422 raise
@@ -83,19 +83,19 @@ from daemon.errors import (
     FatalError,
     MalformedResponse,
     NotFoundError,
-    RetriableError,
     ThrottledError,
     TransportError,
     ValidationError,
 )
 from daemon.logs import register_secret
+from daemon.retry import AttemptFailed, Retrying, RetryPolicy, retry_after
 
 if TYPE_CHECKING:
     from daemon.config import Settings
 
 __all__ = [
     "MAX_ATTEMPTS",
-    "MAX_INLINE_THROTTLE_WAIT",
+    "MAX_THROTTLE_WAITS",
     "PAGE_LIMIT",
     "PRODUCT_FIELDS",
     "STOCK_FIELDS",
@@ -172,11 +172,6 @@ WEIGHT_UNITS = {"KILOGRAMS": "kg", "GRAMS": "g", "POUNDS": "lb", "OUNCES": "oz"}
 MAX_ATTEMPTS = 6
 #: 429 answers in a row for one request before ThrottledError is raised
 MAX_THROTTLE_WAITS = 20
-#: a longer Retry-After is not slept through inside one call (ThrottledError instead)
-MAX_INLINE_THROTTLE_WAIT = 120.0
-#: backoff before retry n is uniform in [0, min(cap, base × 2^(n-1))] ("full jitter")
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_CAP_SECONDS = 30.0
 #: more pages than this from one list means the server ignores ``page``: stop, do not loop
 MAX_PAGES = 100_000
 
@@ -792,17 +787,6 @@ def _segment(number: str) -> str:
     return urllib.parse.quote(text, safe="")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return None  # an HTTP date: the backoff decides instead
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -858,16 +842,6 @@ def _items(body: Mapping[str, Any], key: str, what: str) -> list[JSONObject]:
     return value
 
 
-class _AttemptFailed(Exception):
-    """One send failed in a way worth retrying; ``delivered`` says if Rackbeat may have acted."""
-
-    def __init__(self, error: RetriableError, *, delivered: bool, cause: BaseException | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.delivered = delivered
-        self.cause = cause
-
-
 Missing = Literal["record", "config"]
 
 
@@ -910,8 +884,8 @@ class RackbeatClient:
             raise ConfigError("RACKBEAT_API_TOKEN: missing; set the Rackbeat API key")
         if requests_per_minute < 1:
             raise ConfigError("RACKBEAT_REQUESTS_PER_MINUTE: must be at least 1")
-        if max_attempts < 1 or max_throttle_waits < 1 or not 1 <= page_limit <= 1000:
-            raise ValueError("max_attempts and max_throttle_waits must be ≥ 1, page_limit 1–1000")
+        if not 1 <= page_limit <= 1000:
+            raise ValueError("page_limit must be 1–1000")
         for variable, value in (
             ("RACKBEAT_CONTACT_NAME", contact_name),
             ("RACKBEAT_CONTACT_EMAIL", contact_email),
@@ -924,12 +898,15 @@ class RackbeatClient:
         self._token = token
         register_secret(token.get_secret_value())
         self._sleep = sleep
-        # the wait before retrying a failed request; the daemon's ends on shutdown
-        self._backoff_sleep = backoff_sleep or sleep
         self._clock = clock
-        self._random = random
-        self._max_attempts = max_attempts
-        self._max_throttle_waits = max_throttle_waits
+        # a 429 pauses every caller (`hold`); the budget then waits the pause out
+        self._retry = Retrying(
+            "rackbeat",
+            RetryPolicy(max_attempts=max_attempts, max_throttle_waits=max_throttle_waits),
+            backoff_sleep=backoff_sleep or sleep,  # the daemon's ends on shutdown
+            random=random,
+            hold=self._pause_all,
+        )
         self.page_limit = page_limit
         #: the ``limit`` Rackbeat last echoed on a list (it may cap what we ask for)
         self.echoed_limit: int | None = None
@@ -947,7 +924,11 @@ class RackbeatClient:
         if email:
             self._headers["Consumer-Contact"] = email
         else:
-            log.warning("RACKBEAT_CONTACT_EMAIL is not set; Rackbeat asks integrations to send a contact")
+            log.warning(
+                "rackbeat.contact_missing",
+                variable="RACKBEAT_CONTACT_EMAIL",
+                detail="Rackbeat asks integrations to send a contact e-mail",
+            )
 
         # budget: GCRA form of a token bucket of `burst` requests refilled over a minute
         self._interval = 60.0 / requests_per_minute
@@ -957,8 +938,6 @@ class RackbeatClient:
         self._budget_lock = anyio.Lock()
 
         self.requests = 0
-        self.retries = 0
-        self.throttled = 0
         self.wait_seconds = 0.0
 
     @classmethod
@@ -976,6 +955,16 @@ class RackbeatClient:
 
     def __repr__(self) -> str:
         return f"RackbeatClient(url={self._base_url!r})"
+
+    @property
+    def retries(self) -> int:
+        """Re-sends after a failure."""
+        return self._retry.retries
+
+    @property
+    def throttled(self) -> int:
+        """429 answers."""
+        return self._retry.throttled
 
     # --- products ---------------------------------------------------------------------------
 
@@ -1023,7 +1012,7 @@ class RackbeatClient:
         """Create a product (:func:`product_body`) → the created product.
 
         Raises ValidationError (422) e.g. for a number already taken. Not resent after a
-        failure Rackbeat may have acted on: look the number up before trying again.
+        failure Rackbeat may have acted on (AmbiguousWrite): look the number up first.
         """
         answer = await self._call("POST", "products", json=dict(body), replay_safe=False)
         return Product.from_json(_unwrap(answer, "product", "POST product"))
@@ -1102,7 +1091,8 @@ class RackbeatClient:
     async def create_customer(self, body: Mapping[str, Any]) -> Customer:
         """Create a customer (:func:`customer_body`) → the customer with its new number.
 
-        Not resent after a failure Rackbeat may have acted on (search again first).
+        Not resent after a failure Rackbeat may have acted on (AmbiguousWrite): search
+        again first.
         """
         answer = await self._call("POST", "customers", json=dict(body), replay_safe=False)
         return Customer.from_json(_unwrap(answer, "customer", "POST customer"))
@@ -1113,8 +1103,8 @@ class RackbeatClient:
         """Create a draft order (:func:`order_body`, ``POST /orders/drafts``) → the order.
 
         Raises ValidationError (422: unknown item, customer, number taken …). Not resent
-        after a failure Rackbeat may have acted on: call :meth:`orders_by_reference`
-        before trying again.
+        after a failure Rackbeat may have acted on (AmbiguousWrite): call
+        :meth:`orders_by_reference` before trying again.
         """
         answer = await self._call("POST", "orders/drafts", json=dict(body), replay_safe=False)
         return Order.from_json(_unwrap(answer, "order", "POST draft order"))
@@ -1123,15 +1113,23 @@ class RackbeatClient:
         """Book a draft (``POST /orders/{n}/book``); ``send_mail`` e-mails the confirmation.
 
         An already booked order answers ValidationError (422): read the order
-        (:meth:`get_order`) and ask :func:`step_already_done`. NotFoundError for an unknown number.
+        (:meth:`get_order`) and ask :func:`step_already_done`. NotFoundError for an unknown
+        number. Not resent after a failure Rackbeat may have acted on (AmbiguousWrite): a
+        second booking is refused only by assumption, and could mail the customer twice.
         """
-        await self._call("POST", f"orders/{_segment(number)}/book", json={"mail": {"send": bool(send_mail)}})
+        await self._call(
+            "POST",
+            f"orders/{_segment(number)}/book",
+            json={"mail": {"send": bool(send_mail)}},
+            replay_safe=False,
+        )
 
     async def create_shipment(self, number: str) -> None:
         """Create the shipment of a booked order (``POST /orders/{n}/create-shipment``),
         which makes it ready to ship. A second shipment answers ValidationError: read the
-        order and ask :func:`step_already_done`."""
-        await self._call("POST", f"orders/{_segment(number)}/create-shipment", json={})
+        order and ask :func:`step_already_done`. Not resent after a failure Rackbeat may have
+        acted on (AmbiguousWrite): that a second shipment is refused is only assumed."""
+        await self._call("POST", f"orders/{_segment(number)}/create-shipment", json={}, replay_safe=False)
 
     async def get_order(self, number: str) -> Order:
         """The order with this number; NotFoundError (404) when there is none."""
@@ -1194,9 +1192,7 @@ class RackbeatClient:
             echoed = _count(body.get("limit"))
             if echoed is not None and echoed != self.echoed_limit:
                 if echoed != self.page_limit:
-                    log.info(
-                        "rackbeat pages differ from the limit asked", asked=self.page_limit, echoed=echoed
-                    )
+                    log.info("rackbeat.page_limit_capped", request=what, asked=self.page_limit, echoed=echoed)
                 self.echoed_limit = echoed
             pages = _count(body.get("pages"))
             if on_total is not None and page == 1 and pages is not None:
@@ -1241,33 +1237,14 @@ class RackbeatClient:
         """
         what = f"{method} /{path}"
         url = f"{self._base_url}/{path}"
-        failures = 0
-        throttles = 0
-        while True:
+
+        async def attempt() -> JSONObject:
             await self._await_budget()
             self.requests += 1
-            try:
-                response = await self._send(method, url, what, params=params, json=json)
-                return self._interpret(response, what, missing)
-            except ThrottledError as exc:
-                throttles += 1
-                self.throttled += 1
-                wait = exc.retry_after if exc.retry_after is not None else self._backoff(throttles)
-                self._pause_all(wait)
-                if wait > MAX_INLINE_THROTTLE_WAIT or throttles >= self._max_throttle_waits:
-                    raise ThrottledError(str(exc), retry_after=wait) from None
-                log.debug("rackbeat throttled", request=what, wait=round(wait, 2))
-                # the wait itself happens in _await_budget, shared with every other caller
-            except _AttemptFailed as failed:
-                failures += 1
-                if failures >= self._max_attempts or (failed.delivered and not replay_safe):
-                    raise failed.error from failed.cause
-                self.retries += 1
-                delay = self._backoff(failures)
-                log.debug(
-                    "rackbeat request failed", request=what, error=str(failed.error), retry_in=round(delay, 2)
-                )
-                await self._backoff_sleep(delay)
+            response = await self._send(method, url, what, params=params, json=json)
+            return self._interpret(response, what, missing)
+
+        return await self._retry.run(what, attempt, replay_safe=replay_safe)
 
     async def _send(
         self, method: str, url: str, what: str, *, params: Mapping[str, str] | None, json: JSONObject | None
@@ -1278,13 +1255,13 @@ class RackbeatClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # the request never left: resending cannot duplicate anything
             error = TransportError(f"{what}: cannot reach Rackbeat ({type(exc).__name__})")
-            raise _AttemptFailed(error, delivered=False, cause=exc) from exc
+            raise AttemptFailed(error, delivered=False, cause=exc) from exc
         except httpx.TimeoutException as exc:
             error = TransportError(f"{what}: Rackbeat did not answer in time ({type(exc).__name__})")
-            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+            raise AttemptFailed(error, delivered=True, cause=exc) from exc
         except httpx.TransportError as exc:
             error = TransportError(f"{what}: connection failed ({type(exc).__name__})")
-            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+            raise AttemptFailed(error, delivered=True, cause=exc) from exc
 
     def _interpret(self, response: httpx.Response, what: str, missing: Missing) -> JSONObject:
         """Turn one response into its JSON object or the matching error."""
@@ -1296,13 +1273,13 @@ class RackbeatClient:
             if not isinstance(body, dict):
                 kind = response.headers.get("content-type", "unknown content type")
                 malformed = MalformedResponse(f"{what}: HTTP {status} body is not a JSON object ({kind})")
-                raise _AttemptFailed(malformed, delivered=True)
+                raise AttemptFailed(malformed, delivered=True)
             return body
         if status == 204:
             return {}
         if status == 429:
             raise ThrottledError(
-                f"{what}: throttled by Rackbeat (HTTP 429)", retry_after=_retry_after(response)
+                f"{what}: throttled by Rackbeat (HTTP 429)", retry_after=retry_after(response)
             )
         if status == 401:
             raise AuthError(f"Rackbeat refused RACKBEAT_API_TOKEN (HTTP 401) on {what}; check the API key")
@@ -1321,7 +1298,7 @@ class RackbeatClient:
             fields = _validation_fields(_json_or_none(response))
             raise ValidationError(f"Rackbeat rejected {what} (HTTP {status})", fields=fields)
         if status == 408 or status >= 500:
-            raise _AttemptFailed(TransportError(f"{what}: Rackbeat answered HTTP {status}"), delivered=True)
+            raise AttemptFailed(TransportError(f"{what}: Rackbeat answered HTTP {status}"), delivered=True)
         if 300 <= status < 400:
             raise ConfigError(
                 f"RACKBEAT_API_URL: Rackbeat redirected {what} (HTTP {status}) to "
@@ -1347,8 +1324,3 @@ class RackbeatClient:
     def _pause_all(self, seconds: float) -> None:
         """Hold every caller's next request for ``seconds`` (Rackbeat throttled us)."""
         self._resume_at = max(self._resume_at, self._clock() + seconds)
-
-    def _backoff(self, failures: int) -> float:
-        """Full-jitter exponential backoff before retry number ``failures``."""
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1))
-        return self._random() * ceiling

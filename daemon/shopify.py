@@ -32,19 +32,18 @@ Shopify's next answer replaces the estimate.
 
 When Shopify throttles anyway (top-level error ``THROTTLED``, usually with HTTP 200, or
 HTTP 429) the client waits ``(requestedQueryCost − currentlyAvailable) / restoreRate``, or
-``Retry-After`` on a 429, and sends the same request again. Throttling is expected during
-a long sync, so it does not use up the retry budget for failures; a separate, generous
-bound (:data:`MAX_THROTTLE_WAITS` in a row for one request) stops a client that is never
-let through.
+``Retry-After`` on a 429, and sends the same request again. How often, and for how long
+at most, is the one retry policy's (:mod:`daemon.retry`; :data:`MAX_THROTTLE_WAITS` in a
+row for one request): throttling does not use up the failure budget.
 
 Failures
 --------
-5xx answers, timeouts, connection errors and unreadable bodies (truncated JSON, an HTML
-error page, no ``data``) are retried with exponential backoff and full jitter, at most
-``max_attempts`` sends, then raised as :class:`~daemon.errors.TransportError` or
+Retries follow the one policy of :mod:`daemon.retry` (:data:`MAX_ATTEMPTS` sends): 5xx
+answers, timeouts, connection errors and unreadable bodies (truncated JSON, an HTML error
+page, no ``data``) are retried, then raised as :class:`~daemon.errors.TransportError` or
 :class:`~daemon.errors.MalformedResponse`. A mutation that may not be replayed
 (``productCreate`` has no idempotency key) is only resent when Shopify certainly did not
-receive it. Top-level ``errors`` that are neither throttling nor access problems raise
+receive it; otherwise :class:`~daemon.errors.AmbiguousWrite` is raised. Top-level ``errors`` that are neither throttling nor access problems raise
 :class:`~daemon.errors.GraphQLError`; ``userErrors`` of a mutation raise
 :class:`~daemon.errors.ValidationError` (see :func:`raise_user_errors`), except for
 ``inventorySetQuantities``, whose errors are returned item by item.
@@ -57,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import math
 import random as _random
 import re
@@ -65,10 +63,11 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import httpx
+import structlog
 from pydantic import SecretStr
 
 from daemon import shopify_documents as docs
@@ -79,12 +78,12 @@ from daemon.errors import (
     GraphQLError,
     MalformedResponse,
     NotFoundError,
-    RetriableError,
     ThrottledError,
     TransportError,
     ValidationError,
 )
 from daemon.logs import register_secret
+from daemon.retry import AttemptFailed, Retrying, RetryPolicy, SendAgain, retry_after
 
 if TYPE_CHECKING:
     from daemon.config import Settings
@@ -104,12 +103,11 @@ __all__ = [
     "sku_search",
 ]
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger("daemon.shopify")
 
 JSONObject = dict[str, Any]
 """A JSON object as decoded from a response."""
 
-_T = TypeVar("_T")
 
 #: points assumed for a document the client has not sent before
 DEFAULT_EXPECTED_COST = 50.0
@@ -117,9 +115,6 @@ DEFAULT_EXPECTED_COST = 50.0
 MAX_ATTEMPTS = 8
 #: throttled answers in a row for one request before giving up with ThrottledError
 MAX_THROTTLE_WAITS = 60
-#: backoff before retry n is uniform in [0, min(cap, base × 2^(n-1))] ("full jitter")
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_CAP_SECONDS = 30.0
 #: never retry a throttled request sooner than this, whatever the arithmetic says
 MIN_THROTTLE_WAIT_SECONDS = 0.25
 #: renew a granted token after this fraction of its lifetime …
@@ -317,17 +312,6 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return None  # an HTTP date; the cost report or the backoff decides instead
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -373,20 +357,6 @@ def _dig(data: Mapping[str, Any], path: Sequence[str], operation: str) -> JSONOb
     if not isinstance(current, dict):
         raise MalformedResponse(f"{operation}: {'.'.join(path)} is not an object")
     return current
-
-
-class _AttemptFailed(Exception):
-    """One send failed in a way worth retrying; ``delivered`` says if Shopify may have acted."""
-
-    def __init__(self, error: RetriableError, *, delivered: bool, cause: BaseException | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.delivered = delivered
-        self.cause = cause
-
-
-class _Resend(Exception):
-    """Send again at once (after renewing the token); bounded by the caller."""
 
 
 @dataclass(frozen=True)
@@ -441,8 +411,6 @@ class ShopifyClient:
             raise ConfigError(
                 "SHOPIFY_ACCESS_TOKEN: missing; set it, or both SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
             )
-        if max_attempts < 1 or max_throttle_waits < 1:
-            raise ValueError("max_attempts and max_throttle_waits must be at least 1")
         self._http = http
         self._graphql_url = graphql_url
         self._static_token = access_token
@@ -452,12 +420,15 @@ class ShopifyClient:
             else None
         )
         self._sleep = sleep
-        # the wait before retrying a failed request; the daemon's ends on shutdown
-        self._backoff_sleep = backoff_sleep or sleep
         self._clock = clock
-        self._random = random
-        self._max_attempts = max_attempts
-        self._max_throttle_waits = max_throttle_waits
+        # a throttled request waits (cost arithmetic or Retry-After), then goes again
+        self._retry = Retrying(
+            "shopify",
+            RetryPolicy(max_attempts=max_attempts, max_throttle_waits=max_throttle_waits),
+            backoff_sleep=backoff_sleep or sleep,  # the daemon's ends on shutdown
+            random=random,
+            wait=self._pause,
+        )
         self._default_cost = default_expected_cost
         for secret in (access_token, client_secret):
             if secret is not None:
@@ -470,8 +441,6 @@ class ShopifyClient:
         self._expected_cost: dict[str, float] = {}
 
         self.requests = 0
-        self.retries = 0
-        self.throttled = 0
         self.cost_spent = 0
         self.token_requests = 0
         self.throttle_wait_seconds = 0.0
@@ -492,6 +461,16 @@ class ShopifyClient:
     def __repr__(self) -> str:
         auth = "access token" if self._static_token is not None else "client credentials"
         return f"ShopifyClient(url={self._graphql_url!r}, auth={auth!r})"
+
+    @property
+    def retries(self) -> int:
+        """Re-sends after a failure (and after a concurrent request with the same key)."""
+        return self._retry.retries
+
+    @property
+    def throttled(self) -> int:
+        """Throttled answers (HTTP 429 or THROTTLED)."""
+        return self._retry.throttled
 
     @property
     def throttle_status(self) -> ThrottleStatus | None:
@@ -544,10 +523,10 @@ class ShopifyClient:
                 # Tokens can be revoked before they expire: get a new one, once.
                 renewed = True
                 self._forget_token(token)
-                raise _Resend
+                raise SendAgain
             return self._interpret(response, name, document)
 
-        return await self._retrying(name, attempt, replay_safe=replay_safe)
+        return await self._retry.run(name, attempt, replay_safe=replay_safe)
 
     async def paginate(
         self,
@@ -834,10 +813,13 @@ class ShopifyClient:
             if not isinstance(payload, Mapping):
                 raise MalformedResponse("SetStock: inventorySetQuantities is missing")
             errors = tuple(UserError.from_json(e) for e in payload.get("userErrors") or [])
-            if errors and all(e.code == _CONCURRENT_CODE for e in errors) and attempt < self._max_attempts:
+            if (
+                errors
+                and all(e.code == _CONCURRENT_CODE for e in errors)
+                and attempt < self._retry.policy.max_attempts
+            ):
                 # An earlier send with this key is still running; its outcome is ours.
-                self.retries += 1
-                await self._sleep(self._backoff(attempt))
+                await self._retry.pause(attempt)
                 continue
             group = payload.get("inventoryAdjustmentGroup")
             group_id = group.get("id") if isinstance(group, Mapping) else None
@@ -853,9 +835,9 @@ class ShopifyClient:
         """Create a product from a ``ProductCreateInput``; return
         ``{id, updatedAt, variants: {nodes: [{id, inventoryItem: {id}}]}}``.
 
-        Not resent after an ambiguous failure (it has no idempotency key): the products
-        flow looks the SKU up again on its next pass instead of risking a duplicate.
-        Raises ValidationError for ``userErrors``.
+        Not resent after a failure Shopify may have acted on (it has no idempotency key):
+        raises AmbiguousWrite, and the products flow looks for the half-made product
+        instead of risking a duplicate. Raises ValidationError for ``userErrors``.
         """
         data = await self.execute(docs.PRODUCT_CREATE, {"product": dict(product)})
         record = f"product {product.get('title')!r}"
@@ -922,35 +904,6 @@ class ShopifyClient:
 
     # --- internals: sending ------------------------------------------------------------------
 
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]], *, replay_safe: bool) -> _T:
-        """Run ``attempt`` until it returns, retrying failures and waiting out throttling."""
-        failures = 0
-        throttles = 0
-        while True:
-            try:
-                result = await attempt()
-            except _Resend:
-                continue
-            except ThrottledError as exc:
-                throttles += 1
-                self.throttled += 1
-                if throttles >= self._max_throttle_waits:
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else self._backoff(throttles)
-                logger.debug("shopify throttled %s; waiting %.2fs", what, wait)
-                await self._pause(wait)
-                continue
-            except _AttemptFailed as failed:
-                failures += 1
-                if failures >= self._max_attempts or (failed.delivered and not replay_safe):
-                    raise failed.error from failed.cause
-                self.retries += 1
-                delay = self._backoff(failures)
-                logger.debug("shopify %s failed (%s); retry %d in %.2fs", what, failed.error, failures, delay)
-                await self._backoff_sleep(delay)
-                continue
-            return result
-
     async def _post(self, url: str, what: str, **kwargs: Any) -> httpx.Response:
         """POST, turning httpx's exceptions into retriable failures."""
         try:
@@ -958,13 +911,13 @@ class ShopifyClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left: resending cannot duplicate anything.
             error = TransportError(f"{what}: cannot reach Shopify ({type(exc).__name__}: {exc})")
-            raise _AttemptFailed(error, delivered=False, cause=exc) from exc
+            raise AttemptFailed(error, delivered=False, cause=exc) from exc
         except httpx.TimeoutException as exc:
             error = TransportError(f"{what}: Shopify did not answer in time ({type(exc).__name__})")
-            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+            raise AttemptFailed(error, delivered=True, cause=exc) from exc
         except httpx.TransportError as exc:
             error = TransportError(f"{what}: connection failed ({type(exc).__name__}: {exc})")
-            raise _AttemptFailed(error, delivered=True, cause=exc) from exc
+            raise AttemptFailed(error, delivered=True, cause=exc) from exc
 
     def _interpret(self, response: httpx.Response, name: str, document: str) -> JSONObject:
         """Turn one GraphQL response into ``data`` or the matching error."""
@@ -973,13 +926,13 @@ class ShopifyClient:
             body = _json_or_none(response)
             if isinstance(body, dict):
                 self._observe_cost(body, document)
-            wait = _retry_after(response)
+            wait = retry_after(response)
             if wait is None and isinstance(body, dict):
                 wait = self._throttle_wait(body, document)
             raise ThrottledError(f"{name}: throttled by Shopify (HTTP 429)", retry_after=wait)
         if status >= 500:
             error = TransportError(f"{name}: Shopify answered HTTP {status}")
-            raise _AttemptFailed(error, delivered=True)
+            raise AttemptFailed(error, delivered=True)
         if status == 403:
             raise AuthError(f"{name}: Shopify answered HTTP 403; check the app's access scopes")
         if status == 404:
@@ -998,7 +951,7 @@ class ShopifyClient:
         if not isinstance(body, dict):
             kind = response.headers.get("content-type", "unknown content type")
             malformed = MalformedResponse(f"{name}: HTTP {status} body is not a JSON object ({kind})")
-            raise _AttemptFailed(malformed, delivered=True)
+            raise AttemptFailed(malformed, delivered=True)
         self._observe_cost(body, document)
 
         errors = _error_list(body.get("errors"))
@@ -1010,7 +963,7 @@ class ShopifyClient:
                 )
             if "INTERNAL_SERVER_ERROR" in codes:
                 error = TransportError(f"{name}: Shopify reported an internal error")
-                raise _AttemptFailed(error, delivered=True)
+                raise AttemptFailed(error, delivered=True)
             if "ACCESS_DENIED" in codes:
                 raise AuthError(f"{name}: {_describe_errors(errors)}; check the app's access scopes")
             raise GraphQLError(f"Shopify rejected {name}: {_describe_errors(errors)}", errors)
@@ -1018,7 +971,7 @@ class ShopifyClient:
             raise GraphQLError(f"Shopify rejected {name} with HTTP {status}")
         data = body.get("data")
         if not isinstance(data, dict):
-            raise _AttemptFailed(MalformedResponse(f"{name}: the response has no data"), delivered=True)
+            raise AttemptFailed(MalformedResponse(f"{name}: the response has no data"), delivered=True)
         return data
 
     # --- internals: throttle ------------------------------------------------------------------
@@ -1066,8 +1019,11 @@ class ShopifyClient:
             available = bucket.available_at(self._clock())
             if available < needed:
                 wait = (needed - available) / bucket.restore_rate
-                logger.debug(
-                    "shopify bucket low (%.0f of %.0f points); waiting %.2fs", available, needed, wait
+                log.debug(
+                    "shopify.bucket_low",
+                    available=round(available),
+                    needed=round(needed),
+                    wait=round(wait, 2),
                 )
                 await self._pause(wait)
                 if self._bucket is not bucket:
@@ -1084,11 +1040,6 @@ class ShopifyClient:
     async def _pause(self, seconds: float) -> None:
         self.throttle_wait_seconds += seconds
         await self._sleep(seconds)
-
-    def _backoff(self, failures: int) -> float:
-        """Full-jitter exponential backoff before retry number ``failures``."""
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (failures - 1))
-        return self._random() * ceiling
 
     # --- internals: credentials ----------------------------------------------------------------
 
@@ -1138,10 +1089,10 @@ class ShopifyClient:
                     "check SHOPIFY_CLIENT_ID and SHOPIFY_CLIENT_SECRET"
                 )
             if status == 429:
-                raise ThrottledError("token grant: throttled by Shopify", retry_after=_retry_after(response))
+                raise ThrottledError("token grant: throttled by Shopify", retry_after=retry_after(response))
             if status >= 500:
                 error = TransportError(f"token grant: Shopify answered HTTP {status}")
-                raise _AttemptFailed(error, delivered=True)
+                raise AttemptFailed(error, delivered=True)
             if status != 200:
                 raise ConfigError(
                     f"token grant: Shopify answered HTTP {status}; check SHOPIFY_SHOP and SHOPIFY_ADMIN_URL"
@@ -1150,7 +1101,7 @@ class ShopifyClient:
             value = body.get("access_token") if isinstance(body, dict) else None
             if not isinstance(value, str) or not value:
                 malformed = MalformedResponse("token grant: the answer has no access_token")
-                raise _AttemptFailed(malformed, delivered=True)
+                raise AttemptFailed(malformed, delivered=True)
             register_secret(value)
             lifetime = _number(body.get("expires_in")) if isinstance(body, dict) else None
             now = self._clock()
@@ -1162,4 +1113,4 @@ class ShopifyClient:
                 )
             return _Token(SecretStr(value), renew_at)
 
-        return await self._retrying("token grant", attempt, replay_safe=True)
+        return await self._retry.run("token grant", attempt, replay_safe=True)

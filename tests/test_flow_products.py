@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from daemon.index import SkuIndex
 from daemon.sim.shopify import InventoryItem, ProductVariant
 from daemon.sim.shopify import Product as ShopifyProduct
 from tests.harness import World, make_world, orders_flow
+from tests.test_flow_orders import LostAnswers
 
 pytestmark = pytest.mark.anyio
 
@@ -845,7 +847,7 @@ async def test_a_new_product_without_price_stays_a_draft_until_it_has_one(
             await cycles(w, CREATING)
         product, variant = shopify_variant(w, "NP-1")
         assert (product.status, variant.price) == ("DRAFT", Decimal("0.00"))  # never sellable at 0.00
-        assert any(e["event"].startswith("product kept as a draft") and e["sku"] == "NP-1" for e in logs)
+        assert any(e["event"] == "product.held_as_draft" and e["sku"] == "NP-1" for e in logs)
         await cycles(w, 3)
         assert product.status == "DRAFT"
 
@@ -970,3 +972,52 @@ async def test_a_product_new_in_rackbeat_wakes_orders_parked_for_its_sku_without
         assert [p.key for p in await w.store.due_parked("orders", w.clock.now())] == [parked.key]
         await orders.run_once()
         assert w.rackbeat.order_count_by_reference(parked.key) == 1
+
+
+# --- lost answers: settled inside the cycle -------------------------------------------------------------
+
+
+def creates(name: str) -> Callable[[httpx.Request], bool]:
+    return lambda request: request.method == "POST" and operation(request) == name
+
+
+async def test_lost_answers_of_rackbeat_product_creates_make_no_twin(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_product_priority": "shopify"}
+    ) as w:
+        for n in range(8):
+            w.shopify_sim.add_product(f"Shop made {n}", [{"sku": f"S-{n}", "price": f"{20 + n}.00"}])
+        lossy = LostAnswers(w.rackbeat, creates("POST products"))
+        reached = lossy.reaching()
+        assert await cycles(w) == 8  # one cycle, no failure: every answer lost, resends too
+        assert set(lossy.lost) == set(LostAnswers.KINDS)
+        assert sorted(w.rackbeat.products) == [f"S-{n}" for n in range(8)]
+        assert w.rackbeat.products["S-3"].sales_price == Decimal("23.00")  # the fields came along
+        assert len(reached) == 8  # sent again only when it had not landed
+        assert await w.store.parked("products") == []
+
+
+async def test_lost_answers_of_shopify_product_creates_are_adopted_in_the_same_cycle(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        for n in range(8):
+            w.rackbeat.add_product(f"N-{n}", f"New {n}", sales_price=str(10 + n))
+        await cycles(w)  # planned: a second search a minute later confirms
+        lossy = LostAnswers(w.shopify_sim, creates("ProductCreate"))
+        reached = lossy.reaching()
+        assert await cycles(w) == 8 - 2  # the two that never reached Shopify wait …
+        assert lossy.lost == list(LostAnswers.KINDS) * 2
+        assert w.metrics.value("products", "adopted_shopify") == 6
+        assert await w.store.fetchval("SELECT COUNT(*) FROM product_intents") == 2
+        lossy.lost_every = 0
+        await cycles(w, 6)  # … until Shopify's search lag has passed (CREATE_SETTLE)
+        for n in range(8):
+            assert shopify_products_with(w, f"N-{n}") == 1
+            product, variant = shopify_variant(w, f"N-{n}")
+            assert (product.status, variant.price) == ("ACTIVE", Decimal(10 + n) * Decimal("1.25"))
+        assert len(w.shopify_sim.products) == 8  # no half-made product left behind
+        assert len(reached) == 8
+        assert await w.store.parked("products") == []

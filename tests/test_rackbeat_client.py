@@ -9,7 +9,7 @@ returns 1.0), so a backoff before retry n is exactly 0.5 × 2^(n-1) seconds.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from daemon.config import Settings
 from daemon.errors import (
+    AmbiguousWrite,
     AuthError,
     ConfigError,
     MalformedResponse,
@@ -32,7 +33,6 @@ from daemon.errors import (
     ValidationError,
 )
 from daemon.rackbeat import (
-    MAX_ATTEMPTS,
     STOCK_FIELDS,
     LocationStock,
     Order,
@@ -331,18 +331,6 @@ async def test_429_with_retry_after_waits_exactly_that(api: respx.MockRouter, ti
 
 
 @pytest.mark.anyio
-async def test_429_without_retry_after_backs_off_exponentially(api: respx.MockRouter, time: FakeTime) -> None:
-    api.get("/products/A").mock(
-        side_effect=[too_many(), too_many(), too_many(), httpx.Response(200, json=PRODUCT_A)]
-    )
-    client, http = respx_client(time)
-    async with http:
-        await client.get_product("A")
-    assert time.sleeps == [0.5, 1.0, 2.0]
-    assert client.throttled == 3
-
-
-@pytest.mark.anyio
 async def test_throttle_pause_holds_every_caller(api: respx.MockRouter, time: FakeTime) -> None:
     """A 429 seen by one task delays the next request of another task too."""
     api.get("/products/A").mock(return_value=too_many("600"))
@@ -384,6 +372,24 @@ FAILURES: dict[str, Callable[[], httpx.Response | Exception]] = {
 
 
 @pytest.mark.anyio
+async def test_failures_wait_through_backoff_sleep_and_429s_through_the_budget(
+    api: respx.MockRouter, time: FakeTime
+) -> None:
+    backoffs: list[float] = []
+
+    async def backoff_sleep(seconds: float) -> None:
+        backoffs.append(seconds)
+
+    api.get("/products/A").mock(side_effect=[html_503(), too_many("3"), httpx.Response(200, json=PRODUCT_A)])
+    client, http = respx_client(time, backoff_sleep=backoff_sleep)
+    async with http:
+        await client.get_product("A")
+    assert backoffs == [0.5]  # the daemon's marks the flow as retrying and ends on stop
+    assert time.sleeps == [3.0]
+    assert client.wait_seconds == 3.0
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
 async def test_passing_failures_are_retried_with_backoff(
     api: respx.MockRouter, time: FakeTime, failure: Callable[[], httpx.Response | Exception]
@@ -407,20 +413,46 @@ async def test_passing_failures_are_retried_with_backoff(
     [(html_503, TransportError), (read_timeout, TransportError), (truncated, MalformedResponse)],
     ids=["503", "timeout", "truncated"],
 )
-async def test_failures_are_bounded(
+async def test_failures_that_do_not_pass_are_raised_as_their_kind(
     api: respx.MockRouter,
     time: FakeTime,
     failure: Callable[[], httpx.Response | Exception],
     error: type[RetriableError],
 ) -> None:
     route = api.get("/products/A").mock(side_effect=lambda request: _raise_or_return(failure()))
-    client, http = respx_client(time)
+    client, http = respx_client(time, max_attempts=2)
     async with http:
         with pytest.raises(error) as info:
             await client.get_product("A")
     assert isinstance(info.value, RetriableError)
-    assert route.call_count == MAX_ATTEMPTS
-    assert client.retries == MAX_ATTEMPTS - 1
+    assert route.call_count == 2
+
+
+WRITES: dict[str, tuple[str, Callable[[RackbeatClient], Awaitable[object]]]] = {
+    "customer": ("/customers", lambda c: c.create_customer(customer_body(name="Anna", email="a@x.se"))),
+    "product": ("/products", lambda c: c.create_product(product_body(number="A", name="A"))),
+    "book": ("/orders/7/book", lambda c: c.book_order("7")),
+    "shipment": ("/orders/7/create-shipment", lambda c: c.create_shipment("7")),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+@pytest.mark.parametrize("failure", [read_timeout, truncated], ids=["timeout", "truncated"])
+async def test_writes_that_must_not_repeat_are_sent_once_and_reported_ambiguous(
+    api: respx.MockRouter,
+    time: FakeTime,
+    write: tuple[str, Callable[[RackbeatClient], Awaitable[object]]],
+    failure: Callable[[], httpx.Response | Exception],
+) -> None:
+    path, call = write
+    route = api.post(path).mock(side_effect=lambda request: _raise_or_return(failure()))
+    client, http = respx_client(time)
+    async with http:
+        with pytest.raises(AmbiguousWrite):
+            await call(client)
+    assert route.call_count == 1
+    assert time.sleeps == []
 
 
 def _raise_or_return(outcome: httpx.Response | Exception) -> httpx.Response:
@@ -435,8 +467,9 @@ async def test_draft_is_not_resent_after_an_ambiguous_failure(api: respx.MockRou
     client, http = respx_client(time)
     body = order_body(customer="1001", lines=[{"item_id": "A", "quantity": 1}])
     async with http:
-        with pytest.raises(TransportError):
+        with pytest.raises(AmbiguousWrite) as info:
             await client.create_draft_order(body)
+        assert isinstance(info.value.error, TransportError)
         assert route.call_count == 1
         # a request that never arrived is safe to send again
         route.side_effect = [refused(), httpx.Response(201, json={"order": {"number": 1}})]

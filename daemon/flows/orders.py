@@ -28,12 +28,19 @@ order without a stored Rackbeat number, it looks for a Rackbeat order whose
 answer and our commit never makes a second order. Booking and shipping a second time
 are answered with 422 by Rackbeat; the flow then reads the order's flags and goes on.
 
+A write whose answer is lost (a timeout, a reset connection, a 5xx, a truncated body)
+may or may not have been applied (:class:`~daemon.errors.AmbiguousWrite`). It is settled
+at once, inside the cycle (:func:`daemon.retry.settle_write`): the flow reads back — the
+customer by e-mail, the draft by ``your_reference`` (:func:`is_our_order`), the order's
+flags after booking or shipping — adopts what landed, writes again what did not (at most
+:data:`~daemon.retry.SETTLE_ROUNDS` times) and goes on with the next order.
+
 A record-level problem (unknown SKU, no e-mail, totals that do not add up, a 422)
 parks that order with a reason; the others go on. Parked orders are retried with
 backoff, or at once with ``rackbeat-shopify retry``. A retriable error (5xx, an
-unreadable answer) stops the cycle so that it is tried again, unless the same order
-failed :data:`MAX_FAILURES` times in a row: then it is parked (REPEATED_FAILURE) and the
-others go on.
+unreadable answer, a read-back that fails too: the API is down) stops the cycle so that
+it is tried again, unless the same order failed :data:`MAX_FAILURES` times in a row:
+then it is parked (REPEATED_FAILURE) and the others go on.
 
 Several shops may feed one Rackbeat account, each with its own ``#1001``: an order is
 only adopted when :func:`is_our_order` says it is this shop's.
@@ -42,7 +49,7 @@ only adopted when :func:`is_our_order` says it is this shop's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,7 +69,9 @@ from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, s
 from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import (
+    Customer,
     Order,
+    OrderStep,
     RackbeatClient,
     customer_body,
     number_taken,
@@ -71,6 +80,7 @@ from daemon.rackbeat import (
     order_state,
     step_already_done,
 )
+from daemon.retry import settle_write
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import SKIPPED_BEFORE_START, Store
@@ -203,7 +213,7 @@ class OrdersFlow:
                 self._failing = False
                 woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
                 if woken:
-                    self.log.info("orders parked after repeated failures are retried now", orders=woken)
+                    self.log.info("orders.repeated_failures_woken", orders=woken)
             return applied
 
     async def _cycle(self) -> int:
@@ -261,7 +271,7 @@ class OrdersFlow:
         async with self.store.transaction() as tx:
             await tx.set_cursor(FLOW, _iso(start))
             await tx.set_cursor(SINCE, _iso(start))
-        self.log.info("orders cursor initialised", since=_iso(start))
+        self.log.info("orders.cursor_initialised", since=_iso(start))
         return start
 
     async def _import_start(self, cursor: datetime) -> datetime:
@@ -297,11 +307,11 @@ class OrdersFlow:
             except NotFoundError:
                 state = "deleted"
             except RetriableError as exc:
-                self.log.info("drafts not read back this cycle", error=str(exc))
+                self.log.info("orders.drafts_not_checked", error=str(exc), kind=exc.kind)
                 return
             values: dict[str, Any] = {"rackbeat_state": state}
             if state != "draft":
-                self.log.info("draft changed in Rackbeat", order=name, rackbeat_order=number, state=state)
+                self.log.info("order.draft_changed", order=name, rackbeat_order=number, state=state)
                 if state == "deleted":
                     values["note"] = f"Rackbeat draft {number} was deleted in Rackbeat"
             async with self.store.transaction() as tx:
@@ -420,7 +430,7 @@ class OrdersFlow:
                 await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
                 if skip.startswith(SKIPPED_BEFORE_START):
                     self.metrics.count(FLOW, "skipped_before_start")
-                    self.log.info("order skipped", order=name, reason=skip)
+                    self.log.info("order.skipped", order=name, reason=skip)
                 return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
@@ -467,7 +477,7 @@ class OrdersFlow:
             await self._save(order_id, name, state="done", rackbeat_state="ready_to_ship")
         if steps:
             self.metrics.count(FLOW, "imported")
-            self.log.info("order imported", order=name, rackbeat_order=number, state=target)
+            self.log.info("order.imported", order=name, rackbeat_order=number, state=target)
         return steps > 0
 
     async def _waiting(self, name: str, ledger: Mapping[str, Any], updated: str) -> bool:
@@ -505,9 +515,7 @@ class OrdersFlow:
             cancelled=int(cancelled),
             shopify_updated_at=updated,
         )
-        self.log.warning(
-            "order stopped before import finished", order=name, rackbeat_order=number, change=note
-        )
+        self.log.warning("order.stopped", order=name, rackbeat_order=number, change=note)
         self.metrics.count(FLOW, "changed_after_import")
         return True
 
@@ -570,7 +578,7 @@ class OrdersFlow:
         )
         if note and note != ledger["note"]:
             self.log.warning(
-                "order changed after import",
+                "order.changed_after_import",
                 order=name,
                 rackbeat_order=ledger["rackbeat_number"],
                 change=note,
@@ -599,20 +607,28 @@ class OrdersFlow:
         else:
             await self._check_skus(mapped)  # an order that cannot be made leaves no customer behind
             s = self.settings
-            created = await self.rackbeat.create_customer(
-                customer_body(
-                    name=mapped.customer.name,
-                    email=email,
-                    phone=mapped.customer.phone,
-                    group=s.sync_customer_group,
-                    vat_zone=s.sync_vat_zone.value,
-                    currency=s.sync_currency,
-                    payment_terms=s.sync_payment_terms,
-                    locale=s.sync_language,
-                )
+            body = customer_body(
+                name=mapped.customer.name,
+                email=email,
+                phone=mapped.customer.phone,
+                group=s.sync_customer_group,
+                vat_zone=s.sync_vat_zone.value,
+                currency=s.sync_currency,
+                payment_terms=s.sync_payment_terms,
+                locale=s.sync_language,
             )
+
+            async def create() -> Customer:
+                return await self.rackbeat.create_customer(body)
+
+            async def landed() -> Customer | None:
+                return await self.rackbeat.find_customer_by_email(email)
+
+            # an answer lost on the way: the search tells whether it was made
+            created = await settle_write(create, landed, what=f"create customer for {mapped.reference}")
             number = str(created.number)
             self.metrics.count(FLOW, "customers_created")
+            self.log.info("customer.created", order=mapped.reference, customer=number)
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO customers (shop, email, customer_number) VALUES (?, ?, ?) "
@@ -652,12 +668,10 @@ class OrdersFlow:
     async def _create_draft(self, mapped: MappedOrder, customer: str) -> tuple[str, str]:
         """Create the draft, or adopt the order an earlier attempt made; return its
         number and how far Rackbeat has it (draft, booked, ready_to_ship …)."""
-        for existing in await self.rackbeat.orders_by_reference(mapped.reference):
-            if not is_our_order(existing, mapped.reference, shop=self.store.shop, customer=customer):
-                continue  # another shop's order of the same name, or one typed in by hand
-            self.log.info(
-                "adopted existing Rackbeat order", order=mapped.reference, rackbeat_order=existing.number
-            )
+        existing = await self._our_order(mapped, customer)
+        if existing is not None:
+            self.log.info("order.adopted", order=mapped.reference, rackbeat_order=existing.number)
+            self.metrics.count(FLOW, "adopted")
             return str(existing.number), str(order_state(existing))
         s = self.settings
         body = order_body(
@@ -679,13 +693,29 @@ class OrdersFlow:
                 for line in mapped.lines
             ],
         )
+
+        async def create() -> Order:
+            return await self.rackbeat.create_draft_order(body)
+
+        async def landed() -> Order | None:
+            return await self._our_order(mapped, customer)
+
         try:
-            created = await self.rackbeat.create_draft_order(body)
+            # an answer lost on the way: the search by reference tells whether it was made
+            created = await settle_write(create, landed, what=f"create draft for {mapped.reference}")
         except ValidationError as exc:
             if "customer_id" in exc.fields:
                 await self._forget_customer(mapped, customer)
             raise self._explain_rejection(exc, mapped) from None
-        return str(created.number), "draft"
+        return str(created.number), str(order_state(created))
+
+    async def _our_order(self, mapped: MappedOrder, customer: str) -> Order | None:
+        """The Rackbeat order an earlier attempt made for this order, None if none (another
+        shop's order of the same name, or one typed in by hand, is not it)."""
+        for existing in await self.rackbeat.orders_by_reference(mapped.reference):
+            if is_our_order(existing, mapped.reference, shop=self.store.shop, customer=customer):
+                return existing
+        return None
 
     async def _forget_customer(self, mapped: MappedOrder, customer: str) -> None:
         """Rackbeat refused the customer (deleted there since we cached it): drop the
@@ -702,7 +732,7 @@ class OrdersFlow:
                 "WHERE shop = ? AND order_id = ? AND state = 'customer'",
                 (self.store.shop, mapped.order_id),
             )
-        self.log.warning("Rackbeat refused a cached customer", order=mapped.reference, customer=customer)
+        self.log.warning("customer.refused", order=mapped.reference, customer=customer)
 
     def _explain_rejection(self, exc: ValidationError, mapped: MappedOrder) -> RecordError:
         """Turn a 422 on an order into the most specific reason code."""
@@ -738,19 +768,31 @@ class OrdersFlow:
         return RecordError(f"order {mapped.reference}: Rackbeat refused it: {exc}", reason="REJECTED")
 
     async def _book(self, number: str) -> None:
-        try:
+        async def book() -> bool:
             await self.rackbeat.book_order(number, send_mail=self.settings.sync_send_order_confirmation)
-        except ValidationError:
-            # booked already (our earlier attempt landed before a crash)? then go on
-            if step_already_done("book", await self.rackbeat.get_order(number)):
-                return
-            raise
+            return True
+
+        await self._step("book", number, book)
 
     async def _ship(self, number: str) -> None:
-        try:
+        async def ship() -> bool:
             await self.rackbeat.create_shipment(number)
+            return True
+
+        await self._step("create-shipment", number, ship)
+
+    async def _step(self, step: OrderStep, number: str, send: Callable[[], Awaitable[bool]]) -> None:
+        """Book or ship the order once: a lost answer is settled by reading the order's
+        flags; a refusal (422) is no error when the flags show the step done (our earlier
+        attempt landed before a crash)."""
+
+        async def landed() -> bool | None:
+            return True if step_already_done(step, await self.rackbeat.get_order(number)) else None
+
+        try:
+            await settle_write(send, landed, what=f"{step} order {number}")
         except ValidationError:
-            if step_already_done("create-shipment", await self.rackbeat.get_order(number)):
+            if await landed():
                 return
             raise
 
@@ -770,4 +812,4 @@ class OrdersFlow:
             )
             await tx.park(FLOW, name, exc.reason, str(exc), subject=exc.subject)
         self.metrics.count(FLOW, f"parked_{exc.reason.lower()}")
-        self.log.warning("order parked", order=name, reason=exc.reason, detail=str(exc))
+        self.log.warning("order.parked", order=name, reason=exc.reason, detail=str(exc))

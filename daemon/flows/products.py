@@ -66,6 +66,14 @@ again only when nothing turned up *and* the intent is older than :data:`CREATE_S
 the bound on Shopify's search lag — before that, "not found" may just mean "not indexed
 yet".
 
+A lost answer (:class:`~daemon.errors.AmbiguousWrite`: a timeout, a reset, a 5xx, a
+truncated body) is settled at once, inside the cycle, and the flow goes on with the next
+product. ``productCreate``: the half-made product is searched for right away and adopted
+when found; when not, the intent stays pending for a later cycle as above (Shopify's
+search may lag, so "not found" proves nothing yet). ``POST /products`` in Rackbeat: the
+number is read back (:func:`daemon.retry.settle_write`; numbers are unique and reads
+are immediate), adopted when there, sent again when not.
+
 Failures
 --------
 A record-level error (Rackbeat 422, Shopify ``userErrors``, a SKU on two variants, a
@@ -87,7 +95,7 @@ import anyio
 import structlog
 
 from daemon.config import ProductPriority, Settings
-from daemon.errors import MalformedResponse, NotFoundError, RecordError, ValidationError
+from daemon.errors import AmbiguousWrite, MalformedResponse, NotFoundError, RecordError, ValidationError
 from daemon.index import OVERLAP as SEARCH_LAG_BOUND
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
@@ -125,6 +133,7 @@ from daemon.product_mapping import (
 )
 from daemon.rackbeat import PRODUCT_FIELDS, Product, RackbeatClient, product_body
 from daemon.reasons import REASONS
+from daemon.retry import settle_write
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import ParkedRecord, Store, Transaction
@@ -317,8 +326,8 @@ class ProductsFlow:
             )
         self._switched_at = now
         self.log.info(
-            "S13 sync priority changed; syncing only changes made from now on "
-            "(run `reconcile` to align existing products)",
+            "products.priority_changed",
+            detail="syncing only changes made from now on (run `reconcile` to align existing products)",
             previous=stored.partition(" ")[0],
             priority=value,
             since=_iso(now),
@@ -344,7 +353,7 @@ class ProductsFlow:
         start = self.clock()
         async with self.store.transaction(self.clock()) as tx:
             await tx.set_cursor(name, _iso(start))
-        self.log.info("product cursor initialised", cursor=name, since=_iso(start))
+        self.log.info("products.cursor_initialised", cursor=name, since=_iso(start))
         return start
 
     def _waiting(self, key: str, updated: datetime | None) -> bool:
@@ -362,7 +371,7 @@ class ProductsFlow:
         async with self.store.transaction(self.clock()) as tx:
             await tx.park(FLOW, key, reason, detail)
         self.metrics.count(FLOW, f"parked_{reason.lower()}")
-        self.log.warning("product parked", key=key, reason=reason, detail=detail)
+        self.log.warning("product.parked", key=key, reason=reason, detail=detail)
 
     async def _unpark(self, keys: Iterable[str]) -> None:
         parked = [k for k in keys if k in self._parked]
@@ -477,8 +486,9 @@ class ProductsFlow:
                         self._filter_honoured = False
                         self.metrics.count(FLOW, "rackbeat_filter_ignored")
                         self.log.warning(
-                            "Rackbeat ignores updated_at_from on /products; scanning all products "
-                            "narrowly and keeping the changed ones",
+                            "products.updated_filter_ignored",
+                            detail="Rackbeat ignores updated_at_from on /products; scanning all "
+                            "products narrowly and keeping the changed ones",
                             example=stale[0].number,
                         )
                 changed = [p for p in page if p.updated_at is None or p.updated_at >= since]
@@ -494,7 +504,7 @@ class ProductsFlow:
                 async with self.store.transaction(self.clock()) as tx:
                     await self._drop_intent(tx, intent.sku)
                 self.log.warning(
-                    "product gone from Rackbeat while being created in Shopify",
+                    "product.gone_while_created",
                     sku=intent.sku,
                     shopify_product=intent.product_id,
                 )
@@ -606,7 +616,11 @@ class ProductsFlow:
             if changes.product.get("status") == ARCHIVED:
                 self.metrics.count(FLOW, "archived_shopify")
             self.log.info(
-                "product updated in Shopify", sku=target.sku, product=current.product_id, fields=changes.names
+                "product.updated",
+                to="shopify",
+                sku=target.sku,
+                product=current.product_id,
+                fields=changes.names,
             )
         return bool(changes)
 
@@ -633,7 +647,8 @@ class ProductsFlow:
                 (self.store.shop, sku, target.title, NOT_SENT, self.clock().isoformat()),
             )
         self.log.info(
-            "new product: created in Shopify once a second search confirms the SKU is not there",
+            "product.create_planned",
+            detail="created in Shopify once a second search confirms the SKU is not there",
             sku=sku,
             after_seconds=NEW_PRODUCT_SETTLE.total_seconds(),
         )
@@ -644,13 +659,14 @@ class ProductsFlow:
     ) -> bool:
         """Create the product as a draft; the intent makes a crash in between harmless."""
         sku = product.number
+        begun = self.clock()
         async with self.store.transaction(self.clock()) as tx:
             await self.index.forget(tx, stale)
             await tx.execute(
                 "INSERT INTO product_intents (shop, sku, title, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (shop, sku) DO UPDATE SET title = excluded.title, product_id = NULL, "
                 "variant_id = NULL, inventory_item_id = NULL, created_at = excluded.created_at",
-                (self.store.shop, sku, target.title, self.clock().isoformat()),
+                (self.store.shop, sku, target.title, begun.isoformat()),
             )
         try:
             created = await self.shopify.product_create(
@@ -667,6 +683,15 @@ class ProductsFlow:
             async with self.store.transaction(self.clock()) as tx:
                 await self._drop_intent(tx, sku)  # refused: certainly not created
             raise
+        except AmbiguousWrite as exc:
+            # the answer was lost: look for the half-made product now; if the search does
+            # not show it (yet), the pending intent settles it in a later cycle
+            pending = _Intent(sku, target.title, None, None, None, begun)
+            found = await self._find_half_made(pending)
+            if found is None:
+                self.log.info("product.create_unsettled", sku=sku, error=str(exc.error))
+                return False
+            return await self._adopt(pending, found, target, fingerprint, made_here=True)
         variants = (created.get("variants") or {}).get("nodes") or []
         first = variants[0] if variants and isinstance(variants[0], dict) else {}
         product_id, variant_id = created.get("id"), first.get("id")
@@ -750,11 +775,13 @@ class ProductsFlow:
             intent_done=True,
         )
         self.metrics.count(FLOW, "created_shopify")
-        self.log.info("product created in Shopify", sku=sku, product=intent.product_id, status=after.status)
+        self.log.info(
+            "product.created", to="shopify", sku=sku, product=intent.product_id, status=after.status
+        )
         if held and after.status == DRAFT:
             self.log.warning(
-                "product kept as a draft in Shopify: it has no sales price in Rackbeat; "
-                "it is made active when a price arrives",
+                "product.held_as_draft",
+                detail="it has no sales price in Rackbeat; it is made active when a price arrives",
                 sku=sku,
                 product=intent.product_id,
             )
@@ -770,9 +797,7 @@ class ProductsFlow:
                 # made in Shopify meanwhile (by the merchant): update it, never twin it
                 async with self.store.transaction(self.clock()) as tx:
                     await self._drop_intent(tx, intent.sku)
-                self.log.info(
-                    "SKU found in Shopify before creating it; updating that product", sku=intent.sku
-                )
+                self.log.info("product.found_before_create", sku=intent.sku)
                 return await self._update(current, target, fingerprint, previous=None)
             if product.is_barred:
                 async with self.store.transaction(self.clock()) as tx:
@@ -785,15 +810,29 @@ class ProductsFlow:
             current = await self._read_variant(intent.variant_id)
             if current is not None:
                 return await self._finish(intent, target, fingerprint, current=current)
-            self.log.warning("half-made Shopify product was deleted; creating again", sku=intent.sku)
+            self.log.warning("product.half_made_deleted", sku=intent.sku, detail="creating again")
             return await self._create(product, target, fingerprint)
         by_sku = await self._variant_with_sku(intent.sku)
         found = by_sku or await self._find_half_made(intent)
         if found is None:
             if self.clock() - intent.created_at < CREATE_SETTLE:
                 return False  # Shopify's search may not show it yet: look again, do not create twice
-            self.log.info("pending creation never reached Shopify; creating", sku=intent.sku)
+            self.log.info("product.create_lost", sku=intent.sku)
             return await self._create(product, target, fingerprint)
+        # one found by SKU may be the merchant's: its status is not the daemon's to set
+        return await self._adopt(intent, found, target, fingerprint, made_here=by_sku is None)
+
+    async def _adopt(
+        self,
+        intent: _Intent,
+        found: ShopifyVariant,
+        target: ShopifyFields,
+        fingerprint: str,
+        *,
+        made_here: bool,
+    ) -> bool:
+        """Take the product an interrupted (or unanswered) creation made as the intent's, and
+        finish it."""
         intent = replace(
             intent,
             product_id=found.product_id,
@@ -802,11 +841,8 @@ class ProductsFlow:
         )
         await self._save_intent(intent)
         self.metrics.count(FLOW, "adopted_shopify")
-        self.log.info(
-            "adopted the product an interrupted creation made", sku=intent.sku, product=found.product_id
-        )
-        # one found by SKU may be the merchant's: its status is not the daemon's to set
-        return await self._finish(intent, target, fingerprint, current=found, made_here=by_sku is None)
+        self.log.info("product.adopted", sku=intent.sku, product=found.product_id)
+        return await self._finish(intent, target, fingerprint, current=found, made_here=made_here)
 
     async def _variant_with_sku(self, sku: str) -> ShopifyVariant | None:
         """The Shopify variant with this SKU, by the SKU index (which may know one a search
@@ -843,7 +879,8 @@ class ProductsFlow:
                         candidates.append(variants[0])
         if len(candidates) > 1:
             self.log.warning(
-                "several half-made products match; adopting the first",
+                "product.half_made_ambiguous",
+                detail="several half-made products match; adopting the first",
                 sku=intent.sku,
                 products=[c.product_id for c in candidates],
             )
@@ -1015,10 +1052,17 @@ class ProductsFlow:
                     sku, variant, rackbeat_hash=None, shopify_hash=fingerprint, in_rackbeat=False
                 )
                 return False
+            body = product_body(**new_rackbeat_product(target, self.rules))
+
+            async def create() -> Product:
+                return await self.rackbeat.create_product(body)
+
+            async def landed() -> Product | None:
+                return await self.rackbeat.get_product(sku)
+
             try:
-                after = await self.rackbeat.create_product(
-                    product_body(**new_rackbeat_product(target, self.rules))
-                )
+                # an answer lost on the way: the number, unique in Rackbeat, tells whether it was made
+                after = await settle_write(create, landed, what=f"create Rackbeat product {sku}")
                 created = True
             except ValidationError as exc:
                 if "number" not in exc.fields:
@@ -1041,10 +1085,10 @@ class ProductsFlow:
         )
         if created:
             self.metrics.count(FLOW, "created_rackbeat")
-            self.log.info("product created in Rackbeat", sku=sku, group=self.rules.default_group)
+            self.log.info("product.created", to="rackbeat", sku=sku, group=self.rules.default_group)
         elif changes:
             self.metrics.count(FLOW, "updated_rackbeat")
-            self.log.info("product updated in Rackbeat", sku=sku, fields=sorted(changes))
+            self.log.info("product.updated", to="rackbeat", sku=sku, fields=sorted(changes))
         return created or bool(changes)
 
     # --- reconcile ----------------------------------------------------------------------------------
