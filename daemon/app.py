@@ -211,6 +211,8 @@ async def verify_rackbeat_numbers(settings: Settings, rackbeat: RackbeatClient) 
         ("SYNC_CUSTOMER_GROUP", settings.sync_customer_group, rackbeat.customer_groups),
         ("SYNC_EMPLOYEE", settings.sync_employee, rackbeat.employees),
         ("SYNC_DEFAULT_PRODUCT_GROUP", settings.sync_default_product_group, rackbeat.product_groups),
+        # S7: a currency Rackbeat does not have would refuse every new customer
+        ("SYNC_CURRENCY", settings.sync_currency, rackbeat.currencies),
     ]
     for variable, value, fetch in checks:
         if value is not None and value not in await numbers(fetch):

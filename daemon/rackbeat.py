@@ -1136,20 +1136,6 @@ class RackbeatClient:
         body = await self._call("GET", f"orders/{_segment(number)}")
         return Order.from_json(_unwrap(body, "order", f"GET order {number!r}"))
 
-    async def order_number_taken(self, number: str) -> bool:
-        """True when an order (draft or booked) already has this number."""
-        try:
-            await self._call("GET", f"orders/{_segment(number)}")
-        except NotFoundError:
-            return False
-        return True
-
-    async def find_order_by_reference(self, your_reference: str) -> Order | None:
-        """The first order whose ``your_reference`` is exactly ``your_reference``, None if
-        none (:meth:`orders_by_reference`)."""
-        found = await self.orders_by_reference(your_reference)
-        return found[0] if found else None
-
     async def orders_by_reference(self, your_reference: str) -> list[Order]:
         """Every order whose ``your_reference`` is exactly ``your_reference``: searches
         (:func:`order_search_params`) and compares every result (:func:`order_reference_matches`);

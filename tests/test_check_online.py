@@ -89,6 +89,7 @@ async def test_each_missing_number_is_named_with_its_variable(apis: Apis, tmp_pa
         SYNC_DEFAULT_PRODUCT_GROUP="6",
         SYNC_SHIPPING_PRODUCT="porto",
         SHOPIFY_LOCATION_ID="424242",
+        SYNC_CURRENCY="XTS",
     )
     status, output = await check(tmp_path, values)
     assert status == EX_CONFIG, output
@@ -101,6 +102,7 @@ async def test_each_missing_number_is_named_with_its_variable(apis: Apis, tmp_pa
         "SYNC_DEFAULT_PRODUCT_GROUP": "6",
         "SYNC_SHIPPING_PRODUCT": "porto",
         "SHOPIFY_LOCATION_ID": "424242",
+        "SYNC_CURRENCY": "XTS",
     }
     assert set(problems) == set(expected), output
     for variable, value in expected.items():
