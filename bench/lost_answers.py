@@ -3,7 +3,7 @@
 ``ORDERS`` new Shopify orders (seven customers); the answer of every third ``POST
 /orders/drafts`` is cut off after Rackbeat applied it — a truncated body, a reset
 connection, a read timeout in turn. Cycles are run as the runner runs them: after a failed
-cycle it waits its backoff (:func:`daemon.runner.backoff_delay` from 30 s, the middle of
+cycle it waits its backoff (:func:`daemon.retry.backoff_delay` from 30 s, the middle of
 its jitter), after a good one the poll interval. Counted until every order is in
 Rackbeat: cycles, failed cycles, requests to both APIs, and simulated seconds. Time is
 simulated (no sleeping).
@@ -27,7 +27,7 @@ from daemon.errors import RetriableError
 from daemon.flows.orders import OrdersFlow
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import backoff_delay
+from daemon.retry import backoff_delay
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN

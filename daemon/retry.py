@@ -22,18 +22,22 @@ The policy decides what happens next:
   token this way; the attempt bounds it).
 * Anything else (auth, validation, not found, fatal) is raised as it is.
 
+The runner's backoff between cycles of a failing flow is here too
+(:func:`backoff_delay`): one module decides every wait after a failure.
+
 What differs between the clients stays in them: Rackbeat's request budget (a 429 pauses
 every caller, the wait happens in the budget: ``hold``) and Shopify's cost throttle (the
 bucket arithmetic decides ``retry_after``; the wait is a plain sleep: ``wait``).
 
 The clock, sleep and jitter are injected: ``backoff_sleep`` is the wait before a retry
-(the daemon passes :meth:`daemon.runner.Shutdown.backoff`, which marks the flow as
+(the daemon passes :meth:`daemon.shutdown.Shutdown.backoff`, which marks the flow as
 retrying for ``/healthz`` and ends on stop) and ``random`` the jitter in [0, 1).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -46,12 +50,14 @@ from daemon.errors import AmbiguousWrite, RetriableError, ThrottledError
 __all__ = [
     "BACKOFF_BASE_SECONDS",
     "BACKOFF_CAP_SECONDS",
+    "MAX_CYCLE_BACKOFF",
     "MAX_INLINE_THROTTLE_WAIT",
     "SETTLE_ROUNDS",
     "AttemptFailed",
     "RetryPolicy",
     "Retrying",
     "SendAgain",
+    "backoff_delay",
     "retry_after",
     "settle_write",
 ]
@@ -67,6 +73,8 @@ BACKOFF_CAP_SECONDS = 30.0
 MAX_INLINE_THROTTLE_WAIT = 120.0
 #: sends of one ambiguous write, each followed by one read-back, before it counts as failed
 SETTLE_ROUNDS = 3
+#: the longest wait between cycles of a failing flow (the runner's backoff)
+MAX_CYCLE_BACKOFF = 900.0
 
 
 class AttemptFailed(Exception):
@@ -123,6 +131,14 @@ class RetryPolicy:
         """Full-jitter exponential backoff before retry number ``failures`` (1, 2 …)."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** (failures - 1))
         return random() * ceiling
+
+
+def backoff_delay(failures: int, base: float, rand: Callable[[], float] = random.random) -> float:
+    """The runner's wait before a failing flow's cycle number ``failures + 1``: exponential
+    from ``base`` (the poll interval), capped at :data:`MAX_CYCLE_BACKOFF`, with jitter in
+    its upper half (a failing flow never comes round sooner than half its backoff)."""
+    exp = min(MAX_CYCLE_BACKOFF, max(1.0, base) * math.pow(2, max(0, failures - 1)))
+    return exp * (0.5 + rand() / 2)
 
 
 async def _no_wait(seconds: float) -> None:

@@ -17,8 +17,6 @@ cancelled one leaves nothing half-done). The stop signal itself lives in
 from __future__ import annotations
 
 import contextlib
-import math
-import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,13 +32,12 @@ from daemon import sdnotify
 from daemon.errors import FatalError, SyncError
 from daemon.logs import scrub
 from daemon.metrics import Metrics
+from daemon.retry import backoff_delay
 from daemon.shutdown import RunningCycle, Shutdown, current_cycle
 from daemon.store import Store
 
 log = structlog.get_logger("daemon.runner")
 
-#: the longest wait between attempts of a failing flow
-MAX_BACKOFF = 900.0
 #: how long a stopping daemon lets the write in flight finish
 STOP_GRACE = 8.0
 
@@ -191,12 +188,6 @@ async def handle_signals(
             sdnotify.notify("STOPPING=1", "STATUS=stopping")
             shutdown.request()
             return
-
-
-def backoff_delay(failures: int, base: float, rand: Callable[[], float] = random.random) -> float:
-    """Wait before attempt ``failures + 1``: exponential from ``base``, capped, with jitter."""
-    exp = min(MAX_BACKOFF, max(1.0, base) * math.pow(2, max(0, failures - 1)))
-    return exp * (0.5 + rand() / 2)
 
 
 class Runner:

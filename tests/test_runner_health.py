@@ -24,7 +24,8 @@ from daemon.health import HealthApp, flow_status
 from daemon.logs import configure_logging, register_secret
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import FlowState, Runner, backoff_delay
+from daemon.retry import backoff_delay
+from daemon.runner import FlowState, Runner
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import RETRY_GRACE, Shutdown
 from daemon.store import Store
