@@ -138,6 +138,24 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE order_ledger ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE order_ledger ADD COLUMN checked_at TEXT;
     """,
+    # 6: the stock flow's memory between cycles, so that a restart changes nothing: when the
+    # last full reconcile began and for which settings, the order ledger's rowid the last
+    # cycle looked at, and SKUs still to do — 'read': read Shopify first (a write went
+    # stale), 'refresh': the full reconcile's pass has still to read it per location
+    """
+    CREATE TABLE stock_state (
+        shop TEXT NOT NULL PRIMARY KEY,
+        reconciled_at TEXT,
+        reconciled_for TEXT,
+        seen_watermark INTEGER
+    );
+    CREATE TABLE stock_pending (
+        shop TEXT NOT NULL,
+        pending TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        PRIMARY KEY (shop, pending, sku)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
