@@ -245,11 +245,6 @@ class Decision:
     #: them, so that the next cycle reuses the figure instead of reading it again
     restamp: Recorded | None
 
-    @property
-    def held(self) -> int:
-        """Units still held back once this decision is recorded."""
-        return self.hidden
-
 
 def looks_for_sales(snapshot: Snapshot) -> bool:
     """Hidden sales are to be counted for this SKU (units are held, or a fresh reading fell

@@ -611,15 +611,15 @@ class StockFlow:
         blocked = await self._blocked()
         budget, refresh = self._refresh_budget(totals, memory, full=full, whole=not hold)
         pass_left = set(refresh)
-        scanned = await self._items(
-            totals, entries, await self._ledger(location), blocked, budget=budget, pass_left=pass_left
-        )
         cycle = Cycle(
             now=self.clock(),
             allow_negative=self.settings.sync_allow_negative_stock,
             count_drops=hold,
             full=full,
             listed=self.settings.location_numbers is not None,
+        )
+        scanned = await self._items(
+            totals, entries, await self._ledger(location), blocked, budget=budget, pass_left=pass_left
         )
 
         # read: what the ledger and the marker say; decide who goes further
@@ -635,8 +635,8 @@ class StockFlow:
         candidates = [(s, d) for s, d in first if d.candidate]
         if not dry_run:
             await self._restamp([(s, d.restamp) for s, d in first if d.restamp is not None], location)
-            gone = memory.reread - {i.sku for i in scanned} - blocked
-            if gone:  # no longer a single stock item in both systems: nothing to read first
+            gone = {sku for sku in memory.reread if sku not in totals or len(entries.get(sku, ())) != 1}
+            if gone:  # no longer a single item in both systems: nothing to read first
                 async with self.store.transaction() as tx:
                     await self._reread_done(tx, gone)
         base = _Outcome(watermark=marker.watermark, refresh=None if budget is None else frozenset(pass_left))
@@ -651,12 +651,12 @@ class StockFlow:
             await self._catch_up()
         plans = await self._decide_again([s for s, _ in candidates], readings, marker, extra)
         locations = {i.sku: i.locations for i in scanned}
+        found = [(sku, d) for sku, (_, d) in plans.items() if d.believed != d.target]
 
         def differences(fixed: set[str]) -> list[StockDifference]:
             return [
-                StockDifference(s.sku, location, d.believed, d.target, locations[s.sku], s.sku in fixed)
-                for s, d in plans.values()
-                if d.believed != d.target
+                StockDifference(sku, location, d.believed, d.target, locations[sku], sku in fixed)
+                for sku, d in found
             ]
 
         if dry_run:
@@ -861,7 +861,9 @@ class StockFlow:
             return None, memory.refresh
         pending = memory.refresh
         renewed = not pending or memory.reconciled_for != self._fingerprint()
-        if full and renewed and self.settings.location_numbers is not None:
+        if self.settings.location_numbers is None:
+            pending = frozenset()  # S10 = all: nothing to read per location
+        elif full and renewed:
             pending = frozenset(totals)
         s = self.settings
         budget = max(1, int(s.rackbeat_requests_per_minute * s.sync_poll_seconds / 60 * REFRESH_BUDGET_SHARE))
