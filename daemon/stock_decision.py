@@ -83,8 +83,9 @@ class Recorded:
     were sold after that decision, as far as the ledger can tell.
 
     ``held`` is the units held back for Shopify sales the order ledger did not show yet
-    (the hold began at ``held_since``): it stays until orders for that many units reached
-    the ledger after ``watermark``, or :data:`HOLD_LIMIT` has passed.
+    (the last of them joined the hold at ``held_since``): it stays until orders for that
+    many units reached the ledger after ``watermark``, or :data:`HOLD_LIMIT` has passed
+    since ``held_since``.
     """
 
     quantity: int
@@ -306,7 +307,10 @@ def decide(snapshot: Snapshot) -> Decision:
 
     row = Recorded(goal, s.totals, str(s.figure), demand, s.updated, watermark=s.watermark)
     if hidden and r is not None:
-        row = replace(row, held=hidden, held_since=r.held_since if hold_open else iso(cycle.now))
+        # units sold just now join the hold: it lasts HOLD_LIMIT from now, or the newest
+        # units would be released before their order could reach the ledger
+        renewed = not hold_open or _drop(s) > 0
+        row = replace(row, held=hidden, held_since=iso(cycle.now) if renewed else r.held_since)
     settled = None
     if not write and believed is not None:
         settled = replace(row, quantity=believed)

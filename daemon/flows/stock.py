@@ -71,8 +71,9 @@ fell below the quantity last confirmed, less the units of orders that reached th
 ledger since that decision (its largest rowid is stored with each ledger row). They are
 held back and stay held, cycle after cycle, until orders for them reach the ledger (an
 order then explains them once: the quantity already reflects it, nothing is written) or
-:data:`HOLD_LIMIT` passes — then the drop is taken for a hand-made change in Shopify and
-undone. A search lag longer than the poll interval is covered up to that limit.
+:data:`HOLD_LIMIT` passes since units last joined the hold (a hold's start moves with its
+newest units: their order may lag as long as the first ones') — then the drop is taken for
+a hand-made change in Shopify and undone. A search lag longer than the poll interval is covered up to that limit.
 
 Crash safety of a push
 ----------------------
