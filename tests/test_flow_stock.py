@@ -17,6 +17,7 @@ import pytest
 from graphql import GraphQLSchema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from daemon import app
 from daemon.demand import OrderDemand
@@ -1000,3 +1001,21 @@ async def test_an_order_imported_before_a_restart_still_makes_its_sku_checked_af
         # and set to what Rackbeat has now, without a full reconcile
         assert reads == [[item_of(w, "SKU-0000")]]
         assert w.shopify_sim.available("SKU-0000") == 10 == bound(w, "SKU-0000", unreserved_truth(w))
+
+
+async def test_each_cycle_logs_one_line_under_a_stable_key_with_its_counts(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 3, sync_orders=False) as w:
+        flow = stock_flow(w)
+        with capture_logs() as logs:
+            await flow.run_once()
+            w.tick(60)
+            await flow.run_once()
+        cycles = [
+            (e["log_level"], e["pushed"], e["waiting"], e["full"])
+            for e in logs
+            if e["event"] == "stock.cycle"
+        ]
+        assert cycles == [("info", 3, 0, True), ("debug", 0, 0, False)]  # a quiet cycle logs at debug
+        assert all(str(e["event"]).startswith("stock.") for e in logs if e.get("flow") == "stock")

@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import uuid
 import weakref
@@ -222,8 +223,8 @@ class StockDifference:
     #: with S10 = a list, Rackbeat's figure at each listed location as read this time
     #: (empty when the stored sum was used, or with S10 = all)
     rackbeat: Mapping[str, Decimal] = field(default_factory=dict)
-    #: written and confirmed by Shopify in this run (never in a dry run; not when the write
-    #: went stale every round, was refused or interrupted, or units were held back instead)
+    #: Shopify confirmed the target written in this run (never in a dry run; not when the
+    #: write went stale every round, was refused or interrupted, or units were held back)
     fixed: bool = False
 
 
@@ -242,6 +243,14 @@ class _Scanned:
     locations: Mapping[str, Decimal]
     #: read per location for the full reconcile's pass this cycle
     refreshed: bool = False
+
+
+@dataclass(frozen=True)
+class _Marker:
+    """The order ledger before Rackbeat was read: its largest rowid and the unreserved demand."""
+
+    watermark: int
+    demand: Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -457,7 +466,7 @@ class StockFlow:
                 await tx.set_cursor(FLOW, iso(self.clock()))
                 await self._remember(tx, memory, outcome, reconciled_at=now if full else None)
             self.log.log(
-                20 if outcome.written or outcome.outstanding or resent else 10,
+                logging.INFO if outcome.written or outcome.outstanding or resent else logging.DEBUG,
                 "stock.cycle",
                 pushed=outcome.written + resent,
                 batches=outcome.batches,
@@ -693,7 +702,7 @@ class StockFlow:
             written=written,
             batches=batches,
             outstanding=len(outstanding),
-            differences=differences(set(confirmed)),
+            differences=differences({sku for sku, d in confirmed.items() if d.goal == d.target}),
             refresh=None if budget is None else frozenset(pass_left),
         )
 
@@ -1170,14 +1179,6 @@ class StockFlow:
                 # these SKUs again instead of trusting the ledger's quantity
                 self.log.info("stock.batch_resent_stale", skus=len(delivery.stale))
         return written
-
-
-@dataclass(frozen=True)
-class _Marker:
-    """The order ledger before Rackbeat was read: its largest rowid and the unreserved demand."""
-
-    watermark: int
-    demand: Mapping[str, int]
 
 
 def _entry(snapshot: Snapshot, decision: Decision) -> _Entry:
