@@ -71,7 +71,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recorded:
     """A stock ledger row: the quantity Shopify confirmed and the inputs it was decided from.
 
@@ -141,7 +141,7 @@ class Recorded:
         return now - since < HOLD_LIMIT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Demand:
     """The demand terms of one SKU (units of Shopify orders Rackbeat does not reserve).
 
@@ -163,14 +163,14 @@ class Demand:
         return max(self.now, self.at_marker + self.since_marker) + self.extra
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reading:
     """Shopify's quantity read in this cycle (None: the item is not stocked at the location)."""
 
     quantity: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cycle:
     """What every SKU of one cycle is decided with."""
 
@@ -188,7 +188,7 @@ class Cycle:
     listed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything that decides one SKU's stock in Shopify, as read in one cycle."""
 
@@ -217,7 +217,7 @@ class Snapshot:
     reread: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What to do with one SKU this cycle."""
 

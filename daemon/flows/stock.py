@@ -228,7 +228,7 @@ class StockDifference:
     fixed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Scanned:
     """One SKU found in both systems, on one Shopify variant, with a Rackbeat figure."""
 
@@ -245,7 +245,7 @@ class _Scanned:
     refreshed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Marker:
     """The order ledger before Rackbeat was read: its largest rowid and the unreserved demand."""
 
@@ -253,7 +253,7 @@ class _Marker:
     demand: Mapping[str, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Orders:
     """The order ledger as one decision sees it: the demand terms and the largest rowid
     read before them (no later order is part of that demand)."""
@@ -273,7 +273,7 @@ class _Orders:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """One quantity of a stored batch: what is written, on what, and the ledger row to
     record when Shopify confirms it (decided when the batch was stored, not when re-sent)."""
@@ -641,10 +641,21 @@ class StockFlow:
                 for i in scanned
             ]
         )
-        first = [(s, decide(s)) for s in snapshots]
-        candidates = [(s, d) for s, d in first if d.candidate]
+        count = len(scanned)
+        locations = {i.sku: i.locations for i in scanned if i.locations}
+        refreshed = {i.sku for i in scanned if i.refreshed}
+        del scanned
+        candidates: list[tuple[Snapshot, Decision]] = []
+        restamps: list[tuple[Snapshot, Recorded]] = []
+        for snapshot in snapshots:  # only what goes further is kept (a catalogue can be large)
+            decision = decide(snapshot)
+            if decision.candidate:
+                candidates.append((snapshot, decision))
+            elif decision.restamp is not None:
+                restamps.append((snapshot, decision.restamp))
+        del snapshots
         if not dry_run:
-            await self._restamp([(s, d.restamp) for s, d in first if d.restamp is not None], location)
+            await self._restamp(restamps, location)
             gone = {sku for sku in memory.reread if sku not in totals or len(entries.get(sku, ())) != 1}
             if gone:  # no longer a single item in both systems: nothing to read first
                 async with self.store.transaction() as tx:
@@ -659,13 +670,14 @@ class StockFlow:
             # the orders first, then decide with them: a Shopify sale that is not in the
             # ledger yet would otherwise look like stock to sell
             await self._catch_up()
+        chosen = len(candidates)
         plans = await self._decide_again([s for s, _ in candidates], readings, marker, extra)
-        locations = {i.sku: i.locations for i in scanned}
+        del candidates
         found = [(sku, d) for sku, (_, d) in plans.items() if d.believed != d.target]
 
         def differences(fixed: set[str]) -> list[StockDifference]:
             return [
-                StockDifference(sku, location, d.believed, d.target, locations[sku], sku in fixed)
+                StockDifference(sku, location, d.believed, d.target, locations.get(sku, {}), sku in fixed)
                 for sku, d in found
             ]
 
@@ -673,8 +685,8 @@ class StockFlow:
             return replace(base, differences=differences(set()))
         self.log.debug(
             "stock.decided",
-            skus=len(scanned),
-            candidates=len(candidates),
+            skus=count,
+            candidates=chosen,
             read=len(readings),
             to_write=sum(1 for _, d in plans.values() if d.write),
             full=full,
@@ -696,7 +708,7 @@ class StockFlow:
             self.log.info("stock.held_back", skus=held[:20], count=len(held))
         if budget is not None:
             # a product read for the pass whose decision is not in the ledger yet is read again
-            pass_left |= {i.sku for i in scanned if i.refreshed and i.sku in plans and i.sku not in done}
+            pass_left |= {sku for sku in refreshed if sku in plans and sku not in done}
         return replace(
             base,
             written=written,
