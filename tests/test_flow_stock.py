@@ -777,7 +777,7 @@ STEPS = [
 
 async def book_as_the_orders_flow_does(w: World, number: str) -> None:
     """Book a draft in Rackbeat and let the ledger know, as the orders flow does when it
-    books a draft it made (a draft booked by hand stays counted: see unreserved_demand)."""
+    books a draft it made (a draft booked by hand stays counted: see OrderDemand.unreserved)."""
     w.rackbeat.book(number)
     reference = w.rackbeat.order(number).your_reference
     async with w.store.transaction() as tx:
@@ -1019,3 +1019,20 @@ async def test_each_cycle_logs_one_line_under_a_stable_key_with_its_counts(
         ]
         assert cycles == [("info", 3, 0, True), ("debug", 0, 0, False)]  # a quiet cycle logs at debug
         assert all(str(e["event"]).startswith("stock.") for e in logs if e.get("flow") == "stock")
+
+
+async def test_a_restart_with_other_locations_reads_every_product_again(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 1, stock=0, sync_locations="1", sync_orders=False) as w:
+        w.rackbeat.goods_receipt("SKU-0000", 5, "1")
+        w.rackbeat.goods_receipt("SKU-0000", 4, "2")
+        await stock_flow(w).run_once()
+        assert w.shopify_sim.available("SKU-0000") == 5
+
+        await w.restart()
+        w.settings = w.settings.model_copy(update={"sync_locations": "1,2"})  # S10 changed
+        w.tick(60)
+        await stock_flow(w).run_once()
+        # Rackbeat's totals are as recorded, but the stored sum was of location 1 only
+        assert w.shopify_sim.available("SKU-0000") == 9

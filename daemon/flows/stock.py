@@ -574,7 +574,7 @@ class StockFlow:
         if reconciled_at is not None:
             await tx.execute(
                 "UPDATE stock_state SET reconciled_at = ?, reconciled_for = ? WHERE shop = ?",
-                (iso(reconciled_at), self._fingerprint(), shop),
+                (reconciled_at.astimezone(UTC).isoformat(), self._fingerprint(), shop),
             )
         if outcome.refresh is not None:
             await tx.executemany(
