@@ -133,7 +133,8 @@ async def reconcile(
         differences = await stock.reconcile(dry_run=dry_run, extra_demand=unimported)
         report.stock = [_stock_row(d) for d in differences]
         if not dry_run:
-            report.fixed["stock"] = len(report.stock)
+            # the targets Shopify confirmed: not one that went stale, was refused, cut short or held back
+            report.fixed["stock"] = sum(1 for d in differences if d.fixed)
     return report
 
 

@@ -159,6 +159,24 @@ MIGRATIONS: tuple[str, ...] = (
     WHERE reason = 'UNKNOWN_SKU' AND instr(detail, 'SKU ''') > 0;
     CREATE INDEX parked_by_subject ON parked (shop, flow, reason, subject);
     """,
+    # 7: the stock flow's memory between cycles, so that a restart changes nothing: when the
+    # last full reconcile began and for which settings, the order ledger's rowid the last
+    # cycle looked at, and SKUs still to do — 'read': read Shopify first (a write went
+    # stale), 'refresh': the full reconcile's pass has still to read it per location
+    """
+    CREATE TABLE stock_state (
+        shop TEXT NOT NULL PRIMARY KEY,
+        reconciled_at TEXT,
+        reconciled_for TEXT,
+        seen_watermark INTEGER
+    );
+    CREATE TABLE stock_pending (
+        shop TEXT NOT NULL,
+        pending TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        PRIMARY KEY (shop, pending, sku)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

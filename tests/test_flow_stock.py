@@ -17,6 +17,7 @@ import pytest
 from graphql import GraphQLSchema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from daemon import app
 from daemon.demand import OrderDemand
@@ -776,7 +777,7 @@ STEPS = [
 
 async def book_as_the_orders_flow_does(w: World, number: str) -> None:
     """Book a draft in Rackbeat and let the ledger know, as the orders flow does when it
-    books a draft it made (a draft booked by hand stays counted: see unreserved_demand)."""
+    books a draft it made (a draft booked by hand stays counted: see OrderDemand.unreserved)."""
     w.rackbeat.book(number)
     reference = w.rackbeat.order(number).your_reference
     async with w.store.transaction() as tx:
@@ -867,3 +868,171 @@ async def test_shopify_never_shows_more_than_rackbeat_minus_unreserved_demand(
         demand = unreserved_truth(w)
         for sku in skus:
             assert w.shopify_sim.available(sku) == bound(w, sku, demand), (sku, status, search_lag, steps)
+
+
+# --- memory between cycles lives in the state DB: a restart changes nothing ----------------------
+
+
+def levels_read(w: World) -> list[list[str]]:
+    """Record the inventory item ids of every InventoryLevels request from now on."""
+    reads: list[list[str]] = []
+
+    def note(request: httpx.Request, phase: str) -> None:
+        if phase == "before" and b"InventoryLevels" in request.content:
+            reads.append(list(json.loads(request.content)["variables"]["ids"]))
+
+    w.hook = note
+    return reads
+
+
+def item_of(w: World, sku: str) -> str:
+    variant = w.shopify_sim.find_by_sku(sku)
+    assert variant is not None
+    return str(variant.inventory_item_id)
+
+
+async def test_held_back_units_stay_held_across_a_restart_without_a_full_reread(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    # Shopify's order search lags 150 s: the 3 sold units are held while the order is missing
+    async with catalogue(tmp_path, shopify_schema, 3, shopify_options={"search_lag": 150.0}) as w:
+        orders = orders_flow(w)
+        await orders.run_once()
+        await stock_flow(w, orders.run_once).run_once()
+        w.tick(60)
+        w.shopify_sim.sell("SKU-0000", 3)
+        w.rackbeat.goods_receipt("SKU-0000", 2)
+        w.tick(5)
+        await stock_flow(w, orders.run_once).run_once()
+        assert w.shopify_sim.available("SKU-0000") == 9  # 12 − the 3 units held
+
+        await w.restart()
+        orders = orders_flow(w)
+        reads = levels_read(w)
+        w.tick(60)  # 65 s after the sale: the order is still not searchable
+        await stock_flow(w, orders.run_once).run_once()
+        assert w.rackbeat.order_count_by_reference("#1001") == 0
+        assert w.shopify_sim.available("SKU-0000") == 9, "the restart released the held units"
+        assert w.shopify_sim.available("SKU-0000") <= bound(w, "SKU-0000", unreserved_truth(w))
+        # the hold came from the DB, and the restart did not start a full reconcile early
+        assert reads == []
+        w.tick(120)
+        await stock_flow(w, orders.run_once).run_once()  # the order arrived: it explains the hold
+        assert w.rackbeat.order_count_by_reference("#1001") == 1
+        assert w.shopify_sim.available("SKU-0000") == 9
+
+
+async def test_a_sku_whose_write_went_stale_is_read_first_after_a_restart(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 3, sync_orders=False) as w:
+        await stock_flow(w).run_once()
+        for i in range(3):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 3)
+
+        def sell_before_each_write(request: httpx.Request, phase: str) -> None:
+            if phase == "before" and b"SetStock" in request.content:
+                w.shopify_sim.sell("SKU-0000", 1)  # Shopify keeps changing under every push
+
+        w.hook = sell_before_each_write
+        w.tick(60)
+        await stock_flow(w).run_once()
+        assert w.metrics.value("stock", "stale_retries") == 3  # every round, then given up
+        assert [w.shopify_sim.available(f"SKU-{i:04}") for i in (1, 2)] == [13, 13]
+
+        await w.restart()
+        reads = levels_read(w)
+        w.tick(60)
+        await stock_flow(w).run_once()
+        assert reads == [[item_of(w, "SKU-0000")]]  # read first; the others are not read again
+        assert w.metrics.value("stock", "stale_retries") == 0  # no write on a stale belief
+        # 13 in Rackbeat, 4 units sold that no imported order explains: held back
+        assert w.shopify_sim.available("SKU-0000") == 9 == bound(w, "SKU-0000", unreserved_truth(w))
+
+
+async def test_the_full_reconciles_location_pass_goes_on_after_a_restart(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    # 8 requests a minute and 60 s polls: a quarter of a cycle's budget is 2 products
+    async with catalogue(
+        tmp_path,
+        shopify_schema,
+        6,
+        stock=0,
+        sync_locations="1",
+        sync_orders=False,
+        rackbeat_requests_per_minute=8,
+        sync_poll_seconds=60,
+    ) as w:
+        for i in range(6):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+        await stock_flow(w).run_once()
+        for i in range(6):  # 4 units of each moved to the unlisted location 2: totals stay 5/5
+            w.rackbeat.adjust_stock(f"SKU-{i:04}", -4, "1")
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 4, "2")
+        w.tick(3600)
+        shown: list[list[int]] = []
+        for _ in range(3):
+            await stock_flow(w).run_once()
+            shown.append([w.shopify_sim.available(f"SKU-{i:04}") for i in range(6)])
+            await w.restart()  # the pass's progress is in the DB, not in the flow object
+            w.tick(60)
+        assert shown == [[1, 1, 5, 5, 5, 5], [1, 1, 1, 1, 5, 5], [1, 1, 1, 1, 1, 1]]
+
+
+async def test_an_order_imported_before_a_restart_still_makes_its_sku_checked_after_it(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 2) as w:
+        orders = orders_flow(w)
+        await orders.run_once()
+        await stock_flow(w, orders.run_once).run_once()
+        w.shopify_sim.sell("SKU-0000", 2)
+        w.tick(60)
+        await orders.run_once()  # imported and booked: Rackbeat's available is 8, Shopify shows 8
+        w.rackbeat.goods_receipt("SKU-0000", 2)  # available back at 10: the figure looks unchanged
+
+        await w.restart()
+        orders = orders_flow(w)
+        reads = levels_read(w)
+        w.tick(60)
+        await stock_flow(w, orders.run_once).run_once()
+        # the order reached the ledger after the last cycle before the restart: its SKU is read
+        # and set to what Rackbeat has now, without a full reconcile
+        assert reads == [[item_of(w, "SKU-0000")]]
+        assert w.shopify_sim.available("SKU-0000") == 10 == bound(w, "SKU-0000", unreserved_truth(w))
+
+
+async def test_each_cycle_logs_one_line_under_a_stable_key_with_its_counts(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 3, sync_orders=False) as w:
+        flow = stock_flow(w)
+        with capture_logs() as logs:
+            await flow.run_once()
+            w.tick(60)
+            await flow.run_once()
+        cycles = [
+            (e["log_level"], e["pushed"], e["waiting"], e["full"])
+            for e in logs
+            if e["event"] == "stock.cycle"
+        ]
+        assert cycles == [("info", 3, 0, True), ("debug", 0, 0, False)]  # a quiet cycle logs at debug
+        assert all(str(e["event"]).startswith("stock.") for e in logs if e.get("flow") == "stock")
+
+
+async def test_a_restart_with_other_locations_reads_every_product_again(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 1, stock=0, sync_locations="1", sync_orders=False) as w:
+        w.rackbeat.goods_receipt("SKU-0000", 5, "1")
+        w.rackbeat.goods_receipt("SKU-0000", 4, "2")
+        await stock_flow(w).run_once()
+        assert w.shopify_sim.available("SKU-0000") == 5
+
+        await w.restart()
+        w.settings = w.settings.model_copy(update={"sync_locations": "1,2"})  # S10 changed
+        w.tick(60)
+        await stock_flow(w).run_once()
+        # Rackbeat's totals are as recorded, but the stored sum was of location 1 only
+        assert w.shopify_sim.available("SKU-0000") == 9

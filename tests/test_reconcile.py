@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from graphql import GraphQLSchema
 
@@ -166,3 +167,33 @@ async def test_missing_orders_leave_out_old_ones_and_count_another_shops_namesak
         await reconcile(services(w), dry_run=False, now=w.clock.now(), window=timedelta(days=1))
         assert w.rackbeat.order_count_by_reference(name) == 2  # ours and the other shop's
         assert w.rackbeat.order_count_by_reference(str(old_name)) == 0
+
+
+async def test_fixed_stock_counts_only_quantities_shopify_confirmed(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema, settings={"sync_orders": False}) as w:
+        w.rackbeat.add_product("frakt", "Frakt")
+        for sku in ("GOOD", "BUSY"):
+            w.rackbeat.add_product(sku, sku, sales_price="80", stock=10)
+            w.shopify_sim.add_product(sku, [{"sku": sku, "price": "100.00", "stock": 3}])
+        w.rackbeat.add_product("LOOSE", "Loose", sales_price="80", stock=4)
+        w.shopify_sim.add_product("Loose", [{"sku": "LOOSE", "price": "100.00", "tracked": False}])
+        w.tick(60)
+
+        def sell_busy_before_each_write(request: httpx.Request, phase: str) -> None:
+            if phase == "before" and b"SetStock" in request.content:
+                w.shopify_sim.sell("BUSY", 1)  # Shopify changes under every push of it
+
+        w.hook = sell_busy_before_each_write
+        report = await reconcile(services(w), dry_run=False, now=w.clock.now(), window=timedelta(days=1))
+        w.hook = None
+        assert {d.sku for d in report.stock} == {"GOOD", "BUSY", "LOOSE"}
+        assert w.shopify_sim.available("GOOD") == 10
+        assert w.shopify_sim.available("BUSY") < 10  # stale every round: not written
+        assert [p.key for p in await w.store.parked("stock")] == ["LOOSE"]  # refused by Shopify
+        assert report.fixed["stock"] == 1  # GOOD only
+        out = io.StringIO()
+        print_report(report, out, as_json=False)
+        [fixed_line] = [line for line in out.getvalue().splitlines() if line.startswith("fixed:")]
+        assert "stock 1" in fixed_line

@@ -20,7 +20,8 @@ One cycle, in this order (the order is what makes it safe):
    reconcile's pass (``SYNC_RECONCILE_SECONDS``, plus the pass's length for a large
    catalogue); until then Shopify may show the old sum — too much when goods left a
    listed location.
-4. **Candidates.** Per SKU on exactly one Shopify variant, the target with ``D0``. A SKU
+4. **Candidates.** Per SKU on exactly one Shopify variant, the decision
+   (:func:`daemon.stock_decision.decide`, pure) with ``D0``. A SKU
    goes further if the target differs from the quantity last confirmed in Shopify (the
    stock ledger), if an input of the target (figure, units kept back) changed, if units
    are held for hidden sales (see below), if its last write went stale without a reading
@@ -33,12 +34,14 @@ One cycle, in this order (the order is what makes it safe):
    than a compare-and-swap that fails and holds up its whole batch), of SKUs whose last
    write went stale, and of every SKU on a full reconcile.
 6. **Catch up** the orders (an orders cycle asked of the runner: recent Shopify sales reach the order
-   ledger), then decide again with the effective demand below.
+   ledger), then decide again on a new snapshot with the readings and the effective demand below.
 7. **Push** up to 250 quantities per ``inventorySetQuantities``, each with
    ``changeFromQuantity`` = the Shopify quantity the decision was based on. A stale one
    (Shopify changed meanwhile: a sale) is read again, the orders caught up again, and it
    is decided again — at most :data:`MAX_STALE_ROUNDS` rounds a cycle; what is still stale
    after the last round is read first on the next cycle.
+8. **Commit** what was confirmed or found as decided to the stock ledger as it happens, and
+   the cycle's memory (below) at its end.
 
 No oversell
 -----------
@@ -51,8 +54,8 @@ For SKU ``s``, written to one Shopify location::
     sent   = target − H, not below 0 for that reason;  changeFromQuantity = B
 
 ``D_now`` is the unreserved demand after the latest catch-up (Shopify orders not imported
-yet or imported as drafts: :func:`daemon.flows.orders.unreserved_demand`, which the
-orders flow owns), ``D0`` the same at the marker, and ``N`` the demand of order-ledger
+yet or imported as drafts: :meth:`daemon.demand.OrderDemand.unreserved`, the orders
+flow's view), ``D0`` the same at the marker, and ``N`` the demand of order-ledger
 rows created after the marker. An order Rackbeat starts to reserve after the scan (the
 catch-up, or the orders flow running beside this one, books it) is then in neither
 ``F`` nor ``D_now``; it is in ``D0`` if the ledger had it at the marker, else in ``N``.
@@ -68,8 +71,9 @@ fell below the quantity last confirmed, less the units of orders that reached th
 ledger since that decision (its largest rowid is stored with each ledger row). They are
 held back and stay held, cycle after cycle, until orders for them reach the ledger (an
 order then explains them once: the quantity already reflects it, nothing is written) or
-:data:`HOLD_LIMIT` passes — then the drop is taken for a hand-made change in Shopify and
-undone. A search lag longer than the poll interval is covered up to that limit.
+:data:`HOLD_LIMIT` passes since units last joined the hold (a hold's start moves with its
+newest units: their order may lag as long as the first ones') — then the drop is taken for
+a hand-made change in Shopify and undone. A search lag longer than the poll interval is covered up to that limit.
 
 Crash safety of a push
 ----------------------
@@ -84,23 +88,38 @@ applies. Only then is Rackbeat scanned again.
 A re-sent batch whose compare-and-swap comes back stale (Shopify changed while the
 daemon was down) is read and decided again in the same cycle.
 
-Every ``SYNC_RECONCILE_SECONDS`` (and on the first cycle after a start) Shopify's levels
-of every matched SKU are read, and with S10 = a list every product per location, so
-hand-made drift in Shopify is corrected too (drift downwards after :data:`HOLD_LIMIT`:
-it looks like a hidden sale at first).
+Every ``SYNC_RECONCILE_SECONDS`` (and on the first cycle ever, or after S10 or
+``SYNC_STOCK_FIGURE`` changed) Shopify's levels of every matched SKU are read, and with
+S10 = a list every product per location, so hand-made drift in Shopify is corrected too
+(drift downwards after :data:`HOLD_LIMIT`: it looks like a hidden sale at first).
+
+Memory between cycles
+---------------------
+Whatever a cycle leaves for the next one is in the state DB, so that a restart changes
+nothing: the units held back and since when (in each stock ledger row), the SKUs to read
+first because their write went stale and the S10 pass's products still to read
+(``stock_pending``), when the last full reconcile began and for which settings, and the
+order ledger's rowid the last cycle looked at (``stock_state``). A restart neither
+forgets a hold nor starts a full reconcile early. Only caches stay in RAM: the Shopify
+location (asked again after a start), the Rackbeat numbers and the S15 product of the
+previous scan (after a start the SKU index's unmarked rows say which numbers are new, and
+orders parked for the shipping product get one early retry), the Rackbeat-only summary
+last stored (stored once more), and when the lag gauge began to grow (a metric of this
+process).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -117,6 +136,22 @@ from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.shutdown import Shutdown
+from daemon.stock_decision import (
+    HOLD_LIMIT,
+    Cycle,
+    Decision,
+    Demand,
+    Reading,
+    Recorded,
+    Snapshot,
+    base_watermark,
+    decide,
+    decimal_or_none,
+    effective_demand,
+    iso,
+    looks_for_sales,
+    target_quantity,
+)
 from daemon.store import Store, Transaction
 
 __all__ = [
@@ -128,6 +163,7 @@ __all__ = [
     "StockDifference",
     "StockFlow",
     "effective_demand",
+    "read_rackbeat_only",
     "target_quantity",
 ]
 
@@ -148,59 +184,28 @@ RACKBEAT_ONLY = "stock.rackbeat_only"
 RACKBEAT_ONLY_EXAMPLES = 20
 #: pushes at least this large report progress (the first sync of a large shop)
 PROGRESS_FROM = 1000
-#: How long units are held back for a Shopify sale the order ledger does not show yet.
-#: Shopify's order search lags by seconds, now and then by a minute or two; the orders
-#: flow re-reads 5 minutes behind its cursor. An order still missing after this is not a
-#: lag any more: the drop is taken for a hand-made correction in Shopify and undone.
-HOLD_LIMIT = timedelta(minutes=10)
 #: With S10 = a list, the share of the Rackbeat request budget one cycle may spend on
 #: re-reading products per location for the full reconcile (one or two requests each, and
 #: no bulk endpoint): the rest of the catalogue is re-read on the cycles after it, so a
 #: large catalogue never starves the orders and products flows of requests.
 REFRESH_BUDGET_SHARE = 0.25
-
-
-# --- pure decisions ------------------------------------------------------------------------------
-
-
-def target_quantity(figure: Decimal, demand: int, *, allow_negative: bool) -> int:
-    """The quantity Shopify should offer: whole units of ``figure − demand``, rounded down
-    (a fraction of a unit cannot be sold), and 0 instead of a negative result unless allowed."""
-    whole = int((figure - demand).to_integral_value(rounding=ROUND_FLOOR))
-    return whole if allow_negative else max(whole, 0)
-
-
-def effective_demand(
-    now: Mapping[str, int], at_marker: Mapping[str, int], new_since_marker: Mapping[str, int]
-) -> dict[str, int]:
-    """``max(now, at_marker + new_since_marker)`` per SKU (see the module docstring): the
-    unreserved demand, plus whatever may have become reserved after Rackbeat was scanned."""
-    skus = set(now) | set(at_marker) | set(new_since_marker)
-    return {sku: max(now.get(sku, 0), at_marker.get(sku, 0) + new_since_marker.get(sku, 0)) for sku in skus}
+#: ``stock_pending.pending``: read Shopify first (the SKU's write went stale)
+READ_FIRST = "read"
+#: ``stock_pending.pending``: the full reconcile's pass has still to read it per location
+REFRESH = "refresh"
 
 
 def _figure(stock: Decimal | None, available: Decimal | None, which: StockFigure) -> Decimal | None:
     return stock if which is StockFigure.IN_STOCK else available
 
 
-def _decimal(text: str) -> Decimal | None:
-    try:
-        return Decimal(text) if text else None
-    except InvalidOperation:
-        return None
-
-
-def _chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 def _location_gid(value: str) -> str:
     return value if value.startswith("gid://") else f"gid://shopify/Location/{value}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -218,81 +223,29 @@ class StockDifference:
     #: with S10 = a list, Rackbeat's figure at each listed location as read this time
     #: (empty when the stored sum was used, or with S10 = all)
     rackbeat: Mapping[str, Decimal] = field(default_factory=dict)
+    #: Shopify confirmed the target written in this run (never in a dry run; not when the
+    #: write went stale every round, was refused or interrupted, or units were held back)
+    fixed: bool = False
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A stock ledger row: the quantity Shopify confirmed and the inputs it was decided from.
+@dataclass(frozen=True, slots=True)
+class _Scanned:
+    """One SKU found in both systems, on one Shopify variant, with a Rackbeat figure."""
 
-    ``totals`` is Rackbeat's "stock/available" of the product when decided and ``updated``
-    its ``updated_at`` (to see a change in the next scan), ``figure`` the figure used (with
-    S10 = a list, the per-location sum, reused on normal cycles while totals and
-    ``updated`` stay the same), ``demand`` the unreserved demand it was decided with, and
-    ``watermark`` the order ledger's largest rowid when it was decided: orders after it
-    were sold after that decision, as far as the ledger can tell.
-
-    ``held`` is the units held back for Shopify sales the order ledger did not show yet
-    (the hold began at ``held_since``): it stays until orders for that many units reached
-    the ledger after ``watermark``, or :data:`HOLD_LIMIT` has passed.
-    """
-
-    quantity: int
-    totals: str = ""
-    figure: str = ""
-    demand: int = 0
-    updated: str = ""
-    held: int = 0
-    watermark: int = 0
-    held_since: str = ""
-
-    @classmethod
-    def from_row(cls, quantity: int, blob: str | None) -> Recorded:
-        """Read a row (``rackbeat_figure`` holds the inputs as JSON)."""
-        try:
-            inputs = json.loads(blob) if blob else {}
-        except ValueError:
-            inputs = {}
-        if not isinstance(inputs, dict):
-            inputs = {}
-        return cls(
-            quantity=int(quantity),
-            totals=str(inputs.get("totals", "")),
-            figure=str(inputs.get("figure", "")),
-            demand=int(inputs.get("demand", 0)),
-            updated=str(inputs.get("updated", "")),
-            held=int(inputs.get("held", 0)),
-            watermark=int(inputs.get("watermark", 0)),
-            held_since=str(inputs.get("held_since", "")),
-        )
-
-    def blob(self) -> str:
-        """The ``rackbeat_figure`` column."""
-        inputs: dict[str, object] = {
-            "totals": self.totals,
-            "figure": self.figure,
-            "demand": self.demand,
-            "updated": self.updated,
-            "watermark": self.watermark,
-        }
-        if self.held:
-            inputs.update(
-                held=self.held,
-                held_since=self.held_since,
-            )
-        return json.dumps(inputs)
-
-    def hold_open(self, now: datetime) -> bool:
-        """Units are held and :data:`HOLD_LIMIT` has not passed since the hold began."""
-        if not self.held:
-            return False
-        try:
-            since = datetime.fromisoformat(self.held_since.replace("Z", "+00:00"))
-        except ValueError:
-            return False  # unreadable: let the units go rather than hold them forever
-        return now - since < HOLD_LIMIT
+    sku: str
+    item_id: str
+    figure: Decimal
+    recorded: Recorded | None
+    #: Rackbeat's "stock/available" totals and ``updated_at`` ("" when not given)
+    totals: str
+    updated: str
+    #: with S10 = a list, Rackbeat's figure per listed location when read this cycle
+    locations: Mapping[str, Decimal]
+    #: read per location for the full reconcile's pass this cycle
+    refreshed: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Marker:
     """The order ledger before Rackbeat was read: its largest rowid and the unreserved demand."""
 
@@ -300,173 +253,79 @@ class _Marker:
     demand: Mapping[str, int]
 
 
-@dataclass(eq=False)
-class _Item:
-    """One SKU's decision in a cycle (compared by identity)."""
+@dataclass(frozen=True, slots=True)
+class _Orders:
+    """The order ledger as one decision sees it: the demand terms and the largest rowid
+    read before them (no later order is part of that demand)."""
+
+    watermark: int
+    now: Mapping[str, int]
+    at_marker: Mapping[str, int]
+    since_marker: Mapping[str, int] = field(default_factory=dict)
+
+    def terms(self, sku: str, extra: Mapping[str, int]) -> Demand:
+        """``sku``'s demand terms, with ``extra`` units of orders the ledger does not hold."""
+        return Demand(
+            now=self.now.get(sku, 0),
+            at_marker=self.at_marker.get(sku, 0),
+            since_marker=self.since_marker.get(sku, 0),
+            extra=extra.get(sku, 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One quantity of a stored batch: what is written, on what, and the ledger row to
+    record when Shopify confirms it (decided when the batch was stored, not when re-sent)."""
 
     sku: str
     item_id: str
-    totals: str
-    figure: Decimal
-    recorded: Recorded | None
-    #: Rackbeat's ``updated_at`` of the product as scanned ("" when not given)
-    updated: str = ""
-    #: the cycle's wall-clock time (ISO 8601): when a hold that begins now began
-    now: str = ""
-    #: the recorded hold is still within :data:`HOLD_LIMIT`
-    hold_open: bool = False
-    demand: int = 0
-    target: int = 0
-    #: the Shopify quantity the decision is based on (the ledger's, or just read)
-    believed: int | None = None
-    #: ``believed`` was read from Shopify in this cycle
-    fresh: bool = False
-    #: how far a fresh reading fell below the last confirmed quantity (0: it did not)
-    drop: int = 0
-    #: the decision is in the stock ledger (confirmed by Shopify, or nothing to write)
-    done: bool = False
-    #: units held back as hidden sales when it was recorded
-    held: int = 0
-    #: the ledger row a re-sent batch recorded when it was stored (decided then, not now)
-    preset: Recorded | None = None
-    #: (rowid, units) of this SKU's order-ledger rows after :attr:`base_watermark`
-    arrivals: Sequence[tuple[int, int]] = ()
-    #: the order ledger's largest rowid when the demand was last read
-    watermark: int = 0
-    #: with S10 = a list, Rackbeat's figure per listed location when read this cycle
-    locations: Mapping[str, Decimal] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.recorded is not None:
-            self.believed = self.recorded.quantity
-
-    @property
-    def base_watermark(self) -> int:
-        """The order ledger's rowid that hidden sales are counted from: the largest when
-        the last confirmed decision (and its hold) was made."""
-        return self.recorded.watermark if self.recorded is not None else 0
-
-    @property
-    def looks_for_sales(self) -> bool:
-        """Hidden sales are to be counted: units are held, or a fresh reading dropped."""
-        return self.hold_open or (self.fresh and self.drop > 0)
-
-    @property
-    def hidden(self) -> int:
-        """Units Shopify sold that the ledger cannot show yet: the units still held from
-        earlier cycles plus a fresh reading's drop below the last confirmed quantity, less
-        the units of orders that reached the ledger since (see the module docstring),
-        whatever Rackbeat did with them since (draft, booked, shipped)."""
-        r = self.recorded
-        if r is None:
-            return 0
-        sold = (r.held if self.hold_open else 0) + (self.drop if self.fresh else 0)
-        if sold <= 0:
-            return 0
-        base = self.base_watermark
-        explained = sum(units for rowid, units in self.arrivals if rowid > base)
-        return max(0, sold - explained)
-
-    @property
-    def goal(self) -> int:
-        """The quantity written this cycle: the target less hidden sales (not below 0 for
-        that reason)."""
-        hidden = self.hidden
-        return self.target if not hidden else max(self.target - hidden, min(self.target, 0))
-
-    @property
-    def holding(self) -> bool:
-        """The last confirmed decision held units back (open or expired: either way this
-        cycle must look, to keep or to release them)."""
-        return self.recorded is not None and self.recorded.held > 0
-
-    @property
-    def inputs_changed(self) -> bool:
-        """The figure or the units kept back (demand plus hidden sales) differ from the
-        last confirmed decision. An order that shows up for units held as a hidden sale
-        moves them from one to the other and changes nothing."""
-        r = self.recorded
-        if r is None or _decimal(r.figure) != self.figure:
-            return True
-        return r.demand + (r.held if self.hold_open else 0) != self.demand + self.hidden
-
-    @property
-    def needs_write(self) -> bool:
-        """Shopify may differ from the goal. Without a fresh reading a changed input is
-        always written (the compare-and-swap then tells whether Shopify still has what
-        the ledger says), so that a sale the ledger missed is corrected now, not hourly."""
-        if self.fresh:
-            return self.believed != self.goal
-        return self.recorded is None or self.believed != self.goal or self.inputs_changed
-
-    @property
-    def read_first(self) -> bool:
-        """Shopify should be read before this item is written: it was never written, or its
-        target does not rise. A falling target is most often the echo of a Shopify sale, which
-        Shopify shows already; a compare-and-swap write would fail and hold up its batch."""
-        if self.fresh:
-            return False
-        return self.believed is None or self.target <= self.believed
-
-    def settled(self) -> Recorded:
-        """The ledger row once Shopify holds ``believed`` for these inputs."""
-        return self.recorded_as(self.believed if self.believed is not None else self.goal)
-
-    def mark_recorded(self, recorded: Recorded) -> None:
-        """The ledger now holds ``recorded`` for this item."""
-        self.held = recorded.held
-        self.recorded, self.believed = recorded, recorded.quantity
-        self.fresh, self.drop, self.done = False, 0, True
-        self.hold_open = recorded.held > 0
-
-    def recorded_as(self, quantity: int) -> Recorded:
-        """The ledger row for ``quantity`` decided from these inputs, with the hidden sales
-        as the hold (its start kept while it goes on)."""
-        if self.preset is not None:
-            return replace(self.preset, quantity=quantity)
-        hidden = self.hidden
-        row = Recorded(
-            quantity, self.totals, str(self.figure), self.demand, self.updated, watermark=self.watermark
-        )
-        r = self.recorded
-        if not hidden or r is None:
-            return row
-        since = r.held_since if self.hold_open else self.now
-        return replace(row, held=hidden, held_since=since)
+    goal: int
+    believed: int | None
+    row: Recorded
 
     def payload(self) -> list[object]:
-        """What a stored batch keeps of the item (the ledger row to record on confirmation)."""
-        recorded = self.recorded_as(self.goal)
-        return [
-            self.sku,
-            self.item_id,
-            self.goal,
-            self.believed,
-            self.totals,
-            recorded.figure,
-            recorded.demand,
-            recorded.blob(),
-        ]
+        """What ``stock_batches.payload`` keeps of it (the layout older releases wrote too)."""
+        r = self.row
+        return [self.sku, self.item_id, self.goal, self.believed, r.totals, r.figure, r.demand, r.blob()]
 
     @classmethod
-    def from_payload(cls, raw: Sequence[object]) -> _Item:
-        """The item of a stored batch (its goal becomes the target)."""
+    def from_payload(cls, raw: Sequence[object]) -> _Entry:
+        """The entry of a stored batch."""
         sku, item_id, goal, believed, totals, figure, demand = raw[:7]
-        item = cls(
-            sku=str(sku),
-            item_id=str(item_id),
-            totals=str(totals),
-            figure=Decimal(str(figure)),
-            recorded=None,
-            demand=int(str(demand)),
-            target=int(str(goal)),
-        )
-        item.believed = None if believed is None else int(str(believed))
+        quantity = int(str(goal))
         blob = str(raw[7]) if len(raw) > 7 else None  # batches stored before holds were kept
-        item.preset = Recorded.from_row(item.target, blob) if blob else None
-        if item.preset is None:
-            item.preset = Recorded(item.target, item.totals, str(figure), item.demand)
-        return item
+        row = (
+            Recorded.from_row(quantity, blob)
+            if blob
+            else Recorded(quantity, str(totals), str(figure), int(str(demand)))
+        )
+        return cls(str(sku), str(item_id), quantity, None if believed is None else int(str(believed)), row)
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """What Shopify did with one batch (and the batches of its good rest)."""
+
+    confirmed: Sequence[_Entry] = ()
+    stale: Sequence[_Entry] = ()
+    refused: Sequence[_Entry] = ()
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """What the previous cycles left for this one (``stock_state``, ``stock_pending``)."""
+
+    reconciled_at: datetime | None = None
+    #: the settings the last full reconcile was made for (:meth:`StockFlow._fingerprint`)
+    reconciled_for: str = ""
+    #: the order ledger's rowid at the previous cycle's marker (None: no cycle yet)
+    seen_watermark: int | None = None
+    #: SKUs to read first (their write went stale)
+    reread: frozenset[str] = frozenset()
+    #: S10 = a list: products the running full reconcile has still to re-read per location
+    refresh: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -480,6 +339,8 @@ class _Outcome:
     #: SKUs still not as decided (stale rounds exhausted, refused, held back, shutdown)
     outstanding: int = 0
     differences: list[StockDifference] = field(default_factory=list)
+    #: the full reconcile's pass after this cycle (None: unchanged)
+    refresh: frozenset[str] | None = None
 
 
 _LAG_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
@@ -574,18 +435,10 @@ class StockFlow:
         self.clock = clock
         self.monotonic = monotonic
         self.log = log.bind(flow=FLOW)
+        # caches only (see "Memory between cycles" in the module docstring); the rest is in the DB
         self._location: str | None = None
-        self._reconciled_at: float | None = None
         self._known_numbers: set[str] | None = None
         self._waiting_since: float | None = None
-        #: the order ledger's rowid up to which sales have been looked at (None: since start)
-        self._seen_watermark: int | None = None
-        self._parked: set[str] = set()
-        self._refused: set[str] = set()
-        #: SKUs whose write went stale without a reading this cycle could use: read first next
-        self._reread: set[str] = set()
-        #: S10 = a list: products the running full reconcile has still to re-read per location
-        self._refresh_pending: set[str] = set()
         #: the S15 shipping product was in the latest scan, and in the one remembered before it
         self._shipping_in_scan = False
         self._shipping_seen = False
@@ -601,26 +454,26 @@ class StockFlow:
         if not self.settings.sync_stock:
             return 0
         async with self._lock:
-            started = self.monotonic()
+            started, now = self.monotonic(), self.clock()
             await self.index.current()
             location = await self.location()
             resent = await self._resend_pending(location)
-            full = self._reconcile_due()
-            outcome = await self._cycle(location, full=full, hold=True)
-            self._seen_watermark = outcome.watermark
-            if full:
-                self._reconciled_at = started
+            memory = await self._memory()
+            full = self._reconcile_due(memory, now)
+            outcome = await self._cycle(location, memory, full=full, hold=True)
             self._note_lag(started, outcome)
             async with self.store.transaction() as tx:
-                await tx.set_cursor(FLOW, _iso(self.clock()))
-            if outcome.written or outcome.outstanding or resent:
-                self.log.info(
-                    "stock cycle",
-                    pushed=outcome.written + resent,
-                    batches=outcome.batches,
-                    waiting=outcome.outstanding,
-                    full=full,
-                )
+                await tx.set_cursor(FLOW, iso(self.clock()))
+                await self._remember(tx, memory, outcome, reconciled_at=now if full else None)
+            self.log.log(
+                logging.INFO if outcome.written or outcome.outstanding or resent else logging.DEBUG,
+                "stock.cycle",
+                pushed=outcome.written + resent,
+                batches=outcome.batches,
+                waiting=outcome.outstanding,
+                full=full,
+                seconds=round(self.monotonic() - started, 3),
+            )
             return outcome.written + resent
 
     async def reconcile(
@@ -629,7 +482,7 @@ class StockFlow:
         """Read both sides in full (every Rackbeat total, Shopify's level of every SKU in the
         index as it stands: the reconcile command rebuilds the index first); return every
         SKU whose Shopify quantity differs from the target, and write the targets unless
-        ``dry_run``.
+        ``dry_run`` (:attr:`StockDifference.fixed`: Shopify confirmed the write).
 
         ``extra_demand`` (SKU → units) counts orders the ledger does not have yet, so that a
         dry run, which imports nothing, decides as the daemon would. A dry run writes to
@@ -639,11 +492,14 @@ class StockFlow:
             location = await self.location()
             if not dry_run:
                 await self._resend_pending(location)
+            memory = await self._memory()
+            now = self.clock()
             outcome = await self._cycle(
-                location, full=True, hold=False, dry_run=dry_run, extra=dict(extra_demand or {})
+                location, memory, full=True, hold=False, dry_run=dry_run, extra=dict(extra_demand or {})
             )
             if not dry_run:
-                self._reconciled_at = self.monotonic()
+                async with self.store.transaction() as tx:
+                    await self._remember(tx, memory, replace(outcome, watermark=None), reconciled_at=now)
             return outcome.differences
 
     async def location(self) -> str:
@@ -655,10 +511,23 @@ class StockFlow:
             )
         return self._location
 
-    def _reconcile_due(self) -> bool:
-        if self._reconciled_at is None:
+    def _fingerprint(self) -> str:
+        """The settings a full reconcile reads for: when they change, the ledger's figures
+        (per-location sums above all) were decided for other settings."""
+        locations = self.settings.location_numbers
+        return json.dumps(
+            {
+                "locations": None if locations is None else list(locations),
+                "figure": str(self.settings.sync_stock_figure),
+            }
+        )
+
+    def _reconcile_due(self, memory: _Memory, now: datetime) -> bool:
+        if memory.reconciled_at is None or memory.reconciled_for != self._fingerprint():
             return True
-        return self.monotonic() - self._reconciled_at >= self.settings.sync_reconcile_seconds
+        elapsed = (now - memory.reconciled_at).total_seconds()
+        # a wall clock set back is no reason to wait longer than the interval
+        return elapsed < 0 or elapsed >= self.settings.sync_reconcile_seconds
 
     def _note_lag(self, started: float, outcome: _Outcome) -> None:
         now = self.monotonic()
@@ -671,11 +540,70 @@ class StockFlow:
         self._waiting_since = None
         self._lag.set(now - origin if outcome.written else 0.0)
 
+    # --- memory between cycles ----------------------------------------------------------------------
+
+    async def _memory(self) -> _Memory:
+        store = self.store
+        row = await store.fetchone(
+            "SELECT reconciled_at, reconciled_for, seen_watermark FROM stock_state WHERE shop = ?",
+            (store.shop,),
+        )
+        pending = await store.fetchall("SELECT pending, sku FROM stock_pending WHERE shop = ?", (store.shop,))
+        reconciled_at = None
+        if row is not None and row[0]:
+            with contextlib.suppress(ValueError):
+                reconciled_at = datetime.fromisoformat(str(row[0]).replace("Z", "+00:00"))
+        return _Memory(
+            reconciled_at=reconciled_at,
+            reconciled_for=str(row[1] or "") if row is not None else "",
+            seen_watermark=int(row[2]) if row is not None and row[2] is not None else None,
+            reread=frozenset(str(sku) for kind, sku in pending if kind == READ_FIRST),
+            refresh=frozenset(str(sku) for kind, sku in pending if kind == REFRESH),
+        )
+
+    async def _remember(
+        self, tx: Transaction, memory: _Memory, outcome: _Outcome, *, reconciled_at: datetime | None
+    ) -> None:
+        """Commit what the next cycle needs of this one (``stock_state``, the pass's progress)."""
+        shop = self.store.shop
+        await tx.execute("INSERT INTO stock_state (shop) VALUES (?) ON CONFLICT (shop) DO NOTHING", (shop,))
+        if outcome.watermark is not None:
+            await tx.execute(
+                "UPDATE stock_state SET seen_watermark = ? WHERE shop = ?", (outcome.watermark, shop)
+            )
+        if reconciled_at is not None:
+            await tx.execute(
+                "UPDATE stock_state SET reconciled_at = ?, reconciled_for = ? WHERE shop = ?",
+                (reconciled_at.astimezone(UTC).isoformat(), self._fingerprint(), shop),
+            )
+        if outcome.refresh is not None:
+            await tx.executemany(
+                "DELETE FROM stock_pending WHERE shop = ? AND pending = ? AND sku = ?",
+                [(shop, REFRESH, sku) for sku in memory.refresh - outcome.refresh],
+            )
+            await tx.executemany(
+                "INSERT INTO stock_pending (shop, pending, sku) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [(shop, REFRESH, sku) for sku in outcome.refresh - memory.refresh],
+            )
+
+    async def _reread_later(self, tx: Transaction, skus: Iterable[str]) -> None:
+        await tx.executemany(
+            "INSERT INTO stock_pending (shop, pending, sku) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(self.store.shop, READ_FIRST, sku) for sku in skus],
+        )
+
+    async def _reread_done(self, tx: Transaction, skus: Iterable[str]) -> None:
+        await tx.executemany(
+            "DELETE FROM stock_pending WHERE shop = ? AND pending = ? AND sku = ?",
+            [(self.store.shop, READ_FIRST, sku) for sku in skus],
+        )
+
     # --- one pass: read, decide, write, commit -----------------------------------------------------
 
     async def _cycle(
         self,
         location: str,
+        memory: _Memory,
         *,
         full: bool,
         hold: bool,
@@ -689,64 +617,165 @@ class StockFlow:
         if not dry_run:
             await self._remember_numbers(totals, entries)
             await self._park_duplicates(entries, totals)
-        if not dry_run:
             await self._note_rackbeat_only(totals, entries)
         blocked = await self._blocked()
-        refresh = self._refresh_budget(totals, full=full, whole=not hold)
-        items = await self._items(totals, entries, await self._ledger(location), blocked, refresh=refresh)
-        await self._decide(items, (marker.demand, marker.watermark), extra)
-        sold = await self._sold_since(self._seen_watermark) if not full else set()
-        reread = set(self._reread)
-        candidates = (
-            items
-            if full
-            else [i for i in items if i.needs_write or i.holding or i.sku in sold or i.sku in reread]
+        budget, refresh = self._refresh_budget(totals, memory, full=full, whole=not hold)
+        pass_left = set(refresh)
+        cycle = Cycle(
+            now=self.clock(),
+            allow_negative=self.settings.sync_allow_negative_stock,
+            count_drops=hold,
+            full=full,
+            listed=self.settings.location_numbers is not None,
         )
+        scanned = await self._items(
+            totals, entries, await self._ledger(location), blocked, budget=budget, pass_left=pass_left
+        )
+
+        # read: what the ledger and the marker say; decide who goes further
+        sold = await self._sold_since(memory.seen_watermark) if not full else set()
+        at_marker = _Orders(marker.watermark, marker.demand, marker.demand)
+        snapshots = await self._with_arrivals(
+            [
+                self._snapshot(i, at_marker, cycle, extra, sold=i.sku in sold, reread=i.sku in memory.reread)
+                for i in scanned
+            ]
+        )
+        count = len(scanned)
+        locations = {i.sku: i.locations for i in scanned if i.locations}
+        refreshed = {i.sku for i in scanned if i.refreshed}
+        del scanned
+        candidates: list[tuple[Snapshot, Decision]] = []
+        restamps: list[tuple[Snapshot, Recorded]] = []
+        for snapshot in snapshots:  # only what goes further is kept (a catalogue can be large)
+            decision = decide(snapshot)
+            if decision.candidate:
+                candidates.append((snapshot, decision))
+            elif decision.restamp is not None:
+                restamps.append((snapshot, decision.restamp))
+        del snapshots
         if not dry_run:
-            self._reread = set()
-            chosen = {id(i) for i in candidates}
-            await self._restamp([i for i in items if not full and id(i) not in chosen], location)
+            await self._restamp(restamps, location)
+            gone = {sku for sku in memory.reread if sku not in totals or len(entries.get(sku, ())) != 1}
+            if gone:  # no longer a single item in both systems: nothing to read first
+                async with self.store.transaction() as tx:
+                    await self._reread_done(tx, gone)
+        base = _Outcome(watermark=marker.watermark, refresh=None if budget is None else frozenset(pass_left))
         if not candidates:
-            return _Outcome(watermark=marker.watermark)
+            return base
+
         # read before catching up: every sale up to the reading is then in the ledger
-        await self._read_shopify(
-            [i for i in candidates if full or i.read_first or i.sku in reread], location, hold=hold
-        )
+        readings = await self._read_shopify([s for s, d in candidates if d.read_first], location)
         if not dry_run:
             # the orders first, then decide with them: a Shopify sale that is not in the
             # ledger yet would otherwise look like stock to sell
             await self._catch_up()
-        await self._decide(candidates, await self._demand_since(marker), extra)
-        differences = [
-            StockDifference(i.sku, location, i.believed, i.target, i.locations)
-            for i in candidates
-            if i.believed != i.target
-        ]
+        chosen = len(candidates)
+        plans = await self._decide_again([s for s, _ in candidates], readings, marker, extra)
+        del candidates
+        found = [(sku, d) for sku, (_, d) in plans.items() if d.believed != d.target]
+
+        def differences(fixed: set[str]) -> list[StockDifference]:
+            return [
+                StockDifference(sku, location, d.believed, d.target, locations.get(sku, {}), sku in fixed)
+                for sku, d in found
+            ]
+
         if dry_run:
-            return _Outcome(watermark=marker.watermark, differences=differences)
-        self._refused = set()
-        pending = [i for i in candidates if i.needs_write]
+            return replace(base, differences=differences(set()))
         self.log.debug(
-            "stock decided",
-            skus=len(items),
-            candidates=len(candidates),
-            read=sum(1 for i in candidates if i.fresh),
-            to_write=len(pending),
+            "stock.decided",
+            skus=count,
+            candidates=chosen,
+            read=len(readings),
+            to_write=sum(1 for _, d in plans.values() if d.write),
             full=full,
         )
-        written, batches = await self._push(pending, location, marker, extra, hold=hold)
-        await self._settle([i for i in candidates if not i.done and not i.needs_write], location)
+        # write, commit
+        confirmed: dict[str, Decision] = {}
+        refused: set[str] = set()
+        written, batches = await self._push(
+            plans, location, marker, extra, confirmed=confirmed, refused=refused
+        )
+        settled = {sku: d for sku, (_, d) in plans.items() if sku not in confirmed and not d.write}
+        await self._settle(plans, settled, location)
+        done = confirmed | settled
         # still to do: not confirmed (stale rounds used up, shutdown), or held back
-        outstanding = [i for i in candidates if (not i.done or i.held) and i.sku not in self._refused]
-        held = [i for i in candidates if i.held]
+        held = [sku for sku, d in done.items() if d.hidden]
+        outstanding = [sku for sku in plans if (sku not in done or done[sku].hidden) and sku not in refused]
         if held:
             self.metrics.count(FLOW, "held_back", len(held))
-            self.log.info(
-                "Shopify sold units the order ledger does not show yet: held back",
-                skus=[i.sku for i in held[:20]],
-                count=len(held),
-            )
-        return _Outcome(written, batches, marker.watermark, len(outstanding), differences)
+            self.log.info("stock.held_back", skus=held[:20], count=len(held))
+        if budget is not None:
+            # a product read for the pass whose decision is not in the ledger yet is read again
+            pass_left |= {sku for sku in refreshed if sku in plans and sku not in done}
+        return replace(
+            base,
+            written=written,
+            batches=batches,
+            outstanding=len(outstanding),
+            differences=differences({sku for sku, d in confirmed.items() if d.goal == d.target}),
+            refresh=None if budget is None else frozenset(pass_left),
+        )
+
+    def _snapshot(
+        self,
+        item: _Scanned,
+        orders: _Orders,
+        cycle: Cycle,
+        extra: Mapping[str, int],
+        *,
+        sold: bool = False,
+        reread: bool = False,
+    ) -> Snapshot:
+        return Snapshot(
+            sku=item.sku,
+            item_id=item.item_id,
+            figure=item.figure,
+            recorded=item.recorded,
+            demand=orders.terms(item.sku, extra),
+            watermark=orders.watermark,
+            cycle=cycle,
+            totals=item.totals,
+            updated=item.updated,
+            sold=sold,
+            reread=reread,
+        )
+
+    async def _decide_again(
+        self,
+        snapshots: Sequence[Snapshot],
+        readings: Mapping[str, Reading],
+        marker: _Marker,
+        extra: Mapping[str, int],
+    ) -> dict[str, tuple[Snapshot, Decision]]:
+        """New snapshots of ``snapshots`` with the readings taken (by SKU) and the demand
+        after the latest catch-up, and their decisions."""
+        orders = await self._demand_since(marker)
+        fresh = await self._with_arrivals(
+            [
+                replace(
+                    s,
+                    demand=orders.terms(s.sku, extra),
+                    watermark=orders.watermark,
+                    reading=readings.get(s.sku, s.reading),
+                    arrivals=(),
+                )
+                for s in snapshots
+            ]
+        )
+        return {s.sku: (s, decide(s)) for s in fresh}
+
+    async def _with_arrivals(self, snapshots: list[Snapshot]) -> list[Snapshot]:
+        """``snapshots`` with the order-ledger rows that may explain held or dropped units."""
+        looking = [s for s in snapshots if looks_for_sales(s)]
+        if not looking:
+            return snapshots
+        arrivals: dict[str, list[tuple[int, int]]] = {}
+        for rowid, sold in await self.demand.after(min(base_watermark(s) for s in looking)):
+            for sku, units in sold.items():
+                arrivals.setdefault(sku, []).append((rowid, units))
+        return [replace(s, arrivals=tuple(arrivals.get(s.sku, ()))) for s in snapshots]
 
     # --- reading Rackbeat -----------------------------------------------------------------------------
 
@@ -763,16 +792,16 @@ class StockFlow:
             return set()
         return {sku for _, demand in await self.demand.after(watermark) for sku in demand}
 
-    async def _demand_since(self, marker: _Marker) -> tuple[dict[str, int], int]:
-        """The effective demand (module docstring) now, and the order ledger's largest
-        rowid read just before it (no later order is part of that demand)."""
+    async def _demand_since(self, marker: _Marker) -> _Orders:
+        """The demand terms now (module docstring), and the order ledger's largest rowid
+        read just before them (no later order is part of that demand)."""
         watermark = await self.demand.watermark()
         now = await self.demand.unreserved()
         new: dict[str, int] = {}
         for _, demand in await self.demand.after(marker.watermark):
             for sku, units in demand.items():
                 new[sku] = new.get(sku, 0) + units
-        return effective_demand(now, marker.demand, new), watermark
+        return _Orders(watermark, now, marker.demand, new)
 
     async def _scan(self) -> dict[str, StockTotals]:
         """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
@@ -816,12 +845,12 @@ class StockFlow:
         if new:
             woken = await self.store.wake_parked("orders", "UNKNOWN_SKU", sorted(new))
             if woken:
-                self.log.info("new Rackbeat products: parked orders retried now", orders=woken)
+                self.log.info("stock.orders_woken", reason="UNKNOWN_SKU", orders=woken)
         if self._shipping_in_scan and not self._shipping_seen:
             # orders parked because the S15 product was missing may go through now
             woken = await self.store.wake_reason("orders", "NO_SHIPPING_PRODUCT")
             if woken:
-                self.log.info("shipping product found in Rackbeat: parked orders retried now", orders=woken)
+                self.log.info("stock.orders_woken", reason="NO_SHIPPING_PRODUCT", orders=woken)
         self._shipping_seen = self._shipping_in_scan
 
     async def _note_rackbeat_only(
@@ -837,37 +866,30 @@ class StockFlow:
             await tx.set_cursor(RACKBEAT_ONLY, summary)
         self._rackbeat_only = summary
 
-    async def _restamp(self, items: Sequence[_Item], location: str) -> None:
-        """Record the scanned totals (and ``updated_at``) of SKUs that need no write although
-        these changed (goods moved at a location S10 does not list, a product edit): the
-        next cycle then reuses their per-location sum instead of reading it again. Quantity,
-        figure, demand and any hold stay as they were."""
-        listed = self.settings.location_numbers is not None
-        rows = [
-            (i.item_id, replace(i.recorded, totals=i.totals, updated=i.updated))
-            for i in items
-            if i.recorded is not None
-            and (i.recorded.totals != i.totals or (listed and i.recorded.updated != i.updated))
-        ]
-        if rows:
-            async with self.store.transaction() as tx:
-                await self._record(tx, location, rows)
-
-    def _refresh_budget(self, totals: Mapping[str, StockTotals], *, full: bool, whole: bool) -> int | None:
+    def _refresh_budget(
+        self, totals: Mapping[str, StockTotals], memory: _Memory, *, full: bool, whole: bool
+    ) -> tuple[int | None, frozenset[str]]:
         """How many products of the running full reconcile's pass to re-read per location
-        this cycle whatever their totals say (S10 = a list; ``None``: every product).
+        this cycle whatever their totals say (S10 = a list; ``None``: every product), and
+        the pass's products still to read.
 
         The reconcile command (``whole``) reads them all. The daemon's full reconcile starts
-        a pass over every product (:attr:`_refresh_pending`), and each cycle spends at most
+        a pass over every product (kept in ``stock_pending``), and each cycle spends at most
         :data:`REFRESH_BUDGET_SHARE` of a cycle's Rackbeat budget on it, until the pass is
-        done: a move between locations leaves the totals as they were.
+        done: a move between locations leaves the totals as they were. New settings (S10,
+        the figure) start a new pass at once.
         """
         if whole:
-            return None
-        if full and not self._refresh_pending and self.settings.location_numbers is not None:
-            self._refresh_pending = set(totals)
+            return None, memory.refresh
+        pending = memory.refresh
+        renewed = not pending or memory.reconciled_for != self._fingerprint()
+        if self.settings.location_numbers is None:
+            pending = frozenset()  # S10 = all: nothing to read per location
+        elif full and renewed:
+            pending = frozenset(totals)
         s = self.settings
-        return max(1, int(s.rackbeat_requests_per_minute * s.sync_poll_seconds / 60 * REFRESH_BUDGET_SHARE))
+        budget = max(1, int(s.rackbeat_requests_per_minute * s.sync_poll_seconds / 60 * REFRESH_BUDGET_SHARE))
+        return budget, pending
 
     async def _items(
         self,
@@ -876,24 +898,23 @@ class StockFlow:
         ledger: Mapping[str, Recorded],
         blocked: set[str],
         *,
-        refresh: int | None,
-    ) -> list[_Item]:
+        budget: int | None,
+        pass_left: set[str],
+    ) -> list[_Scanned]:
         """One item per SKU found in both systems, on one Shopify variant, with a figure.
 
         With S10 = a list, the per-location sum stored in the ledger is reused while the
-        product's totals and ``updated_at`` are as recorded, except for ``refresh`` products
-        of the full reconcile's pass (``None``: every product; see :meth:`_refresh_budget`)."""
+        product's totals and ``updated_at`` are as recorded, except for ``budget`` products
+        of the full reconcile's pass (``None``: every product; see :meth:`_refresh_budget`).
+        ``pass_left`` loses the products read per location, and those that are no items."""
         wanted = self.settings.location_numbers
         which = self.settings.sync_stock_figure
-        now = self.clock()
-        stamp = _iso(now)
-        items: list[_Item] = []
+        items: list[_Scanned] = []
         unknown = 0
-        pending = self._refresh_pending
         for sku, total in totals.items():
             rows = entries.get(sku)
             if not rows or len(rows) != 1 or rows[0].inventory_item_id is None or sku in blocked:
-                pending.discard(sku)
+                pass_left.discard(sku)
                 continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
             item_id = rows[0].inventory_item_id
             recorded = ledger.get(item_id)
@@ -901,36 +922,36 @@ class StockFlow:
             updated = total.updated_at.isoformat() if total.updated_at is not None else ""
             figure: Decimal | None
             locations: dict[str, Decimal] = {}
+            refreshed = False
             if wanted is None:
                 figure = _figure(total.stock_quantity, total.available_quantity, which)
             elif (
                 recorded is not None
                 and recorded.totals == key
                 and recorded.updated == updated
-                and _decimal(recorded.figure) is not None
-                and (refresh is not None and (sku not in pending or refresh <= 0))
+                and decimal_or_none(recorded.figure) is not None
+                and (budget is not None and (sku not in pass_left or budget <= 0))
             ):
                 # nothing Rackbeat shows of the product changed: most likely neither did the
                 # sum (a move between locations does not show; the reconcile's pass finds it)
-                figure = _decimal(recorded.figure)
+                figure = decimal_or_none(recorded.figure)
             elif self.shutdown.requested:
                 continue  # stopping: no more per-location reads this cycle
             else:
-                if refresh is not None and sku in pending and recorded is not None:
-                    refresh -= 1  # a read of the pass that the totals would not have asked for
-                pending.discard(sku)
+                if budget is not None and sku in pass_left:
+                    refreshed = True
+                    if recorded is not None:
+                        budget -= 1  # a read of the pass that the totals would not have asked for
+                pass_left.discard(sku)
                 read = await _location_figures(self.rackbeat, sku, wanted, which)
                 locations = read or {}
                 figure = None if read is None else sum(read.values(), Decimal(0))
             if figure is None:
                 unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
                 continue
-            hold_open = recorded is not None and recorded.hold_open(now)
-            items.append(
-                _Item(sku, item_id, key, figure, recorded, updated, stamp, hold_open, locations=locations)
-            )
+            items.append(_Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed))
         if unknown:
-            self.log.debug("SKUs without a Rackbeat figure left alone", count=unknown)
+            self.log.debug("stock.figure_unknown", count=unknown)
         return items
 
     # --- the ledgers ----------------------------------------------------------------------------------
@@ -947,7 +968,6 @@ class StockFlow:
         """SKUs Shopify refused, until their retry is due."""
         now = self.clock()
         parked = await self.store.parked(FLOW)
-        self._parked = {p.key for p in parked}
         return {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
 
     async def _park_duplicates(
@@ -967,13 +987,13 @@ class StockFlow:
                     "DUPLICATE_SKU",
                     f"SKU {sku!r} is on {n} Shopify variants; its stock is not written",
                 )
-                self.log.warning("duplicate SKU: stock not written", sku=sku, variants=n)
+                self.log.warning("stock.duplicate_sku", sku=sku, variants=n)
             for sku in resolved:
                 await tx.unpark(FLOW, sku)
-                self.log.info("duplicate SKU resolved", sku=sku)
+                self.log.info("stock.duplicate_sku_resolved", sku=sku)
 
     async def _record(self, tx: Transaction, location: str, rows: Iterable[tuple[str, Recorded]]) -> None:
-        now = _iso(self.clock())
+        now = iso(self.clock())
         await tx.executemany(
             "INSERT INTO stock_ledger (shop, inventory_item_id, location_id, quantity, rackbeat_figure, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shop, inventory_item_id, location_id) DO UPDATE SET "
@@ -981,44 +1001,30 @@ class StockFlow:
             [(self.store.shop, item, location, r.quantity, r.blob(), now) for item, r in rows],
         )
 
-    async def _settle(self, items: Sequence[_Item], location: str) -> None:
-        """Record what Shopify has for items that need no write (it was read and is as
-        decided, or held back), so that the next cycle compares against it."""
-        changed = [(i, i.settled()) for i in items if i.believed is not None and i.recorded != i.settled()]
-        if changed:
+    async def _restamp(self, rows: Sequence[tuple[Snapshot, Recorded]], location: str) -> None:
+        """Record the scanned totals (and ``updated_at``) of SKUs that need no write although
+        these changed (goods moved at a location S10 does not list, a product edit): the
+        next cycle then reuses their per-location sum instead of reading it again. Quantity,
+        figure, demand and any hold stay as they were."""
+        if rows:
             async with self.store.transaction() as tx:
-                await self._record(tx, location, [(i.item_id, r) for i, r in changed])
-        for item, recorded in changed:
-            item.mark_recorded(recorded)
-        for item in items:
-            item.done = True
-            item.held = item.recorded.held if item.recorded is not None else 0
+                await self._record(tx, location, [(s.item_id, row) for s, row in rows])
+
+    async def _settle(
+        self, plans: Mapping[str, tuple[Snapshot, Decision]], settled: Mapping[str, Decision], location: str
+    ) -> None:
+        """Record what Shopify has for SKUs that need no write (it was read and is as
+        decided, or held back), so that the next cycle compares against it."""
+        rows = [(plans[sku][0].item_id, d.settled) for sku, d in settled.items() if d.settled is not None]
+        reread = [
+            sku for sku, (s, _) in plans.items() if sku in settled and (s.reread or s.reading is not None)
+        ]
+        if rows or reread:
+            async with self.store.transaction() as tx:
+                await self._record(tx, location, rows)
+                await self._reread_done(tx, reread)
 
     # --- deciding ---------------------------------------------------------------------------------------
-
-    async def _decide(
-        self,
-        items: Sequence[_Item],
-        demand: tuple[Mapping[str, int], int],
-        extra: Mapping[str, int],
-    ) -> None:
-        """Set each item's demand and target from ``demand`` (the demand by SKU and the
-        order ledger's largest rowid read before it), and what the order ledger holds that
-        was sold since each one's last decision (to count hidden sales)."""
-        allow = self.settings.sync_allow_negative_stock
-        by_sku, watermark = demand
-        looking = [i for i in items if i.looks_for_sales]
-        arrivals: dict[str, list[tuple[int, int]]] = {}
-        if looking:
-            since = min(i.base_watermark for i in looking)
-            for rowid, sold in await self.demand.after(since):
-                for sku, units in sold.items():
-                    arrivals.setdefault(sku, []).append((rowid, units))
-        for item in items:
-            item.demand = by_sku.get(item.sku, 0) + extra.get(item.sku, 0)
-            item.target = target_quantity(item.figure, item.demand, allow_negative=allow)
-            item.watermark = watermark
-            item.arrivals = arrivals.get(item.sku, ())
 
     async def _catch_up(self) -> None:
         """Have the orders flow put recent Shopify orders into the ledger first (through
@@ -1029,29 +1035,29 @@ class StockFlow:
                 "error): stock is not pushed until they are, so that no sold unit is offered again"
             )
 
-    async def _read_shopify(self, items: Sequence[_Item], location: str, *, hold: bool) -> None:
-        """Base these items' decisions on what Shopify has now."""
-        if not items:
-            return
-        levels = await self.shopify.inventory_levels([i.item_id for i in items], location)
-        for item in items:
-            level = levels.get(item.item_id)
-            item.believed, item.fresh, item.drop = level, True, 0
-            if hold and level is not None and item.recorded is not None:
-                item.drop = max(0, item.recorded.quantity - level)
+    async def _read_shopify(self, snapshots: Sequence[Snapshot], location: str) -> dict[str, Reading]:
+        """What Shopify has now of these SKUs, by SKU."""
+        if not snapshots:
+            return {}
+        levels = await self.shopify.inventory_levels([s.item_id for s in snapshots], location)
+        return {s.sku: Reading(levels.get(s.item_id)) for s in snapshots}
 
     # --- writing -------------------------------------------------------------------------------------------
 
     async def _push(
         self,
-        pending: Sequence[_Item],
+        plans: dict[str, tuple[Snapshot, Decision]],
         location: str,
         marker: _Marker,
         extra: Mapping[str, int],
         *,
-        hold: bool,
+        confirmed: dict[str, Decision],
+        refused: set[str],
     ) -> tuple[int, int]:
-        """Write ``pending``; decide stale ones again. Returns (quantities written, batches)."""
+        """Write what ``plans`` say to write; decide stale ones again on new snapshots (which
+        replace theirs in ``plans``). Fills ``confirmed`` (SKU → the decision Shopify
+        confirmed) and ``refused``; returns (quantities written, batches)."""
+        pending = [sku for sku, (_, d) in plans.items() if d.write]
         written = batches = 0
         progress = (
             Progress("stock push", len(pending), shop=self.store.shop)
@@ -1059,15 +1065,19 @@ class StockFlow:
             else None
         )
         for round_ in range(MAX_STALE_ROUNDS):
-            stale: list[_Item] = []
-            for batch in _chunks(pending, MAX_INPUT_ITEMS):
+            stale: list[str] = []
+            for chunk in _chunks(pending, MAX_INPUT_ITEMS):
                 if self.shutdown.requested:
                     return written, batches
-                done, sent, stale_here = await self._send(batch, location)
-                written, batches = written + done, batches + sent
-                stale.extend(stale_here)
+                entries = [_entry(*plans[sku]) for sku in chunk]
+                delivery = await self._send(entries, location)
+                written += len(delivery.confirmed)
+                batches += delivery.calls
+                confirmed.update((e.sku, plans[e.sku][1]) for e in delivery.confirmed)
+                refused.update(e.sku for e in delivery.refused)
+                stale.extend(e.sku for e in delivery.stale)
                 if progress is not None:
-                    progress.advance(len(batch))
+                    progress.advance(len(chunk))
             if progress is not None:
                 progress.finish()
                 progress = None
@@ -1075,23 +1085,23 @@ class StockFlow:
                 return written, batches
             self.metrics.count(FLOW, "stale_retries", len(stale))
             if round_ == MAX_STALE_ROUNDS - 1:
-                # no reading now that this cycle could not use: the next cycle reads them first
-                self._reread.update(i.sku for i in stale)
-                self.log.info("stock still changing in Shopify; the rest next cycle", skus=len(stale))
+                # no reading now that this cycle could use: the next cycle reads them first
+                # (marked in the DB when their batch came back stale)
+                self.log.info("stock.stale_left", skus=len(stale))
                 return written, batches
-            self.log.info("Shopify stock changed under the push: deciding again", skus=len(stale))
+            self.log.info("stock.stale", skus=len(stale))
             # Shopify changed under us (most likely a sale): read first, then take the new
             # orders in, then decide again
-            await self._read_shopify(stale, location, hold=hold)
+            readings = await self._read_shopify([plans[sku][0] for sku in stale], location)
             await self._catch_up()
-            await self._decide(stale, await self._demand_since(marker), extra)
-            pending = [i for i in stale if i.needs_write]
+            plans.update(await self._decide_again([plans[sku][0] for sku in stale], readings, marker, extra))
+            pending = [sku for sku in stale if plans[sku][1].write]
             if not pending:
                 return written, batches
         return written, batches
 
-    async def _send(self, batch: Sequence[_Item], location: str) -> tuple[int, int, list[_Item]]:
-        """Store the batch with a new key, send it; return (written, calls, stale items)."""
+    async def _send(self, batch: Sequence[_Entry], location: str) -> _Delivery:
+        """Store the batch with a new key, send it, commit the outcome."""
         key = str(uuid.uuid4())
         async with self.store.transaction() as tx:
             await tx.execute(
@@ -1100,61 +1110,61 @@ class StockFlow:
                     self.store.shop,
                     key,
                     location,
-                    json.dumps([i.payload() for i in batch]),
-                    _iso(self.clock()),
+                    json.dumps([e.payload() for e in batch]),
+                    iso(self.clock()),
                 ),
             )
         return await self._deliver(key, location, batch)
 
-    async def _deliver(self, key: str, location: str, batch: Sequence[_Item]) -> tuple[int, int, list[_Item]]:
-        """Send a stored batch and commit its outcome; return (written, calls, stale items)."""
-        quantities = [StockQuantity(i.item_id, location, i.goal, i.believed) for i in batch]
+    async def _deliver(self, key: str, location: str, batch: Sequence[_Entry]) -> _Delivery:
+        """Send a stored batch and commit its outcome (a good rest is sent as a new batch)."""
+        quantities = [StockQuantity(e.item_id, location, e.goal, e.believed) for e in batch]
         result = await self.shopify.set_available(
             quantities, key=key, reference_uri=REFERENCE_URI.format(key=key), reason="correction"
         )
         if result.ok:
-            confirmed = [(i, i.recorded_as(i.goal)) for i in batch]
+            parked = {p.key for p in await self.store.parked(FLOW)}
             async with self.store.transaction() as tx:
-                await self._record(tx, location, [(i.item_id, r) for i, r in confirmed])
-                for item, _ in confirmed:
-                    if item.sku in self._parked:
-                        await tx.unpark(FLOW, item.sku)
+                await self._record(tx, location, [(e.item_id, e.row) for e in batch])
+                for entry in batch:
+                    if entry.sku in parked:
+                        await tx.unpark(FLOW, entry.sku)
+                await self._reread_done(tx, [e.sku for e in batch])
                 await tx.execute(
                     "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
                 )
-            for item, recorded in confirmed:
-                item.mark_recorded(recorded)
             self.metrics.count(FLOW, "quantities_pushed", len(batch))
             self.metrics.count(FLOW, "batches")
-            self.log.debug("stock batch confirmed", quantities=len(batch), key=key)
-            return len(batch), 1, []
-        # all or nothing: Shopify applied none of it. Stale items are decided again by the
-        # caller, refused ones parked, the rest re-sent as a new batch with a new key.
+            self.log.debug("stock.pushed", quantities=len(batch), key=key)
+            return _Delivery(confirmed=batch, calls=1)
+        # all or nothing: Shopify applied none of it. Stale entries are read first (this
+        # cycle, or the next if it ends first), refused ones parked, the rest re-sent as a
+        # new batch with a new key.
         stale_ids = result.stale_item_ids
         by_item = result.errors_by_item()
-        refused = [i for i in batch if i.item_id in by_item and i.item_id not in stale_ids]
+        refused = [e for e in batch if e.item_id in by_item and e.item_id not in stale_ids]
+        stale = [e for e in batch if e.item_id in stale_ids]
         async with self.store.transaction() as tx:
             await tx.execute(
                 "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
             )
-            for item in refused:
-                detail = "; ".join(f"{e.code}: {e.message}" for e in by_item[item.item_id])
+            await self._reread_later(tx, [e.sku for e in stale])
+            for entry in refused:
+                detail = "; ".join(f"{e.code}: {e.message}" for e in by_item[entry.item_id])
                 await tx.park(
-                    FLOW, item.sku, "REJECTED", f"SKU {item.sku!r}: Shopify refused the quantity: {detail}"
+                    FLOW, entry.sku, "REJECTED", f"SKU {entry.sku!r}: Shopify refused the quantity: {detail}"
                 )
-        for item in refused:
-            self._refused.add(item.sku)
+        for entry in refused:
             self.metrics.count(FLOW, "parked_rejected")
-            self.log.warning("Shopify refused a quantity; SKU parked", sku=item.sku)
+            self.log.warning("stock.refused", sku=entry.sku)
         if result.general_errors:
             detail = "; ".join(f"{e.code}: {e.message}" for e in result.general_errors)
             raise FatalError(f"Shopify refused a stock batch as a whole: {detail}")
-        stale = [i for i in batch if i.item_id in stale_ids]
-        good = [i for i in batch if i.item_id not in by_item]
+        good = [e for e in batch if e.item_id not in by_item]
         if not good:
-            return 0, 1, stale
-        written, calls, more_stale = await self._send(good, location)
-        return written, calls + 1, stale + more_stale
+            return _Delivery(stale=stale, refused=refused, calls=1)
+        rest = await self._send(good, location)
+        return _Delivery(rest.confirmed, [*stale, *rest.stale], [*refused, *rest.refused], rest.calls + 1)
 
     async def _resend_pending(self, location: str) -> int:
         """Re-send, with their keys, batches a crash left between storing and confirming."""
@@ -1162,8 +1172,6 @@ class StockFlow:
             "SELECT batch_key, location_id, payload FROM stock_batches WHERE shop = ? ORDER BY created_at, batch_key",
             (self.store.shop,),
         )
-        if rows:
-            self._parked = {p.key for p in await self.store.parked(FLOW)}
         written = 0
         for key, batch_location, payload in rows:
             if batch_location != location:
@@ -1172,19 +1180,19 @@ class StockFlow:
                     await tx.execute(
                         "DELETE FROM stock_batches WHERE shop = ? AND batch_key = ?", (self.store.shop, key)
                     )
-                self.log.warning(
-                    "dropped a stock batch for a location no longer configured", location=batch_location
-                )
+                self.log.warning("stock.batch_dropped", location=batch_location)
                 continue
-            batch = [_Item.from_payload(raw) for raw in json.loads(payload)]
-            self.log.info(
-                "re-sending a stock batch left by an interrupted push", quantities=len(batch), key=key
-            )
-            done, _calls, stale = await self._deliver(str(key), location, batch)
-            written += done
-            if stale:
+            batch = [_Entry.from_payload(raw) for raw in json.loads(payload)]
+            self.log.info("stock.batch_resent", quantities=len(batch), key=key)
+            delivery = await self._deliver(str(key), location, batch)
+            written += len(delivery.confirmed)
+            if delivery.stale:
                 # Shopify changed since the batch was stored: this cycle reads and decides
                 # these SKUs again instead of trusting the ledger's quantity
-                self._reread.update(i.sku for i in stale)
-                self.log.info("re-sent stock batch was stale: deciding again", skus=len(stale))
+                self.log.info("stock.batch_resent_stale", skus=len(delivery.stale))
         return written
+
+
+def _entry(snapshot: Snapshot, decision: Decision) -> _Entry:
+    """The batch entry that writes ``decision``."""
+    return _Entry(snapshot.sku, snapshot.item_id, decision.goal, decision.believed, decision.written)
