@@ -8,6 +8,11 @@ Built in full on the first start (every variant, paged, with progress) and then 
 current from products updated since the ``index`` cursor (minus an overlap: Shopify's
 search index lags). A full rebuild (:meth:`SkuIndex.build`) also drops variants that no
 longer exist; ``reconcile`` runs one.
+
+State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
+committed, and applying a record again is harmless.
+Here: each page's variants and the cursor commit together, and re-reading a variant
+writes the same row again.
 """
 
 from __future__ import annotations

@@ -282,7 +282,8 @@ class Runner:
             started = time.monotonic()
             applied = 0
             with anyio.CancelScope() as scope:
-                token = current_cycle.set(RunningCycle(state, scope))
+                cycle = RunningCycle(state, scope)
+                token = current_cycle.set(cycle)
                 try:
                     applied = await flow.run_once()
                 except SyncError as exc:
@@ -298,7 +299,7 @@ class Runner:
             if scope.cancelled_caught:
                 bound.info("flow.cycle", outcome="stopped", duration_s=round(time.monotonic() - started, 3))
                 break
-            self._canonical_line(state, bound, applied, time.monotonic() - started)
+            self._canonical_line(state, bound, applied, time.monotonic() - started, cycle.counts)
             await self._persist(state)
             schedule.end(succeeded=state.failures == 0)
             self._cycle_done.set()
@@ -324,16 +325,23 @@ class Runner:
             tg.cancel_scope.cancel()
 
     def _canonical_line(
-        self, state: FlowState, bound: structlog.stdlib.BoundLogger, applied: int, seconds: float
+        self,
+        state: FlowState,
+        bound: structlog.stdlib.BoundLogger,
+        applied: int,
+        seconds: float,
+        counts: Mapping[str, int | bool],
     ) -> None:
-        """One ``flow.cycle`` line per cycle with its outcome, duration and counts: at info
-        when the cycle applied something or failed, at debug when it found nothing to do
-        (a quiet shop's journal stays quiet)."""
+        """One ``flow.cycle`` line per cycle with its outcome, duration, counts and the
+        flow's own figures (:func:`daemon.shutdown.note_cycle`): at info when the cycle
+        applied something, has a figure to show or failed, at debug when it found nothing
+        to do (a quiet shop's journal stays quiet)."""
         fields: dict[str, object] = {"outcome": "ok" if state.failures == 0 else "failed"}
-        fields.update(duration_s=round(seconds, 3), applied=applied, parked=state.parked)
+        fields.update(duration_s=round(seconds, 3), applied=applied, parked=state.parked, **counts)
         if state.failures:
             fields.update(kind=state.last_error_kind, failures=state.failures)
-        (bound.info if applied or state.failures else bound.debug)("flow.cycle", **fields)
+        busy = any(v for v in counts.values() if not isinstance(v, bool))
+        (bound.info if applied or busy or state.failures else bound.debug)("flow.cycle", **fields)
 
     async def _persist(self, state: FlowState) -> None:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -36,10 +36,20 @@ class RunningCycle:
 
     state: RetryMarks
     scope: anyio.CancelScope
+    #: what the flow said of this cycle (:func:`note_cycle`), for the runner's ``flow.cycle`` line
+    counts: dict[str, int | bool] = field(default_factory=dict)
 
 
 #: the cycle the current task runs (None outside the runner's flow loops)
 current_cycle: ContextVar[RunningCycle | None] = ContextVar("current_cycle", default=None)
+
+
+def note_cycle(**counts: int | bool) -> None:
+    """Add a flow's own figures (``pushed=12, waiting=0, full=True``) to the one
+    ``flow.cycle`` line the runner writes for the cycle now running; nothing outside one."""
+    cycle = current_cycle.get()
+    if cycle is not None:
+        cycle.counts.update(counts)
 
 
 class Shutdown:

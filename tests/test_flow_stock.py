@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from graphql import GraphQLSchema
@@ -24,7 +25,7 @@ from daemon.demand import OrderDemand
 from daemon.flows.stock import HOLD_LIMIT, StockFlow, effective_demand, target_quantity
 from daemon.index import SkuIndex
 from daemon.metrics import PREFIX
-from daemon.runner import InlineCycles
+from daemon.runner import InlineCycles, Runner
 from daemon.store import Transaction
 from tests.harness import World, make_world, orders_flow
 
@@ -1006,19 +1007,42 @@ async def test_an_order_imported_before_a_restart_still_makes_its_sku_checked_af
 async def test_each_cycle_logs_one_line_under_a_stable_key_with_its_counts(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
+    """The runner's one ``flow.cycle`` line carries the stock flow's own figures."""
     async with catalogue(tmp_path, shopify_schema, 3, sync_orders=False) as w:
         flow = stock_flow(w)
-        with capture_logs() as logs:
-            await flow.run_once()
+        cycles_left = 2
+
+        async def one_poll_later(seconds: float) -> None:
             w.tick(60)
-            await flow.run_once()
+            await anyio.lowlevel.checkpoint()
+
+        class TwoCycles:
+            name = flow.name
+
+            async def run_once(self) -> int:
+                nonlocal cycles_left
+                cycles_left -= 1
+                if not cycles_left:
+                    w.shutdown.request()
+                return await flow.run_once()
+
+        runner = Runner(
+            [TwoCycles()],
+            store=w.store,
+            metrics=w.metrics,
+            poll_seconds=60,
+            shutdown=w.shutdown,
+            sleep_until_stop=one_poll_later,
+        )
+        with capture_logs() as logs, anyio.fail_after(20):
+            await runner.run()
         cycles = [
-            (e["log_level"], e["pushed"], e["waiting"], e["full"])
-            for e in logs
-            if e["event"] == "stock.cycle"
+            (e["log_level"], e["pushed"], e["waiting"], e["full"]) for e in logs if e["event"] == "flow.cycle"
         ]
         assert cycles == [("info", 3, 0, True), ("debug", 0, 0, False)]  # a quiet cycle logs at debug
-        assert all(str(e["event"]).startswith("stock.") for e in logs if e.get("flow") == "stock")
+        events = {str(e["event"]) for e in logs if e.get("flow") == "stock"}
+        assert "flow.cycle" in events
+        assert all(event.startswith(("stock.", "flow.")) for event in events), events
 
 
 async def test_a_restart_with_other_locations_reads_every_product_again(

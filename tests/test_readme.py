@@ -151,3 +151,35 @@ def test_the_two_commands_exist_and_ci_runs_the_test_command() -> None:
     for target in commands:
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+STATE_INVARIANT = (
+    "a cursor never passes a record whose outcome is not committed, and applying a record again is harmless."
+)
+
+
+def test_the_state_invariant_is_stated_the_same_way_everywhere_it_is_kept() -> None:
+    """README, the store and every module that moves a cursor say the one invariant in the
+    same words (the crash tests of each flow are what hold them to it)."""
+
+    def plain(text: str) -> str:
+        return " ".join(text.replace("*", "").split())
+
+    modules = [
+        "daemon.store",
+        "daemon.index",
+        "daemon.flows.orders",
+        "daemon.flows.products",
+        "daemon.flows.stock",
+    ]
+    for name in modules:
+        doc = importlib.import_module(name).__doc__ or ""
+        assert STATE_INVARIANT in plain(doc), name
+    assert STATE_INVARIANT in plain(README)
+    # every module that advances a cursor is one of them
+    movers = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "daemon").rglob("*.py")
+        if "set_cursor(" in path.read_text() and "sim" not in path.parts
+    }
+    assert movers <= {*modules, "daemon.store"}, movers - set(modules)

@@ -44,6 +44,11 @@ then it is parked (REPEATED_FAILURE) and the others go on.
 
 Several shops may feed one Rackbeat account, each with its own ``#1001``: an order is
 only adopted when :func:`is_our_order` says it is this shop's.
+
+State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
+committed, and applying a record again is harmless.
+Here: each step's outcome is in the order ledger before the next step, the cursor moves
+after its page, and a ledger row (or an adopted Rackbeat order) makes a repeat a no-op.
 """
 
 from __future__ import annotations

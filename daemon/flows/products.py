@@ -81,6 +81,11 @@ variant without SKU) parks that product with its reason, keyed by SKU (by varian
 NO_SKU, by product id for an unreadable Shopify product, MALFORMED); the others go on.
 Parked products are retried with backoff, and at once when the record changes; they are
 unparked once they sync, or read fine again. Retriable and fatal errors propagate before the cursor moves.
+
+State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
+committed, and applying a record again is harmless.
+Here: the SKU index's hashes and the product intents hold each record's outcome; the
+cursors move after their page, and an echo or a repeat writes nothing.
 """
 
 from __future__ import annotations

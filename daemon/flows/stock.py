@@ -106,13 +106,17 @@ previous scan (after a start the SKU index's unmarked rows say which numbers are
 orders parked for the shipping product get one early retry), the Rackbeat-only summary
 last stored (stored once more), and when the lag gauge began to grow (a metric of this
 process).
+
+State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
+committed, and applying a record again is harmless.
+Here: the stock ledger records only quantities Shopify confirmed, a batch is stored before
+it is sent and re-sent with its key, and a compare-and-swap makes a repeat harmless.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 import uuid
 import weakref
@@ -135,7 +139,7 @@ from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
-from daemon.shutdown import Shutdown
+from daemon.shutdown import Shutdown, note_cycle
 from daemon.stock_decision import (
     HOLD_LIMIT,
     Cycle,
@@ -465,14 +469,12 @@ class StockFlow:
             async with self.store.transaction() as tx:
                 await tx.set_cursor(FLOW, iso(self.clock()))
                 await self._remember(tx, memory, outcome, reconciled_at=now if full else None)
-            self.log.log(
-                logging.INFO if outcome.written or outcome.outstanding or resent else logging.DEBUG,
-                "stock.cycle",
+            # the runner's flow.cycle line carries them
+            note_cycle(
                 pushed=outcome.written + resent,
                 batches=outcome.batches,
                 waiting=outcome.outstanding,
                 full=full,
-                seconds=round(self.monotonic() - started, 3),
             )
             return outcome.written + resent
 
