@@ -16,11 +16,36 @@ from typing import Any
 
 import anyio
 import httpx
+from pydantic import SecretStr
+
+from daemon.config import IsolatedSettings, Settings
+from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
+from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN
 
 #: (benchmark, figure, value, unit / notes)
 Row = tuple[str, str, float | int | str, str]
 RunFunction = Callable[[int | None], Awaitable[list[Row]]]
 HEADER: Row = ("benchmark", "figure", "value", "unit / notes")
+
+
+def bench_settings(db: Path, **overrides: Any) -> Settings:
+    """The daemon's defaults, pointed at the simulators (``overrides`` by field name)."""
+    return IsolatedSettings.of(
+        {
+            "rackbeat_api_url": "http://rackbeat.sim/api",
+            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
+            "rackbeat_contact_email": "bench@example.com",
+            "shopify_shop": "bench.myshopify.com",
+            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
+            "shopify_admin_url": "http://shopify.sim/admin",
+            "sync_db": db,
+            "sync_payment_terms": "1",
+            "sync_customer_group": "1",
+            "sync_employee": "1",
+            "sync_poll_seconds": 60,
+            **overrides,
+        }
+    )
 
 
 def peak_rss_mib() -> float:

@@ -15,19 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from bench import Row, run_alone
+from bench import Row, bench_settings, run_alone
 from daemon.app import build_flows
-from daemon.config import IsolatedSettings
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
 from daemon.services import Services
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
-from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator, SimClock
+from daemon.sim.shopify import ShopifySimulator, SimClock
 from daemon.store import Store
 
 
@@ -54,22 +51,7 @@ async def measure(skus: int = 1000) -> dict[str, Any]:
         return await sim.handle(request)
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = IsolatedSettings.of(
-            {
-                "rackbeat_api_url": "http://rackbeat.sim/api",
-                "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
-                "rackbeat_contact_email": "bench@example.com",
-                "rackbeat_requests_per_minute": 10_000,
-                "shopify_shop": "bench.myshopify.com",
-                "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
-                "shopify_admin_url": "http://shopify.sim/admin",
-                "sync_db": Path(tmp) / "sync.db",
-                "sync_payment_terms": "1",
-                "sync_customer_group": "1",
-                "sync_employee": "1",
-                "sync_poll_seconds": 60,
-            }
-        )
+        settings = bench_settings(Path(tmp) / "sync.db", rackbeat_requests_per_minute=10_000)
         store = await Store.open(settings.sync_db, settings.shop)
         try:
             async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:

@@ -20,13 +20,12 @@ from typing import Any
 
 import httpx
 
-from bench import Row, current_rss_mb, peak_rss_mb, reset_peak_rss, run_alone
+from bench import Row, bench_settings, current_rss_mb, peak_rss_mb, reset_peak_rss, run_alone
 from bench.stock import (
     BUCKET_POINTS,
     RESTORE_PER_SECOND,
     BenchClock,
     Transport,
-    bench_settings,
     fast_handles,
 )
 from daemon.index import SkuIndex

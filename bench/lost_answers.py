@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from bench import Row, run_alone
-from daemon.config import IsolatedSettings
+from bench import Row, bench_settings, run_alone
 from daemon.errors import RetriableError
 from daemon.flows.orders import OrdersFlow
 from daemon.metrics import Metrics
@@ -30,9 +28,8 @@ from daemon.rackbeat import RackbeatClient
 from daemon.retry import backoff_delay
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
-from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator, SimClock
+from daemon.sim.shopify import ShopifySimulator, SimClock
 from daemon.store import Store
 
 #: the poll interval, and the base of the runner's backoff after a failed cycle (15–30 s first)
@@ -75,21 +72,8 @@ async def measure(orders: int = 40) -> dict[str, Any]:
         return response
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = IsolatedSettings.of(
-            {
-                "rackbeat_api_url": "http://rackbeat.sim/api",
-                "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
-                "rackbeat_contact_email": "bench@example.com",
-                "rackbeat_requests_per_minute": 10_000,
-                "shopify_shop": "bench.myshopify.com",
-                "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
-                "shopify_admin_url": "http://shopify.sim/admin",
-                "sync_db": Path(tmp) / "sync.db",
-                "sync_payment_terms": "1",
-                "sync_customer_group": "1",
-                "sync_employee": "1",
-                "sync_poll_seconds": POLL_SECONDS,
-            }
+        settings = bench_settings(
+            Path(tmp) / "sync.db", rackbeat_requests_per_minute=10_000, sync_poll_seconds=POLL_SECONDS
         )
         store = await Store.open(settings.sync_db, settings.shop)
         try:

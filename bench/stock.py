@@ -42,10 +42,9 @@ from typing import Any
 
 import anyio
 import httpx
-from pydantic import SecretStr
 
-from bench import Row, peak_rss_mb, reset_peak_rss, run_alone
-from daemon.config import IsolatedSettings, Settings
+from bench import Row, bench_settings, peak_rss_mb, reset_peak_rss, run_alone
+from daemon.config import Settings
 from daemon.demand import OrderDemand
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.stock import StockFlow
@@ -56,9 +55,8 @@ from daemon.runner import InlineCycles
 from daemon.shopify import ShopifyClient
 from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.shutdown import Shutdown
-from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
+from daemon.sim.shopify import ShopifySimulator
 from daemon.store import Store
 
 #: the Shopify simulator's plan: Standard
@@ -175,25 +173,6 @@ class Rig:
             "simulator_seconds": self.transport.simulator_seconds - inside,
             "clock_seconds": self.clock.monotonic() - before,
         }
-
-
-def bench_settings(db: Path) -> Settings:
-    """The daemon's defaults, pointed at the simulators."""
-    return IsolatedSettings.of(
-        {
-            "rackbeat_api_url": "http://rackbeat.sim/api",
-            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
-            "rackbeat_contact_email": "bench@example.com",
-            "shopify_shop": "bench.myshopify.com",
-            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
-            "shopify_admin_url": "http://shopify.sim/admin",
-            "sync_db": db,
-            "sync_payment_terms": "1",
-            "sync_customer_group": "1",
-            "sync_employee": "1",
-            "sync_poll_seconds": 60,
-        }
-    )
 
 
 async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, Any]:
