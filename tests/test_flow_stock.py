@@ -25,7 +25,7 @@ from daemon.demand import OrderDemand
 from daemon.flows.stock import HOLD_LIMIT, StockFlow, effective_demand, target_quantity
 from daemon.index import SkuIndex
 from daemon.metrics import PREFIX
-from daemon.runner import InlineCycles, Runner
+from daemon.runner import CycleRequests, InlineCycles, Runner
 from daemon.store import Transaction
 from tests.harness import World, make_world, orders_flow
 
@@ -34,7 +34,10 @@ pytestmark = pytest.mark.anyio
 CatchUp = Callable[[], Awaitable[object]]
 
 
-def stock_flow(w: World, catch_up: CatchUp | None = None) -> StockFlow:
+def stock_flow(
+    w: World, catch_up: CatchUp | None = None, *, cycles: CycleRequests | None = None
+) -> StockFlow:
+    """The stock flow on ``w``; an orders catch-up runs ``catch_up`` inline, or asks ``cycles``."""
     return StockFlow(
         w.settings,
         w.store,
@@ -44,7 +47,7 @@ def stock_flow(w: World, catch_up: CatchUp | None = None) -> StockFlow:
         metrics=w.metrics,
         shutdown=w.shutdown,
         demand=OrderDemand(w.store),
-        cycles=None if catch_up is None else InlineCycles({"orders": catch_up}),
+        cycles=cycles if catch_up is None else InlineCycles({"orders": catch_up}),
         clock=w.clock.now,
         monotonic=w.clock.monotonic,
     )
@@ -70,6 +73,25 @@ async def catalogue(
             w.rackbeat.add_product(sku, stock=stock)
         w.rackbeat.add_product("frakt", name="Frakt")
         w.tick(60)
+        yield w
+
+
+@asynccontextmanager
+async def six_at_location_1_on_a_small_budget(tmp_path: Path, schema: GraphQLSchema) -> AsyncIterator[World]:
+    """6 products with 5 units each at the listed location 1 (S10 = "1"), at 8 Rackbeat
+    requests a minute and 60 s polls: a quarter of a cycle's budget is 2 products."""
+    async with catalogue(
+        tmp_path,
+        schema,
+        6,
+        stock=0,
+        sync_locations="1",
+        sync_orders=False,
+        rackbeat_requests_per_minute=8,
+        sync_poll_seconds=60,
+    ) as w:
+        for i in range(6):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
         yield w
 
 
@@ -508,19 +530,7 @@ async def test_a_move_to_an_unlisted_location_is_caught_by_the_full_reconcile(
 async def test_the_full_reconcile_spends_a_bounded_share_of_the_rackbeat_budget_per_cycle(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
-    # 8 requests a minute and 60 s polls: a quarter of a cycle's budget is 2 products
-    async with catalogue(
-        tmp_path,
-        shopify_schema,
-        6,
-        stock=0,
-        sync_locations="1",
-        sync_orders=False,
-        rackbeat_requests_per_minute=8,
-        sync_poll_seconds=60,
-    ) as w:
-        for i in range(6):
-            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+    async with six_at_location_1_on_a_small_budget(tmp_path, shopify_schema) as w:
         flow = stock_flow(w)
         await flow.run_once()  # first cycle: every product is new, so each is read per location
         for i in range(6):  # 4 units of each moved to the unlisted location 2: totals stay 5/5
@@ -954,19 +964,7 @@ async def test_a_sku_whose_write_went_stale_is_read_first_after_a_restart(
 async def test_the_full_reconciles_location_pass_goes_on_after_a_restart(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
-    # 8 requests a minute and 60 s polls: a quarter of a cycle's budget is 2 products
-    async with catalogue(
-        tmp_path,
-        shopify_schema,
-        6,
-        stock=0,
-        sync_locations="1",
-        sync_orders=False,
-        rackbeat_requests_per_minute=8,
-        sync_poll_seconds=60,
-    ) as w:
-        for i in range(6):
-            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+    async with six_at_location_1_on_a_small_budget(tmp_path, shopify_schema) as w:
         await stock_flow(w).run_once()
         for i in range(6):  # 4 units of each moved to the unlisted location 2: totals stay 5/5
             w.rackbeat.adjust_stock(f"SKU-{i:04}", -4, "1")

@@ -10,15 +10,13 @@ import pytest
 from graphql import GraphQLSchema
 from structlog.testing import capture_logs
 
-from daemon.demand import OrderDemand
 from daemon.errors import TransportError, WaitingError
-from daemon.flows.stock import StockFlow
-from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.runner import FlowSchedules, Runner
 from daemon.shutdown import Shutdown
 from daemon.store import Store
 from tests.harness import make_world
+from tests.test_flow_stock import stock_flow
 
 pytestmark = pytest.mark.anyio
 
@@ -133,19 +131,7 @@ async def test_stock_waits_instead_of_pushing_when_the_orders_catch_up_failed(
         w.shopify_sim.add_product("Mug", [{"sku": "MUG-1", "price": "10.00"}])
         w.rackbeat.add_product("MUG-1", stock=10)
         w.tick(60)
-        flow = StockFlow(
-            w.settings,
-            w.store,
-            w.shopify,
-            w.rackbeat_client,
-            index=SkuIndex(w.store, w.shopify, clock=w.clock.now),
-            metrics=w.metrics,
-            shutdown=w.shutdown,
-            demand=OrderDemand(w.store),
-            cycles=Refused(),
-            clock=w.clock.now,
-            monotonic=w.clock.monotonic,
-        )
+        flow = stock_flow(w, cycles=Refused())
         with pytest.raises(WaitingError, match="orders flow is failing"):
             await flow.run_once()
         assert w.shopify_sim.requests["SetStock"] == 0
