@@ -809,7 +809,9 @@ class _Live:
         while time.monotonic() < deadline and not self.stopped.is_set():
             await self.observe()
             t = truth(self.world)
-            if t.ok and self.snapshot.parked >= len(t.unknown_sku):
+            # a draft is in Rackbeat before the daemon has finished (and counted) that order
+            done = self.snapshot.event("orders", "imported") >= t.once
+            if t.ok and done and self.snapshot.parked >= len(t.unknown_sku):
                 break
             await anyio.sleep(min(0.25, options.poll_seconds / 4))
         await self.observe()  # the figures as they are now, for the final summary
