@@ -20,7 +20,7 @@ from typing import TextIO
 import anyio
 
 from daemon import __version__
-from daemon.config import Settings, load_settings, load_state_settings
+from daemon.config import Account, load_account, load_state_account
 from daemon.errors import AuthError, ConfigError, FatalError, RetriableError
 from daemon.logs import configure_logging, scrub
 
@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     parked = sub.add_parser("parked", help="list parked records with reason and advice")
     parked.add_argument("--json", action="store_true", help="machine-readable output")
     retry = sub.add_parser("retry", help="retry parked records now")
+    for command in (check, status, parked, retry):
+        _shop_option(command)
     target = retry.add_mutually_exclusive_group(required=True)
     target.add_argument("key", nargs="?", help="the parked record's key (see `parked`)")
     target.add_argument("--all", action="store_true", help="every parked record")
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--dry-run", action="store_true", help="report only; write nothing to either API")
     reconcile.add_argument("--json", action="store_true", help="machine-readable output")
     reconcile.add_argument("--days", type=float, default=7.0, help="orders window in days (default 7)")
+    _shop_option(reconcile)
     demo = sub.add_parser(
         "demo",
         help="the daemon against built-in simulators of both APIs, with a live summary",
@@ -91,18 +94,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: commands that only read (or mark) the state DB: they need SYNC_DB and SHOPIFY_SHOP only
+def _shop_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--shop",
+        metavar="ALIAS",
+        default=None,
+        help="only this shop (an alias of SHOPS, or its domain); default all",
+    )
+
+
+#: commands that only read (or mark) the state DB: they need SYNC_DB and each SHOPIFY_SHOP only
 DB_ONLY = frozenset({"status", "parked", "retry"})
 
 
-def _load(command: str) -> Settings:
-    """The settings ``command`` needs; ConfigError with one line per problem."""
+def _load(command: str) -> Account:
+    """The settings ``command`` needs, of every shop; ConfigError with one line per problem."""
     if command not in DB_ONLY:
-        return load_settings()
-    return load_state_settings()
+        return load_account()
+    return load_state_account()
 
 
-def _settings(command: str, out: TextIO) -> Settings | None:
+def _settings(command: str, out: TextIO) -> Account | None:
     try:
         return _load(command)
     except ConfigError as exc:
@@ -127,15 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except KeyboardInterrupt:
             return EX_OK
-    settings = _settings(args.command, err)
-    if settings is None:
+    account = _settings(args.command, err)
+    if account is None:
         return EX_CONFIG
     if args.command != "run":
         # log lines on stderr: stdout carries the command's answer (JSON with --json);
         # `run` configures its own logging (stdout, the journal's)
-        configure_logging(settings.log_level, settings.log_format, stream=err)
+        configure_logging(account.settings.log_level, account.settings.log_format, stream=err)
     try:
-        return anyio.run(_dispatch, args, settings)
+        return anyio.run(_dispatch, args, account)
     except KeyboardInterrupt:
         return EX_OK
     except ConfigError as exc:
@@ -152,24 +164,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_UNAVAILABLE
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+async def _dispatch(args: argparse.Namespace, account: Account) -> int:
     from daemon import app  # noqa: PLC0415  # keeps `check --offline` and --help light
 
     out = sys.stdout
     command: str = args.command
     if command == "run":
-        await app.run_daemon(settings)
+        await app.run_daemon(account)
         return EX_OK
+    shops = account.select(args.shop)
     if command == "check":
-        return await app.check(settings, offline=args.offline, out=out)
+        return await app.check(account, offline=args.offline, out=out, shops=shops)
     if command == "status":
-        return await app.status(settings, as_json=args.json, out=out)
+        return await app.status(account, as_json=args.json, out=out, shops=shops)
     if command == "parked":
-        return await app.list_parked(settings, as_json=args.json, out=out)
+        return await app.list_parked(account, as_json=args.json, out=out, shops=shops)
     if command == "reconcile":
-        return await app.reconcile(settings, dry_run=args.dry_run, as_json=args.json, days=args.days, out=out)
+        return await app.reconcile(
+            account, dry_run=args.dry_run, as_json=args.json, days=args.days, out=out, shops=shops
+        )
     if command == "retry":
-        return await app.retry(settings, key=args.key, out=out)
+        return await app.retry(account, key=args.key, out=out, shops=shops)
     print(f"unknown command {command}", file=sys.stderr)
     return EX_USAGE
 

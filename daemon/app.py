@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -18,8 +18,7 @@ import httpx
 import structlog
 
 from daemon import __version__, sdnotify
-from daemon.config import Settings
-from daemon.demand import OrderDemand
+from daemon.config import Account, Settings, Shop
 from daemon.errors import ConfigError, NotFoundError, SyncError
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
@@ -31,8 +30,18 @@ from daemon.rackbeat import RackbeatClient
 from daemon.reasons import advice_for
 from daemon.reconcile import print_report
 from daemon.reconcile import reconcile as compare
-from daemon.runner import CycleRequests, Flow, FlowSchedules, InlineCycles, Runner, handle_signals
-from daemon.services import Services, open_services, register_secrets
+from daemon.runner import (
+    CycleRequests,
+    Flow,
+    FlowSchedules,
+    InlineCycles,
+    Runner,
+    ShopFlows,
+    flow_key,
+    handle_signals,
+)
+from daemon.services import AccountServices, Services, open_account, register_secrets
+from daemon.shared import KeyedLocks, StockReads
 from daemon.shutdown import Shutdown
 from daemon.store import Store
 from daemon.webserver import serve
@@ -42,17 +51,27 @@ log = structlog.get_logger("daemon.app")
 FLOW_NAMES = ("orders", "stock", "products")
 
 
-def build_flows(services: Services, shutdown: Shutdown, requests: CycleRequests | None = None) -> list[Flow]:
-    """The flows the settings switch on, sharing one SKU index.
+def build_flows(
+    services: Services,
+    shutdown: Shutdown,
+    requests: CycleRequests | None = None,
+    *,
+    reads: StockReads | None = None,
+    customers: KeyedLocks | None = None,
+    catch_up: Sequence[str] = ("orders",),
+) -> list[Flow]:
+    """One shop's flows, as its settings switch them on, sharing one SKU index.
 
     ``requests`` is how the stock flow asks for an orders cycle: the runner's
     :class:`FlowSchedules` in the daemon; without a runner (benches) the orders cycle
-    runs inline.
+    runs inline. ``reads``, ``customers`` and ``catch_up`` (the orders flows whose
+    demand the shop's stock subtracts, its own first) are what the account's shops share
+    (:func:`build_account_flows`).
     """
     s = services.settings
     common = (s, services.store, services.shopify, services.rackbeat)
     index = SkuIndex(services.store, services.shopify, min_interval=s.sync_poll_seconds / 2)
-    orders = OrdersFlow(*common, metrics=services.metrics, shutdown=shutdown)
+    orders = OrdersFlow(*common, metrics=services.metrics, shutdown=shutdown, customers=customers)
     flows: list[Flow] = []
     if s.sync_orders:
         flows.append(orders)
@@ -65,8 +84,10 @@ def build_flows(services: Services, shutdown: Shutdown, requests: CycleRequests 
                 index=index,
                 metrics=services.metrics,
                 shutdown=shutdown,
-                demand=OrderDemand(services.store),
+                demand=services.demand,
                 cycles=requests,
+                reads=reads,
+                catch_up=catch_up,
             )
         )
     # always on: with S13 = disabled it writes nothing but keeps the SKU index current
@@ -74,26 +95,56 @@ def build_flows(services: Services, shutdown: Shutdown, requests: CycleRequests 
     return flows
 
 
+#: how long the first shop's stock cycle waits for the others' before the shared scan starts
+GATHER_SECONDS = 10.0
+
+
+def build_account_flows(
+    opened: AccountServices, shutdown: Shutdown, requests: CycleRequests | None = None
+) -> list[ShopFlows]:
+    """Every shop's flows (:func:`build_flows`), sharing one stock scan per cycle, the
+    customer lock, and each other's orders catch-up where their S10 locations meet."""
+    several = opened.account.several
+    poll = opened.account.settings.sync_poll_seconds
+    stocked = sum(1 for shop in opened.shops if shop.settings.sync_stock)
+    reads = StockReads(opened.rackbeat, shops=stocked, gather=min(poll / 2, GATHER_SECONDS))
+    customers = KeyedLocks()
+    groups: list[ShopFlows] = []
+    for shop in opened.shops:
+        catch_up = [
+            flow_key(other.alias, "orders", several=several)
+            for key in shop.demand_shops
+            for other in opened.shops
+            if other.store.shop == key and (other is shop or other.settings.sync_orders)
+        ]
+        flows = build_flows(shop, shutdown, requests, reads=reads, customers=customers, catch_up=catch_up)
+        groups.append(ShopFlows(shop.alias, shop.store, flows))
+    return groups
+
+
 async def run_daemon(
-    settings: Settings,
+    settings: Settings | Account,
     *,
     shutdown: Shutdown | None = None,
     http: httpx.AsyncClient | None = None,
     configure_logs: bool = True,
     on_ready: Callable[[Runner, int], None] | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``shutdown``): the ``run`` command."""
+    """Run every shop's flows until SIGTERM/SIGINT (or ``shutdown``): the ``run`` command."""
+    account = settings if isinstance(settings, Account) else Account.single(settings)
+    first = account.settings
     if configure_logs:
-        configure_logging(settings.log_level, settings.log_format, cache=True)
-    register_secrets(settings)
-    structlog.contextvars.bind_contextvars(shop=settings.shop)
+        configure_logging(first.log_level, first.log_format, cache=True)
+    register_secrets(account)
+    if not account.several:
+        structlog.contextvars.bind_contextvars(shop=first.shop)
     shutdown = shutdown or Shutdown()
     try:
         async with anyio.create_task_group() as signals:
             # first of all: a SIGTERM while the DB opens or the listener binds is a clean stop
             await signals.start(handle_signals, shutdown)
             try:
-                await _serve(settings, shutdown, http, on_ready)
+                await _serve(account, shutdown, http, on_ready)
             finally:
                 signals.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -123,25 +174,25 @@ def _sole_error(group: BaseExceptionGroup[BaseException]) -> SyncError | None:
 
 
 async def _serve(
-    settings: Settings,
+    account: Account,
     shutdown: Shutdown,
     http: httpx.AsyncClient | None,
     on_ready: Callable[[Runner, int], None] | None,
 ) -> None:
     """Open the services, bind the health listener, run the flows until ``shutdown``."""
-    async with open_services(settings, http, shutdown=shutdown) as services:
+    settings = account.settings
+    async with open_account(account, http, shutdown=shutdown) as opened:
         schedules = FlowSchedules()
         runner = Runner(
-            build_flows(services, shutdown, schedules),
-            store=services.store,
-            metrics=services.metrics,
+            shops=build_account_flows(opened, shutdown, schedules),
+            metrics=opened.metrics,
             poll_seconds=settings.sync_poll_seconds,
             shutdown=shutdown,
             requests=schedules,
         )
         if shutdown.requested:
             return  # stopped while starting: no listener, no READY=1
-        health = HealthApp(runner, services.store, services.metrics, __version__)
+        health = HealthApp(runner, opened.store, opened.metrics, __version__)
         host, port = settings.health_address
         async with anyio.create_task_group() as tg:
             try:
@@ -153,7 +204,8 @@ async def _serve(
                 version=__version__,
                 health=f"http://{host}:{bound}/healthz",
                 db=str(settings.sync_db),
-                flows=[f.name for f in runner.flows],
+                shops=[shop.alias for shop in account.shops],
+                flows=list(runner.states),
             )
             sdnotify.notify("READY=1", f"STATUS=started; health on {host}:{bound}")
             if on_ready is not None:
@@ -172,23 +224,39 @@ def _summary(settings: Settings) -> dict[str, Any]:
     return data
 
 
-async def check(settings: Settings, *, offline: bool, out: TextIO) -> int:
-    """``check``: settings valid; online also authenticate and verify configured numbers."""
-    print(f"configuration OK for {settings.shop}", file=out)
+async def check(
+    settings: Settings | Account, *, offline: bool, out: TextIO, shops: Sequence[Shop] | None = None
+) -> int:
+    """``check``: settings valid; online also authenticate and verify configured numbers,
+    for every shop (``shops``: those of ``--shop``)."""
+    account = _account(settings)
+    chosen = account.shops if shops is None else shops
+    for shop in chosen:
+        print(f"configuration OK for {_shop_name(account, shop)}", file=out)
     if offline:
         return 0
-    register_secrets(settings)
+    register_secrets(account)
     problems: list[str] = []
-    async with open_services(settings) as services:
-        location = await services.shopify.primary_location_id()
-        print(f"Shopify: authenticated; primary location {location}", file=out)
-        if settings.shopify_location_id:
-            ids = {loc["id"] for loc in await services.shopify.locations()}
-            if settings.shopify_location_id not in ids:
-                problems.append(
-                    f"SHOPIFY_LOCATION_ID: {settings.shopify_location_id} is not a location of the shop"
-                )
-        problems.extend(await verify_rackbeat_numbers(settings, services.rackbeat))
+    async with open_account(account) as opened:
+        for services in opened.shops:
+            if services.alias not in {shop.alias for shop in chosen}:
+                continue
+            prefix = f"shop {services.alias}: " if account.several else ""
+            try:
+                location = await services.shopify.primary_location_id()
+            except SyncError as exc:
+                if not account.several:
+                    raise
+                raise type(exc)(f"{prefix}{exc}") from None
+            print(f"{prefix}Shopify: authenticated; primary location {location}", file=out)
+            s = services.settings
+            if s.shopify_location_id:
+                ids = {loc["id"] for loc in await services.shopify.locations()}
+                if s.shopify_location_id not in ids:
+                    problems.append(
+                        f"{prefix}SHOPIFY_LOCATION_ID: {s.shopify_location_id} is not a location of the shop"
+                    )
+            problems.extend(prefix + line for line in await verify_rackbeat_numbers(s, opened.rackbeat))
         print("Rackbeat: authenticated", file=out)
     for line in problems:
         print(f"  {line}", file=out)
@@ -197,6 +265,14 @@ async def check(settings: Settings, *, offline: bool, out: TextIO) -> int:
         return 78
     print("all configured numbers exist", file=out)
     return 0
+
+
+def _account(settings: Settings | Account) -> Account:
+    return settings if isinstance(settings, Account) else Account.single(settings)
+
+
+def _shop_name(account: Account, shop: Shop) -> str:
+    return f"{shop.alias} ({shop.settings.shop})" if account.several else shop.settings.shop
 
 
 async def verify_rackbeat_numbers(settings: Settings, rackbeat: RackbeatClient) -> list[str]:
@@ -249,18 +325,49 @@ async def _open_existing(settings: Settings, out: TextIO) -> Store | None:
     return await Store.open(settings.sync_db, settings.shop)
 
 
-async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
-    """``status``: cursors, lag, last errors and parked counts from the state DB."""
-    store = await _open_existing(settings, out)
+async def _each_shop(
+    settings: Settings | Account, shops: Sequence[Shop] | None, out: TextIO
+) -> AsyncIterator[tuple[Shop, Store]] | None:
+    """Every chosen shop with its view of the state DB (None when there is no DB yet)."""
+    account = _account(settings)
+    store = await _open_existing(account.settings, out)
     if store is None:
+        return None
+
+    async def each() -> AsyncIterator[tuple[Shop, Store]]:
+        try:
+            for shop in account.shops if shops is None else shops:
+                yield shop, store.for_shop(shop.settings.shop)
+        finally:
+            await store.close()
+
+    return each()
+
+
+async def status(
+    settings: Settings | Account, *, as_json: bool, out: TextIO, shops: Sequence[Shop] | None = None
+) -> int:
+    """``status``: cursors, lag, last errors and parked counts from the state DB, per shop."""
+    account = _account(settings)
+    each = await _each_shop(account, shops, out)
+    if each is None:
         return 1
-    try:
-        flows = await store.flows(FLOW_NAMES)
-        parked = await store.parked_counts()
-        counts = await store.counts()
-        attention = await _attention(store)
-    finally:
-        await store.close()
+    docs: list[dict[str, Any]] = []
+    async for shop, store in each:
+        doc = await _status_document(shop, store)
+        docs.append(doc)
+        if not as_json:
+            _print_status(doc, account, shop, out)
+    if as_json:
+        print(json.dumps(docs[0] if not account.several else {"shops": docs}, indent=2), file=out)
+    return 0
+
+
+async def _status_document(shop: Shop, store: Store) -> dict[str, Any]:
+    flows = await store.flows(FLOW_NAMES)
+    parked = await store.parked_counts()
+    counts = await store.counts()
+    attention = await _attention(store)
     rows: list[dict[str, Any]] = [
         {
             "flow": f.flow,
@@ -273,42 +380,46 @@ async def status(settings: Settings, *, as_json: bool, out: TextIO) -> int:
         }
         for f in flows
     ]
-    doc = {
-        "shop": settings.shop,
-        "db": str(settings.sync_db),
+    return {
+        "shop": shop.settings.shop,
+        "alias": shop.alias,
+        "db": str(shop.settings.sync_db),
         "flows": rows,
         "counts": dict(counts),
         **attention,
     }
-    if as_json:
-        print(json.dumps(doc, indent=2), file=out)
-        return 0
-    print(f"shop {settings.shop}  (state {settings.sync_db})", file=out)
-    for f, row in zip(flows, rows, strict=True):
-        line = f"  {f.flow:<9} last success {_ago(f.last_success):<10} parked {row['parked']:<4} cursor {f.cursor or '-'}"
+
+
+def _print_status(doc: Mapping[str, Any], account: Account, shop: Shop, out: TextIO) -> None:
+    print(f"shop {_shop_name(account, shop)}  (state {doc['db']})", file=out)
+    for row in doc["flows"]:
+        success = datetime.fromisoformat(row["last_success"]) if row["last_success"] else None
+        line = (
+            f"  {row['flow']:<9} last success {_ago(success):<10} parked {row['parked']:<4} "
+            f"cursor {row['cursor'] or '-'}"
+        )
         print(line, file=out)
         if row["last_error"]:
             print(f"            last error: {row['last_error']}", file=out)
-    print("  " + "  ".join(f"{k}={v}" for k, v in counts.items()), file=out)
-    changed = attention["orders_changed_after_import"]
+    print("  " + "  ".join(f"{k}={v}" for k, v in doc["counts"].items()), file=out)
+    changed = doc["orders_changed_after_import"]
     if changed:
         print(
             f"  orders changed in Shopify after import ({len(changed)}; Rackbeat left as it was):", file=out
         )
         for row in changed[:20]:
             print(f"    {row['order']} (Rackbeat {row['rackbeat_order']}): {row['change']}", file=out)
-    if attention["duplicate_skus"]:
-        dupes = ", ".join(f"{k} ×{v}" for k, v in list(attention["duplicate_skus"].items())[:20])
+    if doc["duplicate_skus"]:
+        dupes = ", ".join(f"{k} ×{v}" for k, v in list(doc["duplicate_skus"].items())[:20])
         print(f"  SKUs on several Shopify variants (not synced): {dupes}", file=out)
-    only = attention["skus_only_in_shopify"]
+    only = doc["skus_only_in_shopify"]
     if only:
         print(f"  SKUs only in Shopify ({len(only)}): {', '.join(only[:20])}", file=out)
-    rackbeat_only = attention["skus_only_in_rackbeat"]
+    rackbeat_only = doc["skus_only_in_rackbeat"]
     if rackbeat_only["count"]:
         examples = ", ".join(rackbeat_only["examples"][:10])
         more = ", …" if rackbeat_only["count"] > 10 else ""
         print(f"  SKUs only in Rackbeat ({rackbeat_only['count']}): {examples}{more}", file=out)
-    return 0
 
 
 async def _attention(store: Store) -> dict[str, Any]:
@@ -340,27 +451,43 @@ async def _attention(store: Store) -> dict[str, Any]:
     }
 
 
-async def reconcile(settings: Settings, *, dry_run: bool, as_json: bool, days: float, out: TextIO) -> int:
-    """``reconcile``: compare both sides in full; fix what the daemon owns unless ``dry_run``."""
-    register_secrets(settings)
-    async with open_services(settings) as services:
-        report = await compare(services, dry_run=dry_run, window=timedelta(days=days))
-    print_report(report, out, as_json=as_json)
+async def reconcile(
+    settings: Settings | Account,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    days: float,
+    out: TextIO,
+    shops: Sequence[Shop] | None = None,
+) -> int:
+    """``reconcile``: compare both sides in full; fix what the daemon owns unless ``dry_run``;
+    shop by shop."""
+    account = _account(settings)
+    register_secrets(account)
+    chosen = {shop.alias for shop in (account.shops if shops is None else shops)}
+    async with open_account(account) as opened:
+        for services in opened.shops:
+            if services.alias in chosen:
+                if account.several and not as_json:
+                    print(f"shop {services.alias} ({services.settings.shop})", file=out)
+                report = await compare(services, dry_run=dry_run, window=timedelta(days=days))
+                print_report(report, out, as_json=as_json)
     return 0
 
 
-async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:
+async def list_parked(
+    settings: Settings | Account, *, as_json: bool, out: TextIO, shops: Sequence[Shop] | None = None
+) -> int:
     """``parked``: every parked record with its reason and what to do about it."""
-    store = await _open_existing(settings, out)
-    if store is None:
+    account = _account(settings)
+    each = await _each_shop(account, shops, out)
+    if each is None:
         return 1
-    try:
-        records = await store.parked()
-    finally:
-        await store.close()
+    records = [(shop, r) async for shop, store in each for r in await store.parked()]
     if as_json:
         rows = [
             {
+                **({"shop": shop.alias} if account.several else {}),
                 "flow": r.flow,
                 "key": r.key,
                 "reason": r.reason,
@@ -371,7 +498,7 @@ async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:
                 "meaning": advice_for(r.reason).meaning,
                 "advice": advice_for(r.reason).fix,
             }
-            for r in records
+            for shop, r in records
         ]
         print(json.dumps(rows, indent=2), file=out)
         return 0
@@ -379,24 +506,28 @@ async def list_parked(settings: Settings, *, as_json: bool, out: TextIO) -> int:
         print("nothing parked", file=out)
         return 0
     now = datetime.now(UTC)
-    for r in records:
+    for shop, r in records:
         advice = advice_for(r.reason)
         due = "due now" if r.next_attempt <= now else f"next try {r.next_attempt:%Y-%m-%d %H:%M}Z"
-        print(f"{r.flow}/{r.key}  {r.reason} ({advice.meaning})  attempts {r.attempts}, {due}", file=out)
+        where = f"{shop.alias}:" if account.several else ""
+        print(
+            f"{where}{r.flow}/{r.key}  {r.reason} ({advice.meaning})  attempts {r.attempts}, {due}", file=out
+        )
         print(f"    {r.detail}", file=out)
         print(f"    fix: {advice.fix}", file=out)
     return 0
 
 
-async def retry(settings: Settings, *, key: str | None, out: TextIO) -> int:
+async def retry(
+    settings: Settings | Account, *, key: str | None, out: TextIO, shops: Sequence[Shop] | None = None
+) -> int:
     """``retry KEY|--all``: make parked records due now (the running daemon picks them up)."""
-    store = await _open_existing(settings, out)
-    if store is None:
+    each = await _each_shop(settings, shops, out)
+    if each is None:
         return 1
-    try:
-        changed = await store.retry_parked(key)
-    finally:
-        await store.close()
+    changed = 0
+    async for _, store in each:
+        changed += await store.retry_parked(key)
     if key is not None and changed == 0:
         print(f"no parked record with key {key!r} (see `rackbeat-shopify parked`)", file=out)
         return 1

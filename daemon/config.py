@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -443,6 +445,220 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
 
 
+# --- several shops on one Rackbeat account ----------------------------------------------------
+
+#: settings of the Rackbeat account and of the process: set once, never per shop
+ACCOUNT_VARIABLES = frozenset(
+    {
+        "rackbeat_api_url",
+        "rackbeat_api_token",
+        "rackbeat_contact_name",
+        "rackbeat_contact_email",
+        "rackbeat_requests_per_minute",
+        "sync_db",
+        "sync_poll_seconds",
+        "health_listen",
+        "log_level",
+        "log_format",
+    }
+)
+_ALIAS_RE = re.compile(r"^[a-z0-9_]+$")
+_PREFIXED_RE = re.compile(r"^SHOP_([A-Z0-9_]+?)__([A-Z0-9_]+)$")
+
+
+def default_alias(domain: str) -> str:
+    """The alias of the one shop of a daemon without ``SHOPS``: the shop's handle."""
+    return re.sub(r"[^a-z0-9_]", "_", domain.split(".", maxsplit=1)[0].lower()) or "shop"
+
+
+def shop_variable(alias: str, variable: str) -> str:
+    """The per-shop name of ``variable`` (``SHOP_EU__SHOPIFY_SHOP``)."""
+    return f"SHOP_{alias.upper()}__{variable.upper()}"
+
+
+@dataclass(frozen=True)
+class Shop:
+    """One Shopify shop of the account: its alias (``SHOPS``; the ``shop`` label of health and
+    metrics, ``--shop``) and its settings (the account-scoped ones are the same in every shop)."""
+
+    alias: str
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Account:
+    """Every shop one process serves, on one Rackbeat account (``SHOPS``; one shop without it)."""
+
+    shops: tuple[Shop, ...]
+
+    @classmethod
+    def single(cls, settings: Settings, alias: str | None = None) -> Account:
+        """The account of one shop (``alias`` defaults to the shop's handle)."""
+        return cls((Shop(alias or default_alias(settings.shop), settings),))
+
+    @property
+    def settings(self) -> Settings:
+        """The account-scoped settings (Rackbeat, state DB, poll interval, health, logs)."""
+        return self.shops[0].settings
+
+    @property
+    def several(self) -> bool:
+        """More than one shop: flow names in health and logs carry the alias."""
+        return len(self.shops) > 1
+
+    def select(self, alias: str | None) -> tuple[Shop, ...]:
+        """The shops ``--shop`` names (alias or domain); every shop for None."""
+        if alias is None:
+            return self.shops
+        found = tuple(s for s in self.shops if alias.strip().lower() in (s.alias, s.settings.shop))
+        if not found:
+            known = ", ".join(s.alias for s in self.shops)
+            raise ConfigError(f"--shop {alias}: no such shop; the shops are: {known}")
+        return found
+
+
+def check_account(shops: Iterable[Shop]) -> list[str]:
+    """Settings that make no sense across the shops of one account, one line each."""
+    shops = list(shops)
+    problems: list[str] = []
+    owners: dict[str, str] = {}
+    for shop in shops:
+        owner = owners.setdefault(shop.settings.shop, shop.alias)
+        if owner != shop.alias:
+            problems.append(
+                f"{shop_variable(shop.alias, 'shopify_shop')}: {shop.settings.shop} is shop {owner} already; "
+                "list each shop once"
+            )
+    if len(shops) < 2:
+        return problems
+    masters = [s.alias for s in shops if s.settings.sync_product_priority is ProductPriority.SHOPIFY]
+    if len(masters) > 1:
+        problems.append(
+            f"SYNC_PRODUCT_PRIORITY: shopify on shops {', '.join(masters)}: two masters for one Rackbeat "
+            "catalogue; let one shop create products at most (rackbeat or disabled on the others)"
+        )
+    numbered = [
+        s.alias
+        for s in shops
+        if s.settings.sync_orders and s.settings.sync_order_number is OrderNumbering.SHOPIFY
+    ]
+    if numbered:
+        problems.append(
+            f"SYNC_ORDER_NUMBER: shopify on shop(s) {', '.join(numbered)}: with several shops their order "
+            "numbers clash in Rackbeat (the guide's warning for S2); use rackbeat"
+        )
+    return problems
+
+
+def _raw(name: str) -> str | None:
+    """``name`` from the environment, else from ``.env`` (the same order as the settings)."""
+    value = os.environ.get(name)
+    if value is None and Path(".env").is_file():
+        value = dotenv_values(".env").get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _aliases() -> list[str] | None:
+    """``SHOPS`` as a list of aliases (None when not set)."""
+    raw = _raw("SHOPS")
+    if raw is None:
+        return None
+    aliases = [a.strip().lower() for a in raw.split(",")]
+    bad = [a for a in aliases if not _ALIAS_RE.match(a)]
+    if bad:
+        raise ConfigError(
+            f"SHOPS: {', '.join(repr(a) for a in bad)} is not an alias; aliases are lower-case letters, "
+            "digits and _ separated by commas, like SHOPS=eu,se"
+        )
+    twice = sorted({a for a in aliases if aliases.count(a) > 1})
+    if twice:
+        raise ConfigError(f"SHOPS: {', '.join(twice)} listed twice")
+    return aliases
+
+
+def _prefixed(aliases: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``SHOP_<ALIAS>__<VARIABLE>`` values by alias (field name → value), from the environment,
+    ``.env`` and ``$CREDENTIALS_DIRECTORY`` (``<alias>_<variable>``) in that order; and the
+    problems (an alias not in ``SHOPS``, no such setting, an account-scoped one)."""
+    found: dict[str, dict[str, Any]] = {a: {} for a in aliases}
+    problems: list[str] = []
+    fields = Settings.model_fields
+
+    def take(name: str, value: Any) -> None:
+        match = _PREFIXED_RE.match(name.upper())
+        if match is None:
+            return
+        alias, field = match.group(1).lower(), match.group(2).lower()
+        variable = shop_variable(alias, field)
+        if alias not in found:
+            listed = ", ".join(aliases) if aliases else "not set"
+            problems.append(f"{variable}: shop {alias!r} is not in SHOPS ({listed})")
+        elif field not in fields:
+            problems.append(f"{variable}: {field.upper()} is not a setting (see .env.example)")
+        elif field in ACCOUNT_VARIABLES:
+            problems.append(
+                f"{variable}: {field.upper()} belongs to the Rackbeat account and the process, not to one "
+                f"shop; set {field.upper()} once"
+            )
+        elif value is not None and str(value).strip():
+            found[alias].setdefault(field, str(value).strip())
+
+    for name, value in os.environ.items():
+        take(name, value)
+    if Path(".env").is_file():
+        for name, dotenv_value in dotenv_values(".env").items():
+            take(name, dotenv_value)
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        for alias in aliases:
+            for field in fields:
+                for candidate in (f"{alias}_{field}", shop_variable(alias, field)):
+                    path = Path(directory) / candidate
+                    if field not in ACCOUNT_VARIABLES and path.is_file():
+                        take(shop_variable(alias, field), path.read_text(encoding="utf-8"))
+    return found, problems
+
+
+def _for_shop(alias: str, given: Mapping[str, Any], lines: Iterable[str]) -> list[str]:
+    """Problem lines of one shop's settings, naming the shop and, where it was given per shop,
+    the per-shop variable."""
+    named: list[str] = []
+    for line in lines:
+        variable, sep, rest = line.partition(":")
+        if sep and variable.lower() in given:
+            named.append(f"{shop_variable(alias, variable)}:{rest}")
+        else:
+            named.append(f"shop {alias}: {line}")
+    return named
+
+
+def _load_account(build: Any, *, check: bool = True) -> Account:
+    aliases = _aliases()
+    prefixed, problems = _prefixed(aliases or [])
+    if aliases is None:
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return Account.single(build({}))
+    shops: list[Shop] = []
+    for alias in aliases:
+        try:
+            shops.append(Shop(alias, build(prefixed[alias])))
+        except ConfigError as exc:
+            problems.extend(_for_shop(alias, prefixed[alias], str(exc).splitlines()))
+    if not problems and check:
+        problems = check_account(shops)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return Account(tuple(shops))
+
+
+def load_account() -> Account:
+    """Every shop's settings (``SHOPS`` with ``SHOP_<ALIAS>__<VARIABLE>``, or the one shop of
+    the unprefixed variables), or :class:`ConfigError` with one line per problem, each naming
+    the shop and the variable."""
+    return _load_account(lambda overrides: Settings(**overrides))
+
+
 class StateSettings(_FromEnvironment):
     """The settings of the DB-only commands, from the same sources as :class:`Settings`
     (environment, ``.env``, ``$CREDENTIALS_DIRECTORY``): an operator can read the state of
@@ -475,13 +691,22 @@ class StateSettings(_FromEnvironment):
         )
 
 
+def _state_settings(overrides: Mapping[str, Any]) -> Settings:
+    try:
+        return StateSettings(**dict(overrides)).as_settings()
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(e) for e in exc.errors(include_url=False))) from None
+
+
 def load_state_settings() -> Settings:
     """The settings of the DB-only commands (:class:`StateSettings`) as a :class:`Settings`;
     :class:`ConfigError` with one line per problem."""
-    try:
-        return StateSettings().as_settings()
-    except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(e) for e in exc.errors(include_url=False))) from None
+    return _state_settings({})
+
+
+def load_state_account() -> Account:
+    """Every shop's DB-only settings (:class:`StateSettings`), as :func:`load_account` reads them."""
+    return _load_account(_state_settings, check=False)
 
 
 def now_utc() -> datetime:

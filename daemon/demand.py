@@ -9,15 +9,20 @@ writes, and nothing else reads the ledger's demand columns.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from daemon.store import Store
 
 
 class OrderDemand:
-    """Read-only view of the order ledger's demand (one shop's ``store``)."""
+    """Read-only view of the order ledger's demand: of the orders of ``shops`` (state keys;
+    default the store's own shop). One process serves every shop of a Rackbeat account, so
+    a shop's stock figure subtracts the orders of every shop that draws on its locations."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, shops: Sequence[str] = ()) -> None:
         self.store = store
+        self.shops = tuple(shops) or (store.shop,)
+        self._shops = json.dumps(self.shops)
 
     async def unreserved(self) -> dict[str, int]:
         """SKU → units of Shopify orders whose stock Rackbeat does not reserve yet.
@@ -42,7 +47,8 @@ class OrderDemand:
         store = self.store
         return int(
             await store.fetchval(
-                "SELECT COALESCE(MAX(rowid), 0) FROM order_ledger WHERE shop = ?", (store.shop,)
+                "SELECT COALESCE(MAX(rowid), 0) FROM order_ledger WHERE shop IN (SELECT value FROM json_each(?))",
+                (self._shops,),
             )
             or 0
         )
@@ -50,18 +56,28 @@ class OrderDemand:
     async def after(self, watermark: int) -> list[tuple[int, dict[str, int]]]:
         """(row number, SKU → units) of the ledger rows added after ``watermark``, in order."""
         rows = await self.store.fetchall(
-            "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND shop = ? AND demand IS NOT NULL "
-            "ORDER BY rowid",
-            (watermark, self.store.shop),
+            "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND demand IS NOT NULL "
+            "AND shop IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+            (watermark, self._shops),
         )
         return [(int(rowid), {k: int(v) for k, v in json.loads(blob).items()}) for rowid, blob in rows]
 
     async def _unreserved_rows(self) -> dict[str, dict[str, int]]:
         rows = await self.store.fetchall(
-            "SELECT order_id, demand FROM order_ledger WHERE shop = ? AND state != 'skipped' "
-            "AND cancelled = 0 AND demand IS NOT NULL AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
-            (self.store.shop,),
+            "SELECT shop, order_id, demand FROM order_ledger WHERE shop IN (SELECT value FROM json_each(?)) "
+            "AND state != 'skipped' AND cancelled = 0 AND demand IS NOT NULL "
+            "AND (rackbeat_state IS NULL OR rackbeat_state = 'draft')",
+            (self._shops,),
         )
         return {
-            str(order_id): {k: int(v) for k, v in json.loads(demand).items()} for order_id, demand in rows
+            _order_key(shop, str(order_id), self.store.shop): {
+                k: int(v) for k, v in json.loads(demand).items()
+            }
+            for shop, order_id, demand in rows
         }
+
+
+def _order_key(shop: str, order_id: str, own: str) -> str:
+    """An order's key in :meth:`OrderDemand.unreserved_order_ids`: its Shopify id for the
+    store's own shop, ``shop:id`` for another shop's (ids are per shop)."""
+    return order_id if shop == own else f"{shop}:{order_id}"

@@ -74,6 +74,7 @@ def health_document(runner: Runner, version: str) -> dict[str, Any]:
             overall = status
         entry: dict[str, Any] = {
             "componentId": state.name,
+            "shop": state.shop,
             "componentType": "flow",
             "status": status,
             "state": state.status,
@@ -87,7 +88,7 @@ def health_document(runner: Runner, version: str) -> dict[str, Any]:
             entry["output"] = f"{state.last_error_kind}: {state.last_error}"
         elif (progress := _in_progress(state, runner.poll_seconds, now)) is not None:
             entry["output"] = progress
-        checks[f"{state.name}:lag"] = [entry]
+        checks[f"{state.key}:lag"] = [entry]
     return {"status": overall, "version": version, "serviceId": "rackbeat-shopify", "checks": checks}
 
 
@@ -118,7 +119,7 @@ class HealthApp:
         if scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD"):
             now = time.time()
             for state in self.runner.states.values():
-                self.metrics.lag.labels(flow=state.name).set(state.lag(now))
+                self.metrics.lag.labels(shop=state.shop, flow=state.name).set(state.lag(now))
             await self._exposition(scope, receive, send)
         else:
             await self._pages(scope, receive, send)

@@ -32,7 +32,6 @@ from typing import Any, TextIO
 import structlog
 
 from daemon.config import ProductPriority
-from daemon.demand import OrderDemand
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockDifference, StockFlow
@@ -128,7 +127,7 @@ async def reconcile(
             index=index,
             metrics=services.metrics,
             shutdown=shutdown,
-            demand=OrderDemand(services.store),
+            demand=services.demand,
         )
         differences = await stock.reconcile(dry_run=dry_run, extra_demand=unimported)
         report.stock = [_stock_row(d) for d in differences]
@@ -146,7 +145,7 @@ async def _demand_not_in_ledger(services: Services, missing: Sequence[Mapping[st
     report stock differences a real run would not write.
     """
     ids = [str(order.get("id") or order.get("name")) for order in missing]
-    counted = await OrderDemand(services.store).unreserved_order_ids()
+    counted = await services.demand.unreserved_order_ids()
     demand: dict[str, int] = {}
     for order, order_id in zip(missing, ids, strict=True):
         if order_id in counted:

@@ -141,11 +141,30 @@ class Flow(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ShopFlows:
+    """One shop's flows, its alias (the ``shop`` label) and its view of the state DB (where
+    the runner books their outcomes)."""
+
+    shop: str
+    store: Store
+    flows: Sequence[Flow]
+
+
+def flow_key(shop: str, flow: str, *, several: bool) -> str:
+    """How the runner, health and cycle requests name a shop's flow: ``eu/orders`` when the
+    process serves several shops, ``orders`` when one."""
+    return f"{shop}/{flow}" if several else flow
+
+
 @dataclass
 class FlowState:
     """What the runner knows of a flow, for health, metrics and logs."""
 
     name: str
+    #: the shop's alias and the flow's key (:func:`flow_key`)
+    shop: str = ""
+    key: str = ""
     started: float = field(default_factory=time.time)
     status: str = "starting"  # starting | ok | failing | fatal | disabled
     last_success: float | None = None
@@ -195,25 +214,39 @@ class Runner:
 
     def __init__(
         self,
-        flows: Sequence[Flow],
+        flows: Sequence[Flow] = (),
         *,
-        store: Store,
+        store: Store | None = None,
+        shops: Sequence[ShopFlows] = (),
         metrics: Metrics,
         poll_seconds: float,
         shutdown: Shutdown | None = None,
         requests: FlowSchedules | None = None,
         sleep_until_stop: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        """Signals are the caller's: :func:`handle_signals` turns them into ``shutdown``.
+        """The flows of one shop (``flows`` and its ``store``) or of several (``shops``).
+        Signals are the caller's: :func:`handle_signals` turns them into ``shutdown``.
         ``requests`` is the object the flows were given to ask for each other's cycles."""
-        self.flows = list(flows)
-        self.store = store
+        if not shops:
+            if store is None:
+                raise ValueError("Runner needs the store of its flows")
+            shops = [ShopFlows(metrics.shop, store, flows)]
+        several = len(shops) > 1
+        self.flows = [f for group in shops for f in group.flows]
+        self.store = shops[0].store
         self.metrics = metrics
         self.poll_seconds = poll_seconds
         self.shutdown = shutdown or Shutdown()
-        self.states = {f.name: FlowState(f.name) for f in self.flows}
+        self.states: dict[str, FlowState] = {}
+        self._entries: list[tuple[Flow, FlowState, Store]] = []
+        for group in shops:
+            for flow in group.flows:
+                key = flow_key(group.shop, flow.name, several=several)
+                state = FlowState(flow.name, shop=group.shop, key=key)
+                self.states[key] = state
+                self._entries.append((flow, state, group.store))
         self.requests = requests or FlowSchedules()
-        self._schedules = {name: self.requests.register(name, state) for name, state in self.states.items()}
+        self._schedules = {key: self.requests.register(key, state) for key, state in self.states.items()}
         self.heartbeat = time.monotonic()
         self._sleep = sleep_until_stop or self._wait_or_stop
         self._cycle_done = anyio.Event()
@@ -232,8 +265,8 @@ class Runner:
             tg.start_soon(self._tick)
             loops = anyio.create_task_group()
             async with loops:
-                for flow in self.flows:
-                    loops.start_soon(self._loop, flow)
+                for flow, state, store in self._entries:
+                    loops.start_soon(self._loop, flow, state, store)
                 tg.start_soon(self._stop_loops_after_grace, loops)
             tg.cancel_scope.cancel()
 
@@ -258,23 +291,19 @@ class Runner:
 
     def status_line(self) -> str:
         """One line for systemd's ``STATUS=``."""
-        parts = [f"{s.name} {s.status}" for s in self.states.values()]
+        parts = [f"{key} {s.status}" for key, s in self.states.items()]
         return "; ".join(parts)
 
-    async def _loop(self, flow: Flow) -> None:
-        # bound in the context, so that the clients' lines inside the cycle carry it too
-        with structlog.contextvars.bound_contextvars(flow=flow.name):
-            await self._flow_loop(flow)
+    async def _loop(self, flow: Flow, state: FlowState, store: Store) -> None:
+        # bound in the context, so that the clients' lines inside the cycle carry them too
+        with structlog.contextvars.bound_contextvars(flow=flow.name, shop=store.shop):
+            schedule = self._schedules[state.key]
+            try:
+                await self._cycles(flow, state, store, schedule)
+            finally:
+                schedule.end(stopped=True)
 
-    async def _flow_loop(self, flow: Flow) -> None:
-        schedule = self._schedules[flow.name]
-        try:
-            await self._cycles(flow, schedule)
-        finally:
-            schedule.end(stopped=True)
-
-    async def _cycles(self, flow: Flow, schedule: _Schedule) -> None:
-        state = self.states[flow.name]
+    async def _cycles(self, flow: Flow, state: FlowState, store: Store, schedule: _Schedule) -> None:
         bound = log.bind(flow=flow.name)
         while not self.shutdown.requested:
             schedule.begin()
@@ -300,7 +329,7 @@ class Runner:
                 bound.info("flow.cycle", outcome="stopped", duration_s=round(time.monotonic() - started, 3))
                 break
             self._canonical_line(state, bound, applied, time.monotonic() - started, cycle.counts)
-            await self._persist(state)
+            await self._persist(state, store)
             schedule.end(succeeded=state.failures == 0)
             self._cycle_done.set()
             self._cycle_done = anyio.Event()
@@ -343,25 +372,25 @@ class Runner:
         busy = any(v for v in counts.values() if not isinstance(v, bool))
         (bound.info if applied or busy or state.failures else bound.debug)("flow.cycle", **fields)
 
-    async def _persist(self, state: FlowState) -> None:
+    async def _persist(self, state: FlowState, store: Store) -> None:
         try:
-            await self.store.record_outcome(
+            await store.record_outcome(
                 state.name, ok=state.failures == 0, error=None if state.failures == 0 else state.last_error
             )
-            state.parked = (await self.store.parked_counts()).get(state.name, 0)
-            self.metrics.parked.labels(flow=state.name).set(state.parked)
+            state.parked = (await store.parked_counts()).get(state.name, 0)
+            self.metrics.parked.labels(shop=state.shop, flow=state.name).set(state.parked)
         except Exception:
-            log.exception("flow.outcome_not_recorded", flow=state.name)
+            log.exception("flow.outcome_not_recorded", flow=state.name, shop=store.shop)
 
     def _succeeded(self, state: FlowState, bound: structlog.stdlib.BoundLogger, applied: int) -> None:
         previous = state.status
         now = time.time()
         state.status, state.failures, state.last_success = "ok", 0, now
-        self.metrics.last_success.labels(flow=state.name).set(now)
-        self.metrics.up.labels(flow=state.name).set(1)
-        self.metrics.lag.labels(flow=state.name).set(0)
+        self.metrics.last_success.labels(shop=state.shop, flow=state.name).set(now)
+        self.metrics.up.labels(shop=state.shop, flow=state.name).set(1)
+        self.metrics.lag.labels(shop=state.shop, flow=state.name).set(0)
         if applied:
-            self.metrics.applied.labels(flow=state.name).inc(applied)
+            self.metrics.applied.labels(shop=state.shop, flow=state.name).inc(applied)
         if previous in ("failing", "fatal"):
             bound.info("flow.recovered", after_error=state.last_error)
             sdnotify.notify(f"STATUS={self.status_line()}")
@@ -384,9 +413,9 @@ class Runner:
         state.status = "fatal" if fatal else "failing"
         state.failures += 1
         state.last_error, state.last_error_kind = message, kind
-        self.metrics.errors.labels(flow=state.name, kind=kind).inc()
-        self.metrics.up.labels(flow=state.name).set(0)
-        self.metrics.lag.labels(flow=state.name).set(state.lag())
+        self.metrics.errors.labels(shop=state.shop, flow=state.name, kind=kind).inc()
+        self.metrics.up.labels(shop=state.shop, flow=state.name).set(0)
+        self.metrics.lag.labels(shop=state.shop, flow=state.name).set(state.lag())
         if changed:
             if traceback:
                 bound.exception("flow.failed", kind=kind, error=message)

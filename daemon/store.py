@@ -296,13 +296,27 @@ _writing: ContextVar[Store | None] = ContextVar("writing", default=None)
 class Store:
     """The state DB of one shop. Open with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, shop: str, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        shop: str,
+        reader: aiosqlite.Connection,
+        write_lock: anyio.Lock | None = None,
+    ) -> None:
         #: the writing connection (transactions only)
         self.db = db
         self.path = path
         self.shop = shop
         self._reader = reader
-        self._write_lock = anyio.Lock()
+        self._write_lock = write_lock or anyio.Lock()
+        #: this object opened the connections (a view of another shop does not close them)
+        self._owner = write_lock is None
+
+    def for_shop(self, shop: str) -> Store:
+        """The same file seen as ``shop``'s state: the shops of one account share the
+        connections and the one writer, each with its own rows."""
+        return Store(self.db, self.path, shop, self._reader, self._write_lock)
 
     @classmethod
     async def open(cls, path: Path | str, shop: str) -> Store:
@@ -351,7 +365,9 @@ class Store:
             )
 
     async def close(self) -> None:
-        """Close the DB (after the last transaction committed)."""
+        """Close the DB (after the last transaction committed); a shop's view leaves it open."""
+        if not self._owner:
+            return
         async with self._write_lock:
             await self._reader.close()
             await self.db.close()
@@ -380,7 +396,8 @@ class Store:
     def _connection(self) -> aiosqlite.Connection:
         """Where a read goes: the reading connection (committed state), or the writing one
         inside this task's own transaction (its own writes included)."""
-        return self.db if _writing.get() is self else self._reader
+        writing = _writing.get()
+        return self.db if writing is not None and writing.db is self.db else self._reader
 
     # --- reads ----------------------------------------------------------------------
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:

@@ -170,7 +170,7 @@ async def test_500_skus_200_changed_converge_within_two_cycles_with_one_write(
         assert w.rackbeat.request_total() == 2 * 6  # two cycles of the narrow scan (501 products)
         assert w.metrics.value("stock", "quantities_pushed") == 700
         assert w.metrics.value("stock", "batches") == 3
-        lag = w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds")
+        lag = w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds", {"shop": ""})
         assert lag == 0.0  # the last cycle found Shopify as decided
 
 
@@ -396,7 +396,7 @@ async def test_a_sale_shopify_search_does_not_show_yet_is_not_overwritten(
         assert w.rackbeat.order_count_by_reference("#1001") == 1
         assert w.shopify_sim.available("SKU-0000") == 9
         assert shopify_writes(w) == writes  # the held units were the order's: nothing to write
-        assert w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds") == 0.0
+        assert w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds", {"shop": ""}) == 0.0
 
 
 async def test_hand_made_drift_is_corrected_by_the_periodic_reconcile(
@@ -626,7 +626,7 @@ async def test_units_held_for_a_lagging_order_stay_held_until_it_reaches_the_led
         w.tick(HOLD_LIMIT.total_seconds())
         await flow.run_once()  # the hold ended with the order, not with the time limit
         assert w.shopify_sim.available("SKU-0000") == 9
-        assert w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds") == 0.0
+        assert w.metrics.registry.get_sample_value(f"{PREFIX}_stock_lag_seconds", {"shop": ""}) == 0.0
 
 
 # --- SKUs on one side only, the location, re-sent batches ---------------------------------------------

@@ -86,6 +86,7 @@ from daemon.rackbeat import (
     step_already_done,
 )
 from daemon.retry import settle_write
+from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import SKIPPED_BEFORE_START, Store
@@ -185,9 +186,13 @@ class OrdersFlow:
         *,
         metrics: Metrics,
         shutdown: Shutdown,
+        customers: KeyedLocks | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``customers`` is shared by the orders flows of every shop of the account: one
+        Rackbeat customer per e-mail, whichever shop sells to it first."""
         self.settings = settings
+        self.customers = customers or KeyedLocks()
         self.store = store
         self.shopify = shopify
         self.rackbeat = rackbeat
@@ -601,8 +606,14 @@ class OrdersFlow:
                 f"order {mapped.reference} has no e-mail and SYNC_FALLBACK_CUSTOMER is not set",
                 reason="NO_EMAIL",
             )
+        # one customer per e-mail across the account's shops: another shop's may be known
+        async with self.customers.hold(email):
+            return await self._find_or_create_customer(mapped, email)
+
+    async def _find_or_create_customer(self, mapped: MappedOrder, email: str) -> str:
         cached = await self.store.fetchval(
-            "SELECT customer_number FROM customers WHERE shop = ? AND email = ?", (self.store.shop, email)
+            "SELECT customer_number FROM customers WHERE email = ? ORDER BY shop != ? LIMIT 1",
+            (email, self.store.shop),
         )
         if cached is not None:
             return str(cached)

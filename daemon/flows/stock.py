@@ -119,7 +119,6 @@ import contextlib
 import json
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -128,15 +127,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from prometheus_client import CollectorRegistry, Gauge
 
 from daemon.config import Settings, StockFigure
 from daemon.demand import OrderDemand
 from daemon.errors import FatalError, NotFoundError, WaitingError
 from daemon.index import IndexEntry, SkuIndex
-from daemon.metrics import PREFIX, Metrics
+from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
+from daemon.shared import StockReads
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.shutdown import Shutdown, note_cycle
@@ -255,6 +254,8 @@ class _Marker:
 
     watermark: int
     demand: Mapping[str, int]
+    #: when it was read (monotonic): Rackbeat must be read after it
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,34 +348,16 @@ class _Outcome:
     refresh: frozenset[str] | None = None
 
 
-_LAG_GAUGES: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
-
-
-def _lag_gauge(metrics: Metrics) -> Gauge:
-    """``rackbeat_shopify_stock_lag_seconds`` in the metrics' own registry (one per registry:
-    the daemon and the reconcile command may build a flow each on the same metrics)."""
-    gauge = _LAG_GAUGES.get(metrics.registry)
-    if gauge is None:
-        gauge = Gauge(
-            f"{PREFIX}_stock_lag_seconds",
-            "Seconds from the stock scan that saw a change until Shopify confirmed it "
-            "(grows while a change waits; 0 when Shopify is as decided)",
-            registry=metrics.registry,
-        )
-        _LAG_GAUGES[metrics.registry] = gauge
-    return gauge
-
-
 # --- the flow ----------------------------------------------------------------------------------------
 
 
 async def _location_figures(
-    rackbeat: RackbeatClient, sku: str, wanted: Sequence[str], which: StockFigure
+    reads: StockReads, since: float, sku: str, wanted: Sequence[str], which: StockFigure
 ) -> dict[str, Decimal] | None:
     """Rackbeat's figure (``which``) of ``sku`` at each of the ``wanted`` locations (a location
     without an entry holds none); None when Rackbeat does not say (unknown is not zero)."""
     try:
-        stocks = {s.location: s for s in await rackbeat.product_locations(sku)}
+        stocks = {s.location: s for s in await reads.product_locations(since, sku)}
     except NotFoundError:
         return None
     values: Sequence[Decimal | None] | None
@@ -385,7 +368,7 @@ async def _location_figures(
         if values is None:
             # the listing does not carry the figure per location: ask the items endpoint
             try:
-                available = await rackbeat.available_per_location(sku)
+                available = await reads.available_per_location(since, sku)
             except NotFoundError:
                 return None
             values = [available.get(n, Decimal(0)) for n in wanted]
@@ -424,6 +407,8 @@ class StockFlow:
         shutdown: Shutdown,
         demand: OrderDemand,
         cycles: CycleRequests | None = None,
+        reads: StockReads | None = None,
+        catch_up: Sequence[str] = ("orders",),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -436,6 +421,11 @@ class StockFlow:
         self.shutdown = shutdown
         self.demand = demand
         self.cycles = cycles
+        #: Rackbeat's stock, shared with the other shops' stock flows
+        self.reads = reads or StockReads(rackbeat)
+        #: the orders flows caught up before a push: this shop's first (it must succeed), then
+        #: those of the other shops whose orders draw on the same locations
+        self.catch_up = tuple(catch_up)
         self.clock = clock
         self.monotonic = monotonic
         self.log = log.bind(flow=FLOW)
@@ -449,7 +439,7 @@ class StockFlow:
         #: the Rackbeat-only summary last stored (written again only when it changes)
         self._rackbeat_only: str | None = None
         self._lock = anyio.Lock()
-        self._lag = _lag_gauge(metrics)
+        self._lag = metrics.stock_lag.labels(shop=metrics.shop)
 
     # --- entry points ------------------------------------------------------------------------------
 
@@ -614,7 +604,7 @@ class StockFlow:
     ) -> _Outcome:
         extra = extra or {}
         marker = await self._marker()
-        totals = await self._scan()
+        totals = await self._scan(marker.at)
         entries = await self.index.by_sku()
         if not dry_run:
             await self._remember_numbers(totals, entries)
@@ -631,7 +621,13 @@ class StockFlow:
             listed=self.settings.location_numbers is not None,
         )
         scanned = await self._items(
-            totals, entries, await self._ledger(location), blocked, budget=budget, pass_left=pass_left
+            totals,
+            entries,
+            await self._ledger(location),
+            blocked,
+            budget=budget,
+            pass_left=pass_left,
+            since=marker.at,
         )
 
         # read: what the ledger and the marker say; decide who goes further
@@ -783,8 +779,9 @@ class StockFlow:
 
     async def _marker(self) -> _Marker:
         # the watermark first: a row added between the two reads is then "new" (counted)
+        at = self.monotonic()
         watermark = await self.demand.watermark()
-        return _Marker(watermark, await self.demand.unreserved())
+        return _Marker(watermark, await self.demand.unreserved(), at)
 
     async def _sold_since(self, watermark: int | None) -> set[str]:
         """SKUs of orders that reached the ledger since the previous cycle's marker: Shopify
@@ -805,8 +802,9 @@ class StockFlow:
                 new[sku] = new.get(sku, 0) + units
         return _Orders(watermark, now, marker.demand, new)
 
-    async def _scan(self) -> dict[str, StockTotals]:
-        """Every Rackbeat product's totals by number (the S15 shipping product left out)."""
+    async def _scan(self, since: float) -> dict[str, StockTotals]:
+        """Every Rackbeat product's totals by number (the S15 shipping product left out), from
+        a scan that started after ``since`` (one scan serves every shop's cycle)."""
         totals: dict[str, StockTotals] = {}
         shipping_seen = False
         # the first scan of a large catalogue reports its progress (later ones are routine)
@@ -815,7 +813,7 @@ class StockFlow:
             if self._known_numbers is None
             else None
         )
-        pages = self.rackbeat.stock_totals(on_total=progress.expect if progress is not None else None)
+        pages = self.reads.totals(since, on_total=progress.expect if progress is not None else None)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 for total in page:
@@ -902,6 +900,7 @@ class StockFlow:
         *,
         budget: int | None,
         pass_left: set[str],
+        since: float,
     ) -> list[_Scanned]:
         """One item per SKU found in both systems, on one Shopify variant, with a figure.
 
@@ -945,7 +944,7 @@ class StockFlow:
                     if recorded is not None:
                         budget -= 1  # a read of the pass that the totals would not have asked for
                 pass_left.discard(sku)
-                read = await _location_figures(self.rackbeat, sku, wanted, which)
+                read = await _location_figures(self.reads, since, sku, wanted, which)
                 locations = read or {}
                 figure = None if read is None else sum(read.values(), Decimal(0))
             if figure is None:
@@ -1029,12 +1028,35 @@ class StockFlow:
     # --- deciding ---------------------------------------------------------------------------------------
 
     async def _catch_up(self) -> None:
-        """Have the orders flow put recent Shopify orders into the ledger first (through
-        the runner: the orders cycle is the orders flow's, its errors are its own)."""
-        if self.cycles is not None and not await self.cycles.request_cycle("orders"):
+        """Have the orders flows put recent Shopify orders into the ledger first (through
+        the runner: an orders cycle is the orders flow's, its errors are its own).
+
+        This shop's orders must be caught up, or nothing is pushed. Another shop's whose
+        orders flow is failing (its token revoked, its API down) does not stop this shop:
+        its orders already in the ledger still count, and the gap is said in the log."""
+        if self.cycles is None:
+            return
+        own, *others = self.catch_up
+        answers: dict[str, bool] = {}
+
+        async def ask(key: str) -> None:
+            answers[key] = await self.cycles.request_cycle(key) if self.cycles is not None else True
+
+        async with anyio.create_task_group() as tg:
+            for key in (own, *others):
+                tg.start_soon(ask, key)
+        if not answers[own]:
             raise WaitingError(
                 "recent Shopify orders could not be caught up (the orders flow is failing; see its "
                 "error): stock is not pushed until they are, so that no sold unit is offered again"
+            )
+        behind = [key for key in others if not answers[key]]
+        if behind:
+            self.log.warning(
+                "stock.orders_behind",
+                flows=behind,
+                detail="those shops' newest orders are not in the ledger yet; the figures pushed "
+                "subtract the orders the ledger has",
             )
 
     async def _read_shopify(self, snapshots: Sequence[Snapshot], location: str) -> dict[str, Reading]:

@@ -1,0 +1,200 @@
+"""What the shops of one Rackbeat account share in one process, besides the budget.
+
+- :class:`StockReads`: Rackbeat's stock as every shop's stock flow reads it. With one
+  shop it streams straight from the client. With several, **one scan serves every shop**:
+  a cycle that asks for the scan joins one that started after the cycle read its order
+  ledger marker (so no order booked in between is missed: the scan is what Rackbeat
+  reserved after the marker), and the first to ask waits a moment (``gather``) for the
+  other shops' cycles before it starts one. Per-location reads (S10 as a list) made
+  after the same scan are shared too.
+- :class:`KeyedLocks`: one lock per key across shops (one Rackbeat customer per e-mail,
+  however many shops sell to it at the same moment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import anyio
+
+from daemon.rackbeat import LocationStock, RackbeatClient, StockTotals
+
+
+@dataclass
+class _Scan:
+    """One scan of every product's totals, shared by the cycles that joined it."""
+
+    number: int
+    started: float
+    done: anyio.Event = field(default_factory=anyio.Event)
+    pages: list[list[StockTotals]] | None = None
+    #: per-location reads made after this scan, by (what, product number)
+    reads: dict[tuple[str, str], _Once] = field(default_factory=dict)
+
+
+class _Once:
+    """The outcome of one read, awaited by everyone who asked for it."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    async def get(self, read: Callable[[], Awaitable[Any]], *, first: bool) -> Any:
+        if first:
+            try:
+                self.value = await read()
+            except BaseException as exc:
+                self.error = exc
+                raise
+            finally:
+                self.done.set()
+            return self.value
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class StockReads:
+    """Rackbeat's stock for the stock flows of ``shops`` shops (see the module docstring)."""
+
+    def __init__(
+        self,
+        rackbeat: RackbeatClient,
+        *,
+        shops: int = 1,
+        gather: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rackbeat = rackbeat
+        self.shops = shops
+        self.gather = gather
+        self.clock = clock
+        #: scans started so far (for tests and the bench)
+        self.scans = 0
+        self._latest: _Scan | None = None
+        self._running: _Scan | None = None
+        self._gathering: anyio.Event | None = None
+        self._arrived = 0
+        self._lock = anyio.Lock()
+
+    async def totals(
+        self, since: float, on_total: Callable[[int], None] | None = None
+    ) -> AsyncGenerator[list[StockTotals]]:
+        """Every product's totals, page by page, from a scan that started at or after
+        ``since`` (this process's monotonic clock)."""
+        if self.shops <= 1:
+            self.scans += 1
+            pages = self.rackbeat.stock_totals(on_total=on_total)
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    yield page
+            return
+        scan = await self._scan(since, on_total)
+        for page in scan.pages or ():
+            yield page
+
+    async def product_locations(self, since: float, number: str) -> list[LocationStock]:
+        """:meth:`RackbeatClient.product_locations`, shared after one scan."""
+        result: list[LocationStock] = await self._shared(
+            since, ("locations", number), lambda: self.rackbeat.product_locations(number)
+        )
+        return result
+
+    async def available_per_location(self, since: float, number: str) -> dict[str, Decimal | None]:
+        """:meth:`RackbeatClient.available_per_location`, shared after one scan."""
+        result: dict[str, Decimal | None] = await self._shared(
+            since, ("available", number), lambda: self.rackbeat.available_per_location(number)
+        )
+        return result
+
+    async def _shared(self, since: float, key: tuple[str, str], read: Callable[[], Awaitable[Any]]) -> Any:
+        scan = self._latest
+        if self.shops <= 1 or scan is None or scan.started < since:
+            return await read()
+        once = scan.reads.get(key)
+        first = once is None
+        if once is None:
+            once = scan.reads[key] = _Once()
+        return await once.get(read, first=first)
+
+    async def _scan(self, since: float, on_total: Callable[[int], None] | None) -> _Scan:
+        while True:
+            async with self._lock:
+                latest, running = self._latest, self._running
+                if latest is not None and latest.started >= since:
+                    return latest
+                lead = running is None and self._gathering is None
+                if lead:
+                    self._gathering, self._arrived = anyio.Event(), 1
+                    gathering = self._gathering
+                elif running is None and self._gathering is not None:
+                    gathering = self._gathering
+                    self._arrived += 1
+                    if self._arrived >= self.shops:
+                        gathering.set()
+            if running is not None:
+                # one is running: join it if it started after our marker, else wait for the next
+                await running.done.wait()
+                if running.pages is not None and running.started >= since:
+                    return running
+                continue
+            if not lead:
+                await gathering.wait()
+                continue  # the leader has started its scan (or failed to)
+            try:
+                with anyio.move_on_after(self.gather):
+                    await gathering.wait()
+            except BaseException:
+                # stopped while gathering: let another cycle lead
+                if self._gathering is gathering:
+                    self._gathering = None
+                gathering.set()
+                raise
+            return await self._run(on_total)
+
+    async def _run(self, on_total: Callable[[int], None] | None) -> _Scan:
+        async with self._lock:
+            self.scans += 1
+            scan = _Scan(self.scans, self.clock())
+            self._running = scan
+            gathering, self._gathering = self._gathering, None
+        if gathering is not None:
+            gathering.set()  # the others now wait for the scan itself
+        try:
+            pages = [page async for page in self.rackbeat.stock_totals(on_total=on_total)]
+            scan.pages = pages
+            self._latest = scan
+        finally:
+            self._running = None
+            scan.done.set()
+        return scan
+
+
+class KeyedLocks:
+    """One :class:`anyio.Lock` per key, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[anyio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        """Hold ``key``'s lock for the block."""
+        lock, users = self._locks.get(key, (anyio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
