@@ -36,12 +36,15 @@ Budget and throttling
 ---------------------
 Every request, retries included, first takes a slot from a budget of
 ``requests_per_minute`` shared by all tasks using the client (one client per daemon; the
-flows run concurrently). The budget is a token bucket of that many requests, refilled
-evenly over a minute, kept as a "theoretical arrival time" (GCRA) under an
-:class:`anyio.Lock`. A **429** pauses the whole client — for ``Retry-After`` seconds, or the
-policy's backoff (:mod:`daemon.retry`) — and the request is sent again after the pause,
-which the budget waits out; a pause too long to sleep through inside one call raises
-:class:`~daemon.errors.ThrottledError` (the pause still holds for the next call).
+flows run concurrently). The budget is a sliding window: no 60-second interval
+``[t, t + 60)`` holds more than ``requests_per_minute`` sends, whichever ``t`` — the limit a
+per-minute server counter enforces. The client keeps the send times of the last
+``requests_per_minute`` requests (a bounded deque, under an :class:`anyio.Lock`); a quiet
+client sends a full minute's worth at once, and the next request waits until the oldest
+of those is 60 seconds old. A **429** pauses the whole client — for ``Retry-After``
+seconds, or the policy's backoff (:mod:`daemon.retry`) — and the request is sent again
+after the pause, which the budget waits out; a pause too long to sleep through inside one
+call raises :class:`~daemon.errors.ThrottledError` (the pause still holds for the next call).
 
 Failures
 --------
@@ -61,6 +64,7 @@ again (:func:`daemon.retry.settle_write`). 401/403 raise :class:`~daemon.errors.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import random as _random
@@ -174,6 +178,8 @@ MAX_ATTEMPTS = 6
 MAX_THROTTLE_WAITS = 20
 #: more pages than this from one list means the server ignores ``page``: stop, do not loop
 MAX_PAGES = 100_000
+#: the length of the request budget's window: ``requests_per_minute`` sends per this long
+BUDGET_WINDOW_SECONDS = 60.0
 
 _SUCCESS = frozenset({200, 201, 202, 206})
 
@@ -865,7 +871,6 @@ class RackbeatClient:
         contact_name: str = "rackbeat-shopify",
         contact_email: str = "",
         requests_per_minute: int = 300,
-        burst: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         backoff_sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -874,11 +879,10 @@ class RackbeatClient:
         max_throttle_waits: int = MAX_THROTTLE_WAITS,
         page_limit: int = PAGE_LIMIT,
     ) -> None:
-        """``requests_per_minute`` is the budget shared by every caller; ``burst`` (default
-        the same number) how many may go at once after a quiet spell. ``sleep``, ``clock``
-        (monotonic seconds) and ``random`` (uniform in [0, 1), the jitter) are seams for tests;
-        ``backoff_sleep`` (default ``sleep``) is the wait before retrying a failed request
-        (the daemon's ends on stop).
+        """``requests_per_minute`` is the budget shared by every caller: at most that many
+        sends in any 60 seconds. ``sleep``, ``clock`` (monotonic seconds) and ``random``
+        (uniform in [0, 1), the jitter) are seams for tests; ``backoff_sleep`` (default
+        ``sleep``) is the wait before retrying a failed request (the daemon's ends on stop).
         """
         if not token.get_secret_value().strip():
             raise ConfigError("RACKBEAT_API_TOKEN: missing; set the Rackbeat API key")
@@ -930,10 +934,9 @@ class RackbeatClient:
                 detail="Rackbeat asks integrations to send a contact e-mail",
             )
 
-        # budget: GCRA form of a token bucket of `burst` requests refilled over a minute
-        self._interval = 60.0 / requests_per_minute
-        self._tolerance = (max(1, burst or requests_per_minute) - 1) * self._interval
-        self._tat: float | None = None
+        # budget: the send times of the last `requests_per_minute` requests, oldest first
+        self._per_window = requests_per_minute
+        self._sent: collections.deque[float] = collections.deque(maxlen=requests_per_minute)
         self._resume_at = -math.inf
         self._budget_lock = anyio.Lock()
 
@@ -1295,17 +1298,25 @@ class RackbeatClient:
     # --- internals: budget -----------------------------------------------------------------------
 
     async def _await_budget(self) -> None:
-        """Take one request slot, sleeping until the bucket (and any throttle pause) allows it."""
+        """Take one request slot, sleeping until the window (and any throttle pause) allows it.
+
+        A send is allowed once the ``requests_per_minute``-th latest send is at least
+        :data:`BUDGET_WINDOW_SECONDS` old: then no window ``[t, t + 60)`` holds more.
+        """
         async with self._budget_lock:
             now = self._clock()
-            tat = now if self._tat is None else max(self._tat, now)
-            wait = max(0.0, tat - self._tolerance - now, self._resume_at - now)
+            start = max(now, self._resume_at)
+            if len(self._sent) == self._per_window:
+                start = max(start, self._sent[0] + BUDGET_WINDOW_SECONDS)
+            wait = start - now
             if wait > 0:
                 self.wait_seconds += wait
                 await self._sleep(wait)
             # The wait is trusted rather than re-measured: a fake clock that does not move,
-            # or rounding, must not turn this into a loop of tiny sleeps.
-            self._tat = max(tat, now + wait) + self._interval
+            # or rounding, must not turn this into a loop of tiny sleeps. A sleep that
+            # overran is recorded as the later time it is, which only ever waits longer.
+            # The deque's maxlen drops the send that has just left the window.
+            self._sent.append(max(start, self._clock()))
 
     def _pause_all(self, seconds: float) -> None:
         """Hold every caller's next request for ``seconds`` (Rackbeat throttled us)."""

@@ -60,6 +60,10 @@ def test_runner_reports_each_client_benchmark_and_the_peak_rss() -> None:
     assert figures["shopify client", "requests per 1,000 products"] == 125.0
     assert figures["rackbeat client", "REST requests to page 40 products"] == 1
     assert figures["rackbeat client", "requests per 1,000 products"] == 25.0
+    # the request budget on a simulated clock (a token bucket let 239 through in one minute)
+    window = "most Rackbeat requests in any 60 s window at RACKBEAT_REQUESTS_PER_MINUTE=120, 400 requests"
+    limited = "429 answers from a server allowing 120 per rolling minute, 400 requests"
+    assert (figures["rackbeat client", window], figures["rackbeat client", limited]) == (120, 0)
     for name in ("shopify client", "rackbeat client"):
         seconds = figures[name, "scan of 40 products, this machine"]
         assert isinstance(seconds, float)

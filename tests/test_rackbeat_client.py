@@ -8,6 +8,7 @@ returns 1.0), so a backoff before retry n is exactly 0.5 × 2^(n-1) seconds.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -118,7 +119,9 @@ def products(*numbers: str) -> list[dict[str, Any]]:
 def make_client(
     script: Script, time: FakeTime, *, rpm: int = 10_000, **kwargs: Any
 ) -> tuple[RackbeatClient, httpx.AsyncClient]:
+    """A client on ``script`` with ``time``'s seams; ``kwargs`` (``sleep`` too) override."""
     http = httpx.AsyncClient(transport=httpx.MockTransport(script))
+    seams: dict[str, Any] = {"sleep": time.sleep, "clock": time.clock, "random": lambda: 1.0}
     client = RackbeatClient(
         http,
         base_url=BASE_URL,
@@ -126,10 +129,7 @@ def make_client(
         contact_name="acme-sync",
         contact_email="ops@acme.example",
         requests_per_minute=rpm,
-        sleep=time.sleep,
-        clock=time.clock,
-        random=lambda: 1.0,
-        **kwargs,
+        **(seams | kwargs),
     )
     return client, http
 
@@ -181,7 +181,7 @@ async def test_from_settings_uses_the_rackbeat_settings(time: FakeTime) -> None:
     assert str(request.url) == "https://rb.example/api/products/A"
     assert request.headers["consumer-contact"] == "it@shop.example"
     assert request.headers["user-agent"] == "shop-x (it@shop.example)"
-    assert time.sleeps == [30.0]  # 2 per minute: the third request waits half a minute
+    assert time.sleeps == [60.0]  # 2 per minute: the third request waits until the first is a minute old
 
 
 def test_contact_headers_must_be_ascii() -> None:
@@ -557,16 +557,135 @@ async def test_path_numbers_are_encoded_exactly_once(time: FakeTime, number: str
 # --- budget --------------------------------------------------------------------------------------
 
 
+def most_in_one_minute(sends: list[float]) -> int:
+    """The most sends inside one 60-second window ``[t, t + 60)``, trying every window that
+    starts at a send (the fullest window always does)."""
+    times = sorted(sends)
+    return max(bisect.bisect_left(times, t + 60.0) - i for i, t in enumerate(times))
+
+
+def stamping(time: FakeTime, sends: list[float]) -> Handler:
+    """An answer that records when each request reached the server."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sends.append(time.now)
+        return ok({"product": {"number": "A"}})
+
+    return answer
+
+
+#: seconds a caller spends on its own work before its request ``i``: none, or a little
+#: before every third and a quiet spell after every 40 (long enough for a token bucket to
+#: refill, which then let 157 through in one minute)
+IDLE_PATTERNS: dict[str, Callable[[int], float]] = {
+    "back to back": lambda i: 0.0,
+    "with quiet spells": lambda i: 70.0 if i % 40 == 39 else 0.2 if i % 3 == 0 else 0.0,
+}
+
+
 @pytest.mark.anyio
-async def test_budget_of_5_per_minute_spreads_10_requests_over_60_seconds(time: FakeTime) -> None:
-    script = Script(default=ok({"product": {"number": "A"}}))
-    client, http = make_client(script, time, rpm=5)
-    start = time.now
-    async with http:
-        for _ in range(10):
+@pytest.mark.parametrize("idle", IDLE_PATTERNS.values(), ids=IDLE_PATTERNS.keys())
+async def test_no_60_second_window_holds_more_than_the_budget(
+    time: FakeTime, idle: Callable[[int], float]
+) -> None:
+    """400 requests at 120 a minute, from four concurrent callers: every 60 s window
+    starting at a send holds at most 120 of them (a token bucket let 239 through)."""
+    sends: list[float] = []
+    client, http = make_client(Script(default=stamping(time, sends)), time, rpm=120)
+
+    async def caller(count: int) -> None:
+        for i in range(count):
+            time.now += idle(i)  # the caller's own work, not a budget wait
             await client.get_product("A")
-    assert time.now - start == pytest.approx(60.0)
-    assert time.sleeps == pytest.approx([12.0] * 5)
+
+    async with http, anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(caller, 100)
+    assert len(sends) == client.requests == 400
+    assert most_in_one_minute(sends) <= 120
+    # and the budget is used, not wasted: back to back, 120 go in each of the first minutes
+    if idle is IDLE_PATTERNS["back to back"]:
+        assert most_in_one_minute(sends) == 120
+        assert time.now - 1000.0 == pytest.approx(180.0)
+
+
+@pytest.mark.anyio
+async def test_a_quiet_client_sends_a_full_minute_at_once_then_waits_for_the_oldest_to_leave(
+    time: FakeTime,
+) -> None:
+    sends: list[float] = []
+    client, http = make_client(Script(default=stamping(time, sends)), time, rpm=120)
+    async with http:
+        await client.get_product("A")  # at 1000
+        time.now += 10.0
+        for _ in range(119):  # at 1010: the window still has room for all of them
+            await client.get_product("A")
+        assert time.sleeps == []
+        assert client.wait_seconds == 0.0
+        await client.get_product("A")  # the one sent at 1000 leaves the window at 1060
+        assert time.sleeps == [50.0]
+        await client.get_product("A")  # the next leaves at 1070 (119 were sent at 1010)
+        assert time.sleeps == [50.0, 10.0]
+        for _ in range(118):  # the other 118 sent at 1010 left at 1070 too
+            await client.get_product("A")
+    assert time.sleeps == [50.0, 10.0]
+    assert client.wait_seconds == 60.0
+    assert sends == [1000.0] + [1010.0] * 119 + [1060.0] + [1070.0] * 119
+
+
+@pytest.mark.anyio
+async def test_budget_trusts_its_waits_when_the_clock_does_not_move(time: FakeTime) -> None:
+    """A clock that never moves must not turn the wait into a loop: each wait is taken as done."""
+    waits: list[float] = []
+
+    async def sleep_without_time(seconds: float) -> None:
+        waits.append(seconds)
+
+    script = Script(default=ok({"product": {"number": "A"}}))
+    client, http = make_client(script, time, rpm=2, sleep=sleep_without_time)
+    async with http:
+        for _ in range(6):
+            await client.get_product("A")
+    # two at 1000, two at 1060 (after a wait of 60), two at 1120 (a wait of 120 from 1000)
+    assert waits == [60.0, 60.0, 120.0, 120.0]
+    assert client.wait_seconds == 360.0
+    assert len(script.requests) == 6
+
+
+@pytest.mark.anyio
+async def test_a_throttle_pause_holds_concurrent_callers_though_the_window_has_room(
+    time: FakeTime,
+) -> None:
+    """One caller's 429 (Retry-After 5) holds the others' requests too, while the budget
+    would let them through at once."""
+    released = anyio.Event()
+
+    async def gated_sleep(seconds: float) -> None:
+        time.sleeps.append(seconds)
+        await released.wait()
+        time.now += seconds
+
+    sends: list[tuple[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        number = request.url.path.rsplit("/", 1)[-1]
+        sends.append((number, time.now))
+        if len(sends) == 1:
+            return too_many("5")
+        return ok({"product": {"number": number}})
+
+    client, http = make_client(Script(default=answer), time, rpm=120, sleep=gated_sleep)
+    async with http, anyio.create_task_group() as tg:
+        tg.start_soon(client.get_product, "A")
+        await anyio.wait_all_tasks_blocked()  # A was throttled and is waiting out the pause
+        tg.start_soon(client.get_product, "B")
+        tg.start_soon(client.get_product, "C")
+        await anyio.wait_all_tasks_blocked()
+        assert sends == [("A", 1000.0)]  # B and C are held, not sent
+        released.set()
+    assert sorted(sends) == [("A", 1000.0), ("A", 1005.0), ("B", 1005.0), ("C", 1005.0)]
+    assert time.sleeps == [5.0]
+    assert client.throttled == 1
 
 
 @pytest.mark.anyio
