@@ -75,6 +75,18 @@ order then explains them once: the quantity already reflects it, nothing is writ
 newest units: their order may lag as long as the first ones') — then the drop is taken for
 a hand-made change in Shopify and undone. A search lag longer than the poll interval is covered up to that limit.
 
+Several shops on one account
+----------------------------
+One process serves every shop of a Rackbeat account, each shop with its own stock flow
+(its own S10, figure, location, ledger and holds). ``D`` is then the unreserved demand of
+the orders of **every** shop whose S10 locations meet this shop's (``all`` meets every
+list; disjoint lists do not lower each other's figures), and the catch-up asks for an
+orders cycle of each of them — this shop's must succeed; another shop's that is failing
+(its token revoked) is logged (``stock.orders_behind``) and its orders already in the
+ledger still count. One Rackbeat scan serves every shop's cycle
+(:class:`daemon.shared.StockReads`): a cycle only joins a scan that started after its
+marker, so the argument above holds for each shop as it does for one.
+
 Crash safety of a push
 ----------------------
 A batch (its key, location and quantities) is committed to ``stock_batches`` before it
@@ -888,7 +900,9 @@ class StockFlow:
         elif full and renewed:
             pending = frozenset(totals)
         s = self.settings
-        budget = max(1, int(s.rackbeat_requests_per_minute * s.sync_poll_seconds / 60 * REFRESH_BUDGET_SHARE))
+        # the shops of the account share the budget, and so this share of it
+        share = REFRESH_BUDGET_SHARE / max(1, self.reads.shops)
+        budget = max(1, int(s.rackbeat_requests_per_minute * s.sync_poll_seconds / 60 * share))
         return budget, pending
 
     async def _items(
