@@ -18,7 +18,7 @@ import httpx
 import structlog
 
 from daemon import __version__, sdnotify
-from daemon.config import Account, Settings, Shop
+from daemon.config import Account, ProductPriority, Settings, Shop
 from daemon.errors import ConfigError, NotFoundError, SyncError
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
@@ -41,7 +41,7 @@ from daemon.runner import (
     handle_signals,
 )
 from daemon.services import AccountServices, Services, open_account, register_secrets
-from daemon.shared import KeyedLocks, StockReads
+from daemon.shared import KeyedLocks, ProductChanges, StockReads
 from daemon.shutdown import Shutdown
 from daemon.store import Store
 from daemon.webserver import serve
@@ -58,15 +58,16 @@ def build_flows(
     *,
     reads: StockReads | None = None,
     customers: KeyedLocks | None = None,
+    changes: ProductChanges | None = None,
     catch_up: Sequence[str] = ("orders",),
 ) -> list[Flow]:
     """One shop's flows, as its settings switch them on, sharing one SKU index.
 
     ``requests`` is how the stock flow asks for an orders cycle: the runner's
     :class:`FlowSchedules` in the daemon; without a runner (benches) the orders cycle
-    runs inline. ``reads``, ``customers`` and ``catch_up`` (the orders flows whose
-    demand the shop's stock subtracts, its own first) are what the account's shops share
-    (:func:`build_account_flows`).
+    runs inline. ``reads``, ``customers``, ``changes`` and ``catch_up`` (the orders flows
+    whose demand the shop's stock subtracts, its own first) are what the account's shops
+    share (:func:`build_account_flows`).
     """
     s = services.settings
     common = (s, services.store, services.shopify, services.rackbeat)
@@ -91,7 +92,9 @@ def build_flows(
             )
         )
     # always on: with S13 = disabled it writes nothing but keeps the SKU index current
-    flows.append(ProductsFlow(*common, index=index, metrics=services.metrics, shutdown=shutdown))
+    flows.append(
+        ProductsFlow(*common, index=index, metrics=services.metrics, shutdown=shutdown, changes=changes)
+    )
     return flows
 
 
@@ -109,6 +112,10 @@ def build_account_flows(
     stocked = sum(1 for shop in opened.shops if shop.settings.sync_stock)
     reads = StockReads(opened.rackbeat, shops=stocked, gather=min(poll / 2, GATHER_SECONDS))
     customers = KeyedLocks()
+    mirrors = sum(
+        1 for shop in opened.shops if shop.settings.sync_product_priority is ProductPriority.RACKBEAT
+    )
+    changes = ProductChanges(shops=mirrors, window=poll / 2)
     groups: list[ShopFlows] = []
     for shop in opened.shops:
         catch_up = [
@@ -117,7 +124,9 @@ def build_account_flows(
             for other in opened.shops
             if other.store.shop == key and (other is shop or other.settings.sync_orders)
         ]
-        flows = build_flows(shop, shutdown, requests, reads=reads, customers=customers, catch_up=catch_up)
+        flows = build_flows(
+            shop, shutdown, requests, reads=reads, customers=customers, changes=changes, catch_up=catch_up
+        )
         groups.append(ShopFlows(shop.alias, shop.store, flows))
     return groups
 

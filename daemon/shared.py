@@ -7,6 +7,9 @@
   reserved after the marker), and the first to ask waits a moment (``gather``) for the
   other shops' cycles before it starts one. Per-location reads (S10 as a list) made
   after the same scan are shared too.
+- :class:`ProductChanges`: Rackbeat's product changes (S13 = rackbeat), read once for
+  every shop that asks within a short window: a shop joins a read whose lower bound is
+  not after its own, and moves its cursor only as far as that read's start.
 - :class:`KeyedLocks`: one lock per key across shops (one Rackbeat customer per e-mail,
   however many shops sell to it at the same moment).
 """
@@ -18,12 +21,13 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import anyio
 
-from daemon.rackbeat import LocationStock, RackbeatClient, StockTotals
+from daemon.rackbeat import LocationStock, Product, RackbeatClient, StockTotals
 
 
 @dataclass
@@ -176,6 +180,67 @@ class StockReads:
             self._running = None
             scan.done.set()
         return scan
+
+
+@dataclass
+class _ChangesRead:
+    """One read of Rackbeat's changed products, shared by the shops that joined it."""
+
+    since: datetime
+    started: datetime
+    began: float
+    done: anyio.Event = field(default_factory=anyio.Event)
+    pages: list[list[Product]] | None = None
+
+
+class ProductChanges:
+    """Rackbeat's changed products for the products flows of ``shops`` shops with S13 =
+    rackbeat (see the module docstring). With one shop the pages stream straight through."""
+
+    def __init__(
+        self, *, shops: int = 1, window: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.shops = shops
+        self.window = window
+        self.clock = clock
+        #: reads made so far (for tests and the bench)
+        self.reads = 0
+        self._latest: _ChangesRead | None = None
+
+    async def read(
+        self,
+        since: datetime,
+        started: datetime,
+        fetch: Callable[[datetime], AsyncGenerator[list[Product]]],
+    ) -> tuple[datetime, AsyncGenerator[list[Product]]]:
+        """Pages of the products changed at or after ``since``, and the moment the read
+        that found them started (the asking cycle's ``started``, or the earlier one of the
+        read it joined: its cursor must not pass that)."""
+        if self.shops <= 1:
+            self.reads += 1
+            return started, fetch(since)
+        latest = self._latest
+        if latest is not None and latest.since <= since and self.clock() - latest.began <= self.window:
+            await latest.done.wait()
+            if latest.pages is not None:
+                return latest.started, _replay(latest.pages)
+        self.reads += 1
+        read = _ChangesRead(since, started, self.clock())
+        self._latest = read
+        try:
+            pages = fetch(since)
+            async with contextlib.aclosing(pages):
+                read.pages = [page async for page in pages]
+        finally:
+            read.done.set()
+            if read.pages is None and self._latest is read:
+                self._latest = None
+        return started, _replay(read.pages)
+
+
+async def _replay(pages: list[list[Product]]) -> AsyncGenerator[list[Product]]:
+    for page in pages:
+        yield page
 
 
 class KeyedLocks:

@@ -139,6 +139,7 @@ from daemon.product_mapping import (
 from daemon.rackbeat import PRODUCT_FIELDS, Product, RackbeatClient, product_body
 from daemon.reasons import REASONS
 from daemon.retry import settle_write
+from daemon.shared import ProductChanges
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import ParkedRecord, Store, Transaction
@@ -253,8 +254,11 @@ class ProductsFlow:
         index: SkuIndex,
         metrics: Metrics,
         shutdown: Shutdown,
+        changes: ProductChanges | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``changes`` is shared by the products flows of every shop of the account (one
+        read of Rackbeat's changes serves them all)."""
         self.settings = settings
         self.store = store
         self.shopify = shopify
@@ -262,6 +266,7 @@ class ProductsFlow:
         self.index = index
         self.metrics = metrics
         self.shutdown = shutdown
+        self.changes = changes or ProductChanges()
         self.clock = clock
         self.rules = ProductRules.from_settings(settings)
         self.log = log.bind(flow=FLOW)
@@ -444,11 +449,11 @@ class ProductsFlow:
         applied_count = await self._resume_intents()
         applied_count += await self._retry_parked_rackbeat()
         cursor = await self._cursor(RACKBEAT_CURSOR)
-        started = self.clock()
         since = cursor - OVERLAP
+        # another shop's read may serve: then its start bounds the cursor
+        started, pages = await self.changes.read(since, self.clock(), self._changed_rackbeat_products)
         high = cursor
         complete = True
-        pages = self._changed_rackbeat_products(since)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 # orders parked for a SKU Rackbeat lacked are due at once when it appears
