@@ -53,12 +53,14 @@ class OrderDemand:
             or 0
         )
 
-    async def after(self, watermark: int) -> list[tuple[int, dict[str, int]]]:
-        """(row number, SKU → units) of the ledger rows added after ``watermark``, in order."""
+    async def after(self, watermark: int, *, own: bool = False) -> list[tuple[int, dict[str, int]]]:
+        """(row number, SKU → units) of the ledger rows added after ``watermark``, in order;
+        with ``own`` only the store's own shop's (what its Shopify sold: another shop's sale
+        changes the demand, not this shop's Shopify quantities)."""
         rows = await self.store.fetchall(
             "SELECT rowid, demand FROM order_ledger WHERE rowid > ? AND demand IS NOT NULL "
             "AND shop IN (SELECT value FROM json_each(?)) ORDER BY rowid",
-            (watermark, self._shops),
+            (watermark, json.dumps([self.store.shop]) if own else self._shops),
         )
         return [(int(rowid), {k: int(v) for k, v in json.loads(blob).items()}) for rowid, blob in rows]
 

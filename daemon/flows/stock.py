@@ -782,7 +782,7 @@ class StockFlow:
         if not looking:
             return snapshots
         arrivals: dict[str, list[tuple[int, int]]] = {}
-        for rowid, sold in await self.demand.after(min(base_watermark(s) for s in looking)):
+        for rowid, sold in await self.demand.after(min(base_watermark(s) for s in looking), own=True):
             for sku, units in sold.items():
                 arrivals.setdefault(sku, []).append((rowid, units))
         return [replace(s, arrivals=tuple(arrivals.get(s.sku, ()))) for s in snapshots]
@@ -801,7 +801,7 @@ class StockFlow:
         Rackbeat figure and the demand look unchanged (a receipt can hide a reservation)."""
         if watermark is None:
             return set()
-        return {sku for _, demand in await self.demand.after(watermark) for sku in demand}
+        return {sku for _, demand in await self.demand.after(watermark, own=True) for sku in demand}
 
     async def _demand_since(self, marker: _Marker) -> _Orders:
         """The demand terms now (module docstring), and the order ledger's largest rowid
