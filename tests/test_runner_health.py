@@ -136,7 +136,12 @@ async def test_health_endpoints(store: Store) -> None:
             for family in text_string_to_metric_families(exposition.text)
             for s in family.samples
         }
-        assert samples[("rackbeat_shopify_errors_total", (("flow", "stock"), ("kind", "transport"), ("shop", "")))] == 4.0
+        assert (
+            samples[
+                ("rackbeat_shopify_errors_total", (("flow", "stock"), ("kind", "transport"), ("shop", "")))
+            ]
+            == 4.0
+        )
         assert any(name.startswith(("process_", "python_")) for name, _ in samples)
         assert (await client.get("/nope")).status_code == 404
         assert (await client.post("/healthz")).status_code == 405
