@@ -1,4 +1,4 @@
-"""Command line: ``rackbeat-shopify run | check | status | parked | retry | reconcile | demo``.
+"""Command line: ``rackbeat-shopify run | check | status | parked | retry | reconcile | merge-state | demo``.
 
 Thin on purpose: parse the arguments, call into the package, turn the outcome into
 an exit status (see the README's table):
@@ -20,7 +20,7 @@ from typing import TextIO
 import anyio
 
 from daemon import __version__
-from daemon.config import Account, load_account, load_state_account
+from daemon.config import Account, load_account, load_db_settings, load_state_account
 from daemon.errors import AuthError, ConfigError, FatalError, RetriableError
 from daemon.logs import configure_logging, scrub
 
@@ -71,6 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--json", action="store_true", help="machine-readable output")
     reconcile.add_argument("--days", type=float, default=7.0, help="orders window in days (default 7)")
     _shop_option(reconcile)
+    merge = sub.add_parser(
+        "merge-state",
+        help="copy another instance's state file into SYNC_DB (one instance per account)",
+        description="Copy every row of every table of the state file PATH (the SYNC_DB of another instance, "
+        "e.g. a shop's own before one instance served the whole Rackbeat account) into SYNC_DB, in one "
+        "transaction: the shops keep their cursors, ledgers and parked records, and nothing is imported or "
+        "pushed again. Stop the daemons of both files first: the merge is refused while another process has "
+        "either file open, when a shop of PATH already has state in SYNC_DB, and when PATH holds none. PATH "
+        "is migrated to this release's schema and otherwise left as it was; SYNC_DB is created (mode 0600) "
+        "when missing. Needs only SYNC_DB.",
+    )
+    merge.add_argument("path", type=Path, metavar="PATH", help="the state file to copy from (its sync.db)")
     demo = sub.add_parser(
         "demo",
         help="the daemon against built-in simulators of both APIs, with a live summary",
@@ -139,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except KeyboardInterrupt:
             return EX_OK
+    if args.command == "merge-state":
+        return _merge_state(args.path, err)
     account = _settings(args.command, err)
     if account is None:
         return EX_CONFIG
@@ -162,6 +176,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RetriableError as exc:
         print(f"unreachable: {scrub(str(exc))}", file=err)
         return EX_UNAVAILABLE
+
+
+def _merge_state(path: Path, err: TextIO) -> int:
+    """``merge-state PATH``: needs ``SYNC_DB`` only (the shops' settings, when they load, only
+    name the shops the account serves)."""
+    try:
+        db = load_db_settings()
+    except ConfigError as exc:
+        print("configuration error:", file=err)
+        for line in str(exc).splitlines():
+            print(f"  {line}", file=err)
+        return EX_CONFIG
+    configure_logging(db.log_level, db.log_format, stream=err)
+    try:
+        known: list[str] | None = [shop.settings.shop for shop in load_state_account().shops]
+    except ConfigError:
+        known = None
+    from daemon import app  # noqa: PLC0415  # keeps --help light
+
+    try:
+        return anyio.run(lambda: app.merge_state(path, db.sync_db, out=sys.stdout, known=known))
+    except FatalError as exc:
+        for line in scrub(str(exc)).splitlines():
+            print(f"error: {line}", file=err)
+        return EX_FAILURE
 
 
 async def _dispatch(args: argparse.Namespace, account: Account) -> int:

@@ -1,7 +1,8 @@
 """Wiring: builds the store, clients, flows, runner and health server from the settings.
 
 ``run_daemon`` is what ``rackbeat-shopify run`` and the demo call; the other
-functions back the operator commands (``check``, ``status``, ``parked``, ``retry``).
+functions back the operator commands (``check``, ``status``, ``parked``, ``retry``,
+``reconcile``, ``merge-state``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -26,6 +28,7 @@ from daemon.flows.stock import StockFlow, read_rackbeat_only
 from daemon.health import HealthApp
 from daemon.index import SkuIndex
 from daemon.logs import configure_logging
+from daemon.merge import merge_state as merge
 from daemon.rackbeat import RackbeatClient
 from daemon.reasons import advice_for
 from daemon.reconcile import print_report
@@ -43,7 +46,7 @@ from daemon.runner import (
 from daemon.services import AccountServices, Services, open_account, register_secrets
 from daemon.shared import KeyedLocks, ProductChanges, StockReads
 from daemon.shutdown import Shutdown
-from daemon.store import Store
+from daemon.store import SCHEMA_VERSION, Store
 from daemon.webserver import serve
 
 log = structlog.get_logger("daemon.app")
@@ -544,4 +547,32 @@ async def retry(
     return 0
 
 
-__all__ = ["SyncError", "check", "list_parked", "retry", "run_daemon", "status"]
+async def merge_state(source: Path, target: Path, *, out: TextIO, known: Sequence[str] | None = None) -> int:
+    """``merge-state PATH``: copy every shop's state from ``source`` (another instance's state
+    file) into ``target`` (``SYNC_DB``), and say what was copied per table (:mod:`daemon.merge`).
+    ``known``: the domains of the account's shops, when the settings name them."""
+    report = await merge(source, target)
+    created = " (created)" if report.created else ""
+    print(f"merged {report.source} into {report.target}{created}", file=out)
+    for shop in report.shops:
+        print(f"  shop {shop}", file=out)
+    width = max(len(table) for table in report.copied)
+    for table, rows in report.copied.items():
+        print(f"  {table:<{width}}  {rows:>7} rows", file=out)
+    migrated = (
+        f"migrated from schema {report.source_version} to {SCHEMA_VERSION}, otherwise unchanged"
+        if report.source_version < SCHEMA_VERSION
+        else "unchanged"
+    )
+    print(f"{report.total} rows copied in one transaction; {report.source} is {migrated}", file=out)
+    for shop in report.shops:
+        if known is not None and shop not in known:
+            print(
+                f"note: {shop} is not one of this account's shops (SHOPS); the daemon leaves its state "
+                "alone until it is",
+                file=out,
+            )
+    return 0
+
+
+__all__ = ["SyncError", "check", "list_parked", "merge_state", "retry", "run_daemon", "status"]

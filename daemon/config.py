@@ -7,7 +7,10 @@ about ``SYNC_ORDER_STATUS``. The guide's settings S1–S15
 
 Sources, strongest first: the process environment, a ``.env`` file in the working
 directory (development), and files in ``$CREDENTIALS_DIRECTORY`` named after the
-variable (systemd ``LoadCredential=``; lower- or upper-case file names).
+variable (systemd ``LoadCredential=``; lower- or upper-case file names), or after the
+variable behind :data:`CREDENTIALS_ID` and ``_``: the unit loads the account's whole
+credentials directory as ``LoadCredential=rackbeat-shopify:<directory>``, and systemd
+names each file's credential ``rackbeat-shopify_<file name>``.
 """
 
 from __future__ import annotations
@@ -348,20 +351,35 @@ class IsolatedSettings(Settings):
         return cls(**dict(values))
 
 
+#: the ID of the unit's ``LoadCredential=`` of the account's credentials directory: systemd
+#: passes each file in it as ``rackbeat-shopify_<file name>`` (a ``-`` no alias can contain)
+CREDENTIALS_ID = "rackbeat-shopify"
+
+
+def credential(directory: str | os.PathLike[str], *names: str) -> str | None:
+    """The first non-blank credential of ``$CREDENTIALS_DIRECTORY`` named one of ``names``:
+    under the name itself (a credential of its own), else under :data:`CREDENTIALS_ID` ``_``
+    name (a file of the loaded credentials directory). A blank one (systemd's
+    ``SetCredential=`` fallback) means "not given here"."""
+    for prefix in ("", f"{CREDENTIALS_ID}_"):
+        for name in names:
+            path = Path(directory) / f"{prefix}{name}"
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+                if value:
+                    return value
+    return None
+
+
 class _CredentialsSource(PydanticBaseSettingsSource):
-    """Reads ``$CREDENTIALS_DIRECTORY/<variable>`` (systemd ``LoadCredential=``)."""
+    """Reads ``$CREDENTIALS_DIRECTORY/<variable>`` (systemd ``LoadCredential=``; see
+    :func:`credential`)."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
             return None, field_name, False
-        for candidate in (field_name, field_name.upper()):
-            path = Path(directory) / candidate
-            if path.is_file():
-                # a blank credential (systemd's SetCredential= fallback) means "not given here"
-                value = path.read_text(encoding="utf-8").strip()
-                return (value or None), field_name, False
-        return None, field_name, False
+        return credential(directory, field_name, field_name.upper()), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -578,7 +596,7 @@ def _aliases() -> list[str] | None:
 
 def _prefixed(aliases: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``SHOP_<ALIAS>__<VARIABLE>`` values by alias (field name → value), from the environment,
-    ``.env`` and ``$CREDENTIALS_DIRECTORY`` (``<alias>_<variable>``) in that order; and the
+    ``.env`` and ``$CREDENTIALS_DIRECTORY`` (``<alias>_<variable>``, see :func:`credential`) in that order; and the
     problems (an alias not in ``SHOPS``, no such setting, an account-scoped one)."""
     found: dict[str, dict[str, Any]] = {a: {} for a in aliases}
     problems: list[str] = []
@@ -612,10 +630,11 @@ def _prefixed(aliases: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]
     if directory:
         for alias in aliases:
             for field in fields:
-                for candidate in (f"{alias}_{field}", shop_variable(alias, field)):
-                    path = Path(directory) / candidate
-                    if field not in ACCOUNT_VARIABLES and path.is_file():
-                        take(shop_variable(alias, field), path.read_text(encoding="utf-8"))
+                if field in ACCOUNT_VARIABLES:
+                    continue
+                loaded = credential(directory, f"{alias}_{field}", shop_variable(alias, field))
+                if loaded is not None:
+                    take(shop_variable(alias, field), loaded)
     return found, problems
 
 
@@ -659,27 +678,33 @@ def load_account() -> Account:
     return _load_account(lambda overrides: Settings(**overrides))
 
 
-class StateSettings(_FromEnvironment):
-    """The settings of the DB-only commands, from the same sources as :class:`Settings`
-    (environment, ``.env``, ``$CREDENTIALS_DIRECTORY``): an operator can read the state of
-    an instance without its API tokens, and a mistake in an unrelated setting does not hide it."""
+class DbSettings(_FromEnvironment):
+    """The settings of a command that works on the state file alone (``merge-state``): the
+    state DB and logging, from the same sources as :class:`Settings`; nothing of any shop."""
 
     model_config = Settings.model_config
 
-    shopify_shop: str = Field(description="The shop's domain; it keys every row of the state DB.")
     sync_db: Path = Field(default_factory=_default_db, description="SQLite state file.")
     log_level: str = "info"
     log_format: LogFormat = LogFormat.AUTO
-
-    @field_validator("shopify_shop")
-    @classmethod
-    def _shop(cls, value: str) -> str:
-        return Settings._shop(value)
 
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
         return Settings._level(value)
+
+
+class StateSettings(DbSettings):
+    """The settings of the DB-only commands, from the same sources as :class:`Settings`
+    (environment, ``.env``, ``$CREDENTIALS_DIRECTORY``): an operator can read the state of
+    an instance without its API tokens, and a mistake in an unrelated setting does not hide it."""
+
+    shopify_shop: str = Field(description="The shop's domain; it keys every row of the state DB.")
+
+    @field_validator("shopify_shop")
+    @classmethod
+    def _shop(cls, value: str) -> str:
+        return Settings._shop(value)
 
     def as_settings(self) -> Settings:
         """A :class:`Settings` carrying these values only (the DB commands read no others)."""
@@ -702,6 +727,15 @@ def load_state_settings() -> Settings:
     """The settings of the DB-only commands (:class:`StateSettings`) as a :class:`Settings`;
     :class:`ConfigError` with one line per problem."""
     return _state_settings({})
+
+
+def load_db_settings() -> DbSettings:
+    """``SYNC_DB`` and the logging settings (:class:`DbSettings`); :class:`ConfigError` with one
+    line per problem."""
+    try:
+        return DbSettings()
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(e) for e in exc.errors(include_url=False))) from None
 
 
 def load_state_account() -> Account:

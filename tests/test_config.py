@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import Settings, load_settings
+from daemon.config import ACCOUNT_VARIABLES, Settings, load_account, load_settings
 from daemon.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """An empty environment and a working directory without .env."""
     for name in list(__import__("os").environ):
         if name.startswith(
-            ("RACKBEAT_", "SHOPIFY_", "SYNC_", "HEALTH_", "LOG_", "CREDENTIALS_", "STATE_DIR")
+            ("RACKBEAT_", "SHOPIFY_", "SYNC_", "SHOP", "HEALTH_", "LOG_", "CREDENTIALS_", "STATE_DIR")
         ):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
@@ -166,6 +166,53 @@ def test_env_example_lists_every_setting_and_only_those() -> None:
     for i, line in enumerate(lines):
         if re.match(r"^[A-Z][A-Z0-9_]+=", line):
             assert lines[i - 1].startswith("# "), f"{line.split('=')[0]} has no explanation above it"
+
+
+#: the commented-out example of several shops in .env.example: ``# SHOPS=…``, ``# SHOP_EU__…=…``
+SEVERAL_SHOPS = re.compile(r"^# (SHOPS|SHOP_([A-Z0-9_]+?)__([A-Z0-9_]+))=(.*)$", re.MULTILINE)
+
+
+def test_env_example_shows_several_shops_commented_out() -> None:
+    # SHOPS and SHOP_<ALIAS>__<VARIABLE> are no Settings fields: they are shown commented
+    # out (a copy of the file stays a one-shop configuration), with per-shop variables that
+    # exist and may be set per shop
+    text = (ROOT / ".env.example").read_text()
+    examples = SEVERAL_SHOPS.findall(text)
+    assert examples[0][0] == "SHOPS"
+    aliases = examples[0][3].split(",")
+    per_shop = [(alias, variable) for _, alias, variable, _ in examples[1:]]
+    assert {alias.lower() for alias, _ in per_shop} == set(aliases)
+    assert ("EU", "SHOPIFY_SHOP") in per_shop
+    for _, variable in per_shop:
+        assert variable.lower() in Settings.model_fields, variable
+        assert variable.lower() not in ACCOUNT_VARIABLES, f"{variable} belongs to the account"
+    assert not re.search(r"^(SHOPS|SHOP_\w+__\w+)=", text, re.MULTILINE), (
+        "a several-shops line is not commented out"
+    )
+
+
+def test_env_example_with_several_shops_uncommented_is_a_valid_account(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text = (ROOT / ".env.example").read_text()
+    filled = SEVERAL_SHOPS.sub(lambda m: m.group(0).removeprefix("# "), text)
+    filled = re.sub(r"^(SHOP_\w+__SHOPIFY_ACCESS_TOKEN|RACKBEAT_API_TOKEN)=$", r"\1=x", filled, flags=re.M)
+    for key in ("SYNC_PAYMENT_TERMS", "SYNC_CUSTOMER_GROUP", "SYNC_EMPLOYEE"):
+        filled = filled.replace(f"{key}=\n", f"{key}=1\n")
+    (tmp_path / ".env").write_text(filled)
+    eu, se = load_account().shops
+    assert (eu.alias, eu.settings.shop, eu.settings.sync_currency) == (
+        "eu",
+        "your-eu-shop.myshopify.com",
+        "EUR",
+    )
+    assert (se.alias, se.settings.shop, se.settings.sync_currency) == (
+        "se",
+        "your-se-shop.myshopify.com",
+        "SEK",
+    )
+    assert eu.settings.location_numbers == ("1",)
+    assert se.settings.location_numbers is None  # the unprefixed default: all
 
 
 def test_env_example_values_are_valid_defaults(env: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from daemon import rackbeat
+from daemon.__main__ import _parser
 from daemon.config import Settings
 from daemon.reasons import REASONS
 
@@ -183,3 +184,12 @@ def test_the_state_invariant_is_stated_the_same_way_everywhere_it_is_kept() -> N
         if "set_cursor(" in path.read_text() and "sim" not in path.parts
     }
     assert movers <= {*modules, "daemon.store"}, movers - set(modules)
+
+
+def test_the_commands_block_lists_every_command() -> None:
+    block = re.search(r"```\n(rackbeat-shopify .*?)```", section("Commands"), re.DOTALL)
+    assert block, "the Commands section has no block of commands"
+    listed = re.findall(r"^rackbeat-shopify ([\w-]+)", block.group(1), re.MULTILINE)
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    assert sub.choices is not None
+    assert sorted(listed) == sorted(sub.choices), "README's Commands block and the parser differ"

@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from daemon.config import Settings
+from daemon.config import CREDENTIALS_ID, load_account
+from daemon.errors import ConfigError
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "rackbeat-shopify@.service"
 INSTANCE = "rackbeat-shopify@test.service"
 MAX_EXPOSURE = 2.0
 TOOL_TIMEOUT = 60
-# the token variables the unit passes as credentials (file name = variable in lower case)
-CREDENTIALS = ("rackbeat_api_token", "shopify_access_token", "shopify_client_secret")
 
 UnitFile = dict[str, dict[str, list[str]]]
 
@@ -79,7 +79,7 @@ def test_unit_restarts_on_failure_but_not_on_a_config_error(unit: UnitFile) -> N
     assert int(one(unit["Unit"], "StartLimitBurst")) > 0
 
 
-def test_unit_keeps_state_settings_and_tokens_per_shop(unit: UnitFile) -> None:
+def test_unit_keeps_state_settings_and_tokens_per_account(unit: UnitFile) -> None:
     service = unit["Service"]
     assert one(service, "DynamicUser") == "yes"
     assert one(service, "StateDirectory") == "rackbeat-shopify/%i"
@@ -87,15 +87,114 @@ def test_unit_keeps_state_settings_and_tokens_per_shop(unit: UnitFile) -> None:
     assert one(service, "UMask") == "0077"
     assert one(service, "EnvironmentFile").removeprefix("-") == "/etc/rackbeat-shopify/%i.env"
 
-    loaded = dict(value.split(":", 1) for value in service.get("LoadCredential", []))
-    fallbacks = dict(value.split(":", 1) for value in service.get("SetCredential", []))
-    assert sorted(loaded) == sorted(CREDENTIALS)
-    for name in CREDENTIALS:
-        assert name in Settings.model_fields, f"the daemon has no setting for credential {name}"
-        assert loaded[name] == f"/etc/rackbeat-shopify/credentials/%i/{name}"
-        # the fallback keeps a missing file from failing the start, and must stay blank
-        # so that it never stands in for a real token
-        assert fallbacks[name].replace("\\n", "").strip() == "", f"SetCredential={name} is not blank"
+    # one line loads the account's whole credentials directory: a shop added to SHOPS
+    # needs a file there, not a change to the unit
+    ident, _, path = one(service, "LoadCredential").partition(":")
+    assert (ident, path) == (CREDENTIALS_ID, "/etc/rackbeat-shopify/credentials/%i")
+    # the fallback keeps a missing directory from failing the start, and must stay blank
+    # so that it never stands in for a real token
+    fallback_id, _, fallback = one(service, "SetCredential").partition(":")
+    assert fallback_id == CREDENTIALS_ID
+    assert fallback.replace("\\n", "").strip() == ""
+
+
+def credentials_directory(unit: UnitFile, instance: str, etc: Path, into: Path) -> Path:
+    """What PID 1 puts in ``$CREDENTIALS_DIRECTORY`` for the unit's ``LoadCredential=`` and
+    ``SetCredential=`` lines, by systemd.exec(5) (252): a file becomes one credential named
+    ID; a directory one credential per file in it (recursively, symlinks ignored), named ID,
+    ``_`` and the file's path below the directory with ``/`` as ``_``; a missing path the
+    ``SetCredential=`` value of the same ID. ``/etc/rackbeat-shopify`` is ``etc`` here."""
+    into.mkdir()
+    fallbacks = dict(value.split(":", 1) for value in unit["Service"].get("SetCredential", []))
+    for value in unit["Service"].get("LoadCredential", []):
+        ident, _, raw = value.partition(":")
+        path = etc / raw.replace("%i", instance).removeprefix("/etc/rackbeat-shopify/")
+        if path.is_dir():
+            for file in sorted(path.rglob("*")):
+                if file.is_file() and not file.is_symlink():
+                    name = "_".join((ident, *file.relative_to(path).parts))
+                    (into / name).write_bytes(file.read_bytes())
+        elif path.is_file():
+            (into / ident).write_bytes(path.read_bytes())
+        else:
+            assert ident in fallbacks, f"{path} is missing and {ident} has no fallback: the start fails"
+            (into / ident).write_text(fallbacks[ident].replace("\\n", "\n"))
+    return into
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No setting of ours in the environment, and no .env in the working directory."""
+    for name in list(os.environ):
+        if name.startswith(("RACKBEAT_", "SHOPIFY_", "SYNC_", "SHOP", "HEALTH_", "LOG_", "CREDENTIALS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"SYNC_PAYMENT_TERMS": "1", "SYNC_CUSTOMER_GROUP": "1", "SYNC_EMPLOYEE": "1"}.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def test_every_shop_of_the_account_gets_its_tokens_from_the_one_directory(
+    unit: UnitFile, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the operator's files: the account's token, eu's access token, se's client secret
+    # (a shop's files may also sit in a directory named after its alias)
+    tokens = tmp_path / "etc" / "credentials" / "acme"
+    (tokens / "se").mkdir(parents=True)
+    (tokens / "rackbeat_api_token").write_text("rb-token\n")
+    (tokens / "eu_shopify_access_token").write_text("shpat_eu\n")
+    (tokens / "se" / "shopify_client_secret").write_text("se-secret\n")
+    directory = credentials_directory(unit, "acme", tmp_path / "etc", tmp_path / "run")
+    clean_env.setenv("CREDENTIALS_DIRECTORY", str(directory))
+    clean_env.setenv("SHOPS", "eu,se")
+    clean_env.setenv("SHOP_EU__SHOPIFY_SHOP", "eu-shop.myshopify.com")
+    clean_env.setenv("SHOP_SE__SHOPIFY_SHOP", "se-shop.myshopify.com")
+    clean_env.setenv("SHOP_SE__SHOPIFY_CLIENT_ID", "se-client")
+
+    eu, se = load_account().shops
+
+    assert {secret(shop.settings.rackbeat_api_token) for shop in (eu, se)} == {"rb-token"}
+    assert (eu.alias, secret(eu.settings.shopify_access_token)) == ("eu", "shpat_eu")
+    assert (se.alias, secret(se.settings.shopify_access_token)) == ("se", None)
+    assert secret(se.settings.shopify_client_secret) == "se-secret"
+    assert secret(eu.settings.shopify_client_secret) is None
+
+
+def test_a_single_shops_credentials_directory_still_works(
+    unit: UnitFile, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # an instance from before SHOPS: its files carry no alias
+    tokens = tmp_path / "etc" / "credentials" / "myshop"
+    tokens.mkdir(parents=True)
+    (tokens / "rackbeat_api_token").write_text("rb-token")
+    (tokens / "shopify_access_token").write_text("shpat_one")
+    directory = credentials_directory(unit, "myshop", tmp_path / "etc", tmp_path / "run")
+    clean_env.setenv("CREDENTIALS_DIRECTORY", str(directory))
+    clean_env.setenv("SHOPIFY_SHOP", "myshop.myshopify.com")
+
+    [shop] = load_account().shops
+
+    assert secret(shop.settings.rackbeat_api_token) == "rb-token"
+    assert secret(shop.settings.shopify_access_token) == "shpat_one"
+
+
+def test_without_a_credentials_directory_the_daemon_names_the_missing_tokens(
+    unit: UnitFile, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    directory = credentials_directory(unit, "acme", tmp_path / "etc", tmp_path / "run")
+    clean_env.setenv("CREDENTIALS_DIRECTORY", str(directory))
+    clean_env.setenv("SHOPS", "eu")
+    clean_env.setenv("SHOP_EU__SHOPIFY_SHOP", "eu-shop.myshopify.com")
+
+    with pytest.raises(ConfigError) as missing:
+        load_account()
+
+    assert "RACKBEAT_API_TOKEN: missing" in str(missing.value)
+    assert "shop eu: SHOPIFY_ACCESS_TOKEN: missing" in str(missing.value)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +277,17 @@ def test_exposure_score_is_at_most_two(analyze: str, tmp_path: Path) -> None:
     assert float(match.group(1)) <= MAX_EXPOSURE, exposed
     # parse problems (an ignored line silently weakens the sandbox) show up here too
     assert about_our_unit(result.stderr) == [], result.stderr
+
+
+def test_the_readmes_commands_get_the_units_state_and_credentials(unit: UnitFile) -> None:
+    # `rbs` (README, "Against a systemd instance") runs a command as the service would
+    readme = (UNIT.parent.parent / "README.md").read_text(encoding="utf-8")
+    helper = re.search(r"^rbs\(\) \{\n(.*?)^\}", readme, re.MULTILINE | re.DOTALL)
+    assert helper, "README has no rbs() helper"
+    given: dict[str, list[str]] = {}
+    for key, value in re.findall(r"-p '?(\w+)=(\S+?)'? ", helper.group(1)):
+        given.setdefault(key, []).append(value)
+    service = unit["Service"]
+    for key in ("StateDirectory", "EnvironmentFile", "LoadCredential", "SetCredential"):
+        assert given[key] == [v.replace("%i", "$account") for v in service[key]], key
+    assert given["User"] == ["rackbeat-shopify"]  # the dynamic user's name: the template's
