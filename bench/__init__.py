@@ -19,8 +19,6 @@ import httpx
 from pydantic import SecretStr
 
 from daemon.config import IsolatedSettings, Settings
-from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN
 
 #: (benchmark, figure, value, unit / notes)
 Row = tuple[str, str, float | int | str, str]
@@ -30,22 +28,29 @@ HEADER: Row = ("benchmark", "figure", "value", "unit / notes")
 
 def bench_settings(db: Path, **overrides: Any) -> Settings:
     """The daemon's defaults, pointed at the simulators (``overrides`` by field name)."""
-    return IsolatedSettings.of(
-        {
-            "rackbeat_api_url": "http://rackbeat.sim/api",
-            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
-            "rackbeat_contact_email": "bench@example.com",
-            "shopify_shop": "bench.myshopify.com",
-            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
-            "shopify_admin_url": "http://shopify.sim/admin",
-            "sync_db": db,
-            "sync_payment_terms": "1",
-            "sync_customer_group": "1",
-            "sync_employee": "1",
-            "sync_poll_seconds": 60,
-            **overrides,
-        }
-    )
+    values: dict[str, Any] = {
+        "rackbeat_api_url": "http://rackbeat.sim/api",
+        "rackbeat_contact_email": "bench@example.com",
+        "shopify_shop": "bench.myshopify.com",
+        "shopify_admin_url": "http://shopify.sim/admin",
+        "sync_db": db,
+        "sync_payment_terms": "1",
+        "sync_customer_group": "1",
+        "sync_employee": "1",
+        "sync_poll_seconds": 60,
+        **overrides,
+    }
+    # the simulators' tokens unless given: a daemon process a bench starts (bench.shops)
+    # gets them from its parent and loads no simulator code
+    if "rackbeat_api_token" not in values:
+        from daemon.sim.rackbeat import DEFAULT_TOKEN  # noqa: PLC0415
+
+        values["rackbeat_api_token"] = SecretStr(DEFAULT_TOKEN)
+    if "shopify_access_token" not in values:
+        from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN  # noqa: PLC0415
+
+        values["shopify_access_token"] = SecretStr(DEFAULT_ACCESS_TOKEN)
+    return IsolatedSettings.of(values)
 
 
 def peak_rss_mib() -> float:

@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "bench.index",
     "bench.idle",
     "bench.lost_answers",
+    "bench.shops",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
@@ -44,6 +45,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.index": 5_000,
     "bench.idle": 100,
     "bench.lost_answers": 12,
+    "bench.shops": 200,
 }
 
 

@@ -9,7 +9,7 @@ request budget, and the metrics registry; each has its own Shopify client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -91,11 +91,17 @@ def shares_locations(a: Settings, b: Settings) -> bool:
 
 @asynccontextmanager
 async def open_account(
-    account: Account, http: httpx.AsyncClient | None = None, *, shutdown: Shutdown | None = None
+    account: Account,
+    http: httpx.AsyncClient | None = None,
+    *,
+    shutdown: Shutdown | None = None,
+    rackbeat_options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[AccountServices]:
     """Open the state DB and the API clients of every shop; close them on exit.
 
     With ``shutdown`` the clients' retry backoff ends as soon as a stop is requested.
+    ``rackbeat_options`` are further :class:`RackbeatClient` arguments (the benches give
+    the request budget a simulated ``clock`` and ``sleep``).
     """
     settings = account.settings
     store = await Store.open(settings.sync_db, account.shops[0].settings.shop)
@@ -103,7 +109,7 @@ async def open_account(
     client = http or http_client()
     waits: dict[str, Any] = {} if shutdown is None else {"backoff_sleep": shutdown.backoff}
     try:
-        rackbeat = RackbeatClient.from_settings(settings, client, **waits)
+        rackbeat = RackbeatClient.from_settings(settings, client, **waits, **(rackbeat_options or {}))
         shopify = {
             shop.alias: ShopifyClient.from_settings(shop.settings, client, **waits) for shop in account.shops
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import subprocess
 import sys
 import time
@@ -12,10 +13,13 @@ from typing import Any
 
 import pytest
 
-from bench import Row
-from bench.__main__ import MODULES, collect
+from bench import Row, shops
+from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
+#: orders per shop in the several-shops tests: enough for two shops to need more than one
+#: minute's Rackbeat budget (about 6 requests per order), few enough to stay quick
+ORDERS = 30
 TINY = ["--quick", "--size", "40", "--only", "clients_shopify", "--only", "clients_rackbeat"]
 
 
@@ -86,3 +90,53 @@ def test_every_benchmark_of_the_table_exists() -> None:
     for name in MODULES:
         module = importlib.import_module(name)
         assert callable(module.run), name
+
+
+@pytest.mark.anyio
+async def test_several_shops_in_one_process_share_one_stock_scan_and_one_request_budget() -> None:
+    skus = QUICK_SIZES["bench.shops"]
+    one = await shops.measure(1, skus, orders=ORDERS)
+    two = await shops.measure(2, skus, orders=ORDERS)
+    apart = await shops.measure(2, skus, separate=True, orders=ORDERS)  # before: a process per shop
+    scan = math.ceil((skus + 1) / 100)  # pages of 100 (the shipping product is one too)
+
+    # a quiet cycle: one shop scans the stock and reads its changed products
+    assert one["idle_by_flow"] == {"stock": scan, "products": 1}
+    # a second shop adds its own products read, never a second scan
+    assert two["idle"] == [one["idle"][-1] + 1] * shops.IDLE_CYCLES
+    assert two["idle_by_flow"] == {"stock": scan, "products": 2}
+    assert two["idle_scans"] == [1] * shops.IDLE_CYCLES
+    assert two["first_start_scans"] == 1
+    # the first start (stock pushed, 30 orders per shop) needs more than a minute's budget,
+    # and no 60 s window holds more than the one budget of 300
+    assert two["first_start_requests"] > shops.DEFAULT_RPM
+    assert two["peak_window"] == shops.DEFAULT_RPM
+
+    # a process per shop scanned twice and spent two budgets at once: all its requests in one minute
+    assert apart["idle"][-1] == 2 * one["idle"][-1]
+    assert apart["idle_scans"][-1] == 2
+    assert apart["peak_window"] == apart["first_start_requests"] > shops.DEFAULT_RPM
+
+    rows = shops.table(skus, {1: one, 2: two}, {1: one, 2: apart}, {1: 50.0, 2: 51.5}, counts=(1, 2))
+    figures = {figure: (value, notes) for _, figure, value, notes in rows}
+    idle = f"Rackbeat requests per idle cycle, {skus} SKUs"
+    assert figures[f"{idle}, 2 shops, one process"] == (
+        scan + 2,
+        f"requests (goal {scan} + a few): products 2, stock {scan}",
+    )
+    assert figures[f"{idle}, 2 shops, a process per shop (before)"][0] == 2 * (scan + 1)
+    assert figures["Rackbeat stock scans per idle cycle, 2 shops, one process"][0] == 1
+    peak = "most Rackbeat requests in any 60 s, first start + 30 orders per shop, 2 shops"
+    assert figures[f"{peak}, one process"][0] == 300
+    assert figures[f"{peak}, a process per shop (before)"][0] == apart["peak_window"]
+    assert figures[f"peak RSS, {skus} SKUs, 2 shops, a process per shop (before)"][0] == 100.0
+    assert figures["peak RSS per added shop, 1 -> 2 shops, one process"][0] == 1.5
+
+
+@pytest.mark.anyio
+async def test_the_daemon_process_of_the_rss_figure_syncs_over_loopback_without_simulator_code() -> None:
+    # the child refuses to report when it has loaded simulator code; the parent checks that
+    # every order reached Rackbeat over loopback
+    measured = await shops.measure_rss(2, QUICK_SIZES["bench.shops"], orders=ORDERS)
+    # MiB: Python with httpx, pydantic and aiosqlite loaded, and less than the simulators' 2 x 200 SKUs
+    assert 20 < measured["rss_before_mib"] <= measured["peak_rss_mib"] < 512
