@@ -191,6 +191,8 @@ class _ChangesRead:
     began: float
     done: anyio.Event = field(default_factory=anyio.Event)
     pages: list[list[Product]] | None = None
+    #: who has this read's pages (a reader never gets the same read twice)
+    readers: set[Hashable] = field(default_factory=set)
 
 
 class ProductChanges:
@@ -209,23 +211,31 @@ class ProductChanges:
 
     async def read(
         self,
+        reader: Hashable,
         since: datetime,
         started: datetime,
         fetch: Callable[[datetime], AsyncGenerator[list[Product]]],
     ) -> tuple[datetime, AsyncGenerator[list[Product]]]:
         """Pages of the products changed at or after ``since``, and the moment the read
         that found them started (the asking cycle's ``started``, or the earlier one of the
-        read it joined: its cursor must not pass that)."""
+        read it joined: its cursor must not pass that). ``reader`` (the asking flow) joins
+        a read of another shop's, never one it had already."""
         if self.shops <= 1:
             self.reads += 1
             return started, fetch(since)
         latest = self._latest
-        if latest is not None and latest.since <= since and self.clock() - latest.began <= self.window:
+        if (
+            latest is not None
+            and reader not in latest.readers
+            and latest.since <= since
+            and self.clock() - latest.began <= self.window
+        ):
+            latest.readers.add(reader)
             await latest.done.wait()
             if latest.pages is not None:
                 return latest.started, _replay(latest.pages)
         self.reads += 1
-        read = _ChangesRead(since, started, self.clock())
+        read = _ChangesRead(since, started, self.clock(), readers={reader})
         self._latest = read
         try:
             pages = fetch(since)

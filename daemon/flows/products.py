@@ -451,7 +451,9 @@ class ProductsFlow:
         cursor = await self._cursor(RACKBEAT_CURSOR)
         since = cursor - OVERLAP
         # another shop's read may serve: then its start bounds the cursor
-        started, pages = await self.changes.read(since, self.clock(), self._changed_rackbeat_products)
+        started, pages = await self.changes.read(
+            self.store.shop, since, self.clock(), self._changed_rackbeat_products
+        )
         high = cursor
         complete = True
         async with contextlib.aclosing(pages):
