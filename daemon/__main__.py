@@ -85,9 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("path", type=Path, metavar="PATH", help="the state file to copy from (its sync.db)")
     demo = sub.add_parser(
         "demo",
-        help="the daemon against built-in simulators of both APIs, with a live summary",
-        description="Start simulated Shopify and Rackbeat on loopback with a sample catalogue, run the daemon "
-        "against them and make activity happen. Needs no settings; ignores the environment and .env.",
+        help="the daemon against built-in simulators of both APIs (two shops), with a live summary",
+        description="Start two simulated Shopify shops and a simulated Rackbeat on loopback with a sample "
+        "catalogue, run one daemon for both shops against them and make activity happen. Needs no settings; "
+        "ignores the environment and .env.",
     )
     demo.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: Ctrl-C)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the activity (default 7)")

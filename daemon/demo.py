@@ -1,25 +1,31 @@
 """``rackbeat-shopify demo``: the real daemon against the built-in simulators, live.
 
-Starts a simulated Shopify and a simulated Rackbeat on loopback (real HTTP servers) with
-a sample catalogue (200 products over 3 Rackbeat locations, a few customers, a few
-orders already waiting in Shopify), runs the daemon against them with a short poll
-interval, and makes things happen every few seconds: Shopify orders by returning and new
-customers, goods receipts and shipments in Rackbeat, price edits and new products in
-Rackbeat. A summary is redrawn
-in the terminal (in place on a TTY, a line every few seconds otherwise); at the end a
-truth check compares both systems: every Shopify order exists exactly once in Rackbeat,
-except the ones the daemon parked (an order with a SKU Rackbeat does not know), which
-must not be there at all.
+Starts one simulated Rackbeat and two simulated Shopify shops (``eu`` and ``se``, the
+way ``SHOPS=eu,se`` configures them) on loopback (real HTTP servers), runs ONE daemon
+process for both shops against them, and makes things happen every few seconds. Both
+shops sell Rackbeat's one catalogue (200 products over 3 Rackbeat locations, the same
+SKUs in both shops), and both number their orders from ``#1001``: every order name
+exists in both shops, and each must become its own Rackbeat order, told apart by the
+heading that names the shop. The activity: Shopify orders in either shop by returning and
+new customers (one Rackbeat customer per e-mail, whichever shop they buy in), goods
+receipts and shipments in Rackbeat, price edits and new products in Rackbeat. A summary
+is redrawn in the terminal (in place on a TTY, a line every few seconds otherwise), with
+figures per shop; at the end a truth check compares the systems: every order of each
+shop exists exactly once in Rackbeat under that shop's heading, except the ones the
+daemon parked (an order with a SKU Rackbeat does not know), which must not be there at
+all; and once each shop's stock flow has run a cycle after the last order reached the
+daemon, no shop offers more than Rackbeat's available minus the unreserved demand of
+both shops (a unit sold in one shop is not offered again in the other).
 
 The summary is read from where an operator would read it: ``/healthz`` and ``/metrics``
 of the running daemon, and the simulators' own records for the truth-based figures.
 
 Needs no settings, no network and no ``.env``: the settings are built here from fixed
-values only (:class:`~daemon.config.IsolatedSettings`: no environment, no ``.env``, no
-credentials directory), HTTP clients ignore proxy variables, and the state DB and the
-daemon's log live in a temporary directory unless ``--db`` names a new DB file. The
-simulators keep the real clock; the seeded catalogue's timestamps are set a day back
-(:func:`backdate`), as for a shop that existed before the daemon.
+values only (:class:`~daemon.config.IsolatedSettings` per shop: no environment, no
+``.env``, no credentials directory), HTTP clients ignore proxy variables, and the state
+DB and the daemon's log live in a temporary directory unless ``--db`` names a new DB
+file. The simulators keep the real clock; the seeded catalogue's timestamps are set a
+day back (:func:`backdate`), as for shops that existed before the daemon.
 
 Ctrl-C ends the activity, lets the daemon catch up with what was placed last, stops it
 and prints the final summary; a second Ctrl-C stops at once.
@@ -31,13 +37,14 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import random
 import shlex
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -51,15 +58,23 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from daemon.app import run_daemon
-from daemon.config import IsolatedSettings, Settings
+from daemon.config import (
+    Account,
+    IsolatedSettings,
+    Shop,
+    check_account,
+    default_alias,
+    shop_variable,
+)
 from daemon.errors import ConfigError
 from daemon.flows.products import NEW_PRODUCT_SETTLE
 from daemon.logs import configure_logging
+from daemon.mapping import shopify_heading
 from daemon.metrics import PREFIX
 from daemon.runner import Runner
 from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
-from daemon.sim.rackbeat import RackbeatSimulator
+from daemon.sim.rackbeat import RackbeatSimulator, SimOrder
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, Order, ShopifySimulator
 from daemon.webserver import handler_app, serve
 
@@ -68,7 +83,8 @@ log = structlog.get_logger("daemon.demo")
 LOOPBACK = "127.0.0.1"
 #: the health port the README names; another free port when it is taken
 PREFERRED_HEALTH_PORT = 8787
-SHOP = "demo-shop.myshopify.com"
+#: the demo's shops (``SHOPS=eu,se``), alias → domain: one daemon, one Rackbeat, one catalogue
+SHOPS = {"eu": "demo-eu.myshopify.com", "se": "demo-se.myshopify.com"}
 PRODUCTS = 200
 #: the last few products exist in Rackbeat only (not everything in the warehouse is for sale online)
 RACKBEAT_ONLY = 4
@@ -86,8 +102,9 @@ FIRST_NAMES = ("Dagny", "Erik", "Frida", "Gustav", "Hanne", "Ingrid", "Jonas", "
 LAST_NAMES = ("Åberg", "Berg", "Dahl", "Eklund", "Holm", "Lund", "Nygaard", "Sørensen", "Vik", "Wiik")
 NOUNS = ("Mug", "Plate", "Bowl", "Vase", "Candle", "Throw", "Cushion", "Lamp", "Tray", "Jug")
 ADJECTIVES = ("Nordic", "Fjord", "Birch", "Granite", "Linen", "Åland", "Skagen", "Öland", "Moss", "Ember")
-#: orders waiting in Shopify when the daemon starts (SYNC_ORDERS_SINCE reaches back to them)
-WAITING_ORDERS = 3
+#: orders waiting in each shop when the daemon starts (SYNC_ORDERS_SINCE reaches back to
+#: them); both shops number from #1001, so these names are in both shops from the start
+WAITING_ORDERS = 2
 VAT = Decimal("1.25")
 #: how old the seeded catalogue looks (see :func:`backdate`)
 CATALOGUE_AGE = timedelta(days=1)
@@ -119,16 +136,20 @@ class DemoOptions:
     health_port: int = PREFERRED_HEALTH_PORT
     #: how long the daemon may take to catch up with the last activity at the end
     catch_up_seconds: float = 15.0
-    #: the simulated shop's GraphQL cost bucket (see :data:`SHOPIFY_PLUS`)
+    #: the simulated shops' GraphQL cost bucket (see :data:`SHOPIFY_PLUS`)
     shopify_bucket: tuple[float, float] = SHOPIFY_PLUS
 
 
-# --- the world: both simulators and what the demo did to them -----------------------------
+# --- the world: the simulators and what the demo did to them ------------------------------
 
 
 @dataclass
 class World:
-    """The two simulators, seeded, and a record of the demo's activity."""
+    """The simulators, seeded, and a record of the demo's activity.
+
+    ``shopify`` is the first shop; ``shops`` holds every shop by alias (the first one
+    alone, under its domain's handle, when not given).
+    """
 
     shopify: ShopifySimulator
     rackbeat: RackbeatSimulator
@@ -137,7 +158,7 @@ class World:
     skus: list[str] = field(default_factory=list)
     #: products added to Rackbeat during the demo (for sale once the daemon created them)
     new_skus: list[str] = field(default_factory=list)
-    #: (name, e-mail) of every customer who may come back
+    #: (name, e-mail) of every customer who may come back (to either shop)
     customers: list[tuple[str, str]] = field(default_factory=list)
     activity: collections.Counter[str] = field(default_factory=collections.Counter)
     recent: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=5))
@@ -146,6 +167,25 @@ class World:
     #: the activity's number (see :func:`act`)
     seed: int = 0
     acts: int = 0
+    #: every shop by alias, the first being ``shopify``
+    shops: dict[str, ShopifySimulator] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.shops:
+            self.shops = {default_alias(self.shopify.shop_domain): self.shopify}
+
+    @classmethod
+    def of_shops(
+        cls, domains: dict[str, str], seed: int, *, bucket: tuple[float, float] = SHOPIFY_PLUS
+    ) -> World:
+        """A world of one simulated Rackbeat and a simulated Shopify per ``alias → domain``."""
+        size, restore = bucket
+        shops = {
+            alias: ShopifySimulator(shop_domain=domain, bucket_size=size, restore_rate=restore)
+            for alias, domain in domains.items()
+        }
+        rng = random.Random(seed)  # noqa: S311  # demo activity, not cryptography
+        return cls(next(iter(shops.values())), RackbeatSimulator(), rng, seed=seed, shops=shops)
 
     def happened(self, kind: str, text: str) -> str:
         """Record one piece of activity; return its text."""
@@ -154,10 +194,15 @@ class World:
         log.info("demo.activity", kind=kind, what=text)
         return text
 
+    def label(self, alias: str, name: str) -> str:
+        """An order's name as the summary shows it: ``eu #1001`` (the name alone with one shop)."""
+        return f"{alias} {name}" if len(self.shops) > 1 else name
+
 
 def seed_world(world: World) -> None:
-    """The sample catalogue on both sides, a few customers and orders already waiting."""
-    rb, shop, rng = world.rackbeat, world.shopify, world.rng
+    """The sample catalogue on every side (the same SKUs in every shop), a few customers and
+    orders already waiting in every shop."""
+    rb, rng = world.rackbeat, world.rng
     goods = rb.product_groups["1"]  # Shopify's product type is the Rackbeat group's name
     for number, name in LOCATIONS.items():
         if number not in rb.locations:
@@ -171,22 +216,27 @@ def seed_world(world: World) -> None:
         stock = {"1": rng.randrange(0, 40), "2": rng.randrange(0, 10), "3": rng.randrange(0, 5)}
         rb.add_product(sku, name, sales_price=price, cost_price=price * Decimal("0.4"), stock=stock)
         if n < PRODUCTS - RACKBEAT_ONLY:
-            # Shopify's stock figure is a day behind for some: the first stock cycle corrects it
+            # the shops' stock figure is a day behind for some: the first stock cycle corrects it
             on_hand = sum(stock.values()) - (rng.randrange(1, 4) if n % 5 == 0 else 0)
-            shop.add_product(
-                name,
-                [{"sku": sku, "price": f"{price * VAT:.2f}", "stock": max(on_hand, 0)}],
-                product_type=goods,
-            )
+            for shop in world.shops.values():
+                shop.add_product(
+                    name,
+                    [{"sku": sku, "price": f"{price * VAT:.2f}", "stock": max(on_hand, 0)}],
+                    product_type=goods,
+                )
             world.skus.append(sku)
-    shop.add_product("Gift card", [{"sku": SHOPIFY_ONLY_SKU, "price": "250.00", "tracked": False}])
+    for shop in world.shops.values():
+        shop.add_product("Gift card", [{"sku": SHOPIFY_ONLY_SKU, "price": "250.00", "tracked": False}])
     for name, email in RETURNING:
         rb.add_customer(name, email)
         world.customers.append((name, email))
     backdate(world, datetime.now(UTC) - CATALOGUE_AGE)
     for _ in range(WAITING_ORDERS):
-        place_order(world)
-    # a gift card and a mug: Rackbeat does not know the gift card, so the order is parked
+        for alias in world.shops:
+            place_order(world, alias)
+    # a gift card and a mug in the first shop: Rackbeat does not know the gift card, so the
+    # order is parked (and its mug stays held in every shop that sells from the same stock)
+    alias, shop = next(iter(world.shops.items()))
     name, email = RETURNING[0]
     first, last = name.split(" ", 1)
     order_id = shop.create_order(
@@ -198,7 +248,7 @@ def seed_world(world: World) -> None:
     )
     world.happened(
         "orders placed",
-        f"Shopify order {_order_name(shop, order_id)} by {name}: 1× {SHOPIFY_ONLY_SKU} "
+        f"Shopify order {world.label(alias, _order_name(shop, order_id))} by {name}: 1× {SHOPIFY_ONLY_SKU} "
         f"(Rackbeat does not know it: parked), 1× {world.skus[0]}",
     )
 
@@ -216,24 +266,27 @@ def backdate(world: World, moment: datetime) -> None:
     its product flows begin at "now" and leave existing products to ``reconcile``, instead
     of treating 200 products made a second ago as 200 fresh edits.
     """
-    shop = world.shopify
-    records: list[Any] = [
-        *world.rackbeat.products.values(),
-        *world.rackbeat.customers.values(),
-        *shop.locations.values(),
-        *shop.products.values(),
-        *shop.variants.values(),
-        *shop.inventory_items.values(),
-        *shop.levels.values(),
-        *shop.customers.values(),
-    ]
+    records: list[Any] = [*world.rackbeat.products.values(), *world.rackbeat.customers.values()]
+    for shop in world.shops.values():
+        records += [
+            *shop.locations.values(),
+            *shop.products.values(),
+            *shop.variants.values(),
+            *shop.inventory_items.values(),
+            *shop.levels.values(),
+            *shop.customers.values(),
+        ]
     for record in records:
         record.created_at = record.updated_at = moment
 
 
-def place_order(world: World) -> str:
-    """A Shopify order of 1–3 lines by a returning or a new customer."""
-    rng, shop = world.rng, world.shopify
+def place_order(world: World, alias: str | None = None) -> str:
+    """A Shopify order of 1–3 lines by a returning or a new customer, in the shop ``alias``
+    (None: one of the shops, at random)."""
+    rng = world.rng
+    if alias is None:
+        alias = rng.choice(list(world.shops))
+    shop = world.shops[alias]
     if world.customers and rng.random() < 0.6:
         name, email = rng.choice(world.customers)
         who = "returning"
@@ -245,7 +298,7 @@ def place_order(world: World) -> str:
         who = "new"
     # what the shop sells: the catalogue, and new Rackbeat products once the daemon made
     # them. The choice is among all of them, so that it does not depend on how far the
-    # daemon got; a product not in Shopify yet is not bought.
+    # daemon got; a product not in this shop yet is not bought.
     wanted: dict[str, int] = {}
     for _ in range(rng.randint(1, 3)):
         sku = rng.choice(world.skus + world.new_skus)
@@ -256,12 +309,22 @@ def place_order(world: World) -> str:
         if shop.find_by_sku(sku) is not None and shop.available(sku) >= qty
     ]
     if not lines:
-        return world.happened("sold out", f"{name} found nothing in stock")
+        where = f" in {alias}" if len(world.shops) > 1 else ""
+        return world.happened("sold out", f"{name} found nothing in stock{where}")
     first, last = name.split(" ", 1)
     order_id = shop.create_order(lines, email=email, first_name=first, last_name=last, shipping_price="49.00")
     items = ", ".join(f"{qty}× {sku}" for sku, qty in lines)
-    label = _order_name(shop, order_id)
+    label = world.label(alias, _order_name(shop, order_id))
     return world.happened("orders placed", f"Shopify order {label} by {name} ({who}): {items}")
+
+
+def origin(world: World, order: SimOrder) -> str:
+    """Which shop's order a Rackbeat order is (``se #1003``), by the heading naming the shop."""
+    name = order.your_reference or "-"
+    for alias, shop in world.shops.items():
+        if order.heading == shopify_heading(name, shop.shop_domain):
+            return world.label(alias, name)
+    return name
 
 
 def act(world: World) -> str:
@@ -286,8 +349,9 @@ def act(world: World) -> str:
         if booked:
             order = booked[int(pick * len(booked))]
             rb.ship(order.number)
-            reference = order.your_reference or "-"
-            return world.happened("shipments", f"Rackbeat shipped order {order.number} ({reference})")
+            return world.happened(
+                "shipments", f"Rackbeat shipped order {order.number} ({origin(world, order)})"
+            )
     elif roll < 0.52 and len(world.new_skus) < MAX_NEW_PRODUCTS:
         n = PRODUCTS + len(world.new_skus)
         sku = f"DEMO-{n + 1:03}"
@@ -296,9 +360,12 @@ def act(world: World) -> str:
         rb.add_product(sku, name, sales_price=price, cost_price=price * Decimal("0.4"), stock={"1": 12})
         world.new_skus.append(sku)
         settle = int(NEW_PRODUCT_SETTLE.total_seconds())
+        shops = (
+            "both shops" if len(world.shops) == 2 else "Shopify" if len(world.shops) == 1 else "every shop"
+        )
         return world.happened(
             "new products",
-            f"Rackbeat: new product {sku} {name!r}, 12 in stock (in Shopify after a {settle} s check)",
+            f"Rackbeat: new product {sku} {name!r}, 12 in stock (in {shops} after a {settle} s check)",
         )
     elif roll < 0.65:
         sku = rng.choice(world.skus)
@@ -316,9 +383,13 @@ def act(world: World) -> str:
 
 
 @dataclass(frozen=True)
-class Truth:
-    """Shopify's orders compared with Rackbeat's, straight from both simulators."""
+class ShopTruth:
+    """One shop's orders compared with Rackbeat's, straight from the simulators: a Rackbeat
+    order is this shop's when its ``your_reference`` is the order's name and its heading
+    names this shop's domain (the other shop has a ``#1001`` too)."""
 
+    alias: str
+    domain: str
     #: Shopify orders (test orders excluded)
     placed: int
     #: orders with a SKU Rackbeat does not know: the daemon must park them
@@ -331,50 +402,260 @@ class Truth:
     duplicated: list[str]
     #: orders with an unknown SKU that are in Rackbeat all the same
     leaked: list[str]
+    #: every order name of the shop
+    names: frozenset[str] = frozenset()
+
+    @property
+    def importable(self) -> int:
+        """Orders the daemon must import."""
+        return self.placed - len(self.unknown_sku)
 
     @property
     def ok(self) -> bool:
         """Every importable order exactly once, the others not at all."""
         return not (self.missing or self.duplicated or self.leaked)
 
+
+@dataclass(frozen=True)
+class Truth:
+    """Every shop's orders compared with Rackbeat's (see :class:`ShopTruth`)."""
+
+    shops: tuple[ShopTruth, ...]
+    #: Rackbeat orders headed as a Shopify order that no shop's order explains
+    strays: list[str] = field(default_factory=list)
+
+    def _each(self, what: str) -> list[str]:
+        several = len(self.shops) > 1
+        return [f"{s.alias} {name}" if several else name for s in self.shops for name in getattr(s, what)]
+
+    @property
+    def placed(self) -> int:
+        """Shopify orders of every shop."""
+        return sum(s.placed for s in self.shops)
+
+    @property
+    def once(self) -> int:
+        """Orders of every shop in Rackbeat exactly once."""
+        return sum(s.once for s in self.shops)
+
+    @property
+    def unknown_sku(self) -> list[str]:
+        """Orders with a SKU Rackbeat does not know (``eu #1005``)."""
+        return self._each("unknown_sku")
+
+    @property
+    def missing(self) -> list[str]:
+        """Importable orders not (yet) in Rackbeat."""
+        return self._each("missing")
+
+    @property
+    def duplicated(self) -> list[str]:
+        """Orders in Rackbeat more than once."""
+        return self._each("duplicated")
+
+    @property
+    def leaked(self) -> list[str]:
+        """Orders with an unknown SKU that are in Rackbeat all the same."""
+        return self._each("leaked")
+
+    @property
+    def clashing(self) -> list[str]:
+        """Order names every shop has (``#1001``), in number order."""
+        if len(self.shops) < 2:
+            return []
+        common = frozenset.intersection(*(s.names for s in self.shops))
+        return sorted(common, key=lambda name: (len(name), name))
+
+    @property
+    def ok(self) -> bool:
+        """Every importable order of every shop exactly once, the others not at all."""
+        return all(s.ok for s in self.shops) and not self.strays
+
+    @property
+    def clashes(self) -> str:
+        """How the names every shop uses fared: ``#1001–#1004 in both shops: 3 of 3 in
+        Rackbeat once per shop; eu #1003 parked`` (a parked order is not in Rackbeat at all)."""
+        parked = {s.alias: set(s.unknown_sku) for s in self.shops}
+        importable = [n for n in self.clashing if not any(n in names for names in parked.values())]
+        problems = {name for s in self.shops for name in (*s.missing, *s.duplicated)}
+        once = sum(1 for name in importable if name not in problems)
+        text = (
+            f"{_names(self.clashing)} in {_every(len(self.shops))}: {once} of {len(importable)} "
+            "in Rackbeat once per shop, told apart by the heading"
+        )
+        aside = [f"{alias} {n}" for alias, names in parked.items() for n in self.clashing if n in names]
+        return text + (f"; {', '.join(aside)} parked" if aside else "")
+
     @property
     def verdict(self) -> str:
-        """One line for the final summary."""
-        importable = self.placed - len(self.unknown_sku)
-        text = (
-            f"{self.once} of {importable} Shopify orders exist exactly once in Rackbeat; "
-            f"{len(self.unknown_sku)} with an unknown SKU parked and not in Rackbeat"
-        )
+        """The final summary's line: OK, or what is wrong."""
+        shops = " and ".join(s.alias for s in self.shops)
+        if self.ok:
+            where = f"of {shops} " if len(self.shops) > 1 else ""
+            return (
+                f"OK — every order {where}exists exactly once in Rackbeat, counted by the heading that names "
+                "its shop; the ones with an unknown SKU are parked and not in Rackbeat"
+            )
         problems = [
             f"{what}: {', '.join(names)}"
             for what, names in (
                 ("missing", self.missing),
                 ("duplicated", self.duplicated),
                 ("unknown SKU but imported", self.leaked),
+                ("in Rackbeat under no shop's order", self.strays),
             )
             if names
         ]
-        return ("OK — " if self.ok else "FAILED — ") + text + "".join(f"; {p}" for p in problems)
+        return "FAILED — " + "; ".join(problems)
+
+    @property
+    def details(self) -> list[str]:
+        """The verdict's figures, a line per shop and one for the names both shops use."""
+        lines = []
+        for s in self.shops:
+            heading = shopify_heading("#…", s.domain)
+            parked = (
+                f"; {len(s.unknown_sku)} with an unknown SKU parked, not in Rackbeat" if s.unknown_sku else ""
+            )
+            lines.append(f"{s.alias}: {s.once} of {s.importable} orders once under {heading!r}{parked}")
+        if self.clashing:
+            lines.append(self.clashes)
+        return lines
+
+
+def _every(shops: int) -> str:
+    return "both shops" if shops == 2 else f"all {shops} shops"
+
+
+def _names(names: list[str]) -> str:
+    """``#1001`` or ``#1001–#1004`` (a run) or ``#1001, #1003``."""
+    if len(names) == 1:
+        return names[0]
+    numbers = [int(n.lstrip("#")) for n in names if n.lstrip("#").isdigit()]
+    if len(numbers) == len(names) and numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+        return f"{names[0]}–{names[-1]}"
+    return ", ".join(names)
 
 
 def truth(world: World) -> Truth:
-    """Compare every Shopify order with Rackbeat's orders (by ``your_reference``)."""
-    orders = [o for o in world.shopify.orders.values() if not o.test]
-    unknown, missing, duplicated, leaked = [], [], [], []
-    once = 0
-    for order in orders:
-        copies = world.rackbeat.order_count_by_reference(order.name)
-        if any(line.sku not in world.rackbeat.products for line in order.line_items):
-            unknown.append(order.name)
-            if copies:
-                leaked.append(order.name)
-        elif copies == 1:
-            once += 1
-        elif copies == 0:
-            missing.append(order.name)
-        else:
-            duplicated.append(order.name)
-    return Truth(len(orders), unknown, once, missing, duplicated, leaked)
+    """Compare every shop's orders with Rackbeat's (by ``your_reference`` and the heading)."""
+    rb_orders: collections.Counter[tuple[str, str]] = collections.Counter(
+        (o.your_reference or "", o.heading or "") for o in world.rackbeat.orders
+    )
+    explained: set[tuple[str, str]] = set()
+    shops: list[ShopTruth] = []
+    for alias, shop in world.shops.items():
+        orders = [o for o in shop.orders.values() if not o.test]
+        unknown, missing, duplicated, leaked = [], [], [], []
+        once = 0
+        for order in orders:
+            key = (order.name, shopify_heading(order.name, shop.shop_domain))
+            explained.add(key)
+            copies = rb_orders[key]
+            if any(line.sku not in world.rackbeat.products for line in order.line_items):
+                unknown.append(order.name)
+                if copies:
+                    leaked.append(order.name)
+            elif copies == 1:
+                once += 1
+            elif copies == 0:
+                missing.append(order.name)
+            else:
+                duplicated.append(order.name)
+        names = frozenset(o.name for o in orders)
+        shops.append(
+            ShopTruth(alias, shop.shop_domain, len(orders), unknown, once, missing, duplicated, leaked, names)
+        )
+    strays = sorted(
+        f"{reference} ({heading})"
+        for (reference, heading) in rb_orders
+        if heading.startswith("Shopify ") and (reference, heading) not in explained
+    )
+    return Truth(tuple(shops), strays)
+
+
+@dataclass(frozen=True)
+class StockTruth:
+    """Every shop's available quantities against Rackbeat's, straight from the simulators."""
+
+    #: SKUs compared, by shop alias
+    checked: dict[str, int]
+    #: ``se DEMO-017: 5 > 4``: a shop offering more than Rackbeat's available minus the
+    #: unreserved demand of every shop
+    over: list[str]
+    #: every shop's stock flow finished a cycle that began after the last order reached
+    #: the daemon (before that, a shop may rightly still show what another shop just sold)
+    settled: bool
+
+    @property
+    def ok(self) -> bool:
+        """Settled, and no shop offers a unit that is not there."""
+        return self.settled and not self.over
+
+    @property
+    def verdict(self) -> str:
+        """One line for the final summary."""
+        if not self.settled:
+            return "FAILED — not checked: a shop's stock flow finished no cycle after the last order reached the daemon"
+        demand = (
+            f"the unreserved demand of {_every(len(self.checked))}"
+            if len(self.checked) > 1
+            else "unreserved demand"
+        )
+        compared = ", ".join(f"{n} in {alias}" for alias, n in self.checked.items())
+        text = (
+            f"after a stock cycle of every shop, no shop offers more than Rackbeat's available minus {demand} "
+            f"(SKUs compared: {compared})"
+        )
+        if not self.over:
+            return "OK — " + text
+        more = f" and {len(self.over) - 5} more" if len(self.over) > 5 else ""
+        return f"FAILED — offered more than allowed: {', '.join(self.over[:5])}{more}"
+
+
+def unreserved_demand(world: World) -> collections.Counter[str]:
+    """SKU → units that every shop sold and Rackbeat does not reserve: orders with no
+    Rackbeat order of their shop (not imported yet, or parked) or only a draft."""
+    state: dict[tuple[str, str], bool] = {}
+    for o in world.rackbeat.orders:
+        key = (o.your_reference or "", o.heading or "")
+        state[key] = state.get(key, False) or o.reserves_stock or o.is_shipped
+    demand: collections.Counter[str] = collections.Counter()
+    for shop in world.shops.values():
+        for order in shop.orders.values():
+            if order.test or order.cancelled_at is not None:
+                continue
+            if state.get((order.name, shopify_heading(order.name, shop.shop_domain)), False):
+                continue  # reserved (booked) or gone (shipped): in Rackbeat's available already
+            for line in order.line_items:
+                if line.sku and line.current_quantity > 0:
+                    demand[line.sku] += line.current_quantity
+    return demand
+
+
+def stock_truth(world: World, *, settled: bool) -> StockTruth:
+    """Each shop's available of every tracked SKU Rackbeat stocks, against Rackbeat's
+    available (all locations: the demo's S10) minus the unreserved demand of every shop."""
+    rb = world.rackbeat
+    demand = unreserved_demand(world)
+    allowed: dict[str, int] = {}
+    checked: dict[str, int] = {}
+    over: list[str] = []
+    for alias, shop in world.shops.items():
+        checked[alias] = 0
+        for variant in shop.variants.values():
+            item = shop.inventory_items[variant.inventory_item_id]
+            sku = item.sku or ""
+            product = rb.products.get(sku)
+            if not item.tracked or product is None or not product.inventory_enabled:
+                continue
+            if sku not in allowed:
+                allowed[sku] = max(0, math.floor(rb.available_quantity(sku)) - demand[sku])
+            checked[alias] += 1
+            have = shop.available(sku)
+            if have > allowed[sku]:
+                over.append(f"{world.label(alias, sku)}: {have} > {allowed[sku]}")
+    return StockTruth(checked, over, settled)
 
 
 # --- what the daemon says: /healthz and /metrics ----------------------------------------------
@@ -385,19 +666,39 @@ class Snapshot:
     """The daemon's own account of itself, as an operator would read it."""
 
     health: dict[str, Any] = field(default_factory=dict)
-    events: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: the domain counters, by (shop alias, flow, event)
+    events: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    #: each flow's last successful cycle (Unix time), by (shop alias, flow)
+    last_success: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: the last /metrics text
+    metrics: str = ""
     #: how many times /healthz answered, and how many times it was asked
     answered: int = 0
     asked: int = 0
 
-    def event(self, flow: str, name: str) -> int:
-        """A domain counter's value."""
-        return int(self.events.get((flow, name), 0))
+    def event(self, flow: str, name: str, shop: str | None = None) -> int:
+        """A domain counter's value: of the shop ``shop`` (None: of every shop)."""
+        return int(
+            sum(
+                v
+                for (alias, f, e), v in self.events.items()
+                if (f, e) == (flow, name) and shop in (None, alias)
+            )
+        )
+
+    @property
+    def checks(self) -> list[tuple[str, dict[str, Any]]]:
+        """The per-flow checks of the last /healthz answer, by name (``eu/orders``)."""
+        return [
+            (key.removesuffix(":lag"), entries[0])
+            for key, entries in self.health.get("checks", {}).items()
+            if entries
+        ]
 
     @property
     def flows(self) -> list[dict[str, Any]]:
         """The per-flow checks of the last /healthz answer."""
-        return [entries[0] for entries in self.health.get("checks", {}).values() if entries]
+        return [entry for _name, entry in self.checks]
 
     @property
     def parked(self) -> int:
@@ -420,12 +721,18 @@ async def observe(client: httpx.AsyncClient, base: str, snapshot: Snapshot) -> N
         text = (await client.get(f"{base}/metrics")).text
     except httpx.HTTPError:
         return
-    events: dict[tuple[str, str], float] = {}
+    events: dict[tuple[str, str, str], float] = {}
+    last_success: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            labels = sample.labels
             if sample.name == f"{PREFIX}_events_total":
-                events[(sample.labels.get("flow", ""), sample.labels.get("event", ""))] = sample.value
-    snapshot.events = events
+                events[(labels.get("shop", ""), labels.get("flow", ""), labels.get("event", ""))] = (
+                    sample.value
+                )
+            elif sample.name == f"{PREFIX}_flow_last_success_timestamp_seconds":
+                last_success[(labels.get("shop", ""), labels.get("flow", ""))] = sample.value
+    snapshot.events, snapshot.last_success, snapshot.metrics = events, last_success, text
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -447,10 +754,9 @@ def health_status(snap: Snapshot) -> str:
     if status in ("pass", "…"):
         return status
     reasons: list[str] = []
-    for check in snap.flows:
+    for name, check in snap.checks:
         if check.get("status") == "pass":
             continue
-        name = check.get("componentId", "?")
         if check.get("output"):
             reasons.append(f"{name}: {check['output']}")
         elif int(check.get("parked", 0)):
@@ -464,32 +770,56 @@ def _shipped(world: World) -> int:
     return sum(1 for order in world.rackbeat.orders if order.is_shipped)
 
 
+#: the products flow's events that put a product into a shop
+_SYNCED = ("created_shopify", "updated_shopify", "adopted_shopify")
+
+
 def summary_lines(world: World, snap: Snapshot, health_url: str) -> list[str]:
-    """The summary's figures: truth from the simulators, the rest from the daemon."""
+    """The summary's figures, per shop: truth from the simulators, the rest from the daemon."""
     t = truth(world)
-    importable = t.placed - len(t.unknown_sku)
-    waiting = f" · waiting {len(t.missing)}" if t.missing else ""
-    dupes = f" · DUPLICATED {len(t.duplicated)}" if t.duplicated else ""
-    synced = sum(snap.event("products", e) for e in ("created_shopify", "updated_shopify", "adopted_shopify"))
-    lines = [
-        f"health    {health_url}  {health_status(snap)}",
-        f"orders    {t.placed} in Shopify · {t.once} of {importable} in Rackbeat, each once{waiting}{dupes}"
-        f" · {len(t.unknown_sku)} with an unknown SKU",
-        f"          imported {snap.event('orders', 'imported')} · new customers in Rackbeat "
-        f"{snap.event('orders', 'customers_created')} · shipped from Rackbeat {_shipped(world)}",
-        f"stock     {_plural(snap.event('stock', 'quantities_pushed'), 'quantity', 'quantities')} pushed "
-        f"to Shopify in {_plural(snap.event('stock', 'batches'), 'batch', 'batches')}",
-        f"products  {synced} synced to Shopify: {snap.event('products', 'created_shopify')} created, "
-        f"{snap.event('products', 'updated_shopify')} updated",
-        f"parked    {snap.parked}",
-        f"{'flow':<9} {'health':<6} {'lag':>6}  {'parked':>6}",
-    ]
-    for check in snap.flows:
+    several = len(t.shops) > 1
+    pad = max((len(s.alias) for s in t.shops), default=0)
+
+    def head(title: str, i: int, alias: str) -> str:
+        return f"{title if i == 0 else '':<10}" + (f"{alias:<{pad}}  " if several else "")
+
+    lines = [f"health    {health_url}  {health_status(snap)}"]
+    if several:
+        shops = " · ".join(f"{s.alias} {s.domain}" for s in t.shops)
+        lines.append(f"shops     {shops} · one daemon, one Rackbeat, one catalogue")
+    for i, s in enumerate(t.shops):
+        waiting = f" · waiting {len(s.missing)}" if s.missing else ""
+        dupes = f" · DUPLICATED {len(s.duplicated)}" if s.duplicated else ""
+        unknown = f" · {len(s.unknown_sku)} with an unknown SKU" if s.unknown_sku or not several else ""
+        lines.append(
+            f"{head('orders', i, s.alias)}{s.placed} in Shopify · {s.once} of {s.importable} in Rackbeat, "
+            f"each once{waiting}{dupes} · imported {snap.event('orders', 'imported', s.alias)}{unknown}"
+        )
+    if t.clashing:
+        lines.append(f"          {t.clashes}")
+    lines.append(
+        f"          new customers in Rackbeat {snap.event('orders', 'customers_created')} · "
+        f"shipped from Rackbeat {_shipped(world)}"
+    )
+    for i, s in enumerate(t.shops):
+        pushed = _plural(snap.event("stock", "quantities_pushed", s.alias), "quantity", "quantities")
+        batches = _plural(snap.event("stock", "batches", s.alias), "batch", "batches")
+        lines.append(f"{head('stock', i, s.alias)}{pushed} pushed to Shopify in {batches}")
+    for i, s in enumerate(t.shops):
+        synced = sum(snap.event("products", e, s.alias) for e in _SYNCED)
+        lines.append(
+            f"{head('products', i, s.alias)}{synced} synced to Shopify: "
+            f"{snap.event('products', 'created_shopify', s.alias)} created, "
+            f"{snap.event('products', 'updated_shopify', s.alias)} updated"
+        )
+    lines.append(f"parked    {snap.parked}")
+    width = max([9, *(len(name) for name, _ in snap.checks)])
+    lines.append(f"{'flow':<{width}} {'health':<6} {'lag':>6}  {'parked':>6}")
+    for name, check in snap.checks:
         lag = float(check.get("observedValue", 0.0))
         error = f"  {check['output']}" if check.get("output") else ""
         lines.append(
-            f"{check.get('componentId', '?'):<9} {check.get('status', '?'):<6} {lag:5.1f}s  "
-            f"{check.get('parked', 0):>6}{error}"
+            f"{name:<{width}} {check.get('status', '?'):<6} {lag:5.1f}s  {check.get('parked', 0):>6}{error}"
         )
     return lines
 
@@ -497,12 +827,17 @@ def summary_lines(world: World, snap: Snapshot, health_url: str) -> list[str]:
 def compact_line(world: World, snap: Snapshot) -> str:
     """The summary in one line, for output that is not a terminal."""
     t = truth(world)
-    synced = sum(snap.event("products", e) for e in ("created_shopify", "updated_shopify", "adopted_shopify"))
-    lags = " ".join(f"{f.get('componentId')} {float(f.get('observedValue', 0.0)):.1f}s" for f in snap.flows)
+    several = len(t.shops) > 1
+
+    def each(figure: Callable[[ShopTruth], str]) -> str:
+        return " ".join(f"{s.alias} {figure(s)}" if several else figure(s) for s in t.shops)
+
+    synced = sum(snap.event("products", e) for e in _SYNCED)
+    lags = " ".join(f"{name} {float(f.get('observedValue', 0.0)):.1f}s" for name, f in snap.checks)
     return (
-        f"orders {t.once}/{t.placed - len(t.unknown_sku)} in Rackbeat"
+        f"orders {each(lambda s: f'{s.once}/{s.importable}')} in Rackbeat"
         + (f" ({len(t.missing)} waiting)" if t.missing else "")
-        + f" | stock pushed {snap.event('stock', 'quantities_pushed')}"
+        + f" | stock pushed {each(lambda s: str(snap.event('stock', 'quantities_pushed', s.alias)))}"
         f" | products synced {synced} | parked {snap.parked} | lag {lags or '-'}"
         f" | health {health_status(snap)}"
     )
@@ -586,41 +921,69 @@ class DemoResult:
     health_url: str
     activity: dict[str, int]
     interrupted: bool
-    #: ``inventorySetQuantities`` calls that changed stock, as the simulated Shopify counted them
-    stock_writes: int = 0
+    #: ``inventorySetQuantities`` calls that changed stock, as each simulated shop counted them
+    stock_writes_by_shop: dict[str, int] = field(default_factory=dict)
     daemon_error: str | None = None
+    #: every shop's available against Rackbeat's, at the end
+    stock: StockTruth | None = None
+    #: the simulators as the demo left them
+    world: World | None = None
+
+    @property
+    def stock_writes(self) -> int:
+        """``inventorySetQuantities`` calls that changed stock, in every shop."""
+        return sum(self.stock_writes_by_shop.values())
 
     @property
     def ok(self) -> bool:
-        """The daemon ran to the end and the truth check holds."""
-        return self.daemon_error is None and self.truth.ok
+        """The daemon ran to the end and both truth checks hold."""
+        return self.daemon_error is None and self.truth.ok and self.stock is not None and self.stock.ok
 
 
-def demo_settings(shopify_port: int, rackbeat_port: int, db: Path, options: DemoOptions) -> Settings:
-    """The daemon's settings: fixed values only, nothing from the environment or ``.env``."""
-    health_port = options.health_port or 0  # taken: the daemon is started again on any port
-    return IsolatedSettings.of(
-        {
-            "rackbeat_api_url": f"http://{LOOPBACK}:{rackbeat_port}/api",
-            "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
-            "rackbeat_contact_email": "demo@example.com",
-            "shopify_shop": SHOP,
-            "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
-            "shopify_admin_url": f"http://{LOOPBACK}:{shopify_port}/admin",
-            "sync_db": db,
-            "sync_poll_seconds": options.poll_seconds,
-            "health_listen": f"{LOOPBACK}:{health_port}",
-            "sync_payment_terms": "1",
-            "sync_customer_group": "1",
-            "sync_employee": "1",
-            "sync_default_product_group": "1",
-            "sync_currency": "DKK",
-            "sync_shipping_product": "frakt",
-            # the orders waiting in Shopify were placed a moment ago: import them
-            "sync_orders_since": datetime.now(UTC) - timedelta(minutes=1),
-            "log_level": "info",
-        }
+def demo_account(
+    shopify_ports: dict[str, int], rackbeat_port: int, db: Path, options: DemoOptions, *, health_port: int
+) -> Account:
+    """The daemon's shops (``SHOPS=eu,se``), each with its :class:`IsolatedSettings`: fixed
+    values only, nothing from the environment or ``.env``. The account-scoped values
+    (Rackbeat, state DB, poll interval, health listener, logs) are the same in every shop."""
+    account = {
+        "rackbeat_api_url": f"http://{LOOPBACK}:{rackbeat_port}/api",
+        "rackbeat_api_token": SecretStr(RACKBEAT_TOKEN),
+        "rackbeat_contact_email": "demo@example.com",
+        "sync_db": db,
+        "sync_poll_seconds": options.poll_seconds,
+        "health_listen": f"{LOOPBACK}:{health_port}",
+        "log_level": "info",
+    }
+    shared = {
+        "sync_payment_terms": "1",
+        "sync_customer_group": "1",
+        "sync_employee": "1",
+        "sync_default_product_group": "1",
+        "sync_currency": "DKK",
+        "sync_shipping_product": "frakt",
+        # the orders waiting in the shops were placed a moment ago: import them
+        "sync_orders_since": datetime.now(UTC) - timedelta(minutes=1),
+    }
+    shops = tuple(
+        Shop(
+            alias,
+            IsolatedSettings.of(
+                {
+                    **account,
+                    **shared,
+                    "shopify_shop": SHOPS[alias],
+                    "shopify_access_token": SecretStr(DEFAULT_ACCESS_TOKEN),
+                    "shopify_admin_url": f"http://{LOOPBACK}:{port}/admin",
+                }
+            ),
+        )
+        for alias, port in shopify_ports.items()
     )
+    problems = check_account(shops)
+    if problems:  # a mistake in the lines above
+        raise ConfigError("\n".join(problems))
+    return Account(shops)
 
 
 @contextlib.contextmanager
@@ -685,24 +1048,29 @@ async def demo(options: DemoOptions, out: TextIO) -> DemoResult:
 
 
 async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> tuple[DemoResult, World]:
-    rng = random.Random(options.seed)  # noqa: S311  # demo activity, not cryptography
-    bucket, restore = options.shopify_bucket
-    shop = ShopifySimulator(shop_domain=SHOP, bucket_size=bucket, restore_rate=restore)
-    world = World(shop, RackbeatSimulator(), rng, seed=options.seed)
+    world = World.of_shops(SHOPS, options.seed, bucket=options.shopify_bucket)
     shutdown = _HeldShutdown()
     snapshot = Snapshot()
     health_url = ""
     daemon_error: list[str] = []
+    settled = False
     ready, stopped = anyio.Event(), anyio.Event()
 
     async with _http() as client, _http() as daemon_http, anyio.create_task_group() as tg:
-        shop_sim = functools.partial(serve, handler_app(world.shopify.handle), name="shopify-sim")
+        shop_ports: dict[str, int] = {}
+        for alias, shop in world.shops.items():
+            shop_sim = functools.partial(serve, handler_app(shop.handle), name=f"shopify-sim-{alias}")
+            shop_ports[alias] = await tg.start(shop_sim, LOOPBACK, 0)
         rb_sim = functools.partial(serve, handler_app(world.rackbeat.handle), name="rackbeat-sim")
-        shop_port = await tg.start(shop_sim, LOOPBACK, 0)
         rb_port = await tg.start(rb_sim, LOOPBACK, 0)
-        settings = demo_settings(shop_port, rb_port, db, options)
+        health_port = options.health_port or 0
+        account = demo_account(shop_ports, rb_port, db, options, health_port=health_port)
         seed_world(world)
-        log.info("demo.seeded", products=len(world.rackbeat.products), orders=len(world.shopify.orders))
+        log.info(
+            "demo.seeded",
+            products=len(world.rackbeat.products),
+            orders={alias: len(shop.orders) for alias, shop in world.shops.items()},
+        )
 
         def on_ready(_runner: Runner, port: int) -> None:
             nonlocal health_url
@@ -710,19 +1078,18 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
             ready.set()
 
         async def daemon() -> None:
-            nonlocal settings
             try:
                 try:
                     await run_daemon(
-                        settings, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
+                        account, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
                     )
                 except ConfigError:
-                    if ready.is_set() or settings.health_address[1] == 0:
+                    if ready.is_set() or health_port == 0:
                         raise
                     # the health port is taken (HEALTH_LISTEN refused): any port will do
-                    settings = settings.model_copy(update={"health_listen": f"{LOOPBACK}:0"})
+                    again = demo_account(shop_ports, rb_port, db, options, health_port=0)
                     await run_daemon(
-                        settings, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
+                        again, shutdown=shutdown, http=daemon_http, configure_logs=False, on_ready=on_ready
                     )
             except Exception as exc:
                 log.exception("demo.daemon_failed")
@@ -734,16 +1101,21 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
         tg.start_soon(daemon)
         await ready.wait()
         if not stopped.is_set():
+            shops = ", ".join(
+                f"{alias} ({SHOPS[alias]}) http://{LOOPBACK}:{port}/admin"
+                for alias, port in shop_ports.items()
+            )
             out.write(
-                f"rackbeat-shopify demo: simulated Shopify on http://{LOOPBACK}:{shop_port}/admin, "
-                f"Rackbeat on http://{LOOPBACK}:{rb_port}/api\n"
+                f"rackbeat-shopify demo: one daemon, {len(shop_ports)} simulated Shopify shops selling one "
+                f"Rackbeat catalogue\n"
+                f"shops {shops}; Rackbeat http://{LOOPBACK}:{rb_port}/api\n"
                 f"health {health_url} (also /metrics /livez /readyz); daemon log {log_path}\n"
                 + ("Ctrl-C to stop\n" if options.seconds is None else f"running for {options.seconds:g} s\n")
             )
             out.flush()
             live = _Live(world, options, client, health_url, snapshot, shutdown, stopped)
             await live.drive(out)
-            await live.catch_up()
+            settled = await live.catch_up()
         shutdown.stop()
         await stopped.wait()
         tg.cancel_scope.cancel()
@@ -753,8 +1125,10 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
         health_url,
         dict(world.activity),
         shutdown.interrupted.is_set(),
-        world.shopify.adjustment_groups,
+        {alias: shop.adjustment_groups for alias, shop in world.shops.items()},
         daemon_error[0] if daemon_error else None,
+        stock_truth(world, settled=settled),
+        world,
     )
     return result, world
 
@@ -801,20 +1175,43 @@ class _Live:
             out.write("stopping: the daemon catches up with the last activity (Ctrl-C again: stop at once)\n")
             out.flush()
 
-    async def catch_up(self) -> None:
-        """Let the daemon import what was placed last: poll both sides until they agree or
-        the deadline passes."""
+    async def catch_up(self) -> bool:
+        """Let the daemon import what was placed last: poll every side until they agree or
+        the deadline passes; then wait for a stock cycle of every shop that began after
+        that (the one that stops a shop offering what another shop sold last). Returns
+        whether every shop's stock flow finished such a cycle."""
         options = self.options
-        deadline = time.monotonic() + max(options.catch_up_seconds, 4 * options.poll_seconds)
+        pause = min(0.25, options.poll_seconds / 4)
+        limit = max(options.catch_up_seconds, 4 * options.poll_seconds)
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline and not self.stopped.is_set():
             await self.observe()
-            t = truth(self.world)
-            # a draft is in Rackbeat before the daemon has finished (and counted) that order
-            done = self.snapshot.event("orders", "imported") >= t.once
-            if t.ok and done and self.snapshot.parked >= len(t.unknown_sku):
+            if self._orders_done():
                 break
-            await anyio.sleep(min(0.25, options.poll_seconds / 4))
-        await self.observe()  # the figures as they are now, for the final summary
+            await anyio.sleep(pause)
+        # a cycle that ends after this moment may have begun before it; the next one has not
+        marks = dict.fromkeys(self.world.shops, time.time())
+        passes = dict.fromkeys(self.world.shops, 0)
+        deadline = time.monotonic() + limit
+        while not self.stopped.is_set():
+            await self.observe()  # also the figures as they are now, for the final summary
+            for alias, mark in marks.items():
+                last = self.snapshot.last_success.get((alias, "stock"))
+                if last is not None and last > mark:
+                    marks[alias], passes[alias] = last, passes[alias] + 1
+            if all(n >= 2 for n in passes.values()):
+                return True
+            if time.monotonic() >= deadline:
+                break
+            await anyio.sleep(pause)
+        return False
+
+    def _orders_done(self) -> bool:
+        """Every order of every shop in Rackbeat once and counted by the daemon, the parked parked."""
+        t, snap = truth(self.world), self.snapshot
+        # a draft is in Rackbeat before the daemon has finished (and counted) that order
+        counted = all(snap.event("orders", "imported", s.alias) >= s.once for s in t.shops)
+        return t.ok and counted and snap.parked >= len(t.unknown_sku)
 
 
 def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Path, *, kept: bool) -> None:
@@ -831,6 +1228,9 @@ def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Pa
     if result.daemon_error:
         lines.append(f"daemon    stopped with an error: {result.daemon_error} (see {log_path})")
     lines.append(f"truth check: {t.verdict}")
+    lines += [f"  {line}" for line in t.details]
+    if result.stock is not None:
+        lines.append(f"stock check: {result.stock.verdict}")
     if kept:
         lines.append(f"state DB {db} and daemon log {log_path} kept")
     else:
@@ -840,21 +1240,27 @@ def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Pa
     out.flush()
 
 
+def shops_env() -> str:
+    """The variables that name the demo's shops to a DB-only command (``parked``, ``status``)."""
+    domains = " ".join(f"{shop_variable(alias, 'shopify_shop')}={domain}" for alias, domain in SHOPS.items())
+    return f"SHOPS={','.join(SHOPS)} {domains}"
+
+
 def next_steps(db: Path | None, *, parked: int) -> list[str]:
-    """What to try after the demo: its parked records, then the real shop."""
-    state = f"SYNC_DB={shlex.quote(str(db))} SHOPIFY_SHOP={SHOP} " if db is not None else ""
+    """What to try after the demo: its parked records, then the real shops."""
     what = f"what the daemon parked ({_plural(parked, 'record', 'records')})" if parked else "parked records"
+    what += f" in every shop, with the fix (--shop {next(iter(SHOPS))}: one shop's)"
     lines = ["next steps"]
     if db is not None:
-        lines += [f"  {state}rackbeat-shopify parked", f"      {what}, with the fix"]
+        lines += [f"  SYNC_DB={shlex.quote(str(db))} {shops_env()} rackbeat-shopify parked", f"      {what}"]
     else:
         lines += [
             "  rackbeat-shopify demo --db demo.db       keeps the state DB, then",
-            f"  SYNC_DB=demo.db SHOPIFY_SHOP={SHOP} rackbeat-shopify parked",
-            f"      {what}, with the fix",
+            f"  SYNC_DB=demo.db {shops_env()} rackbeat-shopify parked",
+            f"      {what}",
         ]
     lines += [
-        "  with your shop's settings (see .env.example):",
+        "  with your shop's settings (see .env.example; SHOPS for several shops on one Rackbeat):",
         "  rackbeat-shopify check                   both APIs reachable, the configured numbers exist",
         "  rackbeat-shopify reconcile --dry-run     what differs between Shopify and Rackbeat; writes nothing",
     ]

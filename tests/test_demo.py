@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import re
 import signal
 import socket
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.demo import (
+    SHOPS,
     DemoOptions,
     Snapshot,
     World,
@@ -25,16 +26,19 @@ from daemon.demo import (
     demo,
     health_status,
     seed_world,
+    stock_truth,
     summary_lines,
+    truth,
 )
+from daemon.metrics import PREFIX
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
-from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, ShopifySimulator
+from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN
 from tests.test_process import clean_env
 
 TOKENS = (RACKBEAT_TOKEN, DEFAULT_ACCESS_TOKEN)
-#: a status line (output that is not a terminal) once orders reached Rackbeat
-IMPORTED = re.compile(r"\| orders [1-9]\d*/\d+ in Rackbeat")
+#: a status line (output that is not a terminal) once orders of both shops reached Rackbeat
+IMPORTED = re.compile(r"\| orders eu [1-9]\d*/\d+ se [1-9]\d*/\d+ in Rackbeat")
+FLOWS = ("orders", "stock", "products")
 
 
 def _hostile_environment(directory: Path) -> dict[str, str]:
@@ -66,11 +70,50 @@ async def test_the_demo_imports_every_order_exactly_once(tmp_path: Path) -> None
     truth = result.truth
     assert truth.once > 0, text
     assert truth.once == truth.placed - len(truth.unknown_sku)
-    assert (truth.missing, truth.duplicated, truth.leaked) == ([], [], [])
-    assert truth.unknown_sku, "the gift card order is in the demo"
+    assert (truth.missing, truth.duplicated, truth.leaked, truth.strays) == ([], [], [], [])
+    assert truth.unknown_sku == ["eu #1003"], "the gift card order is in the demo, in shop eu"
     assert result.snapshot.event("orders", "imported") == truth.once
     assert result.snapshot.parked >= len(truth.unknown_sku)
     assert result.activity["orders placed"] > len(truth.unknown_sku)
+    # one daemon, two shops: each shop's orders reached Rackbeat, each exactly once, and the
+    # daemon counted them per shop
+    assert [s.alias for s in truth.shops] == ["eu", "se"]
+    for shop in truth.shops:
+        assert shop.once > 0, text
+        assert shop.ok, text
+        assert result.snapshot.event("orders", "imported", shop.alias) == shop.once
+    # #1001 is in both shops: two Rackbeat orders, told apart by the heading
+    world = result.world
+    assert world is not None
+    headings = sorted(o.heading or "" for o in world.rackbeat.orders if o.your_reference == "#1001")
+    assert headings == ["Shopify #1001 (demo-eu.myshopify.com)", "Shopify #1001 (demo-se.myshopify.com)"]
+    assert "#1001" in truth.clashing
+    # one Rackbeat customer per e-mail, whichever shop the customer bought in
+    emails = [c.contact_email for c in world.rackbeat.customers.values() if c.contact_email]
+    assert len(emails) == len(set(emails))
+    # /healthz has a check per shop and flow; /metrics has series of both shops
+    checks = result.snapshot.health["checks"]
+    assert set(checks) == {f"{alias}/{flow}:lag" for alias in SHOPS for flow in FLOWS}
+    assert {entries[0]["shop"] for entries in checks.values()} == {"eu", "se"}
+    for alias in SHOPS:
+        assert result.snapshot.event("stock", "quantities_pushed", alias) > 0
+        assert result.stock_writes_by_shop[alias] > 0, f"stock reached shop {alias}"
+    up = {
+        (sample.labels["shop"], sample.labels["flow"])
+        for family in text_string_to_metric_families(result.snapshot.metrics)
+        for sample in family.samples
+        if sample.name == f"{PREFIX}_flow_up" and sample.value == 1
+    }
+    assert up == {(alias, flow) for alias in SHOPS for flow in FLOWS}
+    # no shop offers a unit that is not there: Rackbeat's available minus both shops' demand
+    assert result.stock is not None
+    assert result.stock.settled
+    assert result.stock.over == []
+    assert result.stock.checked["eu"] >= 196
+    assert result.stock.checked["se"] >= 196
+    assert "stock check: OK" in text
+    for line in ("orders    eu  ", "          se  ", "stock     eu  ", "          se  ", "eu/orders "):
+        assert f"\n  {line}" in text, line
     # the health endpoint answered while the demo ran, and the summary says so
     assert result.health_url.endswith("/healthz")
     assert result.snapshot.answered > 0
@@ -86,50 +129,66 @@ async def test_the_demo_imports_every_order_exactly_once(tmp_path: Path) -> None
     assert f"daemon log {tmp_path / 'demo.log'} kept" in text
     # the first next step works as printed: the parked gift card order, with its fix
     [step] = [line for line in text.splitlines() if "rackbeat-shopify parked" in line]
-    env = dict(word.split("=", 1) for word in step.split() if word.startswith(("SYNC_DB=", "SHOPIFY_SHOP=")))
-    assert env == {"SYNC_DB": str(tmp_path / "demo.db"), "SHOPIFY_SHOP": "demo-shop.myshopify.com"}
+    env = dict(word.split("=", 1) for word in step.split() if "=" in word)
+    assert env == {
+        "SYNC_DB": str(tmp_path / "demo.db"),
+        "SHOPS": "eu,se",
+        "SHOP_EU__SHOPIFY_SHOP": "demo-eu.myshopify.com",
+        "SHOP_SE__SHOPIFY_SHOP": "demo-se.myshopify.com",
+    }
     with anyio.fail_after(30):
         parked = await anyio.run_process(
             [sys.executable, "-m", "daemon", "parked"], cwd=tmp_path, env=clean_env(env), check=False
         )
     assert parked.returncode == 0, parked.stdout + parked.stderr
     assert "UNKNOWN_SKU" in parked.stdout.decode()
+    assert "#1003" in parked.stdout.decode()
     assert "rackbeat-shopify reconcile --dry-run" in text
 
 
-def test_the_summary_counts_in_words() -> None:
-    world = World(ShopifySimulator(), RackbeatSimulator(), random.Random(1))
-    snap = Snapshot(events={("stock", "quantities_pushed"): 1, ("stock", "batches"): 1})
-    assert "stock     1 quantity pushed to Shopify in 1 batch" in summary_lines(world, snap, "url")
-    snap = Snapshot(events={("stock", "quantities_pushed"): 12, ("stock", "batches"): 2})
-    assert "stock     12 quantities pushed to Shopify in 2 batches" in summary_lines(world, snap, "url")
+def test_the_summary_counts_in_words_per_shop() -> None:
+    world = World.of_shops(SHOPS, 1)
+    snap = Snapshot(
+        events={
+            ("eu", "stock", "quantities_pushed"): 1,
+            ("eu", "stock", "batches"): 1,
+            ("se", "stock", "quantities_pushed"): 12,
+            ("se", "stock", "batches"): 2,
+        }
+    )
+    lines = summary_lines(world, snap, "url")
+    assert "stock     eu  1 quantity pushed to Shopify in 1 batch" in lines
+    assert "          se  12 quantities pushed to Shopify in 2 batches" in lines
+    assert "| stock pushed eu 1 se 12 |" in compact_line(world, snap)
 
 
 def test_a_health_warning_says_why() -> None:
     def check(name: str, status: str, **extra: object) -> list[dict[str, object]]:
         return [{"componentId": name, "status": status, "observedValue": 0.5, "parked": 0, **extra}]
 
-    snap = Snapshot(health={"status": "pass", "checks": {"orders:lag": check("orders", "pass")}})
+    snap = Snapshot(health={"status": "pass", "checks": {"eu/orders:lag": check("orders", "pass")}})
     assert health_status(snap) == "pass"
     snap.health = {
         "status": "warn",
         "checks": {
-            "orders:lag": check("orders", "warn", parked=1),
-            "stock:lag": check("stock", "warn", output="retrying: a request failed 3s ago; backing off"),
-            "products:lag": check("products", "pass"),
+            "eu/orders:lag": check("orders", "warn", parked=1),
+            "eu/stock:lag": check("stock", "pass"),
+            "se/orders:lag": check("orders", "pass"),
+            "se/stock:lag": check("stock", "warn", output="retrying: a request failed 3s ago; backing off"),
         },
     }
+    # the check names the shop: both shops have an orders and a stock flow
     assert health_status(snap) == (
-        "warn (orders: 1 record parked; stock: retrying: a request failed 3s ago; backing off)"
+        "warn (eu/orders: 1 record parked; se/stock: retrying: a request failed 3s ago; backing off)"
     )
-    world = World(ShopifySimulator(), RackbeatSimulator(), random.Random(1))
-    assert "| health warn (orders: 1 record parked; stock: retrying" in compact_line(world, snap)
+    world = World.of_shops(SHOPS, 1)
+    assert "| health warn (eu/orders: 1 record parked; se/stock: retrying" in compact_line(world, snap)
 
 
 def _activity(seed: int, *, fast_daemon: bool) -> list[str]:
     """Forty pieces of activity without a daemon; ``fast_daemon``: as if one booked every
     imported order and created every new product in Shopify at once."""
-    world = World(ShopifySimulator(), RackbeatSimulator(), random.Random(seed), seed=seed)
+    world = World.of_shops(SHOPS, seed)
     seed_world(world)
     texts: list[str] = []
     for _ in range(40):
@@ -137,8 +196,9 @@ def _activity(seed: int, *, fast_daemon: bool) -> list[str]:
         texts.append(text.split("  ", 1)[-1])
         if fast_daemon:
             for sku in world.new_skus:
-                if world.shopify.find_by_sku(sku) is None:
-                    world.shopify.add_product(sku, [{"sku": sku, "price": "100.00", "stock": 12}])
+                for shop in world.shops.values():
+                    if shop.find_by_sku(sku) is None:
+                        shop.add_product(sku, [{"sku": sku, "price": "100.00", "stock": 12}])
             if not any(o.reserves_stock for o in world.rackbeat.orders):
                 world.rackbeat.place_order("1001", [(world.skus[0], 1)], book=True)
     return texts
@@ -153,6 +213,44 @@ def test_the_same_seed_gives_the_same_activity_whatever_the_daemon_did() -> None
     own = ("Rackbeat goods receipt", "Rackbeat price", "Rackbeat: new product")
     assert [t for t in slow if t.startswith(own)] == [t for t in fast if t.startswith(own)]
     assert sum(t.startswith(own) for t in slow) >= 10
+    # orders come in both shops
+    assert any(t.startswith("Shopify order eu #") for t in slow)
+    assert any(t.startswith("Shopify order se #") for t in slow)
+
+
+def test_the_truth_tells_the_shops_orders_apart_by_heading() -> None:
+    world = World.of_shops(SHOPS, 2)
+    seed_world(world)
+    rb = world.rackbeat
+    customer = rb.add_customer("Astrid Lindqvist", "astrid@example.se")
+    # eu's #1001 is in Rackbeat; se's #1001 is not, and eu's does not count for it
+    order = rb.order(rb.place_order(customer, [(world.skus[0], 1)]))
+    order.your_reference, order.heading = "#1001", "Shopify #1001 (demo-eu.myshopify.com)"
+    found = truth(world)
+    eu, se = found.shops
+    assert (eu.once, eu.missing) == (1, ["#1002"])
+    assert (se.once, se.missing) == (0, ["#1001", "#1002"])
+    assert not found.ok
+    assert found.verdict.startswith("FAILED — missing: eu #1002, se #1001, se #1002")
+
+
+def test_the_stock_check_catches_a_unit_sold_in_the_other_shop() -> None:
+    # before any daemon: each shop's waiting orders lowered only that shop's own figures
+    world = World.of_shops(SHOPS, 2)
+    seed_world(world)
+    sold_in_eu = {line.sku for o in world.shops["eu"].orders.values() for line in o.line_items}
+    found = stock_truth(world, settled=True)
+    assert not found.ok
+    assert any(f.startswith("se ") and f.split()[1].rstrip(":") in sold_in_eu for f in found.over), found.over
+    # what the daemon's stock cycles do: every shop offers Rackbeat's figure minus both shops' demand
+    for shop in world.shops.values():
+        for line in found.over:
+            alias, sku, _, _, allowed = line.replace(":", "").split()
+            if world.shops[alias] is shop:
+                shop.set_available(sku, int(allowed))
+    assert stock_truth(world, settled=True).ok
+    assert not stock_truth(world, settled=False).ok
+    assert "not checked" in stock_truth(world, settled=False).verdict
 
 
 def test_demo_command_runs_from_the_command_line(tmp_path: Path) -> None:
@@ -170,7 +268,8 @@ def test_demo_command_runs_from_the_command_line(tmp_path: Path) -> None:
     assert "final summary" in done.stdout
     assert "truth check: OK" in done.stdout
     # plain output says why health warns: the gift card order is parked
-    assert "| health warn (orders: 1 record parked" in done.stdout
+    assert "| health warn (eu/orders: 1 record parked" in done.stdout
+    assert "stock check: OK" in done.stdout
     assert "next steps" in done.stdout
     assert "rackbeat-shopify reconcile --dry-run" in done.stdout
     assert "/healthz" in done.stdout
