@@ -80,7 +80,9 @@ class Recorded:
     S10 = a list, the per-location sum, reused on normal cycles while totals and
     ``updated`` stay the same), ``demand`` the unreserved demand it was decided with, and
     ``watermark`` the order ledger's largest rowid when it was decided: orders after it
-    were sold after that decision, as far as the ledger can tell.
+    were sold after that decision, as far as the ledger can tell. It moves on only with a
+    quantity Shopify confirmed or showed (a write or a reading): a row settled with neither
+    keeps it, since nothing tells which later orders Shopify's quantity reflects.
 
     ``held`` is the units held back for Shopify sales the order ledger did not show yet
     (the last of them joined the hold at ``held_since``): it stays until orders for that
@@ -209,7 +211,8 @@ class Snapshot:
     #: Shopify's quantity read in this cycle, if it was read
     reading: Reading | None = None
     #: (rowid, units) of this SKU's order-ledger rows; those after the recorded row's
-    #: watermark explain held or dropped units (see :func:`looks_for_sales`)
+    #: watermark, up to this snapshot's, explain held or dropped units, and any beyond
+    #: those units were sold after the quantity believed (see :func:`looks_for_sales`)
     arrivals: Sequence[tuple[int, int]] = ()
     #: an order for it reached the order ledger since the previous cycle
     sold: bool = False
@@ -249,9 +252,14 @@ class Decision:
 
 def looks_for_sales(snapshot: Snapshot) -> bool:
     """Hidden sales are to be counted for this SKU (units are held, or a fresh reading fell
-    below the quantity last confirmed): :attr:`Snapshot.arrivals` matter."""
+    below the quantity last confirmed), or orders since the marker may have been sold after
+    the reading: :attr:`Snapshot.arrivals` matter."""
     recorded = snapshot.recorded
-    return recorded is not None and (recorded.hold_open(snapshot.cycle.now) or _drop(snapshot) > 0)
+    return recorded is not None and (
+        recorded.hold_open(snapshot.cycle.now)
+        or _drop(snapshot) > 0
+        or (snapshot.reading is not None and snapshot.demand.since_marker > 0)
+    )
 
 
 def base_watermark(snapshot: Snapshot) -> int:
@@ -279,13 +287,15 @@ def decide(snapshot: Snapshot) -> Decision:
 
     # Units Shopify sold that the ledger cannot show yet: those still held from earlier
     # cycles plus a fresh reading's drop, less the units of orders that reached the ledger
-    # since the row was recorded, whatever Rackbeat did with them since.
-    hidden = 0
+    # since the row was recorded, whatever Rackbeat did with them since. Only orders up to
+    # this snapshot's watermark explain: the demand was read after it and counts them, and
+    # the row recorded now carries it (a later order explains the next decision instead).
+    known = looks_for_sales(s)
+    sold = explained = 0
     if r is not None:
         sold = (r.held if hold_open else 0) + _drop(s)
-        if sold > 0:
-            explained = sum(units for rowid, units in s.arrivals if rowid > r.watermark)
-            hidden = max(0, sold - explained)
+        explained = sum(units for rowid, units in s.arrivals if r.watermark < rowid <= s.watermark)
+    hidden = max(0, sold - explained)
     goal = target if not hidden else max(target - hidden, min(target, 0))
 
     # An order that shows up for units held as a hidden sale moves them from one term to
@@ -295,10 +305,23 @@ def decide(snapshot: Snapshot) -> Decision:
         or decimal_or_none(r.figure) != s.figure
         or r.demand + (r.held if hold_open else 0) != demand + hidden
     )
+    # Orders since the row was recorded beyond the units the believed quantity shows sold
+    # (held, or the reading's drop) were most likely sold after it was confirmed or read:
+    # Shopify shows less than believed. The inputs can look unchanged all the same (a
+    # reservation left the demand as the new order joined it, beside a goods receipt; or
+    # the quantity read was too low by just the units sold after the reading), and a row
+    # settled with them would take them for sales the quantity shows, and the next reading's
+    # drop for hidden sales. So the quantity is written (the same, if need be): the
+    # compare-and-swap tells. Without the orders at hand (nothing held or dropped, not read),
+    # any order for the SKU since the last cycle counts.
+    if known:
+        unconfirmed = explained > sold
+    else:
+        unconfirmed = not fresh and r is not None and (s.sold or s.demand.since_marker > 0)
     # Without a fresh reading a changed input is always written: the compare-and-swap
     # then tells whether Shopify still has what the ledger says, so that a sale the ledger
     # missed is corrected now, not at the next full reconcile.
-    write = believed != goal if fresh else (r is None or believed != goal or inputs_changed)
+    write = unconfirmed or (believed != goal if fresh else (r is None or believed != goal or inputs_changed))
     # A falling target is most often the echo of a Shopify sale, which Shopify shows
     # already: a compare-and-swap would fail and hold up its whole batch.
     read_first = not fresh and (cycle.full or s.reread or believed is None or target <= believed)
@@ -314,6 +337,12 @@ def decide(snapshot: Snapshot) -> Decision:
     settled = None
     if not write and believed is not None:
         settled = replace(row, quantity=believed)
+        if not fresh and not known and r is not None:
+            # Neither read nor written, and the orders since the row not at hand: nothing
+            # says which of them Shopify's quantity reflects, so the row keeps its watermark
+            # (moving it on would take an order sold after the row was confirmed for one the
+            # quantity shows, and the next reading's drop for a hidden sale).
+            settled = replace(settled, watermark=r.watermark)
         if settled == r:
             settled = None
     restamp = None

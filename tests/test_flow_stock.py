@@ -16,7 +16,7 @@ import anyio
 import httpx
 import pytest
 from graphql import GraphQLSchema
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
@@ -803,6 +803,31 @@ async def book_as_the_orders_flow_does(w: World, number: str) -> None:
     status=st.sampled_from(["draft", "booked", "ready_to_ship"]),
     search_lag=st.sampled_from([0.0, 20.0, 45.0, 100.0]),
     seed=st.integers(0, 10_000),
+)
+# A draft booked in one cycle's catch-up left the demand while a receipt kept the available
+# figure, and a Shopify sale reached the ledger in the next cycle's catch-up: figure and
+# demand looked as recorded, so the ledger's quantity (no longer Shopify's) was settled with
+# the new order's rowid, and the next reading held its units back as a hidden sale.
+@example(
+    steps=[
+        "adjust",
+        "import",
+        "mid",
+        "sale",
+        "sale",
+        "receipt",
+        "import",
+        "receipt",
+        "import",
+        "stock_cycle",
+        "receipt",
+        "receipt",
+        "sale",
+        "stock_cycle",
+    ],
+    status="draft",
+    search_lag=0.0,
+    seed=1,
 )
 async def test_shopify_never_shows_more_than_rackbeat_minus_unreserved_demand(
     tmp_path_factory: pytest.TempPathFactory, steps: list[str], status: str, search_lag: float, seed: int

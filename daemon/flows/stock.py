@@ -75,6 +75,19 @@ order then explains them once: the quantity already reflects it, nothing is writ
 newest units: their order may lag as long as the first ones') — then the drop is taken for
 a hand-made change in Shopify and undone. A search lag longer than the poll interval is covered up to that limit.
 
+Only orders up to the rowid read before the demand explain units: the demand counts
+those, and the row records that rowid (an order after it would explain a second drop later).
+
+The other way round, a sale whose order is in the ledger must not be held as a hidden one
+(underselling for :data:`HOLD_LIMIT`). So a ledger row's rowid moves on only with a
+quantity Shopify confirmed or showed: a row settled with neither a write nor a reading
+keeps the rowid it had. And where more units of orders reached the ledger since the row
+than ``B`` shows sold (held, or a reading's drop) — an order sold after the reading, or
+after the quantity last confirmed while the target comes out at ``B`` all the same (a
+reservation left the demand as the new order joined it) — ``B`` is written even if
+unchanged: the compare-and-swap tells, and a stale one is read and decided again in the
+same cycle.
+
 Several shops on one account
 ----------------------------
 One process serves every shop of a Rackbeat account, each shop with its own stock flow
@@ -777,7 +790,8 @@ class StockFlow:
         return {s.sku: (s, decide(s)) for s in fresh}
 
     async def _with_arrivals(self, snapshots: list[Snapshot]) -> list[Snapshot]:
-        """``snapshots`` with the order-ledger rows that may explain held or dropped units."""
+        """``snapshots`` with the order-ledger rows that may explain held or dropped units, or
+        have been sold after a reading (:func:`daemon.stock_decision.looks_for_sales`)."""
         looking = [s for s in snapshots if looks_for_sales(s)]
         if not looking:
             return snapshots
