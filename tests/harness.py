@@ -15,7 +15,7 @@ loopback socket instead.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,10 +27,16 @@ import httpx
 from pydantic import SecretStr
 
 from daemon.config import IsolatedSettings, Settings
+from daemon.demand import OrderDemand
 from daemon.flows.orders import OrdersFlow
+from daemon.flows.stock import StockFlow
 from daemon.index import SkuIndex
+from daemon.mapping import shopify_heading
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
+from daemon.runner import InlineCycles, flow_key
+from daemon.services import shares_locations
+from daemon.shared import KeyedLocks, StockReads
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
@@ -99,6 +105,8 @@ class World:
     #: called with (request, "before" | "after") around every simulated request: a test's
     #: way to inject a crash before a request lands or after it landed (the answer is lost)
     hook: Callable[[httpx.Request, str], None] | None = None
+    #: more simulated Shopify shops by host (:func:`add_shop`); any other host is Rackbeat
+    shops: dict[str, ShopifySimulator] = field(default_factory=dict)
 
     @property
     def index(self) -> SkuIndex:
@@ -177,7 +185,9 @@ async def make_world(
         hook = world.hook if world is not None else None
         if hook is not None:
             hook(request, "before")
-        sim = shopify_sim if request.url.host == "shopify.sim" else rackbeat
+        host = request.url.host
+        other = world.shops.get(host) if world is not None else None
+        sim = shopify_sim if host == "shopify.sim" else other or rackbeat
         response = await sim.handle(request)
         if hook is not None:
             hook(request, "after")
@@ -220,3 +230,156 @@ def orders_flow(w: World) -> OrdersFlow:
         shutdown=w.shutdown,
         clock=w.clock.now,
     )
+
+
+# --- several shops on one Rackbeat account ---------------------------------------------------------
+
+#: the domain of the second shop :func:`add_shop` adds by default
+SHOP_B = "second-shop.myshopify.com"
+
+
+@dataclass
+class ShopWorld:
+    """One Shopify shop of a world that serves several (:func:`first_shop`, :func:`add_shop`):
+    its simulator, its client, its settings and its view of the one state DB."""
+
+    alias: str
+    sim: ShopifySimulator
+    shopify: ShopifyClient
+    settings: Settings
+    store: Store
+    metrics: Metrics
+
+
+def first_shop(w: World, alias: str = "a") -> ShopWorld:
+    """``w``'s own shop as one shop of several."""
+    return ShopWorld(alias, w.shopify_sim, w.shopify, w.settings, w.store, w.metrics.for_shop(alias))
+
+
+def add_shop(w: World, alias: str = "b", domain: str = SHOP_B, **settings: Any) -> ShopWorld:
+    """A second simulated Shopify shop on ``w``'s clock, Rackbeat and state DB, served at
+    ``http://<alias>.shopify.sim``; ``settings`` are its own values (S10 …), the rest are
+    the first shop's (the account-scoped ones must be)."""
+    host = f"{alias}.shopify.sim"
+    token = f"shpat_{alias}_sim_token"
+    sim = ShopifySimulator(
+        now=w.clock.now,
+        monotonic=w.clock.monotonic,
+        sleep=w.clock.sleep,
+        validate_schema=w.shopify_sim.validate_schema,
+        search_lag=w.shopify_sim.search_lag,
+        shop_domain=domain,
+        access_tokens=(token,),
+    )
+    w.shops[host] = sim
+    values = w.settings.model_dump()
+    values.update(
+        shopify_shop=domain,
+        shopify_access_token=SecretStr(token),
+        shopify_admin_url=f"http://{host}/admin",
+        **settings,
+    )
+    s = IsolatedSettings.of(values)
+    assert w.http is not None
+    client = ShopifyClient.from_settings(s, w.http, sleep=w.clock.sleep, clock=w.clock.monotonic)
+    return ShopWorld(alias, sim, client, s, w.store.for_shop(domain), w.metrics.for_shop(alias))
+
+
+def increasing(clock: SimClock) -> Callable[[], float]:
+    """``clock``'s monotonic time, a microsecond later on every read: a fake clock stands
+    still between ticks, and a stock scan must be seen to start after a cycle's marker."""
+    last = clock.monotonic()
+
+    def now() -> float:
+        nonlocal last
+        last = max(clock.monotonic(), last + 1e-6)
+        return last
+
+    return now
+
+
+@dataclass
+class AccountFlows:
+    """The orders and stock flows of several shops, wired as ``build_account_flows`` wires
+    them (one :class:`StockReads`, one customer lock, each stock flow catching up the
+    orders of every shop whose S10 locations meet its own), on the world's clock; keys are
+    the shops' aliases."""
+
+    orders: dict[str, OrdersFlow]
+    stock: dict[str, StockFlow]
+    reads: StockReads
+
+
+def account_flows(
+    w: World,
+    shops: Sequence[ShopWorld],
+    *,
+    before_orders: Callable[[str], Awaitable[object]] | None = None,
+    gather: float = 0.0,
+) -> AccountFlows:
+    """:class:`AccountFlows` of ``shops``. A stock flow's catch-up runs the orders cycle it
+    asks for inline, after ``before_orders(alias)`` (a test's chance to act mid-cycle)."""
+    several = len(shops) > 1
+    monotonic = increasing(w.clock)
+    reads = StockReads(w.rackbeat_client, shops=len(shops), gather=gather, clock=monotonic)
+    customers = KeyedLocks()
+    orders = {
+        shop.alias: OrdersFlow(
+            shop.settings,
+            shop.store,
+            shop.shopify,
+            w.rackbeat_client,
+            metrics=shop.metrics,
+            shutdown=w.shutdown,
+            customers=customers,
+            clock=w.clock.now,
+        )
+        for shop in shops
+    }
+
+    def orders_cycle(alias: str) -> Callable[[], Awaitable[object]]:
+        async def cycle() -> object:
+            if before_orders is not None:
+                await before_orders(alias)
+            return await orders[alias].run_once()
+
+        return cycle
+
+    cycles = InlineCycles(
+        {flow_key(shop.alias, "orders", several=several): orders_cycle(shop.alias) for shop in shops}
+    )
+    stock: dict[str, StockFlow] = {}
+    for shop in shops:
+        meeting = [o for o in shops if o is not shop and shares_locations(shop.settings, o.settings)]
+        stock[shop.alias] = StockFlow(
+            shop.settings,
+            shop.store,
+            shop.shopify,
+            w.rackbeat_client,
+            index=SkuIndex(shop.store, shop.shopify, clock=w.clock.now),
+            metrics=shop.metrics,
+            shutdown=w.shutdown,
+            demand=OrderDemand(shop.store, [shop.settings.shop, *(o.settings.shop for o in meeting)]),
+            cycles=cycles,
+            reads=reads,
+            catch_up=[flow_key(o.alias, "orders", several=several) for o in (shop, *meeting)],
+            clock=w.clock.now,
+            monotonic=monotonic,
+        )
+    return AccountFlows(orders, stock, reads)
+
+
+async def book_for(w: World, shops: Sequence[ShopWorld], number: str) -> None:
+    """Book a Rackbeat draft and let the order ledger know, as the orders flow does when it
+    books a draft it made; the draft's heading says whose it is (two shops may each have a
+    ``#1001``)."""
+    w.rackbeat.book(number)
+    order = w.rackbeat.order(number)
+    [shop] = [
+        s for s in shops if order.heading == shopify_heading(str(order.your_reference), s.settings.shop)
+    ]
+    async with w.store.transaction() as tx:
+        await tx.execute(
+            "UPDATE order_ledger SET rackbeat_state = 'booked' WHERE shop = ? AND order_name = ?",
+            (shop.settings.shop, order.your_reference),
+        )
