@@ -98,7 +98,8 @@ orders cycle of each of them — this shop's must succeed; another shop's that i
 (its token revoked) is logged (``stock.orders_behind``) and its orders already in the
 ledger still count. One Rackbeat scan serves every shop's cycle
 (:class:`daemon.shared.StockReads`): a cycle only joins a scan that started after its
-marker, so the argument above holds for each shop as it does for one.
+marker — after ``D0`` was read, so an order booked before that read is in the scan — and
+the argument above holds for each shop as it does for one.
 
 Crash safety of a push
 ----------------------
@@ -279,7 +280,7 @@ class _Marker:
 
     watermark: int
     demand: Mapping[str, int]
-    #: when it was read (monotonic): Rackbeat must be read after it
+    #: when both had been read (monotonic): Rackbeat must be read after it
     at: float
 
 
@@ -805,9 +806,12 @@ class StockFlow:
 
     async def _marker(self) -> _Marker:
         # the watermark first: a row added between the two reads is then "new" (counted)
-        at = self.monotonic()
         watermark = await self.demand.watermark()
-        return _Marker(watermark, await self.demand.unreserved(), at)
+        demand = await self.demand.unreserved()
+        # then the time the scan must begin after: an order booked before D0 was read is
+        # not in D0, so Rackbeat's reservation of it must be in the scan (another shop's
+        # cycle may have begun the scan this one joins while this one read the ledger)
+        return _Marker(watermark, demand, self.monotonic())
 
     async def _sold_since(self, watermark: int | None) -> set[str]:
         """SKUs of orders that reached the ledger since the previous cycle's marker: Shopify
