@@ -63,6 +63,28 @@ async def two_shops(
 # --- the flows of two shops --------------------------------------------------------------------------
 
 
+async def test_a_sale_in_one_shop_lowers_the_other_shops_figure_in_its_next_cycle(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with two_shops(tmp_path, shopify_schema, skus={"LAST-3": 3}, sync_order_status="draft") as (
+        w,
+        a,
+        b,
+    ):
+        flows = account_flows(w, [a, b])
+        for alias in "ab":
+            await flows.orders[alias].run_once()
+        for alias in "ab":
+            await flows.stock[alias].run_once()
+        assert (a.sim.available("LAST-3"), b.sim.available("LAST-3")) == (3, 3)
+        w.tick(60)
+        a.sim.sell("LAST-3", 3)
+        # nothing else runs: shop B's next stock cycle reads shop A's new order itself
+        await flows.stock["b"].run_once()
+        assert b.sim.available("LAST-3") == 0
+        assert w.rackbeat.available_quantity("LAST-3") == 3  # a draft: Rackbeat does not reserve it
+
+
 async def test_a_scan_begun_before_a_cycle_read_its_demand_is_not_the_cycles(tmp_path: Path) -> None:
     async with two_shops(tmp_path, None, skus={"MUG-1": 5}, sync_order_status="draft") as (w, a, b):
         flows = account_flows(w, [a, b])

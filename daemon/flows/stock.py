@@ -5,7 +5,8 @@ One cycle, in this order (the order is what makes it safe):
 1. **Leftover batch.** A batch a crash left between "stored" and "confirmed" is re-sent
    first, with its stored idempotency key (see *Crash safety* below).
 2. **Marker.** The order ledger's high-water mark (its largest ``rowid``), then the
-   unreserved demand ``D0`` — both before Rackbeat is read.
+   unreserved demand ``D0`` — both before Rackbeat is read (with several shops, the other
+   shops' orders are caught up first: see *Several shops on one account*).
 3. **Scan.** One narrow paged read of every Rackbeat product's totals (``fields=``); the
    numbers no Shopify variant has are left for ``status`` (:data:`RACKBEAT_ONLY`). With
    S10 = a list of locations, a normal cycle reads per location only the products whose
@@ -96,10 +97,13 @@ the orders of **every** shop whose S10 locations meet this shop's (``all`` meets
 list; disjoint lists do not lower each other's figures), and the catch-up asks for an
 orders cycle of each of them — this shop's must succeed; another shop's that is failing
 (its token revoked) is logged (``stock.orders_behind``) and its orders already in the
-ledger still count. One Rackbeat scan serves every shop's cycle
-(:class:`daemon.shared.StockReads`): a cycle only joins a scan that started after its
-marker — after ``D0`` was read, so an order booked before that read is in the scan — and
-the argument above holds for each shop as it does for one.
+ledger still count. Another shop's sale shows in this shop only through the order
+ledger (this shop's Shopify does not see it), so the other shops' orders are also caught
+up before the marker: a sale Shopify's search showed when the cycle began is off this
+shop's figure when the cycle ends, whether or not anything else changed. One Rackbeat
+scan serves every shop's cycle (:class:`daemon.shared.StockReads`): a cycle only joins a
+scan that started after its marker — after ``D0`` was read, so an order booked before
+that read is in the scan — and the argument above holds for each shop as it does for one.
 
 Crash safety of a push
 ----------------------
@@ -629,6 +633,8 @@ class StockFlow:
         extra: Mapping[str, int] | None = None,
     ) -> _Outcome:
         extra = extra or {}
+        if not dry_run:
+            await self._catch_up_others()
         marker = await self._marker()
         totals = await self._scan(marker.at)
         entries = await self.index.by_sku()
@@ -1090,6 +1096,18 @@ class StockFlow:
                 detail="those shops' newest orders are not in the ledger yet; the figures pushed "
                 "subtract the orders the ledger has",
             )
+
+    async def _catch_up_others(self) -> None:
+        """Have the other shops' orders flows (those whose demand this shop's figures
+        subtract) put their recent orders into the ledger before the marker. Their outcome
+        is theirs: a failing one holds up nothing here (:meth:`_catch_up` says so when it
+        matters), its orders already in the ledger count."""
+        cycles, others = self.cycles, self.catch_up[1:]
+        if cycles is None or not others:
+            return
+        async with anyio.create_task_group() as tg:
+            for key in others:
+                tg.start_soon(cycles.request_cycle, key)
 
     async def _read_shopify(self, snapshots: Sequence[Snapshot], location: str) -> dict[str, Reading]:
         """What Shopify has now of these SKUs, by SKU."""
