@@ -6,8 +6,9 @@ import io
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,21 @@ from daemon import app
 from daemon.demand import OrderDemand
 from daemon.flows.stock import HOLD_LIMIT, StockFlow, effective_demand, target_quantity
 from daemon.index import SkuIndex
+from daemon.mapping import shopify_heading
 from daemon.metrics import PREFIX
 from daemon.runner import CycleRequests, InlineCycles, Runner
+from daemon.sim.shopify import Order as ShopifyOrder
 from daemon.store import Transaction
-from tests.harness import World, make_world, orders_flow
+from tests.harness import (
+    ShopWorld,
+    World,
+    account_flows,
+    add_shop,
+    book_for,
+    first_shop,
+    make_world,
+    orders_flow,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -1083,3 +1095,196 @@ async def test_a_restart_with_other_locations_reads_every_product_again(
         await stock_flow(w).run_once()
         # Rackbeat's totals are as recorded, but the stored sum was of location 1 only
         assert w.shopify_sim.available("SKU-0000") == 9
+
+
+# --- the property with two shops on one Rackbeat account -----------------------------------------
+
+
+def twin_of(w: World, shop: ShopWorld, order: ShopifyOrder) -> Any:
+    """The Rackbeat order of ``shop``'s ``order`` (another shop's order of the same name has
+    another heading), or None."""
+    heading = shopify_heading(order.name, shop.settings.shop)
+    found = [o for o in w.rackbeat.orders if o.your_reference == order.name and o.heading == heading]
+    assert len(found) <= 1, f"{order.name} of {shop.alias}: {len(found)} Rackbeat orders"
+    return found[0] if found else None
+
+
+def unreserved_of(w: World, shop: ShopWorld, orders: Iterable[ShopifyOrder]) -> dict[str, int]:
+    """SKU → units of ``orders`` (of ``shop``) that Rackbeat does not reserve: not in
+    Rackbeat, or a draft there."""
+    demand: dict[str, int] = {}
+    for order in orders:
+        twin = twin_of(w, shop, order)
+        if twin is not None and (twin.is_booked or twin.is_cancelled):
+            continue
+        for sku, units in shop.sim.order_demand(order.id).items():
+            demand[sku] = demand.get(sku, 0) + units
+    return demand
+
+
+#: as :data:`STEPS`, for two shops: sales and imports in either, stock cycles of either or
+#: of both at once (they then share one Rackbeat scan)
+TWO_SHOP_STEPS = [
+    "sale_a",
+    "sale_b",
+    "import_a",
+    "import_b",
+    "book",
+    "receipt",
+    "adjust",
+    "ship",
+    "mid",
+    "stock_a",
+    "stock_b",
+    "stock_both",
+    "stock_both",
+]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.sampled_from(TWO_SHOP_STEPS), min_size=5, max_size=25),
+    status=st.sampled_from(["draft", "booked", "ready_to_ship"]),
+    search_lag=st.sampled_from([0.0, 20.0, 45.0, 100.0]),
+    seed=st.integers(0, 10_000),
+)
+async def test_no_shop_shows_more_than_rackbeat_minus_the_unreserved_demand_of_both(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str], status: str, search_lag: float, seed: int
+) -> None:
+    """Two shops sell the same SKUs from the same Rackbeat stock. After a stock cycle of a
+    shop, it shows at most Rackbeat's available minus the unreserved demand of its own
+    orders and of the other shop's orders that Shopify's search showed when the cycle
+    began (one it does not show yet, no process can know of)."""
+    rnd = random.Random(seed)
+    skus = ["A", "B"]
+    async with make_world(
+        tmp_path_factory.mktemp("w"),
+        validate_schema=None,  # the documents are the one shop's, checked by the test above
+        settings={"sync_order_status": status},
+        shopify_options={"search_lag": search_lag},
+    ) as w:
+        shops = [first_shop(w, "a"), add_shop(w, "b")]
+        by_alias = {shop.alias: shop for shop in shops}
+        for sku in skus:
+            for shop in shops:
+                shop.sim.add_product(sku, [{"sku": sku, "price": "10.00"}])
+            w.rackbeat.add_product(sku, stock=8)
+        w.rackbeat.add_product("frakt")
+        mid: list[str] = []  # what the next catch-up of a shop's own orders does first
+
+        def sell(shop: ShopWorld, sku: str) -> None:
+            if shop.sim.available(sku) > 0:
+                shop.sim.sell(sku, rnd.randint(1, shop.sim.available(sku)))
+
+        async def book_one() -> None:
+            drafts = [o for o in w.rackbeat.orders if not o.is_booked and not o.is_cancelled]
+            if drafts:
+                await book_for(w, shops, rnd.choice(drafts).number)
+
+        async def before_orders(alias: str) -> None:
+            # a stock cycle asks for its own shop's orders after its scan: act then
+            while mid and stock_running == alias:
+                action = mid.pop()
+                if action == "sell":
+                    sell(rnd.choice(shops), rnd.choice(skus))
+                elif action == "book":
+                    await book_one()
+                elif action == "import":
+                    await flows.orders[rnd.choice(shops).alias].run_once()
+
+        flows = account_flows(w, shops, before_orders=before_orders)
+        stock_running = ""
+        for shop in shops:
+            await flows.orders[shop.alias].run_once()
+        for shop in shops:
+            await flows.stock[shop.alias].run_once()
+
+        def visible(began: datetime) -> dict[str, set[str]]:
+            """Each shop's orders that Shopify's search shows at ``began``."""
+            return {
+                s.alias: {
+                    o.id
+                    for o in s.sim.orders.values()
+                    if (began - o.updated_at).total_seconds() >= search_lag
+                }
+                for s in shops
+            }
+
+        def check(when: str, shop: ShopWorld, seen: dict[str, set[str]], *, exact: bool = False) -> None:
+            """``shop`` shows at most Rackbeat's available less the unreserved demand of its
+            own orders and of the other shop's orders in ``seen`` (``exact``: all of them,
+            and no less)."""
+            other = next(s for s in shops if s is not shop)
+            counted = [o for o in other.sim.orders.values() if o.id in seen[other.alias] or exact]
+            demand = unreserved_of(w, shop, shop.sim.orders.values())
+            for sku, units in unreserved_of(w, other, counted).items():
+                demand[sku] = demand.get(sku, 0) + units
+            for order in other.sim.orders.values():
+                twin = twin_of(w, other, order)
+                if (
+                    order.id not in seen[other.alias]
+                    and not exact
+                    and twin is not None
+                    and twin.reserves_stock
+                ):
+                    # sold there and reserved by Rackbeat after the cycle began: neither in
+                    # the demand counted nor in the figure the cycle could have read
+                    for sku, units in other.sim.order_demand(order.id).items():
+                        demand[sku] = demand.get(sku, 0) - units
+            for sku in skus:
+                shown, most = shop.sim.available(sku), bound(w, sku, demand)
+                assert shown <= most if not exact else shown == most, (when, shop.alias, sku, status, steps)
+
+        async def stock_cycle(*cycling: ShopWorld) -> None:
+            nonlocal stock_running
+            seen = visible(w.clock.now())  # a sale during the cycle is the next cycle's
+            if len(cycling) == 1:
+                stock_running = cycling[0].alias
+                await flows.stock[cycling[0].alias].run_once()
+            else:
+                stock_running = rnd.choice(cycling).alias
+                scans = flows.reads.scans
+                flows.reads.gather = 5.0  # both ask together: one scan serves them
+                async with anyio.create_task_group() as tg:
+                    for shop in cycling:
+                        tg.start_soon(flows.stock[shop.alias].run_once)
+                flows.reads.gather = 0.0
+                assert flows.reads.scans == scans + 1
+            stock_running = ""
+            for shop in cycling:
+                check("stock_cycle", shop, seen)
+
+        for step in steps:
+            sku = rnd.choice(skus)
+            w.tick(30)
+            if step.startswith("sale_"):
+                sell(by_alias[step[-1]], sku)
+            elif step.startswith("import_"):
+                await flows.orders[step[-1]].run_once()
+            elif step == "book":
+                await book_one()
+            elif step == "receipt":
+                w.rackbeat.goods_receipt(sku, rnd.randint(1, 3))
+            elif step == "adjust":
+                w.rackbeat.adjust_stock(sku, -rnd.randint(1, 2))  # breakage, a stock count
+            elif step == "ship":
+                booked = [o for o in w.rackbeat.orders if o.reserves_stock]
+                if booked:
+                    w.rackbeat.ship(rnd.choice(booked).number)
+            elif step == "mid":
+                mid.extend(rnd.sample(["sell", "book", "import"], rnd.randint(1, 3)))
+            elif step == "stock_both":
+                await stock_cycle(*shops)
+            else:
+                await stock_cycle(by_alias[step[-1]])
+        # activity stops: cycles of each until Shopify's search shows every order, then
+        # every shop shows exactly what the world allows
+        mid.clear()
+        for _ in range(2 + int(search_lag // 60)):
+            w.tick(60)
+            for shop in shops:
+                await flows.orders[shop.alias].run_once()
+            for shop in shops:
+                await stock_cycle(shop)
+        for shop in shops:
+            check("settled", shop, visible(w.clock.now()), exact=True)
