@@ -18,6 +18,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,11 +29,13 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.demo import World, place_order, seed_world
+from daemon.mapping import shopify_heading
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import ShopifySimulator
-from tests.harness import apis_on_loopback
+from tests.harness import apis_on_loopback, serving
 
 REPO = Path(__file__).resolve().parent.parent
 RACKBEAT_TOKEN = "rb-process-test-token-5b1e9d04"
@@ -40,7 +43,7 @@ SHOPIFY_TOKEN = "shpat_process_test_token_c7a2f0e8"
 TOKENS = (RACKBEAT_TOKEN, SHOPIFY_TOKEN)
 EX_CONFIG = 78
 #: variables of ours, and systemd's, that must not leak in from the developer's shell
-_PREFIXES = ("RACKBEAT_", "SHOPIFY_", "SYNC_", "HEALTH_", "LOG_")
+_PREFIXES = ("RACKBEAT_", "SHOPIFY_", "SYNC_", "HEALTH_", "LOG_", "SHOPS", "SHOP_")
 _SYSTEMD = frozenset(
     {"CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
 )
@@ -428,3 +431,160 @@ async def test_a_health_port_already_taken_stops_with_exit_78_naming_the_variabl
     assert result.returncode == EX_CONFIG, output
     assert "HEALTH_LISTEN" in output
     assert "Traceback" not in output
+
+
+# --- two shops on one Rackbeat account ----------------------------------------------------------
+
+#: the shops of the account: alias → (domain, token)
+SHOPS = {
+    "a": ("shop-a.myshopify.com", "shpat_process_test_a_9b31e2"),
+    "b": ("shop-b.myshopify.com", "shpat_process_test_b_71d0c4"),
+}
+
+
+def shops_env(
+    tmp_path: Path, *, rackbeat_url: str, shopify_urls: Mapping[str, str], health_port: int
+) -> dict[str, str]:
+    """``run`` for the shops of :data:`SHOPS` (``SHOPS=a,b``, ``SHOP_A__…``), the order and
+    customer numbers shared, orders from a minute ago on."""
+    values = {
+        "SHOPS": ",".join(SHOPS),
+        "RACKBEAT_API_URL": rackbeat_url,
+        "RACKBEAT_API_TOKEN": RACKBEAT_TOKEN,
+        "RACKBEAT_CONTACT_EMAIL": "ops@example.com",
+        "SYNC_DB": str(tmp_path / "state" / "sync.db"),
+        "SYNC_POLL_SECONDS": "0.3",
+        "HEALTH_LISTEN": f"127.0.0.1:{health_port}",
+        "SYNC_PAYMENT_TERMS": "1",
+        "SYNC_CUSTOMER_GROUP": "1",
+        "SYNC_EMPLOYEE": "1",
+        "SYNC_DEFAULT_PRODUCT_GROUP": "1",
+        "SYNC_CURRENCY": "DKK",
+        "SYNC_ORDERS_SINCE": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+    }
+    for alias, (domain, token) in SHOPS.items():
+        values[f"SHOP_{alias.upper()}__SHOPIFY_SHOP"] = domain
+        values[f"SHOP_{alias.upper()}__SHOPIFY_ACCESS_TOKEN"] = token
+        values[f"SHOP_{alias.upper()}__SHOPIFY_ADMIN_URL"] = shopify_urls[alias]
+    return clean_env(values)
+
+
+async def last_successes(daemon: Daemon, client: httpx.AsyncClient, flow: str) -> dict[str, float]:
+    """Each shop's ``flow``: when its last cycle succeeded (``/metrics``), by alias."""
+    text = (await daemon.get(client, "/metrics")).text
+    return {
+        sample.labels["shop"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "rackbeat_shopify_flow_last_success_timestamp_seconds"
+        and sample.labels["flow"] == flow
+    }
+
+
+@pytest.mark.anyio
+async def test_two_shops_orders_with_the_same_names_reach_rackbeat_once_each_through_kill_9(
+    tmp_path: Path,
+) -> None:
+    shops = {
+        alias: ShopifySimulator(
+            shop_domain=domain, access_tokens=(token,), bucket_size=20_000, restore_rate=1_000
+        )
+        for alias, (domain, token) in SHOPS.items()
+    }
+    rackbeat = RackbeatSimulator(token=RACKBEAT_TOKEN)
+    rackbeat.add_product("frakt", "Frakt", group="2", inventory_enabled=False)
+    for sku in ("MUG-1", "TEE-2", "CAP-3"):
+        rackbeat.add_product(sku, stock=500)
+        for sim in shops.values():
+            sim.add_product(f"Product {sku}", [{"sku": sku, "price": "125.00", "stock": 500}])
+    # waiting when the daemon starts: #1001 in both shops, by one customer, then more
+    for n, sku in enumerate(("MUG-1", "TEE-2", "CAP-3")):
+        for sim in shops.values():
+            sim.sell(sku, 1 + n, email="same@example.com" if n == 0 else f"{sim.shop_domain}.{n}@example.com")
+    assert all(sim.orders[next(iter(sim.orders))].name == "#1001" for sim in shops.values())
+
+    # the daemon dies the moment the second #1001 lands in Rackbeat: it never hears the answer
+    daemons: list[Daemon] = []
+    landed: list[str] = []
+
+    async def kill_at_the_second_1001(request: httpx.Request) -> httpx.Response:
+        response = await rackbeat.handle(request)
+        draft = request.method == "POST" and request.url.path.endswith("/orders/drafts")
+        body = json.loads(request.content) if draft and response.is_success else {}
+        if body.get("your_reference") == "#1001":
+            landed.append(str(body.get("heading")))
+            if len(landed) == 2:
+                daemons[0].process.kill()
+        return response
+
+    def orders_of(alias: str) -> dict[str, list[str]]:
+        """Each Shopify order name of the shop → the Rackbeat orders with its heading."""
+        domain = SHOPS[alias][0]
+        return {
+            order.name: [
+                o.number for o in rackbeat.orders if o.heading == shopify_heading(order.name, domain)
+            ]
+            for order in shops[alias].orders.values()
+        }
+
+    def each_once() -> bool:
+        every = [numbers for alias in SHOPS for numbers in orders_of(alias).values()]
+        assert all(len(numbers) <= 1 for numbers in every), "an order reached Rackbeat twice"
+        return all(len(numbers) == 1 for numbers in every) and len(rackbeat.orders) == len(every)
+
+    async with (
+        serving(shops["a"].handle, "shopify-a") as shop_a,
+        serving(shops["b"].handle, "shopify-b") as shop_b,
+        serving(kill_at_the_second_1001, "rackbeat") as rackbeat_base,
+    ):
+        env = shops_env(
+            tmp_path,
+            rackbeat_url=f"{rackbeat_base}/api",
+            shopify_urls={"a": f"{shop_a}/admin", "b": f"{shop_b}/admin"},
+            health_port=unused_port(),
+        )
+        db = Path(env["SYNC_DB"])
+        async with running_daemon(tmp_path, env, "first") as first:
+            daemons.append(first)
+            with anyio.fail_after(30):
+                assert await first.process.wait() == -signal.SIGKILL
+        assert sorted(landed) == sorted(shopify_heading("#1001", domain) for domain, _ in SHOPS.values())
+        assert not each_once()  # the killed daemon had not finished
+        assert_private_state(db)
+
+        async with running_daemon(tmp_path, env, "second") as second, httpx.AsyncClient(timeout=5) as client:
+            await second.wait_until(client, "/livez", 200, within=20)
+            for sim in shops.values():  # more orders while it catches up
+                sim.sell("MUG-1", 2, email="same@example.com")
+            await second.health_until(client, ("pass",), within=30)
+            with anyio.fail_after(30):
+                while True:
+                    if each_once():
+                        break
+                    await anyio.sleep(0.05)
+            # two more orders cycles of each shop find nothing left to do
+            with anyio.fail_after(20):
+                for _ in range(2):
+                    done = time.time()
+                    while True:
+                        cycles = await last_successes(second, client, "orders")
+                        if all(cycles.get(alias, 0) > done for alias in SHOPS):
+                            break
+                        await anyio.sleep(0.05)
+            assert each_once()
+            assert await second.stop(within=10) == 0
+
+    # the two #1001 are two Rackbeat orders, one per shop, told apart by their headings
+    firsts = sorted(
+        (o.heading, o.is_ready_for_shipping) for o in rackbeat.orders if o.your_reference == "#1001"
+    )
+    assert firsts == sorted((shopify_heading("#1001", domain), True) for domain, _ in SHOPS.values())
+    assert all(o.is_ready_for_shipping for o in rackbeat.orders)
+    # one customer for the e-mail that bought in both shops
+    assert len([c for c in rackbeat.customers.values() if c.contact_email == "same@example.com"]) == 1
+    assert_private_state(db)
+    for daemon in (first, second):
+        assert "Traceback" not in daemon.output()
+        for _, token in SHOPS.values():
+            assert token not in daemon.output()
+        assert_no_token(daemon.output(), "the daemon's output")
