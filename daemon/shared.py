@@ -48,19 +48,26 @@ class _Once:
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.value: Any = None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
+        #: the first reader was cancelled (a stop): the others read for themselves
+        self.abandoned = False
 
     async def get(self, read: Callable[[], Awaitable[Any]], *, first: bool) -> Any:
         if first:
             try:
                 self.value = await read()
-            except BaseException as exc:
+            except Exception as exc:
                 self.error = exc
+                raise
+            except BaseException:
+                self.abandoned = True
                 raise
             finally:
                 self.done.set()
             return self.value
         await self.done.wait()
+        if self.abandoned:
+            return await read()
         if self.error is not None:
             raise self.error
         return self.value

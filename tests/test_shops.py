@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from daemon.demand import OrderDemand
 from daemon.mapping import shopify_heading
-from daemon.rackbeat import RackbeatClient
+from daemon.rackbeat import LocationStock, RackbeatClient
 from daemon.shared import KeyedLocks, StockReads
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import RackbeatSimulator
@@ -375,6 +375,41 @@ async def test_per_location_reads_after_one_scan_serve_every_shop() -> None:
         s.now = 2.0  # a cycle that began after that scan reads afresh
         await s.reads.product_locations(2.0, "SKU-07")
         assert s.sim.requests["GET /products/{number}/locations"] == 2
+
+
+async def test_a_shared_read_whose_first_reader_stops_is_read_again_by_the_others() -> None:
+    async with scans() as s:
+        s.now = 1.0
+        await s.scan(1.0)
+        entered, release = anyio.Event(), anyio.Event()
+        original = s.reads.rackbeat.product_locations
+
+        async def slow(number: str) -> list[LocationStock]:
+            entered.set()
+            await release.wait()
+            return await original(number)
+
+        s.reads.rackbeat.product_locations = slow  # type: ignore[method-assign]
+        got: list[list[LocationStock]] = []
+        stopped = anyio.CancelScope()
+
+        async def first() -> None:
+            with stopped:  # this shop's cycle is stopped while its read is in flight
+                await s.reads.product_locations(1.0, "SKU-07")
+
+        async def second() -> None:
+            got.append(await s.reads.product_locations(1.0, "SKU-07"))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(first)
+                await entered.wait()
+                tg.start_soon(second)
+                await anyio.wait_all_tasks_blocked()  # the second waits for the first's read
+                stopped.cancel()
+                release.set()
+        # the other shop got the figures, not the first one's cancellation
+        assert [x.location for x in got[0]] == [x.location for x in await original("SKU-07")]
 
 
 async def test_keyed_locks_hold_one_key_at_a_time_and_forget_it_after() -> None:
