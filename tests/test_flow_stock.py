@@ -798,6 +798,22 @@ STEPS = [
 ]
 
 
+#: what happens in Rackbeat alone in the property tests' histories
+RACKBEAT_STEPS = ("receipt", "adjust", "ship")
+
+
+def rackbeat_step(w: World, step: str, sku: str, rnd: random.Random) -> None:
+    """A goods receipt, a stock adjustment (breakage, a count) or a shipment in Rackbeat."""
+    if step == "receipt":
+        w.rackbeat.goods_receipt(sku, rnd.randint(1, 3))
+    elif step == "adjust":
+        w.rackbeat.adjust_stock(sku, -rnd.randint(1, 2))
+    elif step == "ship":
+        booked = [o for o in w.rackbeat.orders if o.reserves_stock]
+        if booked:
+            w.rackbeat.ship(rnd.choice(booked).number)
+
+
 async def book_as_the_orders_flow_does(w: World, number: str) -> None:
     """Book a draft in Rackbeat and let the ledger know, as the orders flow does when it
     books a draft it made (a draft booked by hand stays counted: see OrderDemand.unreserved)."""
@@ -892,14 +908,8 @@ async def test_shopify_never_shows_more_than_rackbeat_minus_unreserved_demand(
                 drafts = [o for o in w.rackbeat.orders if not o.is_booked and not o.is_cancelled]
                 if drafts:
                     await book_as_the_orders_flow_does(w, rnd.choice(drafts).number)
-            elif step == "receipt":
-                w.rackbeat.goods_receipt(sku, rnd.randint(1, 3))
-            elif step == "adjust":
-                w.rackbeat.adjust_stock(sku, -rnd.randint(1, 2))  # breakage, a stock count
-            elif step == "ship":
-                booked = [o for o in w.rackbeat.orders if o.reserves_stock]
-                if booked:
-                    w.rackbeat.ship(rnd.choice(booked).number)
+            elif step in RACKBEAT_STEPS:
+                rackbeat_step(w, step, sku, rnd)
             elif step == "mid":
                 mid.extend(rnd.sample(["sell", "book", "import"], rnd.randint(1, 3)))
             elif step == "stock_cycle":
@@ -1263,14 +1273,8 @@ async def test_no_shop_shows_more_than_rackbeat_minus_the_unreserved_demand_of_b
                 await flows.orders[step[-1]].run_once()
             elif step == "book":
                 await book_one()
-            elif step == "receipt":
-                w.rackbeat.goods_receipt(sku, rnd.randint(1, 3))
-            elif step == "adjust":
-                w.rackbeat.adjust_stock(sku, -rnd.randint(1, 2))  # breakage, a stock count
-            elif step == "ship":
-                booked = [o for o in w.rackbeat.orders if o.reserves_stock]
-                if booked:
-                    w.rackbeat.ship(rnd.choice(booked).number)
+            elif step in RACKBEAT_STEPS:
+                rackbeat_step(w, step, sku, rnd)
             elif step == "mid":
                 mid.extend(rnd.sample(["sell", "book", "import"], rnd.randint(1, 3)))
             elif step == "stock_both":
