@@ -11,6 +11,7 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -119,13 +120,13 @@ def build_account_flows(
         1 for shop in opened.shops if shop.settings.sync_product_priority is ProductPriority.RACKBEAT
     )
     changes = ProductChanges(shops=mirrors, window=poll / 2)
+    by_key = {shop.store.shop: shop for shop in opened.shops}
     groups: list[ShopFlows] = []
     for shop in opened.shops:
         catch_up = [
-            flow_key(other.alias, "orders", several=several)
+            flow_key(by_key[key].alias, "orders", several=several)
             for key in shop.demand_shops
-            for other in opened.shops
-            if other.store.shop == key and (other is shop or other.settings.sync_orders)
+            if by_key[key] is shop or by_key[key].settings.sync_orders
         ]
         flows = build_flows(
             shop, shutdown, requests, reads=reads, customers=customers, changes=changes, catch_up=catch_up
@@ -337,23 +338,23 @@ async def _open_existing(settings: Settings, out: TextIO) -> Store | None:
     return await Store.open(settings.sync_db, settings.shop)
 
 
-async def _each_shop(
+@asynccontextmanager
+async def _shop_stores(
     settings: Settings | Account, shops: Sequence[Shop] | None, out: TextIO
-) -> AsyncIterator[tuple[Shop, Store]] | None:
-    """Every chosen shop with its view of the state DB (None when there is no DB yet)."""
+) -> AsyncIterator[list[tuple[Shop, Store]] | None]:
+    """Every chosen shop with its view of the state DB, which is closed after the block
+    (None when there is no DB yet)."""
     account = _account(settings)
     store = await _open_existing(account.settings, out)
     if store is None:
-        return None
-
-    async def each() -> AsyncIterator[tuple[Shop, Store]]:
-        try:
-            for shop in account.shops if shops is None else shops:
-                yield shop, store.for_shop(shop.settings.shop)
-        finally:
-            await store.close()
-
-    return each()
+        yield None
+        return
+    try:
+        yield [
+            (shop, store.for_shop(shop.settings.shop)) for shop in (account.shops if shops is None else shops)
+        ]
+    finally:
+        await store.close()
 
 
 async def status(
@@ -361,15 +362,15 @@ async def status(
 ) -> int:
     """``status``: cursors, lag, last errors and parked counts from the state DB, per shop."""
     account = _account(settings)
-    each = await _each_shop(account, shops, out)
-    if each is None:
-        return 1
     docs: list[dict[str, Any]] = []
-    async for shop, store in each:
-        doc = await _status_document(shop, store)
-        docs.append(doc)
-        if not as_json:
-            _print_status(doc, account, shop, out)
+    async with _shop_stores(account, shops, out) as stores:
+        if stores is None:
+            return 1
+        for shop, store in stores:
+            doc = await _status_document(shop, store)
+            docs.append(doc)
+            if not as_json:
+                _print_status(doc, account, shop, out)
     if as_json:
         print(json.dumps(docs[0] if not account.several else {"shops": docs}, indent=2), file=out)
     return 0
@@ -492,10 +493,10 @@ async def list_parked(
 ) -> int:
     """``parked``: every parked record with its reason and what to do about it."""
     account = _account(settings)
-    each = await _each_shop(account, shops, out)
-    if each is None:
-        return 1
-    records = [(shop, r) async for shop, store in each for r in await store.parked()]
+    async with _shop_stores(account, shops, out) as stores:
+        if stores is None:
+            return 1
+        records = [(shop, r) for shop, store in stores for r in await store.parked()]
     if as_json:
         rows = [
             {
@@ -534,12 +535,12 @@ async def retry(
     settings: Settings | Account, *, key: str | None, out: TextIO, shops: Sequence[Shop] | None = None
 ) -> int:
     """``retry KEY|--all``: make parked records due now (the running daemon picks them up)."""
-    each = await _each_shop(settings, shops, out)
-    if each is None:
-        return 1
     changed = 0
-    async for _, store in each:
-        changed += await store.retry_parked(key)
+    async with _shop_stores(settings, shops, out) as stores:
+        if stores is None:
+            return 1
+        for _, store in stores:
+            changed += await store.retry_parked(key)
     if key is not None and changed == 0:
         print(f"no parked record with key {key!r} (see `rackbeat-shopify parked`)", file=out)
         return 1

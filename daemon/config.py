@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -568,18 +568,18 @@ def check_account(shops: Iterable[Shop]) -> list[str]:
     return problems
 
 
-def _raw(name: str) -> str | None:
-    """``name`` from the environment, else from ``.env`` (the same order as the settings)."""
-    value = os.environ.get(name)
-    if value is None and Path(".env").is_file():
-        value = dotenv_values(".env").get(name)
-    return value.strip() if value is not None and value.strip() else None
+def _dotenv() -> dict[str, str | None]:
+    """The variables of ``.env`` in the working directory (none when there is no file)."""
+    return dict(dotenv_values(".env")) if Path(".env").is_file() else {}
 
 
-def _aliases() -> list[str] | None:
-    """``SHOPS`` as a list of aliases (None when not set)."""
-    raw = _raw("SHOPS")
+def _aliases(dotenv: Mapping[str, str | None]) -> list[str] | None:
+    """``SHOPS`` from the environment, else from ``.env``, as a list of aliases (None when
+    not set)."""
+    raw = os.environ.get("SHOPS")
     if raw is None:
+        raw = dotenv.get("SHOPS")
+    if raw is None or not raw.strip():
         return None
     aliases = [a.strip().lower() for a in raw.split(",")]
     bad = [a for a in aliases if not _ALIAS_RE.match(a)]
@@ -594,7 +594,9 @@ def _aliases() -> list[str] | None:
     return aliases
 
 
-def _prefixed(aliases: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def _prefixed(
+    aliases: list[str], dotenv: Mapping[str, str | None]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``SHOP_<ALIAS>__<VARIABLE>`` values by alias (field name → value), from the environment,
     ``.env`` and ``$CREDENTIALS_DIRECTORY`` (``<alias>_<variable>``, see :func:`credential`) in that order; and the
     problems (an alias not in ``SHOPS``, no such setting, an account-scoped one)."""
@@ -623,9 +625,8 @@ def _prefixed(aliases: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]
 
     for name, value in os.environ.items():
         take(name, value)
-    if Path(".env").is_file():
-        for name, dotenv_value in dotenv_values(".env").items():
-            take(name, dotenv_value)
+    for name, dotenv_value in dotenv.items():
+        take(name, dotenv_value)
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         for alias in aliases:
@@ -651,9 +652,10 @@ def _for_shop(alias: str, given: Mapping[str, Any], lines: Iterable[str]) -> lis
     return named
 
 
-def _load_account(build: Any, *, check: bool = True) -> Account:
-    aliases = _aliases()
-    prefixed, problems = _prefixed(aliases or [])
+def _load_account(build: Callable[[Mapping[str, Any]], Settings], *, check: bool = True) -> Account:
+    dotenv = _dotenv()
+    aliases = _aliases(dotenv)
+    prefixed, problems = _prefixed(aliases or [], dotenv)
     if aliases is None:
         if problems:
             raise ConfigError("\n".join(problems))
@@ -675,7 +677,7 @@ def load_account() -> Account:
     """Every shop's settings (``SHOPS`` with ``SHOP_<ALIAS>__<VARIABLE>``, or the one shop of
     the unprefixed variables), or :class:`ConfigError` with one line per problem, each naming
     the shop and the variable."""
-    return _load_account(lambda overrides: Settings(**overrides))
+    return _load_account(lambda overrides: Settings(**dict(overrides)))
 
 
 class DbSettings(_FromEnvironment):
@@ -721,12 +723,6 @@ def _state_settings(overrides: Mapping[str, Any]) -> Settings:
         return StateSettings(**dict(overrides)).as_settings()
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(e) for e in exc.errors(include_url=False))) from None
-
-
-def load_state_settings() -> Settings:
-    """The settings of the DB-only commands (:class:`StateSettings`) as a :class:`Settings`;
-    :class:`ConfigError` with one line per problem."""
-    return _state_settings({})
 
 
 def load_db_settings() -> DbSettings:

@@ -34,7 +34,6 @@ from daemon.rackbeat import LocationStock, Product, RackbeatClient, StockTotals
 class _Scan:
     """One scan of every product's totals, shared by the cycles that joined it."""
 
-    number: int
     started: float
     done: anyio.Event = field(default_factory=anyio.Event)
     pages: list[list[StockTotals]] | None = None
@@ -174,7 +173,7 @@ class StockReads:
     async def _run(self, on_total: Callable[[int], None] | None) -> _Scan:
         async with self._lock:
             self.scans += 1
-            scan = _Scan(self.scans, self.clock())
+            scan = _Scan(self.clock())
             self._running = scan
             gathering, self._gathering = self._gathering, None
         if gathering is not None:

@@ -1072,17 +1072,8 @@ class StockFlow:
         This shop's orders must be caught up, or nothing is pushed. Another shop's whose
         orders flow is failing (its token revoked, its API down) does not stop this shop:
         its orders already in the ledger still count, and the gap is said in the log."""
-        if self.cycles is None:
-            return
         own, *others = self.catch_up
-        answers: dict[str, bool] = {}
-
-        async def ask(key: str) -> None:
-            answers[key] = await self.cycles.request_cycle(key) if self.cycles is not None else True
-
-        async with anyio.create_task_group() as tg:
-            for key in (own, *others):
-                tg.start_soon(ask, key)
+        answers = await self._request_cycles(self.catch_up)
         if not answers[own]:
             raise WaitingError(
                 "recent Shopify orders could not be caught up (the orders flow is failing; see its "
@@ -1102,12 +1093,23 @@ class StockFlow:
         subtract) put their recent orders into the ledger before the marker. Their outcome
         is theirs: a failing one holds up nothing here (:meth:`_catch_up` says so when it
         matters), its orders already in the ledger count."""
-        cycles, others = self.cycles, self.catch_up[1:]
-        if cycles is None or not others:
-            return
+        await self._request_cycles(self.catch_up[1:])
+
+    async def _request_cycles(self, keys: Sequence[str]) -> dict[str, bool]:
+        """Ask the runner for a cycle of each of these flows at once; whether each succeeded
+        (True for all without a runner)."""
+        cycles = self.cycles
+        answers = dict.fromkeys(keys, True)
+        if cycles is None or not keys:
+            return answers
+
+        async def ask(key: str) -> None:
+            answers[key] = await cycles.request_cycle(key)
+
         async with anyio.create_task_group() as tg:
-            for key in others:
-                tg.start_soon(cycles.request_cycle, key)
+            for key in keys:
+                tg.start_soon(ask, key)
+        return answers
 
     async def _read_shopify(self, snapshots: Sequence[Snapshot], location: str) -> dict[str, Reading]:
         """What Shopify has now of these SKUs, by SKU."""
