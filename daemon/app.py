@@ -23,6 +23,7 @@ import structlog
 from daemon import __version__, sdnotify
 from daemon.config import Account, ProductPriority, Settings, Shop
 from daemon.errors import ConfigError, NotFoundError, SyncError
+from daemon.flows.fulfilments import DETECTION, FulfilmentsFlow
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockFlow, read_rackbeat_only
@@ -47,12 +48,12 @@ from daemon.runner import (
 from daemon.services import AccountServices, Services, open_account, register_secrets
 from daemon.shared import KeyedLocks, ProductChanges, StockReads
 from daemon.shutdown import Shutdown
-from daemon.store import SCHEMA_VERSION, Store
+from daemon.store import PARKED_FOR_A_PERSON, SCHEMA_VERSION, Store
 from daemon.webserver import serve
 
 log = structlog.get_logger("daemon.app")
 
-FLOW_NAMES = ("orders", "stock", "products")
+FLOW_NAMES = ("orders", "fulfilments", "stock", "products")
 
 
 def build_flows(
@@ -80,6 +81,10 @@ def build_flows(
     flows: list[Flow] = []
     if s.sync_orders:
         flows.append(orders)
+        if s.sync_fulfilments:
+            flows.append(
+                FulfilmentsFlow(*common, metrics=services.metrics, shutdown=shutdown)
+            )
     if requests is None:
         requests = InlineCycles({orders.name: orders.run_once} if s.sync_orders else {})
     if s.sync_stock:
@@ -325,10 +330,17 @@ async def verify_rackbeat_numbers(settings: Settings, rackbeat: RackbeatClient) 
 
 
 def _ago(moment: datetime | None) -> str:
-    if moment is None:
-        return "never"
+    return "never" if moment is None else f"{_age(moment)} ago"
+
+
+def _age(moment: datetime) -> str:
+    """How long ago ``moment`` was: ``45s``, ``12m``, ``5h``, ``3d``."""
     seconds = max(0, int(time.time() - moment.timestamp()))
-    return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60}m ago"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3 * 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 3 * 86400 else f"{seconds // 86400}d"
 
 
 async def _open_existing(settings: Settings, out: TextIO) -> Store | None:
@@ -399,7 +411,34 @@ async def _status_document(shop: Shop, store: Store) -> dict[str, Any]:
         "db": str(shop.settings.sync_db),
         "flows": rows,
         "counts": dict(counts),
+        **await _order_life(store),
         **attention,
+    }
+
+
+async def _order_life(store: Store) -> dict[str, Any]:
+    """Orders waiting for SYNC_ORDER_TRIGGER, and how the fulfilments in Shopify stand."""
+    waiting, oldest = await store.fetchone(
+        "SELECT COUNT(*), MIN(created_at) FROM order_ledger WHERE shop = ? AND state = 'waiting' AND cancelled = 0",
+        (store.shop,),
+    ) or (0, None)
+    shipments = dict(
+        await store.fetchall(
+            "SELECT state, COUNT(*) FROM fulfilments WHERE shop = ? GROUP BY state", (store.shop,)
+        )
+    )
+    detection = await store.get_cursor(DETECTION)
+    return {
+        "orders_waiting": {
+            "count": int(waiting),
+            "oldest_since": str(oldest) if oldest else None,
+        },
+        "fulfilments": {
+            "done": int(shipments.get("done", 0)),
+            "in_doubt": int(shipments.get("sending", 0)),
+            "detection": "read-back" if detection and detection != "list" else "list",
+            "detection_note": detection if detection and detection != "list" else None,
+        },
     }
 
 
@@ -415,6 +454,21 @@ def _print_status(doc: Mapping[str, Any], account: Account, shop: Shop, out: Tex
         if row["last_error"]:
             print(f"            last error: {row['last_error']}", file=out)
     print("  " + "  ".join(f"{k}={v}" for k, v in doc["counts"].items()), file=out)
+    waiting = doc["orders_waiting"]
+    if waiting["count"]:
+        oldest = datetime.fromisoformat(waiting["oldest_since"])
+        print(f"  orders waiting for SYNC_ORDER_TRIGGER: {waiting['count']}, the oldest for {_age(oldest)}", file=out)
+    shipped = doc["fulfilments"]
+    detection = (
+        "Rackbeat's shipped-orders list"
+        if shipped["detection"] == "list"
+        else f"reading orders back ({shipped['detection_note']})"
+    )
+    print(
+        f"  shipments fulfilled in Shopify: {shipped['done']}, in doubt {shipped['in_doubt']}; "
+        f"shipped orders found by {detection}",
+        file=out,
+    )
     changed = doc["orders_changed_after_import"]
     if changed:
         print(
@@ -521,7 +575,13 @@ async def list_parked(
     now = datetime.now(UTC)
     for shop, r in records:
         advice = advice_for(r.reason)
-        due = "due now" if r.next_attempt <= now else f"next try {r.next_attempt:%Y-%m-%d %H:%M}Z"
+        due = (
+            "due now"
+            if r.next_attempt <= now
+            else "waits for you (then `retry`)"
+            if r.next_attempt >= PARKED_FOR_A_PERSON
+            else f"next try {r.next_attempt:%Y-%m-%d %H:%M}Z"
+        )
         where = f"{shop.alias}:" if account.several else ""
         print(
             f"{where}{r.flow}/{r.key}  {r.reason} ({advice.meaning})  attempts {r.attempts}, {due}", file=out

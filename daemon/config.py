@@ -40,6 +40,14 @@ class OrderStatus(StrEnum):
     READY_TO_SHIP = "ready_to_ship"
 
 
+class OrderTrigger(StrEnum):
+    """When a Shopify order is transferred to Rackbeat (``SYNC_ORDER_TRIGGER``)."""
+
+    CREATED = "created"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+
+
 class OrderNumbering(StrEnum):
     """S2: who numbers the Rackbeat order."""
 
@@ -186,6 +194,16 @@ class Settings(_FromEnvironment):
         description="Import orders created since this ISO date (set before the first start); empty means orders created from the first start on.",
     )
     sync_import_test_orders: bool = Field(False, description="Also import Shopify test orders.")
+    sync_order_trigger: OrderTrigger = Field(
+        OrderTrigger.CREATED,
+        description="Transfer an order when it is created, paid (or authorised), or fulfilled in Shopify.",
+    )
+    sync_fulfilments: bool = Field(
+        True, description="Fulfil Shopify orders, with tracking, when Rackbeat ships them."
+    )
+    sync_fulfilment_notify_customer: bool = Field(
+        True, description="Shopify e-mails the customer the shipping confirmation for those fulfilments."
+    )
     sync_new_product_status: NewProductStatus = Field(NewProductStatus.ACTIVE, description="active or draft.")
     sync_archive_barred: bool = Field(True, description="Archive barred Rackbeat products in Shopify.")
 

@@ -15,6 +15,8 @@ class Advice:
 
     meaning: str
     fix: str
+    #: the record waits for a person (no automatic retries): it comes due only with ``retry``
+    manual: bool = False
 
 
 REASONS: dict[str, Advice] = {
@@ -58,6 +60,33 @@ REASONS: dict[str, Advice] = {
         "the API failed on this record several times in a row (5xx, an unreadable answer), so it was set aside",
         "it is retried with backoff and at once when the flow recovers; if it keeps failing, check the record "
         "and the API's status, then `rackbeat-shopify retry KEY`",
+    ),
+    "CANCELLED_AFTER_TRANSFER": Advice(
+        "the order was cancelled in Shopify after its Rackbeat order was booked or shipped (or Rackbeat "
+        "refused to delete its draft); its units are released and nothing is fulfilled for it",
+        "credit (or cancel) the Rackbeat order named in the detail, then `rackbeat-shopify retry KEY` to clear this",
+        manual=True,
+    ),
+    "CHANGED_AFTER_TRANSFER": Advice(
+        "order lines were edited in Shopify after the transfer; the Rackbeat order keeps the old quantities "
+        "(the detail has the difference)",
+        "change the Rackbeat order by hand (a booked order's lines are locked: credit it and enter it again), "
+        "then `rackbeat-shopify retry KEY` to clear this",
+        manual=True,
+    ),
+    "FULFILMENT_ELSEWHERE": Advice(
+        "Rackbeat shipped the order, but Shopify assigned its fulfillment order to another location than "
+        "SHOPIFY_LOCATION_ID",
+        "move the fulfillment order to that location in Shopify (or fulfil it by hand); retried automatically",
+    ),
+    "FULFILMENT_ON_HOLD": Advice(
+        "Rackbeat shipped the order, but its fulfillment order is on hold in Shopify",
+        "release the hold in Shopify; retried automatically",
+    ),
+    "FULFILMENT_CLOSED": Advice(
+        "Rackbeat shipped units whose fulfillment order is closed or cancelled in Shopify",
+        "look at the order in Shopify and fulfil it by hand if needed, then `rackbeat-shopify retry KEY` to clear this",
+        manual=True,
     ),
     "NOT_FOUND": Advice(
         "a record the daemon expected is gone on the other side",

@@ -177,6 +177,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, pending, sku)
     );
     """,
+    # 8: an order's life after transfer: Shopify's own demand when it differs from what was
+    # transferred (an edit after transfer), how far its fulfilment in Shopify is, and the
+    # Rackbeat updated_at last acted on; one row per Rackbeat shipment fulfilled in Shopify,
+    # written before fulfillmentCreate (which cannot be resent safely)
+    """
+    ALTER TABLE order_ledger ADD COLUMN shopify_demand TEXT;
+    ALTER TABLE order_ledger ADD COLUMN fulfilment TEXT;
+    ALTER TABLE order_ledger ADD COLUMN shipped_seen TEXT;
+    CREATE INDEX order_ledger_by_rackbeat ON order_ledger (shop, rackbeat_number);
+    CREATE TABLE fulfilments (
+        shop TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        shipment TEXT NOT NULL,
+        state TEXT NOT NULL,
+        lines TEXT NOT NULL,
+        tracking TEXT,
+        fulfillment_id TEXT,
+        note TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, order_id, shipment)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -187,6 +210,8 @@ SKIPPED_BEFORE_START = "created before the import start"
 #: parked records are retried after this delay, doubling per attempt up to the cap
 PARK_RETRY_FIRST = timedelta(minutes=5)
 PARK_RETRY_CAP = timedelta(hours=6)
+#: the next attempt of a record parked for a person to look at: never, until ``retry``
+PARKED_FOR_A_PERSON = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -248,10 +273,19 @@ class Transaction:
         )
 
     async def park(
-        self, flow: str, key: str, reason: str, detail: str, *, subject: str | None = None
+        self,
+        flow: str,
+        key: str,
+        reason: str,
+        detail: str,
+        *,
+        subject: str | None = None,
+        manual: bool = False,
     ) -> None:
         """Park a record (or count one more attempt); it is retried later with backoff, or
-        at once when :meth:`Store.wake_parked` is told its ``subject`` appeared.
+        at once when :meth:`Store.wake_parked` is told its ``subject`` appeared. A
+        ``manual`` record waits for a person (:data:`PARKED_FOR_A_PERSON`): it comes due
+        only with ``rackbeat-shopify retry``.
 
         ``detail`` is scrubbed of the tokens first: it may quote an API's own words (a 422's
         field messages), and it is shown by ``parked`` and kept in the file."""
@@ -261,7 +295,11 @@ class Transaction:
         )
         row = await cursor.fetchone()
         attempts = (row[0] if row else 0) + 1
-        delay = min(PARK_RETRY_FIRST * (2 ** (attempts - 1)), PARK_RETRY_CAP)
+        delay = (
+            PARKED_FOR_A_PERSON - self.now
+            if manual
+            else min(PARK_RETRY_FIRST * (2 ** (attempts - 1)), PARK_RETRY_CAP)
+        )
         await self.db.execute(
             "INSERT INTO parked (shop, flow, key, reason, subject, detail, attempts, first_seen, last_seen, "
             "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "

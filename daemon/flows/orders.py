@@ -9,8 +9,12 @@ the order ledger before the next step, the cursor after the page.
 The ledger state machine, one row per Shopify order::
 
     seen ─► customer ─► draft ─► booked ─► shipment ─► done
-      │                   (S1=draft: done after draft; S1=booked: done after booked)
-      └─► skipped      (a test order, cancelled before import, or created before the start)
+     │ ▲                  (S1=draft: done after draft; S1=booked: done after booked)
+     │ └─ waiting      (SYNC_ORDER_TRIGGER not met yet: paid, or fulfilled in Shopify)
+     └─► skipped      (a test order, cancelled before import, or created before the start)
+
+A waiting order keeps its demand in the ledger, so the stock flow holds its units; it is
+read again when Shopify changes it (paid, fulfilled, cancelled: then skipped).
 
 Which orders: those created from the import start on — ``SYNC_ORDERS_SINCE`` or the
 moment of the first start, stored in the DB on the first start. An older order that
@@ -34,6 +38,11 @@ at once, inside the cycle (:func:`daemon.retry.settle_write`): the flow reads ba
 customer by e-mail, the draft by ``your_reference`` (:func:`is_our_order`), the order's
 flags after booking or shipping — adopts what landed, writes again what did not (at most
 :data:`~daemon.retry.SETTLE_ROUNDS` times) and goes on with the next order.
+
+After the transfer: a cancellation in Shopify deletes a Rackbeat draft; a booked or
+shipped order is parked for a person (CANCELLED_AFTER_TRANSFER), as is a quantity edit
+(CHANGED_AFTER_TRANSFER, with the difference). Either way the ledger keeps what was
+transferred, which is what the fulfilments flow measures Rackbeat's shipments against.
 
 A record-level problem (unknown SKU, no e-mail, totals that do not add up, a 422)
 parks that order with a reason; the others go on. Parked orders are retried with
@@ -61,7 +70,7 @@ from typing import Any
 import anyio
 import structlog
 
-from daemon.config import OrderNumbering, OrderStatus, Settings
+from daemon.config import OrderNumbering, OrderStatus, OrderTrigger, Settings
 from daemon.errors import (
     MalformedResponse,
     NotFoundError,
@@ -73,6 +82,7 @@ from daemon.errors import (
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
+from daemon.reasons import advice_for
 from daemon.rackbeat import (
     Customer,
     Order,
@@ -98,7 +108,7 @@ FLOW = "orders"
 OVERLAP = timedelta(minutes=5)
 
 #: ledger states in order; an order is finished in "done" or "skipped"
-STATES = ("seen", "customer", "draft", "booked", "shipment", "done")
+STATES = ("seen", "waiting", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
 #: a cycle whose cursor is further behind than this reports its progress (order counts, rate)
 CATCH_UP_PROGRESS = timedelta(hours=1)
@@ -126,7 +136,20 @@ _LEDGER = (
     "note",
     "cancelled",
     "failures",
+    "shopify_demand",
+    "fulfilment",
 )
+
+#: ``displayFinancialStatus`` values that meet ``SYNC_ORDER_TRIGGER=paid``: paid (also when
+#: partly refunded since), and authorised — a shop that captures the payment when it ships
+#: would otherwise never transfer an order, since shipping needs the order in Rackbeat.
+#: PARTIALLY_PAID waits for the rest; PENDING, REFUNDED, VOIDED and EXPIRED wait.
+PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "AUTHORIZED"})
+#: the ``displayFulfillmentStatus`` that meets ``SYNC_ORDER_TRIGGER=fulfilled`` (every unit;
+#: PARTIALLY_FULFILLED waits)
+FULFILLED = "FULFILLED"
+#: the ledger's ``fulfilment`` of an order Shopify had fulfilled itself when it was transferred
+FULFILLED_IN_SHOPIFY = "shopify"
 
 
 def parse_time(value: str) -> datetime:
@@ -153,6 +176,27 @@ def is_our_order(candidate: Order, reference: str, *, shop: str, customer: str |
         return True
     bare = heading == shopify_heading(reference, None)
     return bare and (customer is None or candidate.customer == customer)
+
+
+def trigger_wait(order: Mapping[str, Any], trigger: OrderTrigger) -> str | None:
+    """What ``order`` still waits for before it is transferred (``SYNC_ORDER_TRIGGER``),
+    None when it goes now."""
+    if trigger is OrderTrigger.PAID:
+        status = str(order.get("displayFinancialStatus") or "unknown")
+        return None if status in PAID_STATUSES else f"payment (SYNC_ORDER_TRIGGER=paid; Shopify says {status})"
+    if trigger is OrderTrigger.FULFILLED:
+        status = str(order.get("displayFulfillmentStatus") or "unknown")
+        return None if status == FULFILLED else f"fulfilment in Shopify (SYNC_ORDER_TRIGGER=fulfilled; {status})"
+    return None
+
+
+def demand_difference(before: Mapping[str, int], after: Mapping[str, int]) -> str:
+    """``SKU-1 2 → 3, SKU-2 1 → 0``: the SKUs whose units differ."""
+    return ", ".join(
+        f"{sku} {before.get(sku, 0)} → {after.get(sku, 0)}"
+        for sku in sorted(set(before) | set(after))
+        if before.get(sku, 0) != after.get(sku, 0)
+    )
 
 
 def target_state(status: OrderStatus) -> str:
@@ -333,6 +377,12 @@ class OrdersFlow:
 
     async def _retry_parked(self) -> int:
         due = await self.store.due_parked(FLOW, self.clock())
+        # a record parked for a person comes due only with `retry`: the person says it is dealt with
+        for cleared in [p for p in due if advice_for(p.reason).manual]:
+            async with self.store.transaction() as tx:
+                await tx.unpark(FLOW, cleared.key)
+            self.log.info("order.parked_cleared", order=cleared.key, reason=cleared.reason)
+        due = [p for p in due if not advice_for(p.reason).manual]
         if not due:
             return 0
         keys = {p.key for p in due}
@@ -442,6 +492,11 @@ class OrdersFlow:
                     self.metrics.count(FLOW, "skipped_before_start")
                     self.log.info("order.skipped", order=name, reason=skip)
                 return False
+            if ledger is None or ledger["state"] in ("seen", "waiting"):
+                wait = trigger_wait(order, self.settings.sync_order_trigger)
+                if wait is not None:
+                    await self._wait(order, name, ledger, updated, wait)
+                    return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
         try:
@@ -466,10 +521,20 @@ class OrdersFlow:
         number = ledger["rackbeat_number"] if ledger else None
         target = target_state(self.settings.sync_order_status)
         steps = 0
-        if state == "seen":
+        if state in ("seen", "waiting"):
             customer = await self._resolve_customer(mapped)
             state = "customer"
-            await self._save(order_id, name, state=state, customer_number=customer)
+            # Shopify fulfilled it already (SYNC_ORDER_TRIGGER=fulfilled, a POS sale): the
+            # fulfilments flow leaves it alone
+            shopify_fulfilled = order.get("displayFulfillmentStatus") == FULFILLED
+            await self._save(
+                order_id,
+                name,
+                state=state,
+                customer_number=customer,
+                note=None,
+                fulfilment=FULFILLED_IN_SHOPIFY if shopify_fulfilled else None,
+            )
         if state == "customer":
             number, reached = await self._create_draft(mapped, str(customer))
             state = _advance(reached, target)
@@ -490,6 +555,24 @@ class OrdersFlow:
             self.log.info("order.imported", order=name, rackbeat_order=number, state=target)
         return steps > 0
 
+    async def _wait(
+        self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any] | None, updated: str, wait: str
+    ) -> None:
+        """Record an order that waits for its trigger: its units stay held (the stock flow
+        counts its demand), and it is transferred when Shopify shows the trigger met."""
+        demand = json.dumps(order_demand(order), sort_keys=True)
+        note = f"waiting for {wait}"
+        if ledger is not None and (ledger["state"], ledger["demand"], ledger["note"]) == ("waiting", demand, note):
+            if ledger["shopify_updated_at"] != updated:
+                await self._save(str(order["id"]), name, shopify_updated_at=updated, unpark=False)
+            return
+        await self._save(
+            str(order["id"]), name, state="waiting", demand=demand, note=note, shopify_updated_at=updated
+        )
+        if ledger is None or ledger["state"] != "waiting":
+            self.metrics.count(FLOW, "waiting")
+            self.log.info("order.waiting", order=name, waiting_for=wait)
+
     async def _waiting(self, name: str, ledger: Mapping[str, Any], updated: str) -> bool:
         """True for a parked order that is not due and has not changed in Shopify since."""
         if updated != ledger["shopify_updated_at"]:
@@ -503,28 +586,17 @@ class OrdersFlow:
     async def _stopped_before_done(
         self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any], updated: str
     ) -> bool:
-        """Record (instead of booking or shipping) an order whose draft exists but that was
-        cancelled in Shopify since, or whose draft was cancelled or deleted in Rackbeat:
-        True when the order is finished so."""
+        """Stop (instead of booking or shipping) an order whose draft exists but that was
+        cancelled in Shopify since (:meth:`_cancel_after_transfer`), or whose draft was
+        cancelled or deleted in Rackbeat: True when the order is finished so."""
+        if order.get("cancelledAt"):
+            await self._cancel_after_transfer(order, name, ledger, updated)
+            return True
         number = ledger["rackbeat_number"]
-        cancelled = bool(order.get("cancelledAt"))
-        if cancelled:
-            note = (
-                f"cancelled in Shopify before it was {'shipped' if ledger['state'] == 'booked' else 'booked'}"
-            )
-            note += f"; Rackbeat order {number} left as it is"
-        elif ledger["rackbeat_state"] in ("cancelled", "deleted"):
-            note = f"Rackbeat order {number} was {ledger['rackbeat_state']} in Rackbeat; not made again"
-        else:
+        if ledger["rackbeat_state"] not in ("cancelled", "deleted"):
             return False
-        await self._save(
-            str(order["id"]),
-            name,
-            state="done",
-            note=note,
-            cancelled=int(cancelled),
-            shopify_updated_at=updated,
-        )
+        note = f"Rackbeat order {number} was {ledger['rackbeat_state']} in Rackbeat; not made again"
+        await self._save(str(order["id"]), name, state="done", note=note, shopify_updated_at=updated)
         self.log.warning("order.stopped", order=name, rackbeat_order=number, change=note)
         self.metrics.count(FLOW, "changed_after_import")
         return True
@@ -564,36 +636,105 @@ class OrdersFlow:
     async def _note_changes_after_import(
         self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any], updated: str
     ) -> None:
-        """Record a cancellation or line edit made in Shopify after the import.
-
-        Booked Rackbeat orders have locked lines, so the daemon tells (log, metric,
-        ``status``) and does not touch them.
-        """
+        """Act on a cancellation or line edit made in Shopify after the transfer: a
+        cancellation goes to :meth:`_cancel_after_transfer`; an edit parks the order
+        (CHANGED_AFTER_TRANSFER, for a person: Rackbeat's order keeps what was transferred,
+        which is also what its fulfilment is measured against)."""
         if not updated or updated == ledger["shopify_updated_at"] or ledger["state"] == "skipped":
             return
-        notes: list[str] = []
-        cancelled = bool(order.get("cancelledAt"))
-        if cancelled:
-            notes.append("cancelled in Shopify after import")
-        if ledger["demand"] and json.loads(ledger["demand"]) != order_demand(order):
-            notes.append("lines edited in Shopify after import")
-        note = "; ".join(notes) or None
+        if order.get("cancelledAt"):
+            if not ledger["cancelled"]:
+                await self._cancel_after_transfer(order, name, ledger, updated)
+                return
+        elif ledger["demand"] and ledger["rackbeat_number"]:
+            transferred = {k: int(v) for k, v in json.loads(ledger["demand"]).items()}
+            current = order_demand(order)
+            known = json.loads(ledger["shopify_demand"]) if ledger["shopify_demand"] else transferred
+            if current != known:
+                await self._save(
+                    str(order["id"]),
+                    name,
+                    shopify_updated_at=updated,
+                    shopify_demand=json.dumps(current, sort_keys=True) if current != transferred else None,
+                    unpark=False,
+                )
+                if current != transferred:
+                    number = ledger["rackbeat_number"]
+                    how_far = str(ledger["rackbeat_state"] or "made").replace("_", " ")
+                    await self._park_for_a_person(
+                        order,
+                        name,
+                        RecordError(
+                            f"order {name} was edited in Shopify after transfer to Rackbeat order {number} "
+                            f"({how_far}): {demand_difference(transferred, current)}",
+                            reason="CHANGED_AFTER_TRANSFER",
+                        ),
+                    )
+                return
+        await self._save(str(order["id"]), name, shopify_updated_at=updated, unpark=False)
+
+    async def _cancel_after_transfer(
+        self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any], updated: str
+    ) -> None:
+        """Shopify cancelled an order that Rackbeat has: a draft is deleted in Rackbeat; a
+        booked or shipped order is parked for a person (CANCELLED_AFTER_TRANSFER: credit it
+        in Rackbeat), as is a draft Rackbeat refuses to delete. Either way the order is
+        finished, its units are released, and nothing is fulfilled for it."""
+        number = str(ledger["rackbeat_number"])
+        order_id = str(order["id"])
+        try:
+            state = str(order_state(await self.rackbeat.get_order(number)))
+        except NotFoundError:
+            state = "deleted"
+        refused: ValidationError | None = None
+        if state == "draft":
+            try:
+                await self._delete_draft(number)
+                state = "deleted"
+            except ValidationError as exc:
+                refused = exc
+        if state in ("deleted", "cancelled"):
+            note = f"cancelled in Shopify after transfer; Rackbeat order {number} {state}"
+        else:
+            how_far = "a draft Rackbeat would not delete" if refused else f"{state.replace('_', ' ')}"
+            note = f"cancelled in Shopify after transfer; Rackbeat order {number} is {how_far}: credit it in Rackbeat"
         await self._save(
-            str(order["id"]),
+            order_id,
             name,
-            shopify_updated_at=updated,
+            state="done",
             note=note,
-            cancelled=int(cancelled),
+            cancelled=1,
+            rackbeat_state=state,
+            shopify_updated_at=updated,
             unpark=False,
         )
-        if note and note != ledger["note"]:
-            self.log.warning(
-                "order.changed_after_import",
-                order=name,
-                rackbeat_order=ledger["rackbeat_number"],
-                change=note,
+        self.log.warning("order.cancelled_after_transfer", order=name, rackbeat_order=number, state=state)
+        self.metrics.count(FLOW, "cancelled_after_transfer")
+        if state not in ("deleted", "cancelled"):
+            detail = f"order {name} was cancelled in Shopify after transfer; Rackbeat order {number} is " + (
+                f"a draft and Rackbeat refused to delete it: {refused}" if refused else state.replace("_", " ")
             )
-            self.metrics.count(FLOW, "changed_after_import")
+            await self._park_for_a_person(order, name, RecordError(detail, reason="CANCELLED_AFTER_TRANSFER"))
+
+    async def _delete_draft(self, number: str) -> None:
+        """Delete a Rackbeat draft; gone already counts as done. A lost answer is settled
+        by reading the order back (404: it landed)."""
+
+        async def delete() -> bool:
+            try:
+                await self.rackbeat.delete_draft(number)
+            except NotFoundError:
+                pass
+            return True
+
+        async def landed() -> bool | None:
+            try:
+                await self.rackbeat.get_order(number)
+            except NotFoundError:
+                return True
+            return None
+
+        await settle_write(delete, landed, what=f"delete draft {number}")
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -812,6 +953,14 @@ class OrdersFlow:
                 return
             raise
 
+    async def _park_for_a_person(self, order: Mapping[str, Any], name: str, exc: RecordError) -> None:
+        """Park a finished order for a person to act on (its ledger row is left as it is):
+        no automatic retries; ``rackbeat-shopify retry KEY`` clears it."""
+        async with self.store.transaction(self.clock()) as tx:
+            await tx.park(FLOW, name, exc.reason, str(exc), manual=True)
+        self.metrics.count(FLOW, f"parked_{exc.reason.lower()}")
+        self.log.warning("order.parked", order=name, reason=exc.reason, detail=str(exc))
+
     async def _park(self, order: Mapping[str, Any], name: str, exc: RecordError) -> None:
         """Park the order (its ledger row keeps its demand, so its stock stays held)."""
         order_id = str(order.get("id") or name)
@@ -826,6 +975,8 @@ class OrdersFlow:
                 "demand = COALESCE(excluded.demand, demand), updated_at = excluded.updated_at",
                 (self.store.shop, order_id, name, demand, str(order.get("updatedAt") or ""), now, now),
             )
-            await tx.park(FLOW, name, exc.reason, str(exc), subject=exc.subject)
+            await tx.park(
+                FLOW, name, exc.reason, str(exc), subject=exc.subject, manual=advice_for(exc.reason).manual
+            )
         self.metrics.count(FLOW, f"parked_{exc.reason.lower()}")
         self.log.warning("order.parked", order=name, reason=exc.reason, detail=str(exc))
