@@ -16,6 +16,8 @@ live API is a one-line fix:
 :meth:`Customer.from_json`, :func:`customer_body`, :func:`order_body`,
 :func:`number_taken`, :func:`order_search_params`, :func:`order_reference_matches`,
 :meth:`Order.from_json`, :func:`order_state`, :func:`step_already_done`,
+:func:`shipped_orders_params`, :func:`shipment_lines`, :func:`shipment_tracking`,
+:meth:`RackbeatClient.delete_draft`,
 :func:`reference_envelope`, :meth:`ReferenceItem.from_json`, :func:`product_body`,
 :func:`available_at_locations`, :func:`available_entry` and :func:`weight_unit`. One
 lives in the settings: the ``vat_zone`` values are :class:`daemon.config.VatZone`. The
@@ -25,12 +27,13 @@ lists equal.
 Return values
 -------------
 Records come back as small frozen dataclasses (:class:`Product`, :class:`StockTotals`,
-:class:`Customer`, :class:`Order` …) that keep the decoded JSON in ``raw``. Every Rackbeat
-*number* (SKU, customer, order, location, group …) is a ``str`` whatever JSON type it
-arrived as. Quantities and money are :class:`~decimal.Decimal` (Rackbeat quantities may be
-fractional, and Decimal keeps ``0.1 + 0.2`` exact); a field the answer did not contain
-(``fields=`` narrows it) is ``None``, never a made-up zero. Timestamps are aware UTC
-datetimes.
+:class:`Customer`, :class:`Order`, :class:`Shipment` …) that keep the decoded JSON in
+``raw``. Every Rackbeat *number* (SKU, customer, order, location, group …) is a ``str``
+whatever JSON type it arrived as. Quantities and money are :class:`~decimal.Decimal`
+(Rackbeat quantities may be fractional, and Decimal keeps ``0.1 + 0.2`` exact) but for a
+shipment line's, an ``int`` (Shopify fulfils whole units); a field the answer did not
+contain (``fields=`` narrows it) is ``None``, never a made-up zero. Timestamps are aware
+UTC datetimes.
 
 Budget and throttling
 ---------------------
@@ -114,6 +117,8 @@ __all__ = [
     "Product",
     "RackbeatClient",
     "ReferenceItem",
+    "Shipment",
+    "ShipmentLine",
     "StockTotals",
     "available_at_locations",
     "available_entry",
@@ -130,6 +135,9 @@ __all__ = [
     "parse_timestamp",
     "product_body",
     "reference_envelope",
+    "shipment_lines",
+    "shipment_tracking",
+    "shipped_orders_params",
     "step_already_done",
     "updated_since_params",
     "weight_unit",
@@ -503,6 +511,67 @@ def step_already_done(step: OrderStep, order: Order) -> bool:
     return order_state(order) in _DONE_STATES[step]
 
 
+def shipped_orders_params(since: datetime, *, partly: bool = False) -> dict[str, str]:
+    """Query parameters for "orders shipped (``partly``: partly shipped) and updated at or
+    after ``since``": ``/orders?is_shipped=true&updated_at_from=<since>``
+    (``is_partly_shipped=true`` instead when ``partly``).
+
+    [assumed] ``is_shipped=true`` is the SDK's ``shipped()`` filter; ``is_partly_shipped``
+    as a filter and its combination with ``updated_at_from`` are not confirmed. Shipping
+    (all or part of an order) bumps the order's ``updated_at``, and adding tracking to a
+    shipment bumps the order's ``updated_at`` (so the shipped list shows it again).
+    :meth:`RackbeatClient.shipped_orders` checks every answer against the flag and the
+    time anyway, so a server that ignores the filters costs requests, not correctness.
+    """
+    flag = "is_partly_shipped" if partly else "is_shipped"
+    return {flag: "true", "updated_at_from": format_timestamp(since)}
+
+
+def shipment_lines(raw: Mapping[str, Any]) -> tuple[ShipmentLine, ...] | None:
+    """What left with a shipment, from its ``lines`` (None when Rackbeat gave none).
+
+    [assumed] ``lines: [{"item_id": "<sku>", "quantity": n}]`` on each shipment of
+    ``/orders/{n}/shipments``; no public source shows a shipment's lines. Absent, null or
+    empty is None ("not said": the caller goes by the order's flags), not "nothing left".
+    A quantity must be a whole number of at least 0. Raises MalformedResponse otherwise.
+    """
+    lines = raw.get("lines")
+    if lines is None or (isinstance(lines, list) and not lines):
+        return None
+    if not isinstance(lines, list):
+        raise MalformedResponse(f"a shipment's lines are not a list: {lines!r}")
+    parsed: list[ShipmentLine] = []
+    for line in lines:
+        entry = _record(line, "a shipment line")
+        sku = number_text(entry.get("item_id"))
+        quantity = _decimal(entry.get("quantity"), f"shipment line {sku!r} quantity")
+        if quantity is None or quantity < 0 or quantity != quantity.to_integral_value():
+            raise MalformedResponse(f"shipment line {sku!r}: not a whole quantity: {entry.get('quantity')!r}")
+        parsed.append(ShipmentLine(sku=sku, quantity=int(quantity)))
+    return tuple(parsed)
+
+
+def shipment_tracking(raw: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(carrier, tracking number, tracking URL) of a shipment; None for each one it lacks.
+
+    [assumed] The fields are ``carrier``, ``track_trace_number`` and ``track_trace_url``;
+    no public source shows them. A blank value is None; a ``carrier`` object gives its
+    ``name``. Raises MalformedResponse for a value that is not text.
+    """
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        if key == "carrier" and isinstance(value, Mapping):
+            value = value.get("name")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise MalformedResponse(f"a shipment's {key} is not text: {value!r}")
+        return str(value).strip() or None
+
+    return text("carrier"), text("track_trace_number"), text("track_trace_url")
+
+
 # --- value parsing --------------------------------------------------------------------------
 
 
@@ -747,6 +816,8 @@ class Order:
     is_shipped: bool
     is_cancelled: bool
     updated_at: datetime | None
+    #: some of the order has been shipped, not all (not a state: :func:`order_state` ignores it)
+    is_partly_shipped: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -761,7 +832,8 @@ class Order:
         [assumed] The customer is ``customer_id`` (or a nested ``customer.number``) and our
         reference is ``your_reference``, the names :func:`order_body` writes. The state
         flags are ``is_booked``, ``is_ready_for_shipping``, ``is_shipped`` and
-        ``is_cancelled`` (named by Rackbeat's client; a flag left out is false).
+        ``is_cancelled``, and ``is_partly_shipped`` says part of it has left (named by
+        Rackbeat's client; a flag left out is false).
         """
         data = _record(raw, "an order")
         customer = data.get("customer_id")
@@ -777,6 +849,52 @@ class Order:
             is_ready_for_shipping=_flag(data.get("is_ready_for_shipping")),
             is_shipped=_flag(data.get("is_shipped")),
             is_cancelled=_flag(data.get("is_cancelled")),
+            updated_at=_optional_time(data.get("updated_at")),
+            is_partly_shipped=_flag(data.get("is_partly_shipped")),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ShipmentLine:
+    """What of one product left with a shipment."""
+
+    #: the product number (Rackbeat's ``item_id``)
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """One shipment of an order (``/orders/{n}/shipments``).
+
+    ``lines`` is None when Rackbeat did not say what left with it (:func:`shipment_lines`);
+    the carrier and tracking are :func:`shipment_tracking`'s.
+    """
+
+    id: str
+    is_shipped: bool
+    lines: tuple[ShipmentLine, ...] | None
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    updated_at: datetime | None
+    #: the shipment as Rackbeat sent it
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Shipment:
+        """Build from one ``order_shipments`` entry (``id``, ``is_shipped`` and ``updated_at``
+        as Rackbeat's client names them); raises MalformedResponse without an id."""
+        data = _record(raw, "a shipment")
+        carrier, number, url = shipment_tracking(data)
+        return cls(
+            id=number_text(data.get("id")),
+            is_shipped=_flag(data.get("is_shipped")),
+            lines=shipment_lines(data),
+            carrier=carrier,
+            tracking_number=number,
+            tracking_url=url,
             updated_at=_optional_time(data.get("updated_at")),
             raw=data,
         )
@@ -942,6 +1060,8 @@ class RackbeatClient:
 
         self.requests = 0
         self.wait_seconds = 0.0
+        # whether shipped_orders has seen (and logged) Rackbeat ignore its filters
+        self._order_filters_ignored = False
 
     @classmethod
     def from_settings(cls, settings: Settings, http: httpx.AsyncClient, **kwargs: Any) -> RackbeatClient:
@@ -1153,6 +1273,61 @@ class RackbeatClient:
                     o for o in map(Order.from_json, page) if order_reference_matches(o, your_reference)
                 )
         return found
+
+    async def shipped_orders(
+        self, since: datetime, *, partly: bool = False
+    ) -> AsyncGenerator[list[Order], None]:
+        """Pages of orders flagged shipped (or partly shipped) and updated at/after since.
+
+        Asks with :func:`shipped_orders_params` and keeps only the orders whose flag is set
+        and whose ``updated_at`` (when given) is not before ``since`` (to the second, as the
+        filter is): a server that ignores the filters costs pages, not wrong answers; a
+        page may then come out empty. Close the generator (``contextlib.aclosing``) when
+        leaving early.
+        """
+        params = shipped_orders_params(since, partly=partly)  # ValueError for a naive since
+        floor = since.astimezone(UTC).replace(microsecond=0)
+        pages = self._pages("orders", "orders", params)
+        ignored = 0
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                orders = [Order.from_json(item) for item in page]
+                kept = [
+                    o
+                    for o in orders
+                    if (o.is_partly_shipped if partly else o.is_shipped)
+                    and (o.updated_at is None or o.updated_at >= floor)
+                ]
+                ignored += len(orders) - len(kept)
+                yield kept
+        if ignored and not self._order_filters_ignored:
+            # once per client: the answer is right either way, only the cost differs
+            self._order_filters_ignored = True
+            log.warning(
+                "rackbeat.order_filters_ignored",
+                params=sorted(params),
+                dropped=ignored,
+                detail="Rackbeat listed orders the filters exclude; each is checked here instead",
+            )
+
+    async def order_shipments(self, number: str) -> list[Shipment]:
+        """GET /orders/{n}/shipments (all pages); NotFoundError (404) for an unknown order."""
+        path = f"orders/{_segment(number)}/shipments"
+        return [
+            Shipment.from_json(item) for item in await self._all(path, "order_shipments", missing="record")
+        ]
+
+    async def delete_draft(self, number: str) -> None:
+        """Delete a draft order (``DELETE /orders/{n}``).
+
+        [assumed] DELETE removes a draft (answered 200 or 204); a booked order is refused
+        with 422 (ValidationError); NotFoundError (404) when it is gone already. Replay-safe:
+        a failure whose answer was lost is resent, and when the first DELETE had arrived,
+        the resend answers 404, so NotFoundError is "done" to a caller that wants the draft
+        gone. (Order numbers are not reused by Rackbeat; with S2 = shopify only the daemon
+        reuses one, after it has seen the delete succeed.)
+        """
+        await self._call("DELETE", f"orders/{_segment(number)}")
 
     # --- internals: lists ------------------------------------------------------------------------
 

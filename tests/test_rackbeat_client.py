@@ -20,6 +20,7 @@ import httpx
 import pytest
 import respx
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from daemon.config import Settings
 from daemon.errors import (
@@ -38,6 +39,8 @@ from daemon.rackbeat import (
     LocationStock,
     Order,
     RackbeatClient,
+    Shipment,
+    ShipmentLine,
     available_at_locations,
     customer_body,
     number_taken,
@@ -46,6 +49,9 @@ from daemon.rackbeat import (
     order_state,
     parse_timestamp,
     product_body,
+    shipment_lines,
+    shipment_tracking,
+    shipped_orders_params,
     step_already_done,
     updated_since_params,
 )
@@ -918,3 +924,199 @@ async def test_the_stock_scan_tells_how_many_products_to_expect_from_its_first_p
         seen = [t.number async for batch in client.stock_totals(on_total=expected.append) for t in batch]
     assert seen == ["0", "1", "2"]
     assert expected == [4]  # told once: 2 pages of 2 (the last page may be short)
+
+
+# --- shipped orders, shipments and deleting drafts (issue 13) -------------------------------------
+
+
+def test_shipped_orders_params_name_the_flag_and_the_time_in_utc() -> None:
+    since = datetime(2026, 11, 1, 12, 0, 30, 999_000, tzinfo=timezone(timedelta(hours=1)))
+    assert shipped_orders_params(since) == {"is_shipped": "true", "updated_at_from": "2026-11-01 11:00:30"}
+    assert shipped_orders_params(since, partly=True) == {
+        "is_partly_shipped": "true",
+        "updated_at_from": "2026-11-01 11:00:30",
+    }
+    with pytest.raises(ValueError, match="timezone-aware"):
+        shipped_orders_params(datetime(2026, 11, 1))  # noqa: DTZ001  # naive on purpose
+
+
+def test_an_order_reads_is_partly_shipped_as_a_flag_not_a_state() -> None:
+    partly = Order.from_json({"number": 7, "is_booked": True, "is_partly_shipped": "1"})
+    assert (partly.is_partly_shipped, partly.state) == (True, "booked")
+    assert Order.from_json({"number": 7, "is_booked": True}).is_partly_shipped is False
+
+
+@pytest.mark.anyio
+async def test_shipped_orders_ask_with_the_filters_and_read_every_page(time: FakeTime) -> None:
+    since = datetime(2026, 11, 1, 10, 0, 0, 500_000, tzinfo=UTC)
+    script = Script(
+        page("orders", [{"number": 1, "is_shipped": True, "updated_at": "2026-11-01 10:00:00"}], 1, 2),
+        page(
+            "orders", [{"number": "2", "is_shipped": True, "updated_at": "2026-11-01T12:00:00+01:00"}], 2, 2
+        ),
+        page("orders", [{"number": 3, "is_partly_shipped": True, "updated_at": "2026-11-01 11:00:00"}], 1, 1),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        pages = [[o.number for o in batch] async for batch in client.shipped_orders(since)]
+        partly = [o.number async for batch in client.shipped_orders(since, partly=True) for o in batch]
+    assert pages == [["1"], ["2"]]  # 10:00:00 is not before 10:00:00.5 to the second the filter has
+    assert partly == ["3"]
+    queries = [dict(r.url.params) for r in script.requests]
+    assert queries == [
+        {"is_shipped": "true", "updated_at_from": "2026-11-01 10:00:00", "page": "1", "limit": "100"},
+        {"is_shipped": "true", "updated_at_from": "2026-11-01 10:00:00", "page": "2", "limit": "100"},
+        {"is_partly_shipped": "true", "updated_at_from": "2026-11-01 10:00:00", "page": "1", "limit": "100"},
+    ]
+
+
+@pytest.mark.anyio
+async def test_shipped_orders_keep_their_promise_when_rackbeat_ignores_the_filters(time: FakeTime) -> None:
+    since = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    everything: list[dict[str, Any]] = [
+        {"number": 1, "is_booked": True, "updated_at": "2026-11-01 11:00:00"},  # not shipped
+        {"number": 2, "is_shipped": True, "updated_at": "2026-11-01 09:59:59"},  # too old
+        {"number": 3, "is_shipped": True, "updated_at": "2026-11-01 10:00:00"},
+        {"number": 4, "is_partly_shipped": True, "updated_at": "2026-11-01 12:00:00"},
+        {"number": 5, "is_shipped": True},  # no time: cannot tell, so kept
+    ]
+    script = Script(default=page("orders", everything, 1, 1))
+    client, http = make_client(script, time)
+    with capture_logs() as logs:
+        async with http:
+            shipped = [o.number async for batch in client.shipped_orders(since) for o in batch]
+            partly = [o.number async for batch in client.shipped_orders(since, partly=True) for o in batch]
+    assert (shipped, partly) == (["3", "5"], ["4"])
+    warned = [e for e in logs if e["event"] == "rackbeat.order_filters_ignored"]
+    assert len(warned) == 1  # once per client, not per cycle
+    assert warned[0]["dropped"] == 3
+
+
+SHIPMENT_FULL = {
+    "id": 41,
+    "is_picked": True,
+    "is_partly_picked": False,
+    "is_shipped": True,
+    "created_at": "2026-11-01 10:00:00",
+    "updated_at": "2026-11-01T12:30:00+01:00",
+    "lines": [{"item_id": "MUG/1", "quantity": 2}, {"item_id": 1001, "quantity": "1.0"}],
+    "carrier": " PostNord ",
+    "track_trace_number": "PN123",
+    "track_trace_url": "https://tracking.example/PN123",
+}
+SHIPMENT_BARE = {"id": "42", "is_shipped": False, "updated_at": None}
+
+
+@pytest.mark.anyio
+async def test_order_shipments_are_read_from_every_page_with_and_without_lines(time: FakeTime) -> None:
+    script = Script(
+        page("order_shipments", [SHIPMENT_FULL], 1, 2),
+        page(
+            "order_shipments",
+            [SHIPMENT_BARE, {"id": 43, "is_shipped": "1", "lines": [], "carrier": ""}],
+            2,
+            2,
+        ),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        full, bare, empty = await client.order_shipments("a/b")
+    assert script.raw_paths == [b"/api/orders/a%2Fb/shipments"] * 2
+    assert full == Shipment(
+        id="41",
+        is_shipped=True,
+        lines=(ShipmentLine("MUG/1", 2), ShipmentLine("1001", 1)),
+        carrier="PostNord",
+        tracking_number="PN123",
+        tracking_url="https://tracking.example/PN123",
+        updated_at=datetime(2026, 11, 1, 11, 30, tzinfo=UTC),
+    )
+    assert bare == Shipment(
+        id="42",
+        is_shipped=False,
+        lines=None,
+        carrier=None,
+        tracking_number=None,
+        tracking_url=None,
+        updated_at=None,
+    )
+    assert (empty.is_shipped, empty.lines, empty.carrier) == (True, None, None)  # empty: not said
+    assert shipment_tracking({"carrier": {"name": "GLS"}, "track_trace_number": 123}) == ("GLS", "123", None)
+    assert shipment_lines({"lines": [{"item_id": "A", "quantity": 0}]}) == (ShipmentLine("A", 0),)
+
+
+@pytest.mark.parametrize(
+    "shipment",
+    [
+        {"is_shipped": True},  # no id
+        {"id": 1, "lines": {"item_id": "A", "quantity": 1}},  # not a list
+        {"id": 1, "lines": ["A"]},
+        {"id": 1, "lines": [{"quantity": 1}]},  # no item
+        {"id": 1, "lines": [{"item_id": "A"}]},  # no quantity
+        {"id": 1, "lines": [{"item_id": "A", "quantity": "two"}]},
+        {"id": 1, "lines": [{"item_id": "A", "quantity": 1.5}]},  # Shopify fulfils whole units
+        {"id": 1, "lines": [{"item_id": "A", "quantity": -1}]},
+        {"id": 1, "track_trace_number": ["PN1"]},
+        {"id": 1, "carrier": True},
+        {"id": 1, "updated_at": "yesterday"},
+    ],
+)
+@pytest.mark.anyio
+async def test_a_malformed_shipment_is_malformed_response(time: FakeTime, shipment: dict[str, Any]) -> None:
+    script = Script(page("order_shipments", [shipment], 1, 1))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(MalformedResponse):
+            await client.order_shipments("1")
+
+
+@pytest.mark.anyio
+async def test_order_shipments_without_the_envelope_or_of_an_unknown_order(time: FakeTime) -> None:
+    script = Script(ok({"shipments": []}), ok({"message": "Not found"}, 404))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(MalformedResponse, match="'order_shipments'"):
+            await client.order_shipments("1")
+        with pytest.raises(NotFoundError):
+            await client.order_shipments("1")
+
+
+@pytest.mark.anyio
+async def test_delete_draft_answers(time: FakeTime) -> None:
+    errors = {"order": ["A booked order cannot be deleted."]}
+    script = Script(
+        ok({"message": "Deleted"}),
+        httpx.Response(204),
+        ok({"message": "The given data was invalid.", "errors": errors}, 422),
+        ok({"message": "Not found"}, 404),
+    )
+    client, http = make_client(script, time)
+    async with http:
+        await client.delete_draft("1042")
+        await client.delete_draft("a/b")
+        with pytest.raises(ValidationError) as info:
+            await client.delete_draft("1043")
+        with pytest.raises(NotFoundError):
+            await client.delete_draft("1042")
+    assert info.value.fields == errors
+    assert [r.method for r in script.requests] == ["DELETE"] * 4
+    assert script.raw_paths == [
+        b"/api/orders/1042",
+        b"/api/orders/a%2Fb",
+        b"/api/orders/1043",
+        b"/api/orders/1042",
+    ]
+
+
+@pytest.mark.anyio
+async def test_delete_draft_is_resent_after_a_lost_answer_and_404_then_means_done(time: FakeTime) -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("the answer was lost", request=request)
+
+    script = Script(lost, ok({"message": "Not found"}, 404))
+    client, http = make_client(script, time)
+    async with http:
+        with pytest.raises(NotFoundError):
+            await client.delete_draft("1042")
+    assert len(script.requests) == 2  # replay-safe: resent, not AmbiguousWrite
+    assert time.sleeps == [0.5]

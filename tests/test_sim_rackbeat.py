@@ -231,6 +231,257 @@ async def test_customers_round_trip_and_email_search_is_exact(sim: RackbeatSimul
     )
 
 
+# --- shipments, the shipped list and deleting drafts (issue 13) ---------------------------------
+
+
+def booked_order(sim: RackbeatSimulator, lines: list[tuple[str, int]], reference: str = "#1") -> str:
+    """A booked order for ``lines`` (SKU, quantity), as the orders flow leaves it."""
+    customer = sim.add_customer(f"C {reference}", f"c{len(sim.customers)}@example.com")
+    number = sim.place_order(customer, lines, book=True)
+    sim.order(number).your_reference = reference
+    return number
+
+
+@pytest.mark.anyio
+async def test_partial_then_full_shipment_moves_flags_stock_and_reservation(
+    sim: RackbeatSimulator, time: FakeTime
+) -> None:
+    sim.add_product("MUG", stock=10)
+    sim.add_product("CUP", stock=5)
+    sim.add_product("frakt", inventory_enabled=False)
+    number = booked_order(sim, [("MUG", 3), ("CUP", 2), ("MUG", 1), ("frakt", 1)])
+    async with connect(sim, time) as client:
+
+        async def figures(sku: str) -> tuple[Decimal | None, ...]:
+            product = await client.get_product(sku)
+            assert product is not None
+            return product.stock_quantity, product.in_order_quantity, product.available_quantity
+
+        assert await figures("MUG") == qty(10, 4, 6)
+        booked_at = (await client.get_order(number)).updated_at
+
+        time.advance(60)
+        first = sim.ship(number, lines=[("MUG", 3), ("CUP", 1)], carrier="PostNord", tracking="PN1")
+        order = await client.get_order(number)
+        assert (order.is_partly_shipped, order.is_shipped, order.state) == (True, False, "booked")
+        assert order.updated_at is not None
+        assert booked_at is not None
+        assert order.updated_at > booked_at
+        assert await figures("MUG") == qty(7, 1, 6)  # left: 3 of stock and their reservation
+        assert await figures("CUP") == qty(4, 1, 3)
+
+        # MUG is on two lines: the first has left whole, the second has 1 to go
+        with pytest.raises(ValueError, match="fewer"):
+            sim.ship(number, lines=[("MUG", 2)])
+        with pytest.raises(ValueError, match="fewer"):
+            sim.ship(number, lines=[("NOPE", 1)])
+        with pytest.raises(ValueError, match="positive"):
+            sim.ship(number, lines=[("CUP", 0)])
+        assert await figures("MUG") == qty(7, 1, 6)  # refused shipments change nothing
+
+        time.advance(60)
+        second = sim.ship(number)  # everything not shipped yet
+        order = await client.get_order(number)
+        assert (order.is_partly_shipped, order.is_shipped, order.state) == (False, True, "shipped")
+        assert await figures("MUG") == qty(6, 0, 6)
+        assert await figures("CUP") == qty(3, 0, 3)
+        assert sim.stock_quantity("frakt") == 0  # a service has no stock to take
+        with pytest.raises(ValueError, match="not a booked, unshipped"):
+            sim.ship(number)
+
+        shipments = await client.order_shipments(number)
+    assert [s.id for s in shipments] == [str(first), str(second)]
+    assert first != second
+    assert [s.is_shipped for s in shipments] == [True, True]
+    assert [(line.sku, line.quantity) for line in shipments[0].lines or ()] == [("MUG", 3), ("CUP", 1)]
+    assert [(line.sku, line.quantity) for line in shipments[1].lines or ()] == [
+        ("CUP", 1),
+        ("MUG", 1),
+        ("frakt", 1),
+    ]
+    assert (shipments[0].carrier, shipments[0].tracking_number, shipments[0].tracking_url) == (
+        "PostNord",
+        "PN1",
+        None,
+    )
+    assert (shipments[1].carrier, shipments[1].tracking_number) == (None, None)
+    assert shipments[1].updated_at == time.now()
+
+
+@pytest.mark.anyio
+async def test_adding_tracking_bumps_the_shipment_and_the_order(
+    sim: RackbeatSimulator, time: FakeTime
+) -> None:
+    sim.add_product("A", stock=5)
+    number = booked_order(sim, [("A", 2)])
+    first = sim.ship(number, lines=[("A", 1)], carrier="GLS")
+    second = sim.ship(number)
+    shipped_at = time.now()
+    time.advance(3600)
+    sim.add_tracking(number, first, number="GLS-1", url="https://gls.example/GLS-1")
+    time.advance(60)
+    sim.add_tracking(number, number="DAO-2", carrier="DAO")  # the last shipment
+    async with connect(sim, time) as client:
+        order = await client.get_order(number)
+        shipments = {s.id: s for s in await client.order_shipments(number)}
+    assert order.updated_at == time.now()
+    one, two = shipments[str(first)], shipments[str(second)]
+    assert (one.carrier, one.tracking_number, one.tracking_url) == (
+        "GLS",
+        "GLS-1",
+        "https://gls.example/GLS-1",
+    )
+    assert (two.carrier, two.tracking_number, two.tracking_url) == ("DAO", "DAO-2", None)
+    assert one.updated_at == shipped_at + timedelta(seconds=3600)
+    assert two.updated_at == time.now()
+    other = booked_order(sim, [("A", 1)], "#2")
+    with pytest.raises(ValueError, match="no shipment"):
+        sim.add_tracking(other, number="X")
+    with pytest.raises(KeyError):
+        sim.add_tracking(other, first, number="X")  # not this order's shipment
+
+
+@pytest.mark.anyio
+async def test_shipments_of_an_order_are_paged_and_404_for_an_unknown_order(
+    sim: RackbeatSimulator, time: FakeTime
+) -> None:
+    sim.add_product("A", stock=500)
+    number = booked_order(sim, [("A", 250)])
+    ids = [sim.ship(number, lines=[("A", 1)]) for _ in range(250)]
+    async with connect(sim, time) as client:
+        client.page_limit = 100
+        shipments = await client.order_shipments(number)
+        with pytest.raises(NotFoundError):
+            await client.order_shipments("9999")
+    assert [s.id for s in shipments] == [str(i) for i in ids]
+    assert sim.requests["GET /orders/{number}/shipments"] == 4  # 3 pages, then the 404
+    assert sim.order(number).is_shipped
+
+
+@pytest.mark.anyio
+async def test_order_list_filters_on_flags_and_updated_at(sim: RackbeatSimulator, time: FakeTime) -> None:
+    sim.add_product("A", stock=100)
+    shipped_early = booked_order(sim, [("A", 1)], "#1")
+    sim.ship(shipped_early)
+    time.advance(3600)
+    cut = time.now()
+    shipped_late = booked_order(sim, [("A", 1)], "#2")
+    partly = booked_order(sim, [("A", 2)], "#3")
+    booked = booked_order(sim, [("A", 1)], "#4")
+    draft = sim.place_order(sim.add_customer("D", "d@example.com"), [("A", 1)])
+    time.advance(60)
+    sim.ship(shipped_late)
+    sim.ship(partly, lines=[("A", 1)])
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+
+    async def listed(query: str) -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(sim.handle)) as http:
+            answer = await http.get(f"http://sim/api/orders?{query}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return [str(o["number"]) for o in answer.json()["orders"]]
+
+    since = cut.strftime("%Y-%m-%d %H:%M:%S")
+    assert await listed("is_shipped=true") == [shipped_early, shipped_late]
+    assert await listed(f"is_shipped=true&updated_at_from={since}") == [shipped_late]
+    assert await listed(f"is_partly_shipped=true&updated_at_from={since}") == [partly]
+    assert await listed("is_shipped=0&is_booked=1") == [partly, booked]
+    assert await listed("is_booked=false") == [draft]
+    assert await listed("is_shipped=false&is_partly_shipped=false&search=%232") == []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(sim.handle)) as http:
+        refused = await http.get("http://sim/api/orders?is_shipped=maybe", headers=headers)
+    assert refused.status_code == 422
+    assert "is_shipped" in refused.json()["errors"]
+
+    # a live API might ignore them: the switch lists every order (search still applies)
+    sim.ignore_order_filters = True
+    everything = [shipped_early, shipped_late, partly, booked, draft]
+    assert await listed(f"is_shipped=true&updated_at_from={since}") == everything
+    assert await listed("is_partly_shipped=maybe") == everything
+    assert await listed("is_shipped=true&search=%233") == [partly]
+
+    async with connect(sim, time) as client:
+        # the client keeps its promise either way: shipped and updated since, no others
+        seen = [o.number async for page in client.shipped_orders(cut) for o in page]
+        partly_seen = [o.number async for page in client.shipped_orders(cut, partly=True) for o in page]
+        sim.ignore_order_filters = False
+        assert [o.number async for page in client.shipped_orders(cut) for o in page] == seen
+    assert (seen, partly_seen) == ([shipped_late], [partly])
+
+
+@pytest.mark.anyio
+async def test_a_draft_can_be_deleted_a_booked_order_cannot(sim: RackbeatSimulator, time: FakeTime) -> None:
+    sim.add_product("A", stock=5)
+    customer = sim.add_customer("C", "c@example.com")
+    async with connect(sim, time) as client:
+        draft = await client.create_draft_order(
+            order_body(customer=customer, lines=[{"item_id": "A", "quantity": 2}], your_reference="#9")
+        )
+        booked = await client.create_draft_order(
+            order_body(customer=customer, lines=[{"item_id": "A", "quantity": 1}], your_reference="#10")
+        )
+        await client.book_order(booked.number)
+
+        await client.delete_draft(draft.number)
+        with pytest.raises(NotFoundError):
+            await client.get_order(draft.number)
+        assert await client.orders_by_reference("#9") == []
+        with pytest.raises(NotFoundError):
+            await client.delete_draft(draft.number)  # gone already: the caller's "done"
+
+        with pytest.raises(ValidationError, match="booked") as info:
+            await client.delete_draft(booked.number)
+        assert info.value.fields == {"order": ["A booked order cannot be deleted."]}
+        assert (await client.get_order(booked.number)).state == "booked"
+    assert [r.status for r in sim.request_log if r.route == "DELETE /orders/{number}"] == [204, 404, 422]
+    assert sim.in_order_quantity("A") == 1
+    with pytest.raises(ValueError, match="booked"):
+        sim.delete_order(booked.number)
+    with pytest.raises(KeyError):
+        sim.delete_order(draft.number)
+
+
+@pytest.mark.anyio
+async def test_control_api_ships_and_adds_tracking_over_a_socket(
+    sim: RackbeatSimulator, time: FakeTime
+) -> None:
+    sim.add_product("A/1", stock=5)
+    number = booked_order(sim, [("A/1", 3)])
+    async with serving(sim.handle, "rackbeat-sim") as base, httpx.AsyncClient(base_url=base) as http:
+        part = await http.post(
+            f"/_sim/orders/{number}/ship",
+            json={"lines": [{"sku": "A/1", "quantity": 1}], "carrier": "GLS", "tracking": "G1"},
+        )
+        assert part.status_code == 201, part.text
+        assert part.json()["order"]["is_partly_shipped"] is True
+        rest = await http.post(f"/_sim/orders/{number}/ship", json={})
+        assert rest.status_code == 201
+        assert rest.json()["order"]["is_shipped"] is True
+        tracked = await http.post(
+            f"/_sim/orders/{number}/tracking", json={"number": "G2", "url": "https://gls.example/G2"}
+        )
+        assert tracked.status_code == 200
+        assert tracked.json()["order_shipment"]["id"] == rest.json()["shipment_id"]
+        first = await http.post(
+            f"/_sim/orders/{number}/tracking",
+            json={"number": "G1b", "shipment_id": part.json()["shipment_id"]},
+        )
+        assert first.json()["order_shipment"]["track_trace_number"] == "G1b"
+        for path, body in [
+            (f"/_sim/orders/{number}/ship", {}),  # shipped already
+            ("/_sim/orders/9999/ship", {}),
+            (f"/_sim/orders/{number}/tracking", {}),  # no number
+            (f"/_sim/orders/{number}/tracking", {"number": "X", "shipment_id": "1"}),
+            (f"/_sim/orders/{number}/tracking", {"number": "X", "shipment_id": 999}),
+        ]:
+            refused = await http.post(path, json=body)
+            assert refused.status_code == 422, (path, body)
+            assert refused.json()["message"]
+        assert (await http.post(f"/_sim/orders/{number}/pick", json={})).status_code == 404
+        assert (await http.get("/_sim/state")).json()["shipments"] == 2
+    assert sim.stock_quantity("A/1") == 2
+    assert [s.track_trace_number for s in sim.order_shipments(number)] == ["G1b", "G2"]
+
+
 # --- numbers and lists -----------------------------------------------------------------------------
 
 

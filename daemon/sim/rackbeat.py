@@ -17,7 +17,18 @@ invented beyond them:
   product and per location;
 * orders: ``POST /orders/drafts`` → ``/book`` (422 when booked already) →
   ``/create-shipment`` (422 unless booked, or when it has one) → :meth:`RackbeatSimulator.ship`
-  (a control method: the warehouse sends it, stock leaves, the reservation ends);
+  (a control method: the warehouse sends all or some of the lines, stock leaves for those,
+  their reservation ends, and the order is ``is_partly_shipped`` until the last line has
+  left, then ``is_shipped``). Each :meth:`~RackbeatSimulator.ship` makes one shipped
+  shipment, listed by ``GET /orders/{number}/shipments`` (envelope ``order_shipments``)
+  with its ``lines`` and its ``carrier`` / ``track_trace_number`` / ``track_trace_url``
+  (the reference's **[assumed]** shape); :meth:`~RackbeatSimulator.add_tracking` adds a
+  tracking number later and bumps the order's ``updated_at`` too;
+* ``GET /orders`` also takes the boolean filters ``is_shipped``, ``is_partly_shipped`` and
+  ``is_booked`` (``true``/``false``, ``1``/``0``); :attr:`RackbeatSimulator.ignore_order_filters`
+  makes it ignore them and the ``updated_at`` range, as a live API might;
+* ``DELETE /orders/{number}`` removes a draft (204, no body; later reads are 404) and
+  refuses a booked order with 422;
 * a per-minute request limit answered with 429 and ``Retry-After``; faults from
   :class:`~daemon.sim.faults.Faults` (5xx, 429 bursts, truncated bodies, delay; a cost
   throttle is a 429 here too).
@@ -64,6 +75,7 @@ __all__ = [
     "SimOrder",
     "SimOrderLine",
     "SimProduct",
+    "SimShipment",
 ]
 
 #: the API key every simulator accepts unless told otherwise
@@ -80,6 +92,8 @@ _REFERENCE_LISTS = {
     "product-groups": "product_groups",
 }
 _VAT_ZONES = ("domestic", "eu", "abroad")
+#: the boolean filters ``GET /orders`` takes (``?is_shipped=true``), each an order attribute
+_ORDER_FLAGS = ("is_shipped", "is_partly_shipped", "is_booked")
 
 T = TypeVar("T")
 JSONObject = dict[str, Any]
@@ -149,11 +163,18 @@ class SimOrderLine:
     quantity: Decimal
     line_price: Decimal
     discount_percentage: Decimal = Decimal(0)
+    #: how much of ``quantity`` has been shipped (:meth:`RackbeatSimulator.ship`)
+    shipped: Decimal = Decimal(0)
 
     @property
     def total(self) -> Decimal:
         """Quantity × unit price less the discount."""
         return self.quantity * self.line_price * (1 - self.discount_percentage / 100)
+
+    @property
+    def unshipped(self) -> Decimal:
+        """What is still to be shipped of this line (and, on a booked order, reserved)."""
+        return self.quantity - self.shipped
 
 
 @dataclass
@@ -175,6 +196,8 @@ class SimOrder:
     is_booked: bool = False
     is_ready_for_shipping: bool = False
     is_shipped: bool = False
+    #: some lines (or part of one) have been shipped, not all: the rest is still reserved
+    is_partly_shipped: bool = False
     is_cancelled: bool = False
     is_archived: bool = False
     booked_at: datetime | None = None
@@ -183,8 +206,27 @@ class SimOrder:
 
     @property
     def reserves_stock(self) -> bool:
-        """Booked and neither shipped nor cancelled: its lines count as ``in_order``."""
+        """Booked and neither shipped nor cancelled: its lines' unshipped quantities count
+        as ``in_order`` (all of them, unless it is partly shipped)."""
         return self.is_booked and not self.is_shipped and not self.is_cancelled
+
+
+@dataclass
+class SimShipment:
+    """One shipment of an order, made by :meth:`RackbeatSimulator.ship` (shipped at once).
+
+    ``lines`` are (SKU, quantity) of what left with it. ``id`` is unique over the account.
+    """
+
+    id: int
+    order_number: str
+    lines: list[tuple[str, Decimal]]
+    created_at: datetime
+    updated_at: datetime
+    is_shipped: bool = True
+    carrier: str | None = None
+    track_trace_number: str | None = None
+    track_trace_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +310,11 @@ def _parse_filter_time(value: str) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _flag_param(value: str) -> bool | None:
+    """A boolean query parameter (``true``/``false``, ``1``/``0``); None for anything else."""
+    return {"true": True, "1": True, "false": False, "0": False}.get(value.strip().lower())
+
+
 def _int_param(value: str | None, default: int) -> int:
     if value is None or not value.strip().isdigit():
         return default
@@ -299,6 +346,7 @@ class RackbeatSimulator:
         default_limit: int = 20,
         prefix: str = "/api",
         stock_touches_updated_at: bool = False,
+        ignore_order_filters: bool = False,
         request_log_size: int = 1000,
     ) -> None:
         self.token = token
@@ -314,6 +362,9 @@ class RackbeatSimulator:
         self.prefix = prefix.strip("/")
         #: whether a stock movement bumps the product's ``updated_at`` (unknown in the real API)
         self.stock_touches_updated_at = stock_touches_updated_at
+        #: ``GET /orders`` ignores ``is_shipped``/``is_partly_shipped``/``is_booked`` and the
+        #: ``updated_at`` range (whether the live API honours them there is not confirmed)
+        self.ignore_order_filters = ignore_order_filters
 
         self.locations: dict[str, SimLocation] = {}
         self.products: dict[str, SimProduct] = {}
@@ -337,6 +388,9 @@ class RackbeatSimulator:
         self.product_groups: dict[str, str] = {"1": "Varer", "2": "Ydelser"}
         self._next_customer = 1001
         self._next_order = 1001
+        #: every shipment by id, oldest first (:meth:`ship` makes them)
+        self.shipments: dict[int, SimShipment] = {}
+        self._next_shipment = 1
 
         #: requests by route (``"GET /products"``, ``"POST /orders/{number}/book"`` …)
         self.requests: collections.Counter[str] = collections.Counter()
@@ -474,7 +528,8 @@ class RackbeatSimulator:
         return sum((reserved.get((number, loc), Decimal(0)) for loc in self.locations), Decimal(0))
 
     def _reserved(self) -> dict[tuple[str, str], Decimal]:
-        """(product, location) → quantity reserved by booked, unshipped orders.
+        """(product, location) → quantity reserved by booked, unshipped orders (the lines'
+        unshipped part: what a partial shipment sent is no longer reserved).
 
         Inside one HTTP request it is computed once (a page of 100 products must not walk
         every order 100 times); outside, always afresh, so tests may edit orders directly.
@@ -486,7 +541,7 @@ class RackbeatSimulator:
             if order.reserves_stock:
                 for line in order.lines:
                     key = (line.item_id, order.location)
-                    reserved[key] = reserved.get(key, Decimal(0)) + line.quantity
+                    reserved[key] = reserved.get(key, Decimal(0)) + line.unshipped
         if self._in_request:
             self._reservations = reserved
         return reserved
@@ -589,18 +644,129 @@ class RackbeatSimulator:
         order.booked_at = order.updated_at = self._stamp()
         self._reservations = None
 
-    def ship(self, order_number: str) -> None:
-        """The warehouse ships a booked order: stock leaves its location, the reservation ends."""
+    def ship(
+        self,
+        order_number: str,
+        *,
+        lines: Sequence[tuple[str, Decimal | int | str]] | None = None,
+        carrier: str | None = None,
+        tracking: str | None = None,
+        url: str | None = None,
+    ) -> int:
+        """The warehouse ships a booked order, or part of it; returns the new shipment's id.
+
+        ``lines`` are (SKU, quantity) pairs to send now (None: everything not shipped yet);
+        a SKU on several lines fills them in order. Stock leaves the order's location for
+        what is sent (products without inventory have none to take) and its reservation
+        ends. The order is ``is_shipped`` once nothing is left to send, ``is_partly_shipped``
+        before that. One shipped shipment records what left, with ``carrier``, the tracking
+        number ``tracking`` and ``url``. ValueError for an order that is not booked, is
+        cancelled or shipped already, or lines it does not have (or not that many of).
+        """
         order = self.order(order_number)
         if not order.is_booked or order.is_shipped or order.is_cancelled:
             raise ValueError(f"order {order_number!r} is not a booked, unshipped order")
-        for line in order.lines:
+        sending = self._shipment_quantities(order, lines)
+        if not any(sending):
+            raise ValueError(f"order {order_number!r}: nothing to ship")
+        sent: list[tuple[str, Decimal]] = []
+        for line, quantity in zip(order.lines, sending, strict=True):
+            if not quantity:
+                continue
             product = self.products.get(line.item_id)
             if product is not None and product.inventory_enabled:
-                self.adjust_stock(line.item_id, -line.quantity, order.location)
-        order.is_shipped = True
-        order.is_ready_for_shipping = False
-        order.updated_at = self._stamp()
+                self.adjust_stock(line.item_id, -quantity, order.location)
+            line.shipped += quantity
+            sent.append((line.item_id, quantity))
+        self._reservations = None
+        stamp = self._stamp()
+        done = all(line.unshipped <= 0 for line in order.lines)
+        order.is_shipped, order.is_partly_shipped = done, not done
+        if done:
+            order.is_ready_for_shipping = False
+        order.updated_at = stamp
+        shipment = SimShipment(
+            id=self._next_shipment,
+            order_number=order.number,
+            lines=sent,
+            created_at=stamp,
+            updated_at=stamp,
+            carrier=carrier,
+            track_trace_number=tracking,
+            track_trace_url=url,
+        )
+        self._next_shipment += 1
+        self.shipments[shipment.id] = shipment
+        return shipment.id
+
+    @staticmethod
+    def _shipment_quantities(
+        order: SimOrder, lines: Sequence[tuple[str, Decimal | int | str]] | None
+    ) -> list[Decimal]:
+        """How much of each order line (by index) a shipment of ``lines`` sends."""
+        if lines is None:
+            return [line.unshipped for line in order.lines]
+        sending = [Decimal(0)] * len(order.lines)
+        for sku, raw_quantity in lines:
+            wanted = Decimal(str(raw_quantity))
+            if not wanted.is_finite() or wanted <= 0:
+                raise ValueError(f"order {order.number!r}: ship a positive quantity of {sku!r}")
+            for index, line in enumerate(order.lines):
+                if line.item_id == sku and wanted > 0:
+                    taken = min(wanted, line.unshipped - sending[index])
+                    sending[index] += taken
+                    wanted -= taken
+            if wanted > 0:
+                raise ValueError(f"order {order.number!r} has {wanted} fewer of {sku!r} left to ship")
+        return sending
+
+    def order_shipments(self, order_number: str) -> list[SimShipment]:
+        """The shipments of an order, oldest first (KeyError for an unknown order)."""
+        number = self.order(order_number).number
+        return [s for s in self.shipments.values() if s.order_number == number]
+
+    def add_tracking(
+        self,
+        order_number: str,
+        shipment_id: int | None = None,
+        *,
+        number: str,
+        url: str | None = None,
+        carrier: str | None = None,
+    ) -> None:
+        """The warehouse adds a tracking number to a shipment (None: the order's last one).
+
+        Sets ``track_trace_number`` to ``number`` and ``track_trace_url`` to ``url`` (None
+        clears an old one); ``carrier`` None keeps the carrier the shipment has. Bumps the
+        shipment's ``updated_at`` and the order's, so the shipped list shows the order again.
+        KeyError for an unknown order or a shipment that is not the order's; ValueError when
+        the order has no shipment.
+        """
+        order = self.order(order_number)
+        shipments = self.order_shipments(order.number)
+        if shipment_id is None:
+            if not shipments:
+                raise ValueError(f"order {order_number!r} has no shipment")
+            shipment = shipments[-1]
+        else:
+            found = self.shipments.get(shipment_id)
+            if found is None or found.order_number != order.number:
+                raise KeyError(f"order {order_number!r} has no shipment {shipment_id!r}")
+            shipment = found
+        shipment.track_trace_number = number
+        shipment.track_trace_url = url
+        if carrier is not None:
+            shipment.carrier = carrier
+        shipment.updated_at = order.updated_at = self._stamp()
+
+    def delete_order(self, number: str) -> None:
+        """Delete a draft as a user in Rackbeat would; a booked order cannot be deleted
+        (ValueError). KeyError for an unknown number."""
+        order = self.order(number)
+        if order.is_booked:
+            raise ValueError(f"order {number!r} is booked; only a draft can be deleted")
+        del self._orders[order.number]
+        self._reservations = None
 
     def cancel(self, order_number: str) -> None:
         """Cancel an unshipped order (its reservation ends)."""
@@ -638,6 +804,14 @@ class RackbeatSimulator:
         ``GET``/``PUT /_sim/faults``    the fault knobs (:meth:`Faults.from_json`)
         ``POST /_sim/tokens/expire``    ``{"token"?}``: the API key stops working
                                         (:meth:`expire_token`) → ``{"token": new key}``
+        ``POST /_sim/orders/{n}/ship``  ``{"lines"?: [{"sku", "quantity"}], "carrier"?,
+                                        "tracking"?, "url"?}``: the warehouse ships all
+                                        (no ``lines``) or part of order ``n`` (:meth:`ship`)
+                                        → 201 ``{"shipment_id", "order": …}``
+        ``POST /_sim/orders/{n}/        ``{"number", "url"?, "carrier"?, "shipment_id"?}``:
+        tracking``                      a tracking number for a shipment, the last one
+                                        when no id (:meth:`add_tracking`) → 200
+                                        ``{"order_shipment": …}``
         ==============================  ===================================================
 
         A body that does not fit is answered 422 ``{"message": …}``.
@@ -670,8 +844,43 @@ class RackbeatSimulator:
                 return _json_response(
                     201, {"number": number, "location": where, "stock_quantity": _quantity_out(stock)}
                 )
+            if method == "POST" and len(route) == 3 and route[0] == "orders":
+                return self._control_order(route[1], route[2], await _control_body(request))
         except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
             return _json_response(422, {"message": str(exc)})
+        return _not_found("route")
+
+    def _control_order(self, number: str, action: str, payload: Mapping[str, Any]) -> httpx.Response:
+        """``POST /_sim/orders/{number}/ship`` and ``…/tracking`` (see :meth:`_control`);
+        raises what :meth:`_control` answers with 422."""
+        if action == "ship":
+            raw_lines = payload.get("lines")
+            lines = None if raw_lines is None else [(str(x["sku"]), str(x["quantity"])) for x in raw_lines]
+            shipment_id = self.ship(
+                number,
+                lines=lines,
+                carrier=_text(payload.get("carrier")),
+                tracking=_text(payload.get("tracking")),
+                url=_text(payload.get("url")),
+            )
+            order = self.order(number)
+            return _json_response(201, {"shipment_id": shipment_id, "order": self._order_json(order)})
+        if action == "tracking":
+            given = payload.get("shipment_id")
+            if given is not None and (isinstance(given, bool) or not isinstance(given, int)):
+                raise TypeError("shipment_id must be an integer")
+            tracking = _text(payload.get("number"))
+            if tracking is None:
+                raise ValueError("number: a tracking number is required")
+            self.add_tracking(
+                number,
+                given,
+                number=tracking,
+                url=_text(payload.get("url")),
+                carrier=_text(payload.get("carrier")),
+            )
+            shipment = self.shipments[given] if given is not None else self.order_shipments(number)[-1]
+            return _json_response(200, {"order_shipment": self._shipment_json(shipment)})
         return _not_found("route")
 
     def summary(self) -> JSONObject:
@@ -680,6 +889,7 @@ class RackbeatSimulator:
             "products": len(self.products),
             "customers": len(self.customers),
             "orders": len(self._orders),
+            "shipments": len(self.shipments),
             "locations": sorted(self.locations),
             "requests": dict(self.requests),
         }
@@ -778,11 +988,28 @@ class RackbeatSimulator:
             "is_booked": order.is_booked,
             "is_ready_for_shipping": order.is_ready_for_shipping,
             "is_shipped": order.is_shipped,
+            "is_partly_shipped": order.is_partly_shipped,
             "is_cancelled": order.is_cancelled,
             "is_archived": order.is_archived,
             "booked_at": _plain_time(order.booked_at),
             "created_at": _plain_time(order.created_at),
             "updated_at": _plain_time(order.updated_at),
+        }
+
+    def _shipment_json(self, shipment: SimShipment) -> JSONObject:
+        return {
+            "id": shipment.id,
+            "is_picked": shipment.is_shipped,
+            "is_partly_picked": False,
+            "is_shipped": shipment.is_shipped,
+            "created_at": _plain_time(shipment.created_at),
+            "updated_at": _plain_time(shipment.updated_at),
+            "lines": [
+                {"item_id": sku, "quantity": _quantity_out(quantity)} for sku, quantity in shipment.lines
+            ],
+            "carrier": shipment.carrier,
+            "track_trace_number": shipment.track_trace_number,
+            "track_trace_url": shipment.track_trace_url,
         }
 
     # --- HTTP ---------------------------------------------------------------------------------------
@@ -928,19 +1155,20 @@ class RackbeatSimulator:
             case ("POST", ["orders", "drafts"]):
                 return self._create_draft(body)
             case ("GET", ["orders"]):
-                return self._list(
-                    "orders",
-                    self._orders.values(),
-                    self._order_json,
-                    params,
-                    search=lambda o: (o.number, o.your_reference or "", o.heading or ""),
-                    stamp=lambda o: o.updated_at,
-                )
+                return self._list_orders(params)
             case ("GET", ["orders", number]):
                 order = self._orders.get(number)
                 if order is None:
                     return _not_found("order")
                 return _json_response(200, {"order": self._order_json(order)})
+            case ("DELETE", ["orders", number]):
+                return self._delete_order(number)
+            case ("GET", ["orders", number, "shipments"]):
+                if number not in self._orders:
+                    return _not_found("order")
+                return self._page(
+                    "order_shipments", self.order_shipments(number), params, view=self._shipment_json
+                )
             case ("POST", ["orders", number, "book"]):
                 return self._book(number, body)
             case ("POST", ["orders", number, "create-shipment"]):
@@ -969,6 +1197,33 @@ class RackbeatSimulator:
             params,
             search=lambda p: (p.number, p.name, p.barcode or ""),
             stamp=lambda p: p.updated_at,
+        )
+
+    def _list_orders(self, params: httpx.QueryParams) -> httpx.Response:
+        """``GET /orders``: the shared filters plus the boolean flags of :data:`_ORDER_FLAGS`
+        (all ignored with the date range when :attr:`ignore_order_filters` is on)."""
+        chosen = list(self._orders.values())
+        if self.ignore_order_filters:
+            for name in ("updated_at_from", "updated_at_to"):
+                params = params.remove(name)
+        else:
+            for name in _ORDER_FLAGS:
+                given = params.get(name)
+                if given is None:
+                    continue
+                wanted = _flag_param(given)
+                if wanted is None:
+                    return _unprocessable(
+                        {name: [f"The {name.replace('_', ' ')} field must be true or false."]}
+                    )
+                chosen = [o for o in chosen if getattr(o, name) is wanted]
+        return self._list(
+            "orders",
+            chosen,
+            self._order_json,
+            params,
+            search=lambda o: (o.number, o.your_reference or "", o.heading or ""),
+            stamp=lambda o: o.updated_at,
         )
 
     def _list(
@@ -1242,6 +1497,15 @@ class RackbeatSimulator:
         order.updated_at = stamp
         order.mail_sent = mail.get("send") if isinstance(mail, Mapping) else None
         return _json_response(200, {"order": self._order_json(order)})
+
+    def _delete_order(self, number: str) -> httpx.Response:
+        order = self._orders.get(number)
+        if order is None:
+            return _not_found("order")
+        if order.is_booked:
+            return _unprocessable({"order": ["A booked order cannot be deleted."]})
+        self.delete_order(number)
+        return httpx.Response(204)
 
     def _create_shipment(self, number: str) -> httpx.Response:
         order = self._orders.get(number)
