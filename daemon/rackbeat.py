@@ -1060,8 +1060,6 @@ class RackbeatClient:
 
         self.requests = 0
         self.wait_seconds = 0.0
-        # whether shipped_orders has seen (and logged) Rackbeat ignore its filters
-        self._order_filters_ignored = False
 
     @classmethod
     def from_settings(cls, settings: Settings, http: httpx.AsyncClient, **kwargs: Any) -> RackbeatClient:
@@ -1277,38 +1275,16 @@ class RackbeatClient:
     async def shipped_orders(
         self, since: datetime, *, partly: bool = False
     ) -> AsyncGenerator[list[Order], None]:
-        """Pages of orders flagged shipped (or partly shipped) and updated at/after since.
-
-        Asks with :func:`shipped_orders_params` and keeps only the orders whose flag is set
-        and whose ``updated_at`` (when given) is not before ``since`` (to the second, as the
-        filter is): a server that ignores the filters costs pages, not wrong answers; a
-        page may then come out empty. Close the generator (``contextlib.aclosing``) when
+        """Pages of orders flagged shipped (or partly shipped) and updated at/after
+        ``since`` (:func:`shipped_orders_params`), as Rackbeat lists them: whether the
+        filters held is the caller's to check (the fulfilments flow falls back to reading
+        orders back when they did not). Close the generator (``contextlib.aclosing``) when
         leaving early.
         """
-        params = shipped_orders_params(since, partly=partly)  # ValueError for a naive since
-        floor = since.astimezone(UTC).replace(microsecond=0)
-        pages = self._pages("orders", "orders", params)
-        ignored = 0
+        pages = self._pages("orders", "orders", shipped_orders_params(since, partly=partly))
         async with contextlib.aclosing(pages):
             async for page in pages:
-                orders = [Order.from_json(item) for item in page]
-                kept = [
-                    o
-                    for o in orders
-                    if (o.is_partly_shipped if partly else o.is_shipped)
-                    and (o.updated_at is None or o.updated_at >= floor)
-                ]
-                ignored += len(orders) - len(kept)
-                yield kept
-        if ignored and not self._order_filters_ignored:
-            # once per client: the answer is right either way, only the cost differs
-            self._order_filters_ignored = True
-            log.warning(
-                "rackbeat.order_filters_ignored",
-                params=sorted(params),
-                dropped=ignored,
-                detail="Rackbeat listed orders the filters exclude; each is checked here instead",
-            )
+                yield [Order.from_json(item) for item in page]
 
     async def order_shipments(self, number: str) -> list[Shipment]:
         """GET /orders/{n}/shipments (all pages); NotFoundError (404) for an unknown order."""

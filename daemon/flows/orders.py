@@ -62,6 +62,7 @@ after its page, and a ledger row (or an adopted Rackbeat order) makes a repeat a
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -717,24 +718,9 @@ class OrdersFlow:
             await self._park_for_a_person(order, name, RecordError(detail, reason="CANCELLED_AFTER_TRANSFER"))
 
     async def _delete_draft(self, number: str) -> None:
-        """Delete a Rackbeat draft; gone already counts as done. A lost answer is settled
-        by reading the order back (404: it landed)."""
-
-        async def delete() -> bool:
-            try:
-                await self.rackbeat.delete_draft(number)
-            except NotFoundError:
-                pass
-            return True
-
-        async def landed() -> bool | None:
-            try:
-                await self.rackbeat.get_order(number)
-            except NotFoundError:
-                return True
-            return None
-
-        await settle_write(delete, landed, what=f"delete draft {number}")
+        """Delete a Rackbeat draft; gone already (a repeat after a lost answer) is done."""
+        with contextlib.suppress(NotFoundError):
+            await self.rackbeat.delete_draft(number)
 
     # --- steps ---------------------------------------------------------------------------------
 
