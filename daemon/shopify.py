@@ -11,7 +11,9 @@ so the document *is* the description of the result; the only changes are that ne
 connections (an order's ``lineItems``, a product's ``variants``) are completed: their
 ``nodes`` hold every item and ``pageInfo.hasNextPage`` is false. Inventory results are
 small frozen dataclasses (:class:`SetStockResult`, :class:`UserError`) or mappings of id →
-quantity, because the stock flow reasons about them item by item.
+quantity, because the stock flow reasons about them item by item; so is an order's
+fulfilment state (:class:`OrderFulfilment`), which the fulfilments flow compares with
+what Rackbeat shipped.
 
 Throttle
 --------
@@ -42,8 +44,9 @@ Retries follow the one policy of :mod:`daemon.retry` (:data:`MAX_ATTEMPTS` sends
 answers, timeouts, connection errors and unreadable bodies (truncated JSON, an HTML error
 page, no ``data``) are retried, then raised as :class:`~daemon.errors.TransportError` or
 :class:`~daemon.errors.MalformedResponse`. A mutation that may not be replayed
-(``productCreate`` has no idempotency key) is only resent when Shopify certainly did not
-receive it; otherwise :class:`~daemon.errors.AmbiguousWrite` is raised. Top-level ``errors`` that are neither throttling nor access problems raise
+(``productCreate`` and ``fulfillmentCreate`` have no idempotency key) is only resent when
+Shopify certainly did not receive it; otherwise :class:`~daemon.errors.AmbiguousWrite` is
+raised. Top-level ``errors`` that are neither throttling nor access problems raise
 :class:`~daemon.errors.GraphQLError`; ``userErrors`` of a mutation raise
 :class:`~daemon.errors.ValidationError` (see :func:`raise_user_errors`), except for
 ``inventorySetQuantities``, whose errors are returned item by item.
@@ -93,11 +96,16 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_THROTTLE_WAITS",
     "STALE_CODE",
+    "Fulfillment",
+    "FulfillmentOrder",
+    "FulfillmentOrderLine",
     "JSONObject",
+    "OrderFulfilment",
     "SetStockResult",
     "ShopifyClient",
     "StockQuantity",
     "ThrottleStatus",
+    "Tracking",
     "UserError",
     "raise_user_errors",
     "sku_search",
@@ -247,6 +255,70 @@ class SetStockResult:
         return self.quantities[index].inventory_item_id
 
 
+@dataclass(frozen=True)
+class FulfillmentOrderLine:
+    """One line of a fulfillment order: how much of an order line it holds and has left."""
+
+    #: the ``FulfillmentOrderLineItem`` gid (what ``fulfillmentCreate`` takes), not the order line's
+    id: str
+    line_item_id: str
+    sku: str | None
+    #: ``totalQuantity``
+    total: int
+    #: ``remainingQuantity``: still to be fulfilled from this fulfillment order
+    remaining: int
+
+
+@dataclass(frozen=True)
+class FulfillmentOrder:
+    """The work of shipping (part of) an order from one location."""
+
+    id: str
+    #: ``OPEN``, ``IN_PROGRESS``, ``ON_HOLD``, ``CLOSED``, ``CANCELLED``, ``SCHEDULED``, ``INCOMPLETE``
+    status: str
+    #: ``assignedLocation.location.id`` (None when the location is gone or not visible)
+    location_id: str | None
+    lines: tuple[FulfillmentOrderLine, ...]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """A shipment's tracking: carrier, number and link, each optional."""
+
+    company: str | None = None
+    number: str | None = None
+    url: str | None = None
+
+    def __bool__(self) -> bool:
+        """True when any part is set."""
+        return any((self.company, self.number, self.url))
+
+
+@dataclass(frozen=True)
+class Fulfillment:
+    """A shipment Shopify knows about."""
+
+    id: str
+    #: ``SUCCESS``, ``CANCELLED``, ``ERROR``, ``FAILURE`` (``OPEN``/``PENDING`` are legacy)
+    status: str
+    tracking: Tracking
+
+
+@dataclass(frozen=True)
+class OrderFulfilment:
+    """What is left to ship of one order and what has been shipped."""
+
+    order_id: str
+    name: str
+    #: ``cancelledAt`` is set
+    cancelled: bool
+    #: ``displayFulfillmentStatus`` (``UNFULFILLED``, ``PARTIALLY_FULFILLED``, ``FULFILLED`` …)
+    fulfillment_status: str
+    fulfillment_orders: tuple[FulfillmentOrder, ...]
+    #: oldest first
+    fulfillments: tuple[Fulfillment, ...]
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -295,6 +367,86 @@ def _search_time(moment: datetime) -> str:
 
 def _updated_since_filter(since: datetime | None) -> str | None:
     return None if since is None else f"updated_at:>='{_search_time(since)}'"
+
+
+def _text(raw: Mapping[str, Any], key: str, what: str) -> str:
+    """A required string field of an answer (MalformedResponse when missing)."""
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedResponse(f"{what} has no {key}")
+    return value
+
+
+def _optional_text(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _count(raw: Mapping[str, Any], key: str, what: str) -> int:
+    """A required non-negative integer field of an answer."""
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedResponse(f"{what} has no {key}")
+    return value
+
+
+def _object(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise MalformedResponse(f"{what} is not an object")
+    return raw
+
+
+def _connection_nodes(raw: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    nodes = _object(raw.get(key), f"{what} {key}").get("nodes")
+    if not isinstance(nodes, list):
+        raise MalformedResponse(f"{what} {key} has no nodes")
+    return nodes
+
+
+def _parse_fulfillment(raw: Any, operation: str) -> Fulfillment:
+    """A ``Fulfillment`` selected as ``id status createdAt trackingInfo { company number url }``."""
+    what = f"{operation}: a fulfillment"
+    fulfillment = _object(raw, what)
+    infos = fulfillment.get("trackingInfo")
+    if not isinstance(infos, list):
+        raise MalformedResponse(f"{what} has no trackingInfo")
+    first = _object(infos[0], f"{what}'s trackingInfo") if infos else {}
+    tracking = Tracking(
+        company=_optional_text(first, "company"),
+        number=_optional_text(first, "number"),
+        url=_optional_text(first, "url"),
+    )
+    return Fulfillment(_text(fulfillment, "id", what), _text(fulfillment, "status", what), tracking)
+
+
+def _parse_fulfillment_order(raw: Any, operation: str) -> FulfillmentOrder:
+    what = f"{operation}: a fulfillment order"
+    fo = _object(raw, what)
+    assigned = _object(fo.get("assignedLocation"), f"{what}'s assignedLocation")
+    location = assigned.get("location")
+    location_id = _optional_text(location, "id") if isinstance(location, Mapping) else None
+    lines = []
+    for node in _connection_nodes(fo, "lineItems", what):
+        line = _object(node, f"{what}'s line item")
+        line_what = f"{operation}: fulfillment order line item"
+        order_line = _object(line.get("lineItem"), f"{line_what}'s lineItem")
+        lines.append(
+            FulfillmentOrderLine(
+                id=_text(line, "id", line_what),
+                line_item_id=_text(order_line, "id", f"{line_what}'s lineItem"),
+                sku=_optional_text(order_line, "sku"),
+                total=_count(line, "totalQuantity", line_what),
+                remaining=_count(line, "remainingQuantity", line_what),
+            )
+        )
+    return FulfillmentOrder(_text(fo, "id", what), _text(fo, "status", what), location_id, tuple(lines))
+
+
+def _tracking_input(tracking: Tracking, *, absolute: bool) -> dict[str, str | None]:
+    """``FulfillmentTrackingInput``: every field when ``absolute`` (null clears it), else
+    only those set."""
+    fields = {"company": tracking.company, "number": tracking.number, "url": tracking.url}
+    return fields if absolute else {k: v for k, v in fields.items() if v is not None}
 
 
 @functools.lru_cache(maxsize=64)
@@ -723,6 +875,57 @@ class ShopifyClient:
             )
         return matches[0] if matches else None
 
+    async def order_fulfilment(self, order_id: str) -> OrderFulfilment | None:
+        """One order's fulfillment orders (with their line items) and fulfilments; None when
+        the order does not exist.
+
+        One request for a normal order (ORDER_FULFILMENT, a lookup by id: it sees a
+        fulfilment made a moment ago); fulfillment orders and line items beyond the inline
+        pages are paged, and an order with ORDER_INLINE_FULFILLMENTS fulfilments or more is
+        read again for all of them (up to ORDER_FULFILLMENTS_LIMIT). Raises
+        MalformedResponse when the answer lacks a part the selection asks for.
+        """
+        data = await self.execute(docs.ORDER_FULFILMENT, {"id": order_id})
+        raw = data.get("order")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise MalformedResponse("OrderFulfilment: order is not an object")
+        await self._complete(
+            raw,
+            "fulfillmentOrders",
+            docs.ORDER_FULFILLMENT_ORDERS,
+            docs.ORDER_FULFILLMENT_ORDERS_PAGE_SIZE,
+            "order",
+        )
+        nodes = _connection_nodes(raw, "fulfillmentOrders", "OrderFulfilment: the order's")
+        for node in nodes:
+            if not isinstance(node, dict):
+                raise MalformedResponse("OrderFulfilment: a fulfillment order is not an object")
+            await self._complete(
+                node,
+                "lineItems",
+                docs.FULFILLMENT_ORDER_LINE_ITEMS,
+                docs.FULFILLMENT_ORDER_LINE_ITEMS_PAGE_SIZE,
+                "fulfillmentOrder",
+            )
+        shipped = raw.get("fulfillments")
+        if isinstance(shipped, list) and len(shipped) >= docs.ORDER_INLINE_FULFILLMENTS:
+            # a list, not a connection: no cursor to page on, so ask once for the lot
+            more = await self.execute(docs.ORDER_FULFILLMENTS, {"id": order_id})
+            shipped = _dig(more, ("order",), "OrderFulfillments").get("fulfillments")
+        if not isinstance(shipped, list):
+            raise MalformedResponse("OrderFulfilment: the order has no fulfillments list")
+        ordered = sorted(shipped, key=lambda f: str(f.get("createdAt") or "") if isinstance(f, dict) else "")
+        return OrderFulfilment(
+            order_id=_text(raw, "id", "OrderFulfilment: the order"),
+            name=_text(raw, "name", "OrderFulfilment: the order"),
+            cancelled=raw.get("cancelledAt") is not None,
+            fulfillment_status=_text(raw, "displayFulfillmentStatus", "OrderFulfilment: the order"),
+            fulfillment_orders=tuple(_parse_fulfillment_order(fo, "OrderFulfilment") for fo in nodes),
+            fulfillments=tuple(_parse_fulfillment(f, "OrderFulfilment") for f in ordered),
+        )
+
     async def inventory_quantities(
         self, item_ids: Sequence[str], location_id: str
     ) -> dict[str, dict[str, int] | None]:
@@ -872,6 +1075,64 @@ class ShopifyClient:
         )
         payload = raise_user_errors(data.get("productVariantsBulkUpdate"), record=f"variants of {product_id}")
         return {k: v for k, v in payload.items() if k != "userErrors"}
+
+    async def fulfillment_create(
+        self, lines: Mapping[str, Sequence[tuple[str, int]]], *, tracking: Tracking | None, notify: bool
+    ) -> Fulfillment:
+        """Fulfil units of one order's fulfillment orders (all at one location) as one shipment.
+
+        ``lines`` maps a fulfillment order id to ``[(fulfillment order line item id,
+        quantity)]``; an empty sequence fulfils everything left on that fulfillment order
+        (Shopify's meaning of no line items). ``tracking`` is sent when it has any part set;
+        ``notify`` asks Shopify to e-mail the customer.
+
+        Not replay-safe (``fulfillmentCreate`` takes no idempotency key): a failure Shopify
+        may have acted on (a timeout, a 5xx, a cut-off answer) raises AmbiguousWrite
+        without resending, and the caller re-reads :meth:`order_fulfilment` to see whether
+        it landed. ``userErrors`` (a quantity above what is left, a held or closed
+        fulfillment order …) raise ValidationError; Shopify then changed nothing.
+        """
+        if not lines:
+            raise ValueError("fulfillment_create needs at least one fulfillment order")
+        if len(lines) > docs.MAX_INPUT_ITEMS:
+            raise ValueError(f"at most {docs.MAX_INPUT_ITEMS} fulfillment orders per call, got {len(lines)}")
+        groups: list[JSONObject] = []
+        for fo_id, items in lines.items():
+            group: JSONObject = {"fulfillmentOrderId": fo_id}
+            for line_id, quantity in items:
+                if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+                    raise ValueError(f"quantity for {line_id} must be a positive integer, not {quantity!r}")
+            if items:
+                group["fulfillmentOrderLineItems"] = [{"id": i, "quantity": q} for i, q in items]
+            groups.append(group)
+        fulfillment: JSONObject = {"lineItemsByFulfillmentOrder": groups, "notifyCustomer": notify}
+        if tracking:
+            fulfillment["trackingInfo"] = _tracking_input(tracking, absolute=False)
+        data = await self.execute(docs.FULFILLMENT_CREATE, {"fulfillment": fulfillment})
+        record = f"fulfilment of {', '.join(lines)}"
+        payload = raise_user_errors(data.get("fulfillmentCreate"), record=record)
+        return _parse_fulfillment(
+            self._payload_object(payload, "fulfillment", "FulfillmentCreate"), "FulfillmentCreate"
+        )
+
+    async def fulfillment_tracking_update(
+        self, fulfillment_id: str, tracking: Tracking, *, notify: bool
+    ) -> None:
+        """Set a fulfilment's tracking to ``tracking`` (parts left None are cleared).
+
+        Replay-safe: the values are absolute, so a resend after a lost answer changes
+        nothing more (with ``notify`` the customer may be e-mailed twice). ``userErrors``
+        (an unknown fulfilment …) raise ValidationError.
+        """
+        variables = {
+            "fulfillmentId": fulfillment_id,
+            "trackingInfoInput": _tracking_input(tracking, absolute=True),
+            "notifyCustomer": notify,
+        }
+        data = await self.execute(docs.FULFILLMENT_TRACKING_UPDATE, variables, replay_safe=True)
+        record = f"tracking of fulfilment {fulfillment_id}"
+        payload = raise_user_errors(data.get("fulfillmentTrackingInfoUpdate"), record=record)
+        self._payload_object(payload, "fulfillment", "FulfillmentTrackingUpdate")
 
     # --- internals: nested pages ----------------------------------------------------------------
 

@@ -17,7 +17,10 @@ maximum.
 
 Nested connections are kept small and paged separately: an order's first
 :data:`ORDER_INLINE_LINE_ITEMS` line items come with the order, the rest with
-:data:`ORDER_LINE_ITEMS`; a product's variants likewise with :data:`PRODUCT_VARIANTS`.
+:data:`ORDER_LINE_ITEMS`; a product's variants likewise with :data:`PRODUCT_VARIANTS`;
+an order's fulfillment orders, their line items and its fulfilments likewise with
+:data:`ORDER_FULFILLMENT_ORDERS`, :data:`FULFILLMENT_ORDER_LINE_ITEMS` and
+:data:`ORDER_FULFILLMENTS`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,19 @@ LOCATIONS_PAGE_SIZE = 250
 VARIANTS_BY_SKU_LIMIT = 10
 #: Shopify caps array inputs (``ids``, ``quantities``, ``variants``) at 250 items
 MAX_INPUT_ITEMS = 250
+#: fulfillment orders fetched with ORDER_FULFILMENT (one per location the order ships from)
+ORDER_INLINE_FULFILLMENT_ORDERS = 5
+#: line items fetched with each of those fulfillment orders
+FULFILLMENT_ORDER_INLINE_LINE_ITEMS = 20
+#: fulfilments fetched with ORDER_FULFILMENT; an order with this many is read again
+#: with ORDER_FULFILLMENTS (``Order.fulfillments`` is a list, it has no cursor to page on)
+ORDER_INLINE_FULFILLMENTS = 20
+#: fulfillment orders per page of ORDER_FULFILLMENT_ORDERS (≈ 680 points)
+ORDER_FULFILLMENT_ORDERS_PAGE_SIZE = 15
+#: line items per page of FULFILLMENT_ORDER_LINE_ITEMS (≈ 500 points)
+FULFILLMENT_ORDER_LINE_ITEMS_PAGE_SIZE = 250
+#: the most fulfilments ORDER_FULFILLMENTS reads (Shopify's cap on ``first``)
+ORDER_FULFILLMENTS_LIMIT = 250
 
 # --- shared selections ----------------------------------------------------------------
 # Plain text pasted into several documents rather than GraphQL fragments: the
@@ -160,6 +176,108 @@ query OrderLineItems($id: ID!, $first: Int!, $after: String) {{
       nodes {{{_LINE_ITEM}
       }}
     }}
+  }}
+}}
+"""
+
+# --- fulfilment -------------------------------------------------------------------------------
+
+_FULFILLMENT_ORDER_LINE = "id totalQuantity remainingQuantity lineItem { id sku }"
+
+_FULFILLMENT_ORDER = f"""
+        id
+        status
+        assignedLocation {{ location {{ id }} }}
+        lineItems(first: {FULFILLMENT_ORDER_INLINE_LINE_ITEMS}) {{
+          {_PAGE_INFO}
+          nodes {{ {_FULFILLMENT_ORDER_LINE} }}
+        }}"""
+
+_FULFILLMENT = "id status createdAt trackingInfo(first: 1) { company number url }"
+
+#: One order's fulfillment orders (what is left to ship, and where from) and its
+#: fulfilments (what was shipped, with tracking). A lookup by id: it sees a write at once.
+ORDER_FULFILMENT = f"""
+query OrderFulfilment($id: ID!) {{
+  order(id: $id) {{
+    id
+    name
+    cancelledAt
+    displayFulfillmentStatus
+    fulfillmentOrders(first: {ORDER_INLINE_FULFILLMENT_ORDERS}) {{
+      {_PAGE_INFO}
+      nodes {{{_FULFILLMENT_ORDER}
+      }}
+    }}
+    fulfillments(first: {ORDER_INLINE_FULFILLMENTS}) {{ {_FULFILLMENT} }}
+  }}
+}}
+"""
+
+#: The rest of one order's fulfillment orders, after the inline first page.
+ORDER_FULFILLMENT_ORDERS = f"""
+query OrderFulfillmentOrders($id: ID!, $first: Int!, $after: String) {{
+  order(id: $id) {{
+    id
+    fulfillmentOrders(first: $first, after: $after) {{
+      {_PAGE_INFO}
+      nodes {{{_FULFILLMENT_ORDER}
+      }}
+    }}
+  }}
+}}
+"""
+
+#: The rest of one fulfillment order's line items, after the inline first page.
+FULFILLMENT_ORDER_LINE_ITEMS = f"""
+query FulfillmentOrderLineItems($id: ID!, $first: Int!, $after: String) {{
+  fulfillmentOrder(id: $id) {{
+    id
+    lineItems(first: $first, after: $after) {{
+      {_PAGE_INFO}
+      nodes {{ {_FULFILLMENT_ORDER_LINE} }}
+    }}
+  }}
+}}
+"""
+
+#: Every fulfilment of an order with more than ORDER_INLINE_FULFILLMENTS of them.
+ORDER_FULFILLMENTS = f"""
+query OrderFulfillments($id: ID!) {{
+  order(id: $id) {{
+    id
+    fulfillments(first: {ORDER_FULFILLMENTS_LIMIT}) {{ {_FULFILLMENT} }}
+  }}
+}}
+"""
+
+#: Not replay-safe: ``fulfillmentCreate`` takes no ``@idempotent`` key, so a resend after a
+#: lost answer would ship twice. ``$fulfillment.lineItemsByFulfillmentOrder`` lists
+#: ``{fulfillmentOrderId, fulfillmentOrderLineItems: [{id, quantity}]}``; a fulfillment
+#: order without line items is fulfilled in full.
+FULFILLMENT_CREATE = f"""
+mutation FulfillmentCreate($fulfillment: FulfillmentInput!) {{
+  fulfillmentCreate(fulfillment: $fulfillment) {{
+    fulfillment {{ {_FULFILLMENT} }}
+    userErrors {{ field message }}
+  }}
+}}
+"""
+
+#: Sets a fulfilment's tracking to absolute values: safe to resend.
+FULFILLMENT_TRACKING_UPDATE = f"""
+mutation FulfillmentTrackingUpdate(
+  $fulfillmentId: ID!
+  $trackingInfoInput: FulfillmentTrackingInput!
+  $notifyCustomer: Boolean
+) {{
+  fulfillmentTrackingInfoUpdate(
+    fulfillmentId: $fulfillmentId
+    trackingInfoInput: $trackingInfoInput
+    notifyCustomer: $notifyCustomer
+  ) {{
+    fulfillment {{ {_FULFILLMENT} }}
+    userErrors {{ field message }}
   }}
 }}
 """
@@ -338,6 +456,12 @@ ALL_DOCUMENTS: dict[str, str] = {
     "PRIMARY_LOCATION": PRIMARY_LOCATION,
     "ORDERS_UPDATED_SINCE": ORDERS_UPDATED_SINCE,
     "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS,
+    "ORDER_FULFILMENT": ORDER_FULFILMENT,
+    "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS,
+    "FULFILLMENT_ORDER_LINE_ITEMS": FULFILLMENT_ORDER_LINE_ITEMS,
+    "ORDER_FULFILLMENTS": ORDER_FULFILLMENTS,
+    "FULFILLMENT_CREATE": FULFILLMENT_CREATE,
+    "FULFILLMENT_TRACKING_UPDATE": FULFILLMENT_TRACKING_UPDATE,
     "PRODUCTS_UPDATED_SINCE": PRODUCTS_UPDATED_SINCE,
     "PRODUCT_VARIANTS": PRODUCT_VARIANTS,
     "PRODUCT_BY_VARIANT": PRODUCT_BY_VARIANT,
@@ -359,6 +483,8 @@ PAGE_SIZES: dict[str, int] = {
     "LOCATIONS": LOCATIONS_PAGE_SIZE,
     "ORDERS_UPDATED_SINCE": ORDERS_PAGE_SIZE,
     "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS_PAGE_SIZE,
+    "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS_PAGE_SIZE,
+    "FULFILLMENT_ORDER_LINE_ITEMS": FULFILLMENT_ORDER_LINE_ITEMS_PAGE_SIZE,
     "PRODUCTS_UPDATED_SINCE": PRODUCTS_PAGE_SIZE,
     "PRODUCT_VARIANTS": PRODUCT_VARIANTS_PAGE_SIZE,
     "VARIANTS_PAGE": VARIANTS_PAGE_SIZE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,13 +35,21 @@ from daemon.errors import (
 )
 from daemon.shopify import (
     STALE_CODE,
+    Fulfillment,
+    FulfillmentOrder,
+    FulfillmentOrderLine,
+    OrderFulfilment,
     SetStockResult,
     ShopifyClient,
     StockQuantity,
+    Tracking,
     UserError,
     raise_user_errors,
     sku_search,
 )
+from daemon.sim.faults import Faults, truncate_body
+from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SIM_TOKEN
+from daemon.sim.shopify import ShopifySimulator, SimClock, SimFulfillmentOrder
 
 GRAPHQL_URL = "https://test-shop.myshopify.com/admin/api/2026-10/graphql.json"
 TOKEN_URL = "https://test-shop.myshopify.com/admin/oauth/access_token"
@@ -51,6 +59,7 @@ GRANTED = ("shpat_granted_one_0123", "shpat_granted_two_4567")
 SECRETS = (STATIC_TOKEN, CLIENT_SECRET, *GRANTED)
 
 Handler = Callable[[httpx.Request], httpx.Response]
+AsyncHandler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 class FakeTime:
@@ -899,3 +908,379 @@ async def test_since_is_sent_in_utc() -> None:
         async for _ in client.orders_updated_since(datetime(2026, 3, 1, 0, 0, 59, 999_000, tzinfo=UTC)):
             pass
     assert seen == ["updated_at:>='2026-03-01T00:00:59Z'"]
+
+
+# --- fulfilments -------------------------------------------------------------------------------
+#
+# Against the simulated shop where Shopify's behaviour is the point (what a lost answer leaves
+# behind, what is refused), against scripted answers where the exact request or a broken
+# answer is.
+
+SIM_GRAPHQL_URL = "https://sim-shop.myshopify.com/admin/api/2026-10/graphql.json"
+
+
+@asynccontextmanager
+async def on_simulator(
+    sim: ShopifySimulator, clock: SimClock, handler: Handler | AsyncHandler | None = None
+) -> AsyncIterator[ShopifyClient]:
+    """A client talking to ``sim`` (or ``handler`` in front of it) on the simulator's clock."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler or sim.handle)) as http:
+        yield ShopifyClient(
+            http,
+            graphql_url=SIM_GRAPHQL_URL,
+            access_token=SecretStr(SIM_TOKEN),
+            sleep=clock.sleep,
+            clock=clock.monotonic,
+            random=lambda: 1.0,
+        )
+
+
+@pytest.fixture
+def sim_clock() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+def sim(sim_clock: SimClock) -> ShopifySimulator:
+    simulator = ShopifySimulator(now=sim_clock.now, monotonic=sim_clock.monotonic, sleep=sim_clock.sleep)
+    simulator.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    simulator.add_product("Table", [{"sku": "TB-1", "stock": 3}])
+    return simulator
+
+
+def ship(sim: ShopifySimulator, fo: SimFulfillmentOrder, units: int, **fields: Any) -> str:
+    """Fulfil ``units`` of the fulfillment order's first line in the simulator; the fulfilment id."""
+    line = {"id": fo.line_items[0].id, "quantity": units}
+    group = {"fulfillmentOrderId": fo.id, "fulfillmentOrderLineItems": [line]}
+    result = sim.fulfillment_create({"lineItemsByFulfillmentOrder": [group], **fields})
+    assert result["userErrors"] == []
+    return str(result["fulfillment"].id)
+
+
+@pytest.mark.anyio
+async def test_order_fulfilment_reads_what_is_left_and_what_was_shipped_in_one_request(
+    sim: ShopifySimulator, sim_clock: SimClock
+) -> None:
+    order_id = sim.create_order([("CH-1", 3), ("TB-1", 1)])
+    (fo,) = sim.fulfillment_orders(order_id)
+    chair, table = fo.line_items
+    tracking = {"company": "DHL", "number": "JD0001", "url": "https://track.example/JD0001"}
+    shipped = ship(sim, fo, 1, trackingInfo=tracking)
+    cancelled = sim.sell("TB-1", 1)
+    sim.cancel_order(cancelled)
+
+    async with on_simulator(sim, sim_clock) as client:
+        state = await client.order_fulfilment(order_id)
+        assert client.requests == 1
+        gone = await client.order_fulfilment("gid://shopify/Order/1")
+        was_cancelled = await client.order_fulfilment(cancelled)
+
+    assert state == OrderFulfilment(
+        order_id=order_id,
+        name=sim.orders[order_id].name,
+        cancelled=False,
+        fulfillment_status="PARTIALLY_FULFILLED",
+        fulfillment_orders=(
+            FulfillmentOrder(
+                id=fo.id,
+                status="IN_PROGRESS",
+                location_id=sim.primary_location_id,
+                lines=(
+                    FulfillmentOrderLine(chair.id, chair.line_item.id, "CH-1", total=3, remaining=2),
+                    FulfillmentOrderLine(table.id, table.line_item.id, "TB-1", total=1, remaining=1),
+                ),
+            ),
+        ),
+        fulfillments=(
+            Fulfillment(shipped, "SUCCESS", Tracking("DHL", "JD0001", "https://track.example/JD0001")),
+        ),
+    )
+    assert gone is None
+    assert was_cancelled is not None
+    assert was_cancelled.cancelled
+    assert [fo.status for fo in was_cancelled.fulfillment_orders] == ["CANCELLED"]
+    assert was_cancelled.fulfillments == ()
+
+
+def test_tracking_is_true_when_any_part_is_set() -> None:
+    assert not Tracking()
+    assert Tracking(company="DHL")
+    assert Tracking(number="1")
+    assert Tracking(url="https://track.example/1")
+
+
+@pytest.mark.anyio
+async def test_order_fulfilment_pages_a_big_order(sim: ShopifySimulator, sim_clock: SimClock) -> None:
+    store = sim.add_location("Store")
+    parts = [{"sku": f"PART-{i}", "quantity": 30, "price": "1.00", "title": f"Part {i}"} for i in range(25)]
+    order_id = sim.create_order(parts)  # type: ignore[arg-type]  # dicts shaped like OrderLineSpec
+
+    def current() -> SimFulfillmentOrder:
+        (open_fo,) = [fo for fo in sim.fulfillment_orders(order_id) if fo.fulfillable]
+        return open_fo
+
+    # a move after a partial fulfilment closes the fulfillment order and opens a new one
+    for n in range(6):
+        ship(sim, current(), 1)
+        sim.move_fulfillment_order(order_id, store if n % 2 == 0 else sim.primary_location_id)
+    for _ in range(15):
+        ship(sim, current(), 1)
+    assert docs.ORDER_INLINE_FULFILLMENT_ORDERS < 7
+    assert docs.FULFILLMENT_ORDER_INLINE_LINE_ITEMS < 25
+    assert docs.ORDER_INLINE_FULFILLMENTS <= 21
+
+    async with on_simulator(sim, sim_clock) as client:
+        state = await client.order_fulfilment(order_id)
+    assert state is not None
+    assert sim.requests == {
+        "OrderFulfilment": 1,
+        "OrderFulfillmentOrders": 1,  # the sixth and seventh fulfillment orders
+        "FulfillmentOrderLineItems": 7,  # lines 21–25 of each
+        "OrderFulfillments": 1,  # 21 fulfilments: more than the inline list holds
+    }
+    expected = sim.fulfillment_orders(order_id)
+    assert [fo.id for fo in state.fulfillment_orders] == [fo.id for fo in expected]
+    assert [fo.status for fo in state.fulfillment_orders] == ["CLOSED"] * 6 + ["IN_PROGRESS"]
+    for got, want in zip(state.fulfillment_orders, expected, strict=True):
+        assert [line.id for line in got.lines] == [line.id for line in want.line_items]
+    last = state.fulfillment_orders[-1]
+    assert last.location_id == sim.primary_location_id  # the sixth move went back
+    assert (last.lines[0].sku, last.lines[0].total, last.lines[0].remaining) == ("PART-0", 24, 9)
+    assert [f.id for f in state.fulfillments] == [f.id for f in sim.fulfillments(order_id)]
+
+
+@pytest.mark.anyio
+async def test_fulfillment_create_sends_the_lines_tracking_and_notify_flag(fake_time: FakeTime) -> None:
+    created = {
+        "id": "gid://shopify/Fulfillment/9",
+        "status": "SUCCESS",
+        "createdAt": "2026-11-01T10:00:00Z",
+        "trackingInfo": [{"company": "DHL", "number": "JD0001", "url": None}],
+    }
+    script = Script()
+    script.graphql = [ok({"fulfillmentCreate": {"fulfillment": created, "userErrors": []}})]
+    script.graphql.append(
+        ok({"fulfillmentCreate": {"fulfillment": {**created, "trackingInfo": []}, "userErrors": []}})
+    )
+    lines = {
+        "gid://shopify/FulfillmentOrder/1": [
+            ("gid://shopify/FulfillmentOrderLineItem/2", 2),
+            ("gid://shopify/FulfillmentOrderLineItem/3", 1),
+        ],
+        "gid://shopify/FulfillmentOrder/4": [],
+    }
+    async with connected(script, fake_time) as client:
+        made = await client.fulfillment_create(lines, tracking=Tracking("DHL", "JD0001"), notify=True)
+        bare = await client.fulfillment_create(lines, tracking=Tracking(), notify=False)
+    assert made == Fulfillment("gid://shopify/Fulfillment/9", "SUCCESS", Tracking("DHL", "JD0001", None))
+    assert bare.tracking == Tracking()
+    first, second = (body_of(r) for r in script.requests)
+    assert first["operationName"] == "FulfillmentCreate"
+    by_order = [
+        {
+            "fulfillmentOrderId": "gid://shopify/FulfillmentOrder/1",
+            "fulfillmentOrderLineItems": [
+                {"id": "gid://shopify/FulfillmentOrderLineItem/2", "quantity": 2},
+                {"id": "gid://shopify/FulfillmentOrderLineItem/3", "quantity": 1},
+            ],
+        },
+        {"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/4"},  # all that is left on it
+    ]
+    assert first["variables"] == {
+        "fulfillment": {
+            "lineItemsByFulfillmentOrder": by_order,
+            "notifyCustomer": True,
+            "trackingInfo": {"company": "DHL", "number": "JD0001"},
+        }
+    }
+    assert second["variables"] == {
+        "fulfillment": {"lineItemsByFulfillmentOrder": by_order, "notifyCustomer": False}
+    }
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("lines", [{}, {"fo": [("line", 0)]}, {"fo": [("line", True)]}])
+async def test_fulfillment_create_refuses_nonsense_before_sending(
+    fake_time: FakeTime, lines: dict[str, list[tuple[str, int]]]
+) -> None:
+    script = Script()
+    async with connected(script, fake_time) as client:
+        with pytest.raises(ValueError, match=r"fulfillment order|positive"):
+            await client.fulfillment_create(lines, tracking=None, notify=False)
+    assert script.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("fault", "landed"), [("truncate", 1), ("error", 0)])
+async def test_a_lost_fulfillment_create_is_ambiguous_and_not_resent(
+    sim: ShopifySimulator, sim_clock: SimClock, fault: str, landed: int
+) -> None:
+    order_id = sim.sell("CH-1", 2)
+    (fo,) = sim.fulfillment_orders(order_id)
+    sim.faults = Faults(truncate_rate=1.0) if fault == "truncate" else Faults(error_rate=1.0)
+    async with on_simulator(sim, sim_clock) as client:
+        with pytest.raises(AmbiguousWrite) as caught:
+            await client.fulfillment_create({fo.id: [(fo.line_items[0].id, 2)]}, tracking=None, notify=True)
+        assert client.requests == 1
+        sim.faults = Faults()
+        state = await client.order_fulfilment(order_id)
+    assert isinstance(caught.value.error, MalformedResponse if fault == "truncate" else TransportError)
+    # a cut-off answer came after the work: exactly one fulfilment, which a resend would have doubled
+    assert len(sim.fulfillments(order_id)) == landed
+    assert state is not None
+    assert len(state.fulfillments) == landed
+    assert state.fulfillment_orders[0].lines[0].remaining == 2 - 2 * landed
+
+
+@pytest.mark.anyio
+async def test_refused_fulfilments_raise_validation_error(sim: ShopifySimulator, sim_clock: SimClock) -> None:
+    order_id = sim.sell("CH-1", 2)
+    (fo,) = sim.fulfillment_orders(order_id)
+    async with on_simulator(sim, sim_clock) as client:
+        with pytest.raises(ValidationError, match="Invalid fulfillment order line item quantity") as caught:
+            await client.fulfillment_create({fo.id: [(fo.line_items[0].id, 3)]}, tracking=None, notify=False)
+        assert fo.id in str(caught.value)
+        assert caught.value.fields == {
+            "fulfillment": ["Invalid fulfillment order line item quantity requested."]
+        }
+        sim.hold_fulfillment_order(order_id)
+        with pytest.raises(ValidationError, match="on_hold"):
+            await client.fulfillment_create({fo.id: []}, tracking=None, notify=False)
+        assert client.requests == 2  # userErrors are an answer: nothing to resend
+    assert sim.fulfillments(order_id) == []
+    assert sim.committed("CH-1") == 2
+
+
+@pytest.mark.anyio
+async def test_tracking_update_is_replay_safe(sim: ShopifySimulator, sim_clock: SimClock) -> None:
+    order_id = sim.sell("CH-1", 1)
+    (fo,) = sim.fulfillment_orders(order_id)
+    answers = 0
+
+    async def cut_first_tracking_answer(request: httpx.Request) -> httpx.Response:
+        nonlocal answers
+        response = await sim.handle(request)
+        if body_of(request).get("operationName") != "FulfillmentTrackingUpdate":
+            return response
+        answers += 1
+        if answers == 1:
+            return httpx.Response(200, content=truncate_body(await response.aread()))
+        return response
+
+    tracking = Tracking("GLS", "123", "https://gls.example/123")
+    async with on_simulator(sim, sim_clock, cut_first_tracking_answer) as client:
+        made = await client.fulfillment_create({fo.id: []}, tracking=None, notify=False)
+        assert not made.tracking
+        await client.fulfillment_tracking_update(made.id, tracking, notify=True)
+        assert (client.requests, client.retries) == (3, 1)
+        state = await client.order_fulfilment(order_id)
+        with pytest.raises(ValidationError, match="Fulfillment does not exist"):
+            await client.fulfillment_tracking_update("gid://shopify/Fulfillment/1", tracking, notify=False)
+    assert state is not None
+    assert state.fulfillments == (Fulfillment(made.id, "SUCCESS", tracking),)
+    (shipped,) = sim.fulfillments(order_id)
+    assert shipped.tracking_updates == [True, True]  # the resend set the same values again
+
+
+@pytest.mark.anyio
+async def test_tracking_update_sends_every_part_so_unset_ones_are_cleared(fake_time: FakeTime) -> None:
+    updated = {"id": "gid://shopify/Fulfillment/9", "status": "SUCCESS", "trackingInfo": []}
+    script = Script()
+    script.graphql = [ok({"fulfillmentTrackingInfoUpdate": {"fulfillment": updated, "userErrors": []}})]
+    async with connected(script, fake_time) as client:
+        await client.fulfillment_tracking_update(
+            "gid://shopify/Fulfillment/9", Tracking(number="JD2"), notify=False
+        )
+    (request,) = script.requests
+    assert body_of(request)["variables"] == {
+        "fulfillmentId": "gid://shopify/Fulfillment/9",
+        "trackingInfoInput": {"company": None, "number": "JD2", "url": None},
+        "notifyCustomer": False,
+    }
+
+
+def _fulfilment_answer() -> dict[str, Any]:
+    line = {"id": "fol-1", "totalQuantity": 2, "remainingQuantity": 1, "lineItem": {"id": "li-1", "sku": "A"}}
+    return {
+        "id": "gid://shopify/Order/1",
+        "name": "#1001",
+        "cancelledAt": None,
+        "displayFulfillmentStatus": "PARTIALLY_FULFILLED",
+        "fulfillmentOrders": {
+            "pageInfo": {"hasNextPage": False, "endCursor": "c"},
+            "nodes": [
+                {
+                    "id": "fo-1",
+                    "status": "IN_PROGRESS",
+                    "assignedLocation": {"location": None},
+                    "lineItems": {"pageInfo": {"hasNextPage": False, "endCursor": "c"}, "nodes": [line]},
+                }
+            ],
+        },
+        "fulfillments": [
+            {"id": "f-2", "status": "SUCCESS", "createdAt": "2026-11-01T10:05:00Z", "trackingInfo": []},
+            {"id": "f-1", "status": "SUCCESS", "createdAt": "2026-11-01T10:00:00Z", "trackingInfo": []},
+        ],
+    }
+
+
+def _break(path: str) -> Callable[[dict[str, Any]], None]:
+    """Remove (``key``) or null (``key=None``) one part of the answer, by a dotted path."""
+
+    def apply(order: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = order
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        del target[last]
+
+    return apply
+
+
+@pytest.mark.anyio
+async def test_order_fulfilment_tolerates_a_missing_location_and_sorts_fulfilments(
+    fake_time: FakeTime,
+) -> None:
+    script = Script()
+    script.graphql = [ok({"order": _fulfilment_answer()})]
+    async with connected(script, fake_time) as client:
+        state = await client.order_fulfilment("gid://shopify/Order/1")
+    assert state is not None
+    assert state.fulfillment_orders[0].location_id is None
+    assert [f.id for f in state.fulfillments] == ["f-1", "f-2"]  # oldest first
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "name",
+        "displayFulfillmentStatus",
+        "fulfillmentOrders",
+        "fulfillments",
+        "fulfillmentOrders.nodes.0.status",
+        "fulfillmentOrders.nodes.0.assignedLocation",
+        "fulfillmentOrders.nodes.0.lineItems",
+        "fulfillmentOrders.nodes.0.lineItems.nodes.0.remainingQuantity",
+        "fulfillmentOrders.nodes.0.lineItems.nodes.0.lineItem",
+        "fulfillments.0.trackingInfo",
+        "fulfillments.1.id",
+    ],
+)
+async def test_order_fulfilment_missing_parts_are_malformed(fake_time: FakeTime, missing: str) -> None:
+    order = _fulfilment_answer()
+    _break(missing)(order)
+    script = Script()
+    script.graphql = [ok({"order": order})]
+    async with connected(script, fake_time) as client:
+        with pytest.raises(MalformedResponse):
+            await client.order_fulfilment("gid://shopify/Order/1")
+
+
+@pytest.mark.anyio
+async def test_fulfillment_create_without_a_fulfillment_is_malformed(fake_time: FakeTime) -> None:
+    script = Script()
+    script.graphql = [ok({"fulfillmentCreate": {"fulfillment": None, "userErrors": []}})]
+    async with connected(script, fake_time) as client:
+        with pytest.raises(MalformedResponse, match="fulfillment"):
+            await client.fulfillment_create({"fo": []}, tracking=None, notify=False)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from graphql import GraphQLSchema, build_schema, parse, validate
 
+from daemon import shopify_documents as docs
 from daemon.sim.faults import Faults, truncate_body
 from daemon.sim.shopify import (
     DEFAULT_ACCESS_TOKEN,
@@ -516,6 +517,427 @@ async def test_faults_answer_before_and_after_execution(
     assert (len(sim.inventory_applications), sim.idempotent_replays) == (1, 1)
 
 
+# --- fulfilment ------------------------------------------------------------------------------
+
+FULFILMENT_DETAIL = """
+query Detail($id: ID!) {
+  order(id: $id) {
+    fulfillmentOrders(first: 5) {
+      edges { node {
+        orderName
+        assignedLocation { name countryCode location { id } }
+        lineItems(first: 10) { nodes { sku requiresShipping productTitle inventoryItemId lineItem { id } } }
+      } }
+    }
+    fulfillments(first: 5) {
+      name
+      totalQuantity
+      location { id }
+      fulfillmentLineItems(first: 10) { nodes { quantity lineItem { sku } } }
+    }
+  }
+}
+"""
+
+
+async def fulfilment_of(http: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
+    """The order as ORDER_FULFILMENT reads it."""
+    body = await gql(http, docs.ORDER_FULFILMENT, id=order_id)
+    assert "errors" not in body, body["errors"]
+    order: dict[str, Any] = body["data"]["order"]
+    return order
+
+
+async def fulfil(http: httpx.AsyncClient, groups: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """Send FULFILLMENT_CREATE and return its payload."""
+    body = await gql(
+        http, docs.FULFILLMENT_CREATE, fulfillment={"lineItemsByFulfillmentOrder": groups, **fields}
+    )
+    assert "errors" not in body, body["errors"]
+    payload: dict[str, Any] = body["data"]["fulfillmentCreate"]
+    return payload
+
+
+def stock_of(sim: ShopifySimulator, sku: str, location: str | None = None) -> tuple[int, int, int]:
+    """(available, on hand, committed)."""
+    return (sim.available(sku, location), sim.on_hand(sku, location), sim.committed(sku, location))
+
+
+def remaining(order: dict[str, Any]) -> list[list[tuple[str, int, int]]]:
+    """Each fulfillment order's lines as (sku, total, remaining)."""
+    return [
+        [(n["lineItem"]["sku"], n["totalQuantity"], n["remainingQuantity"]) for n in fo["lineItems"]["nodes"]]
+        for fo in order["fulfillmentOrders"]["nodes"]
+    ]
+
+
+async def test_a_new_order_has_one_open_fulfillment_order_for_what_ships(
+    sim: ShopifySimulator, client: httpx.AsyncClient
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 5}])
+    gift = sim.add_product("Gift card", [{"sku": "GIFT"}])
+    sim.inventory_items[gift.inventory_item_ids[0]].requires_shipping = False
+    store = sim.add_location("Store")
+    order_id = sim.create_order(
+        [("CH-1", 2), ("GIFT", 1), {"sku": "ENGRAVING", "quantity": 1, "price": "10", "title": "Engraving"}],
+        location=store,
+    )
+    order = await fulfilment_of(client, order_id)
+    assert order["displayFulfillmentStatus"] == "UNFULFILLED"
+    assert order["fulfillments"] == []
+    (fo,) = order["fulfillmentOrders"]["nodes"]
+    assert (fo["status"], fo["assignedLocation"]["location"]["id"]) == ("OPEN", store)
+    assert remaining(order) == [[("CH-1", 2, 2), ("ENGRAVING", 1, 1)]]  # the gift card ships nothing
+    assert fo["lineItems"]["pageInfo"]["hasNextPage"] is False
+    assert stock_of(sim, "CH-1", store) == (-2, 0, 2)
+
+    detail = (await gql(client, FULFILMENT_DETAIL, id=order_id))["data"]["order"]
+    fo_detail = detail["fulfillmentOrders"]["edges"][0]["node"]
+    assert fo_detail["orderName"] == sim.orders[order_id].name
+    assert fo_detail["assignedLocation"] == {"name": "Store", "countryCode": "DK", "location": {"id": store}}
+    chair_line = fo_detail["lineItems"]["nodes"][0]
+    assert chair_line["requiresShipping"] is True
+    assert chair_line["inventoryItemId"] == sim.find_by_sku("CH-1").inventory_item_id  # type: ignore[union-attr]
+    assert fo_detail["lineItems"]["nodes"][1]["inventoryItemId"] is None  # a custom line
+    (only,) = sim.fulfillment_orders(sim.orders[order_id].name)
+    assert only.id == fo["id"]
+
+
+async def test_fulfil_part_then_the_rest(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    sim.add_product("Table", [{"sku": "TB-1", "stock": 4}])
+    order_id = sim.create_order([("CH-1", 3), ("TB-1", 1)])
+    before = sim.orders[order_id].updated_at
+    order = await fulfilment_of(client, order_id)
+    (fo,) = order["fulfillmentOrders"]["nodes"]
+    chair = fo["lineItems"]["nodes"][0]
+
+    clock.advance(60)
+    tracking = {"company": "DHL", "number": "JD0001", "url": "https://track.example/JD0001"}
+    payload = await fulfil(
+        client,
+        [{"fulfillmentOrderId": fo["id"], "fulfillmentOrderLineItems": [{"id": chair["id"], "quantity": 1}]}],
+        trackingInfo=tracking,
+        notifyCustomer=True,
+    )
+    assert payload["userErrors"] == []
+    first = payload["fulfillment"]
+    assert (first["status"], first["trackingInfo"]) == ("SUCCESS", [tracking])
+    order = await fulfilment_of(client, order_id)
+    assert order["displayFulfillmentStatus"] == "PARTIALLY_FULFILLED"
+    assert order["fulfillmentOrders"]["nodes"][0]["status"] == "IN_PROGRESS"
+    assert remaining(order) == [[("CH-1", 3, 2), ("TB-1", 1, 1)]]
+    assert [f["id"] for f in order["fulfillments"]] == [first["id"]]
+    assert sim.orders[order_id].updated_at > before
+    assert stock_of(sim, "CH-1") == (7, 9, 2)  # one left the building: on hand and committed drop
+    (shipped,) = sim.fulfillments(order_id)
+    assert (shipped.quantities, shipped.notify_customer) == ({"CH-1": 1}, True)
+    assert shipped.tracking == ("DHL", "JD0001", "https://track.example/JD0001")
+
+    # no line items: everything left on the fulfillment order
+    clock.advance(60)
+    payload = await fulfil(client, [{"fulfillmentOrderId": fo["id"]}])
+    assert payload["userErrors"] == []
+    assert payload["fulfillment"]["trackingInfo"] == []
+    order = await fulfilment_of(client, order_id)
+    assert order["displayFulfillmentStatus"] == "FULFILLED"
+    assert order["fulfillmentOrders"]["nodes"][0]["status"] == "CLOSED"
+    assert remaining(order) == [[("CH-1", 3, 0), ("TB-1", 1, 0)]]
+    assert [f["createdAt"] for f in order["fulfillments"]] == sorted(
+        f["createdAt"] for f in order["fulfillments"]
+    )
+    assert stock_of(sim, "CH-1") == (7, 7, 0)
+    assert stock_of(sim, "TB-1") == (3, 3, 0)
+    assert [f.quantities for f in sim.fulfillments(order_id)] == [{"CH-1": 1}, {"CH-1": 2, "TB-1": 1}]
+    assert sim.fulfillments(order_id)[1].notify_customer is False
+
+    detail = (await gql(client, FULFILMENT_DETAIL, id=order_id))["data"]["order"]["fulfillments"]
+    assert [(f["name"], f["totalQuantity"], f["location"]["id"]) for f in detail] == [
+        (f"{sim.orders[order_id].name}.1", 1, sim.primary_location_id),
+        (f"{sim.orders[order_id].name}.2", 3, sim.primary_location_id),
+    ]
+    assert detail[1]["fulfillmentLineItems"]["nodes"] == [
+        {"quantity": 2, "lineItem": {"sku": "CH-1"}},
+        {"quantity": 1, "lineItem": {"sku": "TB-1"}},
+    ]
+
+    # the merchant's "mark as fulfilled" goes the same way, with the same stock effect
+    other = sim.create_order([("CH-1", 3), ("TB-1", 1)])
+    (made,) = sim.fulfill_order(other)
+    assert stock_of(sim, "CH-1") == (4, 4, 0)
+    assert stock_of(sim, "TB-1") == (2, 2, 0)
+    assert [f.id for f in sim.fulfillments(other)] == [made]
+    assert [fo.status for fo in sim.fulfillment_orders(other)] == ["CLOSED"]
+    assert sim.orders[other].display_fulfillment_status == "FULFILLED"
+    assert sim.fulfill_order(other) == []  # nothing left
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "over_remaining",
+        "zero",
+        "on_hold",
+        "unknown_order",
+        "foreign_line",
+        "cancelled",
+        "closed",
+        "two_locations",
+    ],
+)
+async def test_refused_fulfilments_change_nothing(
+    sim: ShopifySimulator, client: httpx.AsyncClient, case: str
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    order_id = sim.sell("CH-1", 2)
+    other_id = sim.sell("CH-1", 1)
+    fo = sim.fulfillment_orders(order_id)[0]
+    line = fo.line_items[0]
+    groups: list[dict[str, Any]] = [
+        {"fulfillmentOrderId": fo.id, "fulfillmentOrderLineItems": [{"id": line.id, "quantity": 1}]}
+    ]
+    if case == "over_remaining":
+        groups[0]["fulfillmentOrderLineItems"][0]["quantity"] = 3
+    elif case == "zero":
+        groups[0]["fulfillmentOrderLineItems"][0]["quantity"] = 0
+    elif case == "on_hold":
+        sim.hold_fulfillment_order(order_id)
+    elif case == "unknown_order":
+        groups[0]["fulfillmentOrderId"] = "gid://shopify/FulfillmentOrder/1"
+    elif case == "foreign_line":
+        groups[0]["fulfillmentOrderLineItems"][0]["id"] = sim.fulfillment_orders(other_id)[0].line_items[0].id
+    elif case == "cancelled":
+        sim.cancel_order(order_id)
+    elif case == "closed":
+        sim.fulfill_order(order_id)
+        groups = [{"fulfillmentOrderId": fo.id}]
+    elif case == "two_locations":
+        sim.move_fulfillment_order(other_id, sim.add_location("Store"))
+        groups.append({"fulfillmentOrderId": sim.fulfillment_orders(other_id)[0].id})
+    stock = stock_of(sim, "CH-1")
+    shipped = sum(len(sim.fulfillments(o)) for o in (order_id, other_id))
+    left = [
+        held.remaining_quantity
+        for o in (order_id, other_id)
+        for f in sim.fulfillment_orders(o)
+        for held in f.line_items
+    ]
+
+    payload = await fulfil(client, groups)
+    assert payload["fulfillment"] is None
+    (error,) = payload["userErrors"]
+    assert error["field"] == ["fulfillment"]
+    assert error["message"]
+    assert stock_of(sim, "CH-1") == stock
+    assert sum(len(sim.fulfillments(o)) for o in (order_id, other_id)) == shipped
+    assert [
+        held.remaining_quantity
+        for o in (order_id, other_id)
+        for f in sim.fulfillment_orders(o)
+        for held in f.line_items
+    ] == left
+
+
+async def test_tracking_is_replaced_and_the_customer_notified_on_request(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    order_id = sim.sell("CH-1", 1)
+    (fulfillment_id,) = sim.fulfill_order(order_id)
+    clock.advance(60)
+    before = sim.orders[order_id].updated_at
+    tracking = {"company": "GLS", "number": "123", "url": "https://gls.example/123"}
+    variables = {"fulfillmentId": fulfillment_id, "trackingInfoInput": tracking, "notifyCustomer": True}
+    body = await gql(client, docs.FULFILLMENT_TRACKING_UPDATE, **variables)
+    result = body["data"]["fulfillmentTrackingInfoUpdate"]
+    assert result["userErrors"] == []
+    assert result["fulfillment"]["trackingInfo"] == [tracking]
+    assert sim.orders[order_id].updated_at > before
+
+    # absolute values: a field left out is cleared, and sending it again changes nothing more
+    variables = {
+        "fulfillmentId": fulfillment_id,
+        "trackingInfoInput": {"number": "456"},
+        "notifyCustomer": False,
+    }
+    for _ in range(2):
+        body = await gql(client, docs.FULFILLMENT_TRACKING_UPDATE, **variables)
+    (shipped,) = sim.fulfillments(order_id)
+    assert shipped.tracking == (None, "456", None)
+    assert shipped.tracking_updates == [True, False, False]
+
+    variables["fulfillmentId"] = "gid://shopify/Fulfillment/1"
+    body = await gql(client, docs.FULFILLMENT_TRACKING_UPDATE, **variables)
+    result = body["data"]["fulfillmentTrackingInfoUpdate"]
+    assert result["fulfillment"] is None
+    assert result["userErrors"][0]["field"] == ["fulfillmentId"]
+
+
+async def test_a_cut_off_answer_to_fulfillment_create_left_the_fulfilment_made(
+    sim: ShopifySimulator, client: httpx.AsyncClient
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    order_id = sim.sell("CH-1", 2)
+    fo = sim.fulfillment_orders(order_id)[0]
+    request = {
+        "query": docs.FULFILLMENT_CREATE,
+        "variables": {"fulfillment": {"lineItemsByFulfillmentOrder": [{"fulfillmentOrderId": fo.id}]}},
+    }
+    # a 5xx is answered before anything runs
+    sim.faults = Faults(error_rate=1.0)
+    assert (await client.post(GRAPHQL, json=request)).status_code == 503
+    assert sim.fulfillments(order_id) == []
+    # a cut-off answer comes after the work was done
+    sim.faults = Faults(truncate_rate=1.0)
+    cut = await client.post(GRAPHQL, json=request)
+    with pytest.raises(ValueError, match=r"Expecting|Unterminated|delimiter"):
+        cut.json()
+    sim.faults = Faults()
+    assert [f.quantities for f in sim.fulfillments(order_id)] == [{"CH-1": 2}]
+    assert stock_of(sim, "CH-1") == (8, 8, 0)
+    # so sending it again is refused: nothing is left to fulfil (not idempotent)
+    again = (await client.post(GRAPHQL, json=request)).json()["data"]["fulfillmentCreate"]
+    assert again["fulfillment"] is None
+    assert "closed" in again["userErrors"][0]["message"]
+    assert len(sim.fulfillments(order_id)) == 1
+
+
+async def test_hold_release_and_move(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": {sim.primary_location_id: 10}}])
+    store = sim.add_location("Store")
+    sim.set_on_hand("CH-1", 5, store)
+    order_id = sim.sell("CH-1", 3)
+
+    clock.advance(60)
+    stamp = sim.orders[order_id].updated_at
+    sim.hold_fulfillment_order(order_id)
+    assert sim.orders[order_id].updated_at > stamp
+    order = await fulfilment_of(client, order_id)
+    assert (order["displayFulfillmentStatus"], order["fulfillmentOrders"]["nodes"][0]["status"]) == (
+        "ON_HOLD",
+        "ON_HOLD",
+    )
+    with pytest.raises(ValueError, match="held"):
+        sim.hold_fulfillment_order(order_id)
+    with pytest.raises(ValueError, match="moved"):
+        sim.move_fulfillment_order(order_id, store)
+    sim.release_fulfillment_order(order_id)
+    assert sim.fulfillment_orders(order_id)[0].status == "OPEN"
+
+    # nothing fulfilled yet: the same fulfillment order changes location, committed stock follows
+    (original,) = sim.fulfillment_orders(order_id)
+    assert sim.move_fulfillment_order(order_id, store) == [original.id]
+    assert original.location_id == store
+    assert stock_of(sim, "CH-1") == (10, 10, 0)
+    assert stock_of(sim, "CH-1", store) == (2, 5, 3)
+
+    # partly fulfilled: the original closes with what it shipped, a new one holds the rest
+    await fulfil(
+        client,
+        [
+            {
+                "fulfillmentOrderId": original.id,
+                "fulfillmentOrderLineItems": [{"id": original.line_items[0].id, "quantity": 1}],
+            }
+        ],
+    )
+    assert stock_of(sim, "CH-1", store) == (2, 4, 2)
+    (moved,) = sim.move_fulfillment_order(order_id, sim.primary_location_id)
+    assert moved != original.id
+    order = await fulfilment_of(client, order_id)
+    assert [
+        (fo["status"], fo["assignedLocation"]["location"]["id"]) for fo in order["fulfillmentOrders"]["nodes"]
+    ] == [
+        ("CLOSED", store),
+        ("OPEN", sim.primary_location_id),
+    ]
+    assert remaining(order) == [[("CH-1", 1, 0)], [("CH-1", 2, 2)]]
+    assert order["displayFulfillmentStatus"] == "PARTIALLY_FULFILLED"
+    assert stock_of(sim, "CH-1", store) == (4, 4, 0)
+    assert stock_of(sim, "CH-1") == (8, 10, 2)
+    sim.fulfill_order(order_id)
+    assert stock_of(sim, "CH-1") == (8, 8, 0)
+    assert sim.orders[order_id].display_fulfillment_status == "FULFILLED"
+    assert [f.location_id for f in sim.fulfillments(order_id)] == [store, sim.primary_location_id]
+
+
+async def test_edits_and_cancellation_reach_the_fulfillment_orders(sim: ShopifySimulator) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    order_id = sim.sell("CH-1", 4)
+    (fo,) = sim.fulfillment_orders(order_id)
+    sim.fulfillment_create(
+        {
+            "lineItemsByFulfillmentOrder": [
+                {
+                    "fulfillmentOrderId": fo.id,
+                    "fulfillmentOrderLineItems": [{"id": fo.line_items[0].id, "quantity": 1}],
+                }
+            ]
+        }
+    )
+    sim.edit_order(order_id, {"CH-1": 2})
+    assert (fo.line_items[0].total_quantity, fo.line_items[0].remaining_quantity) == (2, 1)
+    assert stock_of(sim, "CH-1") == (8, 9, 1)
+    with pytest.raises(ValueError, match=r"1\.\.4"):
+        sim.edit_order(order_id, {"CH-1": 0})  # one unit has shipped
+    sim.edit_order(order_id, {"CH-1": 1})
+    assert fo.status == "CLOSED"
+    assert sim.orders[order_id].display_fulfillment_status == "FULFILLED"
+    # units added back once the fulfillment order is closed get a new one
+    sim.edit_order(order_id, {"CH-1": 3})
+    assert [(f.status, f.line_items[0].remaining_quantity) for f in sim.fulfillment_orders(order_id)] == [
+        ("CLOSED", 0),
+        ("OPEN", 2),
+    ]
+    assert sim.orders[order_id].display_fulfillment_status == "PARTIALLY_FULFILLED"
+    sim.cancel_order(order_id)
+    assert [f.status for f in sim.fulfillment_orders(order_id)] == ["CLOSED", "CANCELLED"]
+    assert stock_of(sim, "CH-1") == (9, 9, 0)
+
+    untouched = sim.sell("CH-1", 1)
+    sim.cancel_order(untouched)
+    assert [f.status for f in sim.fulfillment_orders(untouched)] == ["CANCELLED"]
+
+
+async def test_financial_and_fulfillment_status_filters(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("Chair", [{"sku": "CH-1", "stock": 10}])
+    pending = sim.sell("CH-1", 1, financial_status="PENDING")
+    paid = sim.sell("CH-1", 2)
+    sim.fulfill_order(paid)
+    query = (
+        "query O($query: String) { orders(first: 10, query: $query) { nodes { id displayFinancialStatus } } }"
+    )
+
+    async def found(search: str) -> list[str]:
+        return [n["id"] for n in (await gql(client, query, query=search))["data"]["orders"]["nodes"]]
+
+    assert await found("financial_status:paid") == [paid]
+    assert await found("financial_status:pending,authorized") == [pending]
+    assert await found("fulfillment_status:shipped") == [paid]
+    assert await found("fulfillment_status:unfulfilled") == [pending]
+    assert await found("financial_status:paid fulfillment_status:unshipped") == []
+
+    clock.advance(60)
+    stamp = sim.orders[pending].updated_at
+    sim.mark_paid(sim.orders[pending].name)
+    assert sim.orders[pending].updated_at > stamp
+    assert await found("financial_status:paid") == [pending, paid]
+    sim.set_financial_status(pending, "PARTIALLY_REFUNDED")
+    assert sim.orders[pending].display_financial_status == "PARTIALLY_REFUNDED"
+    with pytest.raises(ValueError, match="financial status"):
+        sim.set_financial_status(pending, "SETTLED")
+    with pytest.raises(ValueError, match="financial status"):
+        sim.sell("CH-1", financial_status="paid")
+    with pytest.raises(KeyError):
+        sim.mark_paid("#9999")
+
+
 # --- product writes ------------------------------------------------------------------------------
 
 
@@ -645,6 +1067,12 @@ async def test_control_api_over_a_socket_seeds_sells_sets_faults_and_expires_tok
         ("POST", "/_sim/products", {"variants": []}),
         ("POST", "/_sim/products", {"title": "X", "variants": [{"colour": "red"}]}),
         ("POST", "/_sim/sales", {"sku": "NO-SUCH-SKU"}),
+        ("POST", "/_sim/fulfillments", {"order": "#9999"}),
+        ("GET", "/_sim/fulfillments", None),
+        ("POST", "/_sim/payments", {"order": "#9999", "status": "PAID"}),
+        ("POST", "/_sim/holds", {}),
+        ("DELETE", "/_sim/holds", {"order": "#9999"}),
+        ("POST", "/_sim/moves", {"order": "#9999", "location_id": "gid://shopify/Location/1"}),
     ],
 )
 async def test_control_api_refuses_what_it_cannot_do(
@@ -659,6 +1087,43 @@ async def test_control_api_refuses_what_it_cannot_do(
     assert len(sim.products) == 0
 
 
+async def test_control_api_pays_holds_moves_and_fulfils_orders(sim: ShopifySimulator) -> None:
+    sim.add_product("Lamp", [{"sku": "LA-1", "stock": 5}])
+    store = sim.add_location("Store")
+    async with serving(sim.handle, "shopify-sim") as base, httpx.AsyncClient(base_url=base) as http:
+        sale = await http.post(
+            "/_sim/sales", json={"sku": "LA-1", "quantity": 2, "financial_status": "PENDING"}
+        )
+        order = sale.json()["name"]
+        assert sim.orders[sale.json()["id"]].display_financial_status == "PENDING"
+
+        paid = await http.post("/_sim/payments", json={"order": order})
+        assert (paid.status_code, paid.json()["display_financial_status"]) == (200, "PAID")
+        held = await http.post("/_sim/holds", json={"order": order})
+        assert held.json()["display_fulfillment_status"] == "ON_HOLD"
+        released = await http.request("DELETE", "/_sim/holds", json={"order": order})
+        assert [fo["status"] for fo in released.json()["fulfillment_orders"]] == ["OPEN"]
+        moved = await http.post("/_sim/moves", json={"order": order, "location_id": store})
+        assert moved.json()["ids"] == [fo.id for fo in sim.fulfillment_orders(order)]
+        assert sim.committed("LA-1", store) == 2
+
+        made = await http.post("/_sim/fulfillments", json={"order": order})
+        assert made.status_code == 201
+        listed = (await http.get("/_sim/fulfillments", params={"order": order})).json()
+        assert listed == [
+            {
+                "id": made.json()["ids"][0],
+                "name": f"{order}.1",
+                "location_id": store,
+                "quantities": {"LA-1": 2},
+                "tracking": {"company": None, "number": None, "url": None},
+                "notify_customer": False,
+                "tracking_updates": [],
+            }
+        ]
+        assert (await http.get("/_sim/state")).json()["fulfillments"] == 1
+
+
 # --- Shopify's published schema ---------------------------------------------------------------
 
 
@@ -670,10 +1135,37 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
     sim.validate_schema = require_admin_schema()
     chair = sim.add_product("Chair", [{"sku": "CH-1", "price": "125.00", "stock": 5}])
     order_id = sim.sell("CH-1", 2, shipping_price="49.00")
-    ids_by_document = {"ORDER_LINE_ITEMS": order_id}
+    (shipped_id,) = sim.fulfill_order(sim.sell("CH-1", 1))  # shipping moves on hand, not available
+    (fo,) = sim.fulfillment_orders(order_id)
+    ids_by_document = {
+        "ORDER_LINE_ITEMS": order_id,
+        "ORDER_FULFILMENT": order_id,
+        "ORDER_FULFILLMENT_ORDERS": order_id,
+        "ORDER_FULFILLMENTS": order_id,
+        "FULFILLMENT_ORDER_LINE_ITEMS": fo.id,
+        "PRODUCT_BY_VARIANT": chair.variant_ids[0],
+    }
     item = chair.inventory_item_ids[0]
+    tracking = {"company": "DHL", "number": "JD0001", "url": "https://track.example/JD0001"}
     variables: dict[str, dict[str, Any]] = {
-        "SET_STOCK": {"input": stock_input(quantity(sim, item, 9, 3)), "key": "contract-1"},
+        "SET_STOCK": {"input": stock_input(quantity(sim, item, 9, 2)), "key": "contract-1"},
+        "FULFILLMENT_CREATE": {
+            "fulfillment": {
+                "lineItemsByFulfillmentOrder": [
+                    {
+                        "fulfillmentOrderId": fo.id,
+                        "fulfillmentOrderLineItems": [{"id": fo.line_items[0].id, "quantity": 1}],
+                    }
+                ],
+                "notifyCustomer": False,
+                "trackingInfo": tracking,
+            }
+        },
+        "FULFILLMENT_TRACKING_UPDATE": {
+            "fulfillmentId": shipped_id,
+            "trackingInfoInput": tracking,
+            "notifyCustomer": True,
+        },
         "PRODUCT_CREATE": {"product": {"title": "Desk", "descriptionHtml": "<p>Oak</p>", "status": "DRAFT"}},
         "PRODUCT_UPDATE": {"product": {"id": chair.product_id, "title": "Armchair"}},
         "VARIANTS_BULK_UPDATE": {
@@ -698,4 +1190,8 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
             body = await gql(http, document, **values)
             assert "errors" not in body, (name, body["errors"])
             assert body["extensions"]["cost"]["requestedQueryCost"] <= 1000, name
+            assert None not in body["data"].values(), name  # every id found
     assert sim.available("CH-1") == 9
+    assert [f.tracking for f in sim.fulfillments(order_id)] == [
+        ("DHL", "JD0001", "https://track.example/JD0001")
+    ]

@@ -18,13 +18,17 @@ What a client sees:
   be made to lag;
 * ``inventorySetQuantities`` with mandatory ``@idempotent(key:)`` and
   ``changeFromQuantity`` compare-and-swap;
+* fulfillment orders (one per order at its location, holding the lines that require
+  shipping), ``fulfillmentCreate`` (no idempotency key, all or nothing, committed and
+  on-hand stock drop) and ``fulfillmentTrackingInfoUpdate``;
 * faults from :class:`~daemon.sim.faults.Faults`: 5xx answers, throttle bursts (HTTP 429,
   or ``THROTTLED`` with HTTP 200 after other traffic emptied the bucket), truncated
   bodies and delays.
 
 Tests and the demo drive the shop through Python methods (:meth:`ShopifySimulator.add_product`,
-:meth:`~ShopifySimulator.sell`, …) or the ``/_sim/`` HTTP control API (seed products,
-orders and sales, set faults, expire tokens; see :meth:`ShopifySimulator._control`). Time is injected
+:meth:`~ShopifySimulator.sell`, :meth:`~ShopifySimulator.fulfill_order`, …) or the ``/_sim/``
+HTTP control API (seed products, orders and sales, fulfil, hold and move orders, mark them
+paid, set faults, expire tokens; see :meth:`ShopifySimulator._control`). Time is injected
 (``now`` for timestamps, ``monotonic`` for the bucket and token expiry), so tests never
 sleep; :class:`SimClock` is a ready-made manual clock.
 
@@ -59,6 +63,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLInterfaceType,
     GraphQLList,
@@ -91,6 +96,8 @@ __all__ = [
     "DEFAULT_ACCESS_TOKEN",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
+    "FINISHED_STATUSES",
+    "FULFILLABLE_STATUSES",
     "SUPPORTED_VERSIONS",
     "AddedProduct",
     "CostBucket",
@@ -108,6 +115,10 @@ __all__ = [
     "SearchTerm",
     "ShopifySimulator",
     "SimClock",
+    "SimFulfillment",
+    "SimFulfillmentLine",
+    "SimFulfillmentOrder",
+    "SimFulfillmentOrderLine",
     "VariantSpec",
     "estimate_cost",
     "load_schema",
@@ -503,6 +514,114 @@ class ShippingLine:
         return self.price - self.discount
 
 
+#: fulfillment order states in which units can be fulfilled
+FULFILLABLE_STATUSES = frozenset({"OPEN", "IN_PROGRESS"})
+#: fulfillment order states that are over: nothing is fulfilled, moved or edited on them
+FINISHED_STATUSES = frozenset({"CLOSED", "CANCELLED", "INCOMPLETE"})
+
+
+@dataclass(eq=False)
+class SimFulfillmentOrderLine:
+    """How many units of one order line a fulfillment order holds, and how many are left."""
+
+    TYPENAME: ClassVar[str] = "FulfillmentOrderLineItem"
+    id: str
+    fulfillment_order_id: str
+    line_item: LineItem
+    total_quantity: int
+    remaining_quantity: int
+
+
+@dataclass(eq=False)
+class SimFulfillmentOrder:
+    """The work of shipping (part of) an order from one location.
+
+    An order gets one when it is placed, at its location, holding every line that requires
+    shipping. Moving it after a partial fulfilment closes it and opens a new one at the new
+    location for what is left, as Shopify does; otherwise it stays the only one.
+    """
+
+    TYPENAME: ClassVar[str] = "FulfillmentOrder"
+    id: str
+    order_id: str
+    location_id: str
+    created_at: datetime
+    updated_at: datetime
+    status: str = "OPEN"
+    line_items: list[SimFulfillmentOrderLine] = field(default_factory=list)
+
+    @property
+    def fulfillable(self) -> bool:
+        """Whether ``fulfillmentCreate`` may take units from it now."""
+        return self.status in FULFILLABLE_STATUSES
+
+    @property
+    def finished(self) -> bool:
+        """Closed, cancelled or incomplete: it holds no further work."""
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def started(self) -> bool:
+        """Whether any unit of it has been fulfilled."""
+        return any(line.remaining_quantity < line.total_quantity for line in self.line_items)
+
+
+@dataclass(frozen=True, eq=False)
+class SimFulfillmentLine:
+    """Units of one order line shipped by one fulfilment (Shopify's ``FulfillmentLineItem``)."""
+
+    TYPENAME: ClassVar[str] = "FulfillmentLineItem"
+    id: str
+    line_item: LineItem
+    fulfillment_order_line_id: str
+    quantity: int
+
+
+@dataclass(eq=False)
+class SimFulfillment:
+    """A shipment: units taken from fulfillment orders, with tracking.
+
+    ``notify_customer`` is the flag ``fulfillmentCreate`` was given and ``tracking_updates``
+    the ``notifyCustomer`` of each ``fulfillmentTrackingInfoUpdate`` since, so tests can
+    tell whether (and how often) the customer would have been e-mailed.
+    """
+
+    TYPENAME: ClassVar[str] = "Fulfillment"
+    id: str
+    order_id: str
+    location_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    lines: tuple[SimFulfillmentLine, ...]
+    status: str = "SUCCESS"
+    tracking_company: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    notify_customer: bool = False
+    message: str | None = None
+    tracking_updates: list[bool] = field(default_factory=list)
+
+    @property
+    def quantities(self) -> dict[str, int]:
+        """Units shipped by SKU (the line item id for a line without one)."""
+        shipped: dict[str, int] = {}
+        for line in self.lines:
+            key = line.line_item.sku or line.line_item.id
+            shipped[key] = shipped.get(key, 0) + line.quantity
+        return shipped
+
+    @property
+    def total_quantity(self) -> int:
+        """Every unit the fulfilment shipped."""
+        return sum(line.quantity for line in self.lines)
+
+    @property
+    def tracking(self) -> tuple[str | None, str | None, str | None]:
+        """(company, number, url)."""
+        return (self.tracking_company, self.tracking_number, self.tracking_url)
+
+
 @dataclass(eq=False)
 class Order:
     """An order with its lines, shipping, customer and addresses."""
@@ -532,6 +651,9 @@ class Order:
     display_financial_status: str | None = "PAID"
     display_fulfillment_status: str = "UNFULFILLED"
     source_name: str | None = "web"
+    fulfillment_orders: list[SimFulfillmentOrder] = field(default_factory=list)
+    #: oldest first
+    fulfillments: list[SimFulfillment] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -870,6 +992,19 @@ def _text_matches(actual: str | None, pattern: str) -> bool:
     return actual.lower() == pattern.lower()
 
 
+#: ``fulfillment_status:`` search values and the ``displayFulfillmentStatus`` each matches
+_FULFILLMENT_FILTER: dict[str, set[str]] = {
+    "shipped": {"FULFILLED"},
+    "fulfilled": {"FULFILLED"},
+    "partial": {"PARTIALLY_FULFILLED"},
+    "unshipped": {"UNFULFILLED"},
+    "unfulfilled": {"UNFULFILLED", "PARTIALLY_FULFILLED"},
+    "on_hold": {"ON_HOLD"},
+    "scheduled": {"SCHEDULED"},
+    "request_declined": {"REQUEST_DECLINED"},
+}
+
+
 def _flag(value: str) -> bool | None:
     lowered = value.lower()
     return True if lowered == "true" else False if lowered == "false" else None
@@ -1090,6 +1225,8 @@ def _query_resolvers() -> dict[str, Resolver]:
         "productVariants": product_variants,
         "productVariantsCount": variants_count,
         "inventoryItem": lookup(InventoryItem),
+        "fulfillment": lookup(SimFulfillment),
+        "fulfillmentOrder": lookup(SimFulfillmentOrder),
     }
 
 
@@ -1127,7 +1264,25 @@ def _mutation_resolvers() -> dict[str, Resolver]:
     ) -> dict[str, Any]:
         return _sim(info).variants_bulk_update(productId, variants, partial=allowPartialUpdates)
 
+    def fulfillment_create(
+        _root: None, info: Info, fulfillment: dict[str, Any], message: str | None = None
+    ) -> dict[str, Any]:
+        return _sim(info).fulfillment_create(fulfillment, message=message)
+
+    def tracking_info_update(
+        _root: None,
+        info: Info,
+        fulfillmentId: str,
+        trackingInfoInput: dict[str, Any],
+        notifyCustomer: bool | None = None,
+    ) -> dict[str, Any]:
+        return _sim(info).fulfillment_tracking_info_update(
+            fulfillmentId, trackingInfoInput, notify=bool(notifyCustomer)
+        )
+
     return {
+        "fulfillmentCreate": fulfillment_create,
+        "fulfillmentTrackingInfoUpdate": tracking_info_update,
         "inventorySetQuantities": inventory_set_quantities,
         "productCreate": product_create,
         "productUpdate": product_update,
@@ -1276,6 +1431,56 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
     def order_customer(order: Order, info: Info) -> Customer | None:
         return _sim(info).customers.get(order.customer_id or "")
 
+    def order_fulfillment_orders(order: Order, _info: Info, **args: Any) -> dict[str, Any]:
+        return _paginate(order.fulfillment_orders, _by_id, args)
+
+    def first_of(rows: Sequence[T], first: int | None) -> list[T]:
+        """A list field's ``first``: truncates the array (no cursor, no page info)."""
+        if first is None:
+            return list(rows)
+        if not 0 <= first <= MAX_PAGE_SIZE:
+            raise GraphQLError(f"first must be between 0 and {MAX_PAGE_SIZE}, got {first}")
+        return list(rows[:first])
+
+    def order_fulfillments(order: Order, _info: Info, first: int | None = None) -> list[SimFulfillment]:
+        return first_of(order.fulfillments, first)
+
+    def assigned_location(fo: SimFulfillmentOrder, info: Info) -> dict[str, Any]:
+        location = _sim(info).locations[fo.location_id]
+        address = location.address
+        return {
+            "address1": address.get("address1"),
+            "address2": address.get("address2"),
+            "city": address.get("city"),
+            # ZZ is Shopify's "unknown region", for a location seeded without a country
+            "countryCode": address.get("countryCode") or "ZZ",
+            "location": location,
+            "name": location.name,
+            "phone": address.get("phone"),
+            "province": address.get("province"),
+            "zip": address.get("zip"),
+        }
+
+    def fo_line_items(fo: SimFulfillmentOrder, _info: Info, **args: Any) -> dict[str, Any]:
+        return _paginate(fo.line_items, _by_id, args)
+
+    def fo_line_variant(line: SimFulfillmentOrderLine, info: Info) -> ProductVariant | None:
+        return _sim(info).variants.get(line.line_item.variant_id or "")
+
+    def fo_line_item_id(line: SimFulfillmentOrderLine, info: Info) -> str | None:
+        variant = fo_line_variant(line, info)
+        return None if variant is None else variant.inventory_item_id
+
+    def tracking_info(
+        fulfillment: SimFulfillment, _info: Info, first: int | None = None
+    ) -> list[dict[str, Any]]:
+        company, number, url = fulfillment.tracking
+        rows = [{"company": company, "number": number, "url": url}] if number or url or company else []
+        return first_of(rows, first)
+
+    def fulfillment_line_items(fulfillment: SimFulfillment, _info: Info, **args: Any) -> dict[str, Any]:
+        return _paginate(fulfillment.lines, _by_id, args)
+
     def product_variants(product: Product, info: Info, **args: Any) -> dict[str, Any]:
         sim = _sim(info)
         rows = [sim.variants[v] for v in product.variant_ids]
@@ -1387,6 +1592,8 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
             "shipsInventory": lambda loc, _info: loc.fulfills_online_orders,
         },
         "Order": {
+            "fulfillmentOrders": order_fulfillment_orders,
+            "fulfillments": order_fulfillments,
             "closed": lambda order, _info: order.closed_at is not None,
             "confirmed": lambda _order, _info: True,
             "currentSubtotalPriceSet": bag("subtotal", current=True),
@@ -1463,6 +1670,31 @@ def _type_resolvers() -> dict[str, dict[str, Resolver]]:
             "quantities": level_quantities,
         },
         "InventoryAdjustmentGroup": {"changes": group_changes},
+        "FulfillmentOrder": {
+            "assignedLocation": assigned_location,
+            "lineItems": fo_line_items,
+            "order": lambda fo, info: _sim(info).orders[fo.order_id],
+            "orderName": lambda fo, info: _sim(info).orders[fo.order_id].name,
+        },
+        "FulfillmentOrderLineItem": {
+            "inventoryItemId": fo_line_item_id,
+            "productTitle": lambda line, _info: line.line_item.title,
+            "requiresShipping": lambda line, _info: line.line_item.requires_shipping,
+            "sku": lambda line, _info: line.line_item.sku,
+            "variant": fo_line_variant,
+            "variantTitle": lambda line, _info: line.line_item.variant_title,
+            "vendor": lambda line, _info: line.line_item.vendor,
+        },
+        "Fulfillment": {
+            # the simulator ships and tracks nothing further: every fulfilment is done
+            "displayStatus": lambda _fulfillment, _info: "FULFILLED",
+            "fulfillmentLineItems": fulfillment_line_items,
+            "legacyResourceId": _legacy_id,
+            "location": lambda fulfillment, info: _sim(info).locations.get(fulfillment.location_id),
+            "order": lambda fulfillment, info: _sim(info).orders[fulfillment.order_id],
+            "requiresShipping": lambda _fulfillment, _info: True,
+            "trackingInfo": tracking_info,
+        },
     }
 
 
@@ -1514,6 +1746,20 @@ async def _control_body(request: httpx.Request) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise TypeError("expected a JSON object")
     return payload
+
+
+def _fulfillment_json(fulfillment: SimFulfillment) -> dict[str, Any]:
+    """A fulfilment as the control API shows it."""
+    company, number, url = fulfillment.tracking
+    return {
+        "id": fulfillment.id,
+        "name": fulfillment.name,
+        "location_id": fulfillment.location_id,
+        "quantities": fulfillment.quantities,
+        "tracking": {"company": company, "number": number, "url": url},
+        "notify_customer": fulfillment.notify_customer,
+        "tracking_updates": list(fulfillment.tracking_updates),
+    }
 
 
 def _variant_spec(raw: object) -> VariantSpec:
@@ -1885,10 +2131,13 @@ class ShopifySimulator:
 
         Lines are ``(sku, quantity)`` or :class:`OrderLineSpec`. Tracked stock at
         ``location`` (primary by default) is committed, so ``available`` drops while
-        ``on_hand`` stays until :meth:`fulfill_order`. Tax lines use ``tax_rate``; with
-        ``taxes_included`` the prices contain the tax (as in the EU). ``shipping_lines``
-        replaces the one line of ``shipping_price`` (several, discounted or untaxed).
+        ``on_hand`` stays until the order is fulfilled. The order gets one fulfillment
+        order at ``location`` holding every line that requires shipping. Tax lines use
+        ``tax_rate``; with ``taxes_included`` the prices contain the tax (as in the EU).
+        ``shipping_lines`` replaces the one line of ``shipping_price`` (several, discounted
+        or untaxed). ``financial_status`` is an ``OrderDisplayFinancialStatus`` value.
         """
+        self._check_financial_status(financial_status)
         stamp = self._stamp()
         order_id = self._gid("Order")
         rate = Decimal(str(tax_rate))
@@ -1950,7 +2199,10 @@ class ShopifySimulator:
         self.orders[order_id] = order
         self._register(order)
         for line in order.line_items:
-            self._commit(order, line, line.current_quantity)
+            self._commit(location_id, line, line.current_quantity)
+        shipped = [(line, line.current_quantity) for line in order.line_items if line.requires_shipping]
+        if shipped:
+            self._open_fulfillment_order(order, location_id, shipped)
         return order_id
 
     def sell(self, sku: str, quantity: int = 1, **order_fields: Any) -> str:
@@ -2012,18 +2264,37 @@ class ShopifySimulator:
             variant_title=variant.title if variant else None,
             vendor=product.vendor if product else None,
             taxable=variant.taxable if variant else True,
+            requires_shipping=self.inventory_items[variant.inventory_item_id].requires_shipping
+            if variant
+            else True,
         )
 
-    def _commit(self, order: Order, line: LineItem, quantity: int) -> None:
-        """Move ``quantity`` of a line's stock into (positive) or out of (negative) committed."""
-        if line.variant_id is None or quantity == 0:
-            return
+    def _tracked_item(self, line: LineItem) -> InventoryItem | None:
+        """The inventory item whose stock a line moves (None: custom line or untracked)."""
+        if line.variant_id is None:
+            return None
         item = self.inventory_items[self.variants[line.variant_id].inventory_item_id]
-        if not item.tracked:
+        return item if item.tracked else None
+
+    def _commit(self, location_id: str, line: LineItem, quantity: int) -> None:
+        """Move ``quantity`` of a line's stock at a location into (positive) or out of
+        (negative) committed."""
+        item = self._tracked_item(line)
+        if item is None or quantity == 0:
             return
-        level = self._level(item.id, order.location_id)
+        level = self._level(item.id, location_id)
         level.committed = max(level.committed + quantity, 0)
         self._touch_stock(level)
+
+    def _ship(self, location_id: str, line: LineItem, quantity: int) -> None:
+        """``quantity`` of a line leaves the building: committed and on hand both drop."""
+        item = self._tracked_item(line)
+        if item is not None and quantity:
+            level = self._level(item.id, location_id)
+            level.on_hand -= quantity
+            level.committed = max(level.committed - quantity, 0)
+            self._touch_stock(level)
+        line.fulfilled_quantity += quantity
 
     def order_demand(self, order_id: str) -> dict[str, int]:
         """SKU → units still wanted by an order (current quantities; 0 when cancelled)."""
@@ -2045,10 +2316,27 @@ class ShopifySimulator:
             if not matches:
                 raise KeyError(f"order {order.name} has no line {key!r}")
             line = matches[0]
-            if quantity < 0 or quantity > line.quantity:
-                raise ValueError(f"quantity for {key!r} must be within 0..{line.quantity}")
-            self._commit(order, line, quantity - line.current_quantity)
+            if quantity < line.fulfilled_quantity or quantity > line.quantity:
+                raise ValueError(
+                    f"quantity for {key!r} must be within {line.fulfilled_quantity}..{line.quantity}"
+                )
+            delta = quantity - line.current_quantity
             line.current_quantity = quantity
+            held = self._open_line(order, line)
+            if held is not None:
+                # the unfulfilled units live on the line's one unfinished fulfillment order
+                fo = self._fulfillment_order(held.fulfillment_order_id)
+                held.total_quantity += delta
+                held.remaining_quantity += delta
+                fo.updated_at = self._stamp()
+                self._commit(fo.location_id, line, delta)
+            elif delta > 0 and line.requires_shipping:
+                # units added back after the line was done: Shopify opens a new fulfillment order
+                self._commit(order.location_id, line, delta)
+                self._open_fulfillment_order(order, order.location_id, [(line, delta)])
+            else:
+                self._commit(order.location_id, line, delta)
+        self._settle(order)
         order.updated_at = self._stamp()
 
     def cancel_order(self, order_id: str, *, reason: str = "CUSTOMER", restock: bool = True) -> None:
@@ -2057,27 +2345,237 @@ class ShopifySimulator:
         stamp = self._stamp()
         if restock:
             for line in order.line_items:
-                self._commit(order, line, -(line.current_quantity - line.fulfilled_quantity))
+                held = self._open_line(order, line)
+                location = (
+                    self._fulfillment_order(held.fulfillment_order_id).location_id
+                    if held is not None
+                    else order.location_id
+                )
+                self._commit(location, line, -(line.current_quantity - line.fulfilled_quantity))
                 line.current_quantity = line.fulfilled_quantity
+                if held is not None:
+                    held.total_quantity -= held.remaining_quantity
+                    held.remaining_quantity = 0
+        for fo in order.fulfillment_orders:
+            if not fo.finished:
+                fo.status = "CLOSED" if fo.started else "CANCELLED"
+                fo.updated_at = stamp
+        self._settle(order)
         order.cancelled_at = order.closed_at = order.updated_at = stamp
         order.cancel_reason = reason
         order.display_financial_status = "REFUNDED" if order.display_financial_status == "PAID" else "VOIDED"
 
-    def fulfill_order(self, order_id: str) -> None:
-        """Ship everything still open: committed and on-hand stock both drop."""
-        order = self.orders[order_id]
-        for line in order.line_items:
-            remaining = line.current_quantity - line.fulfilled_quantity
-            if remaining > 0 and line.variant_id is not None:
-                item = self.inventory_items[self.variants[line.variant_id].inventory_item_id]
-                if item.tracked:
-                    level = self._level(item.id, order.location_id)
-                    level.on_hand -= remaining
-                    level.committed = max(level.committed - remaining, 0)
-                    self._touch_stock(level)
-            line.fulfilled_quantity = line.current_quantity
-        order.display_fulfillment_status = "FULFILLED"
+    def fulfill_order(self, order_id: str) -> list[str]:
+        """Ship everything still open, one fulfilment per fulfillable fulfillment order
+        (the merchant's "Mark as fulfilled"); return the new fulfilments' ids.
+
+        Goes the way ``fulfillmentCreate`` does: committed and on-hand stock both drop at
+        the fulfillment order's location. Held, closed and cancelled ones are left alone.
+        """
+        order = self._order(order_id)
+        created: list[str] = []
+        for fo in list(order.fulfillment_orders):
+            picks = [(line, line.remaining_quantity) for line in fo.line_items if line.remaining_quantity]
+            if fo.fulfillable and picks:
+                created.append(self._fulfil(order, [(fo, picks)]).id)
+        return created
+
+    def fulfillment_orders(self, order_id: str) -> list[SimFulfillmentOrder]:
+        """The order's fulfillment orders, oldest first (an order id or name like ``#1001``)."""
+        return list(self._order(order_id).fulfillment_orders)
+
+    def fulfillments(self, order_id: str) -> list[SimFulfillment]:
+        """The order's fulfilments, oldest first (an order id or name like ``#1001``)."""
+        return list(self._order(order_id).fulfillments)
+
+    def set_financial_status(self, order_id: str, status: str) -> None:
+        """Set ``displayFinancialStatus`` (``PAID``, ``PENDING`` …) and bump ``updatedAt``."""
+        self._check_financial_status(status)
+        order = self._order(order_id)
+        order.display_financial_status = status
         order.updated_at = self._stamp()
+
+    def mark_paid(self, order_id: str) -> None:
+        """The payment was captured: ``displayFinancialStatus`` becomes ``PAID``."""
+        self.set_financial_status(order_id, "PAID")
+
+    def hold_fulfillment_order(self, order_id: str) -> None:
+        """Put the order's fulfillable fulfillment orders ``ON_HOLD`` (ValueError: none)."""
+        order = self._order(order_id)
+        held = [fo for fo in order.fulfillment_orders if fo.fulfillable]
+        if not held:
+            raise ValueError(f"order {order.name} has no fulfillment order that can be held")
+        stamp = self._stamp()
+        for fo in held:
+            fo.status, fo.updated_at = "ON_HOLD", stamp
+        self._settle(order)
+        order.updated_at = stamp
+
+    def release_fulfillment_order(self, order_id: str) -> None:
+        """Release the order's held fulfillment orders (ValueError: none is held)."""
+        order = self._order(order_id)
+        held = [fo for fo in order.fulfillment_orders if fo.status == "ON_HOLD"]
+        if not held:
+            raise ValueError(f"order {order.name} has no fulfillment order on hold")
+        stamp = self._stamp()
+        for fo in held:
+            fo.status, fo.updated_at = "OPEN", stamp  # _settle makes it IN_PROGRESS if started
+        self._settle(order)
+        order.updated_at = stamp
+
+    def move_fulfillment_order(self, order_id: str, location_id: str) -> list[str]:
+        """Assign the order's fulfillable fulfillment orders to another location; return the
+        ids of the fulfillment orders now there.
+
+        Committed stock moves with them. A fulfillment order nothing was fulfilled from
+        keeps its id; one that was partly fulfilled is closed with what it shipped and a
+        new one at ``location_id`` takes what is left (Shopify's ``fulfillmentOrderMove``).
+        """
+        order = self._order(order_id)
+        if location_id not in self.locations:
+            raise KeyError(f"no location {location_id!r}")
+        movable = [fo for fo in order.fulfillment_orders if fo.fulfillable]
+        if not movable:
+            raise ValueError(f"order {order.name} has no fulfillment order that can be moved")
+        stamp = self._stamp()
+        moved: list[str] = []
+        for fo in movable:
+            if fo.location_id == location_id:
+                moved.append(fo.id)
+                continue
+            left = [
+                (line.line_item, line.remaining_quantity) for line in fo.line_items if line.remaining_quantity
+            ]
+            for line_item, units in left:
+                self._commit(fo.location_id, line_item, -units)
+                self._commit(location_id, line_item, units)
+            if not fo.started:
+                fo.location_id, fo.updated_at = location_id, stamp
+                moved.append(fo.id)
+                continue
+            for line in fo.line_items:
+                line.total_quantity -= line.remaining_quantity
+                line.remaining_quantity = 0
+            fo.status, fo.updated_at = "CLOSED", stamp
+            moved.append(self._open_fulfillment_order(order, location_id, left).id)
+        order.location_id = location_id
+        self._settle(order)
+        order.updated_at = stamp
+        return moved
+
+    def _order(self, order_id: str) -> Order:
+        """An order by id or by name (``#1001``); KeyError when there is none."""
+        order = self.orders.get(order_id)
+        if order is None:
+            order = next((o for o in self.orders.values() if o.name == order_id), None)
+        if order is None:
+            raise KeyError(f"no order {order_id!r}")
+        return order
+
+    def _check_financial_status(self, status: str) -> None:
+        enum = self.schema.get_type("OrderDisplayFinancialStatus")
+        allowed = list(enum.values) if isinstance(enum, GraphQLEnumType) else []
+        if status not in allowed:
+            raise ValueError(f"financial status must be one of {', '.join(sorted(allowed))}, not {status!r}")
+
+    def _fulfillment_order(self, fo_id: str) -> SimFulfillmentOrder:
+        return cast(SimFulfillmentOrder, self._nodes[fo_id])
+
+    def _open_fulfillment_order(
+        self, order: Order, location_id: str, lines: Sequence[tuple[LineItem, int]]
+    ) -> SimFulfillmentOrder:
+        stamp = self._stamp()
+        fo = SimFulfillmentOrder(
+            id=self._gid("FulfillmentOrder"),
+            order_id=order.id,
+            location_id=location_id,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        for line_item, units in lines:
+            line = SimFulfillmentOrderLine(
+                self._gid("FulfillmentOrderLineItem"), fo.id, line_item, units, units
+            )
+            fo.line_items.append(line)
+            self._register(line)
+        order.fulfillment_orders.append(fo)
+        self._register(fo)
+        return fo
+
+    def _open_line(self, order: Order, line: LineItem) -> SimFulfillmentOrderLine | None:
+        """Where a line's unfulfilled units are: its entry on an unfinished fulfillment order."""
+        for fo in order.fulfillment_orders:
+            if not fo.finished:
+                for held in fo.line_items:
+                    if held.line_item is line:
+                        return held
+        return None
+
+    def _fulfil(
+        self,
+        order: Order,
+        plan: Sequence[tuple[SimFulfillmentOrder, Sequence[tuple[SimFulfillmentOrderLine, int]]]],
+        *,
+        tracking: Mapping[str, Any] | None = None,
+        notify: bool = False,
+        message: str | None = None,
+    ) -> SimFulfillment:
+        """Ship the units of ``plan`` (checked by the caller: fulfillable, one order, one
+        location, within what is left) as one fulfilment: the one path for every fulfilment."""
+        stamp = self._stamp()
+        location_id = plan[0][0].location_id
+        lines: list[SimFulfillmentLine] = []
+        for fo, picks in plan:
+            for held, units in picks:
+                held.remaining_quantity -= units
+                self._ship(location_id, held.line_item, units)
+                lines.append(
+                    SimFulfillmentLine(self._gid("FulfillmentLineItem"), held.line_item, held.id, units)
+                )
+            fo.updated_at = stamp
+        tracking = tracking or {}
+        fulfillment = SimFulfillment(
+            id=self._gid("Fulfillment"),
+            order_id=order.id,
+            location_id=location_id,
+            name=f"{order.name}.{len(order.fulfillments) + 1}",
+            created_at=stamp,
+            updated_at=stamp,
+            lines=tuple(lines),
+            tracking_company=tracking.get("company"),
+            tracking_number=tracking.get("number"),
+            tracking_url=tracking.get("url"),
+            notify_customer=notify,
+            message=message,
+        )
+        for line in lines:
+            self._register(line)
+        self._register(fulfillment)
+        order.fulfillments.append(fulfillment)
+        self._settle(order)
+        order.updated_at = stamp
+        return fulfillment
+
+    def _settle(self, order: Order) -> None:
+        """Bring fulfillment order states and the order's ``displayFulfillmentStatus`` in
+        line with the quantities."""
+        for fo in order.fulfillment_orders:
+            if fo.fulfillable:
+                if all(line.remaining_quantity == 0 for line in fo.line_items):
+                    fo.status = "CLOSED"
+                else:
+                    fo.status = "IN_PROGRESS" if fo.started else "OPEN"
+        shipping = [line for line in order.line_items if line.requires_shipping]
+        fulfilled = sum(line.fulfilled_quantity for line in shipping)
+        wanted = sum(line.current_quantity for line in shipping)
+        if fulfilled and fulfilled >= wanted:
+            order.display_fulfillment_status = "FULFILLED"
+        elif fulfilled:
+            order.display_fulfillment_status = "PARTIALLY_FULFILLED"
+        elif any(fo.status == "ON_HOLD" for fo in order.fulfillment_orders):
+            order.display_fulfillment_status = "ON_HOLD"
+        else:
+            order.display_fulfillment_status = "UNFULFILLED"
 
     # --- control API: auth, counters, summary -------------------------------------------------
 
@@ -2126,6 +2624,7 @@ class ShopifySimulator:
             "products": len(self.products),
             "variants": len(self.variants),
             "orders": len(self.orders),
+            "fulfillments": sum(len(order.fulfillments) for order in self.orders.values()),
             "customers": len(self.customers),
             "requests": dict(self.requests),
             "inventory_applications": len(self.inventory_applications),
@@ -2183,6 +2682,16 @@ class ShopifySimulator:
             return _text_matches(order.email, term.value)
         if term.field == "id":
             return str(_gid_number(order.id)) == term.value
+        if term.field == "financial_status":
+            wanted = {v.strip().upper() for v in term.value.split(",")}
+            return "ANY" in wanted or (order.display_financial_status or "") in wanted
+        if term.field == "fulfillment_status":
+            matching: set[str] = set()
+            for value in term.value.lower().split(","):
+                if value.strip() == "any":
+                    return True
+                matching |= _FULFILLMENT_FILTER.get(value.strip(), set())
+            return order.display_fulfillment_status in matching
         return None
 
     def product_matches(self, product: Product, term: SearchTerm) -> bool | None:
@@ -2547,6 +3056,88 @@ class ShopifySimulator:
             product.updated_at = stamp
         return {"product": product, "productVariants": changed, "userErrors": errors}
 
+    def fulfillment_create(self, fields: Mapping[str, Any], *, message: str | None = None) -> dict[str, Any]:
+        """``fulfillmentCreate``: ship units of one order's fulfillment orders at one location.
+
+        All or nothing, like Shopify: an unknown or unfulfillable (held, closed, cancelled)
+        fulfillment order, a line item of another fulfillment order, or a quantity that is
+        not positive or above ``remainingQuantity`` is a userError and changes nothing. A
+        fulfillment order given without line items is fulfilled in full.
+        """
+        groups: list[dict[str, Any]] = fields["lineItemsByFulfillmentOrder"]
+
+        def refuse(text: str) -> dict[str, Any]:
+            # Shopify points these at the whole input, not at the offending item
+            return {"fulfillment": None, "userErrors": [{"field": ["fulfillment"], "message": text}]}
+
+        if not groups:
+            return refuse("Line items by fulfillment order must contain at least one fulfillment order.")
+        if len(groups) > MAX_PAGE_SIZE:
+            raise GraphQLError(
+                f"The input array size of {len(groups)} is greater than the maximum allowed of {MAX_PAGE_SIZE}.",
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            )
+        plan: list[tuple[SimFulfillmentOrder, list[tuple[SimFulfillmentOrderLine, int]]]] = []
+        for group in groups:
+            fo = self.node(group["fulfillmentOrderId"])
+            if not isinstance(fo, SimFulfillmentOrder):
+                return refuse(f"Fulfillment order {group['fulfillmentOrderId']} does not exist.")
+            if any(fo is planned for planned, _ in plan):
+                return refuse(f"Fulfillment order {fo.id} is given more than once.")
+            if not fo.fulfillable:
+                return refuse(f"Fulfillment order {fo.id} has an unfulfillable status= {fo.status.lower()}.")
+            items = group.get("fulfillmentOrderLineItems")
+            wanted: dict[str, int] = {}
+            if not items:
+                wanted = {
+                    line.id: line.remaining_quantity for line in fo.line_items if line.remaining_quantity
+                }
+            for item in items or ():
+                wanted[item["id"]] = wanted.get(item["id"], 0) + item["quantity"]
+            by_id = {line.id: line for line in fo.line_items}
+            picks: list[tuple[SimFulfillmentOrderLine, int]] = []
+            for line_id, units in wanted.items():
+                line = by_id.get(line_id)
+                if line is None:
+                    return refuse(
+                        f"Fulfillment order line item {line_id} is not on fulfillment order {fo.id}."
+                    )
+                if not 0 < units <= line.remaining_quantity:
+                    return refuse("Invalid fulfillment order line item quantity requested.")
+                picks.append((line, units))
+            if not picks:
+                return refuse("Invalid fulfillment order line item quantity requested.")
+            plan.append((fo, picks))
+        if len({fo.order_id for fo, _ in plan}) > 1:
+            return refuse("All fulfillment orders must belong to the same order.")
+        if len({fo.location_id for fo, _ in plan}) > 1:
+            return refuse("All fulfillment orders must be assigned to the same location.")
+        order = self.orders[plan[0][0].order_id]
+        tracking = fields.get("trackingInfo") or {}
+        notify = bool(fields.get("notifyCustomer"))
+        # one fulfilment however many fulfillment orders it draws from
+        fulfillment = self._fulfil(order, plan, tracking=tracking, notify=notify, message=message)
+        return {"fulfillment": fulfillment, "userErrors": []}
+
+    def fulfillment_tracking_info_update(
+        self, fulfillment_id: str, tracking: Mapping[str, Any], *, notify: bool = False
+    ) -> dict[str, Any]:
+        """``fulfillmentTrackingInfoUpdate``: replace a fulfilment's tracking (fields left
+        out become empty), so sending the same values twice changes nothing more."""
+        fulfillment = self.node(fulfillment_id)
+        if not isinstance(fulfillment, SimFulfillment):
+            return {
+                "fulfillment": None,
+                "userErrors": [{"field": ["fulfillmentId"], "message": "Fulfillment does not exist."}],
+            }
+        fulfillment.tracking_company = tracking.get("company")
+        fulfillment.tracking_number = tracking.get("number")
+        fulfillment.tracking_url = tracking.get("url")
+        fulfillment.tracking_updates.append(notify)
+        stamp = self._stamp()
+        fulfillment.updated_at = self.orders[fulfillment.order_id].updated_at = stamp
+        return {"fulfillment": fulfillment, "userErrors": []}
+
     # --- HTTP ---------------------------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
@@ -2623,9 +3214,19 @@ class ShopifySimulator:
                                       "status", "vendor" …}`` → 201 the new ids
         ``POST /_sim/orders``         ``{"lines": [{"sku", "quantity"}], …}`` → 201 ``{"id", "name"}``
         ``POST /_sim/sales``          ``{"sku", "quantity"}``: a customer buys → 201 ``{"id", "name"}``
+        ``POST /_sim/fulfillments``   ``{"order"}``: :meth:`fulfill_order` → 201 ``{"ids"}``
+        ``GET /_sim/fulfillments``    ``?order=…``: :meth:`fulfillments` as JSON
+        ``POST /_sim/payments``       ``{"order", "status"}``: :meth:`set_financial_status`
+                                      (``status`` defaults to ``PAID``)
+        ``POST /_sim/holds``          ``{"order"}``: :meth:`hold_fulfillment_order`
+        ``DELETE /_sim/holds``        ``{"order"}``: :meth:`release_fulfillment_order`
+        ``POST /_sim/moves``          ``{"order", "location_id"}``: :meth:`move_fulfillment_order`
+                                      → 200 ``{"ids"}``
         ``GET``/``PUT /_sim/faults``  the fault knobs (:meth:`Faults.from_json`)
         ``POST /_sim/tokens/expire``  every client-credentials token expires now
         ============================  ======================================================
+
+        ``order`` is an order's id or its name (``#1001``).
 
         A body that does not fit is answered 422 ``{"error": …}``.
         """
@@ -2668,9 +3269,46 @@ class ShopifySimulator:
                 options = {k: v for k, v in payload.items() if k not in ("sku", "quantity")}
                 order_id = self.sell(str(payload["sku"]), int(payload.get("quantity", 1)), **options)
                 return _json_response(201, {"id": order_id, "name": self.orders[order_id].name})
+            if route == ("GET", "/_sim/fulfillments"):
+                # no order parameter: KeyError "''", answered 422 like any unknown order
+                order_ref = request.url.params.get("order", "")
+                return _json_response(200, [_fulfillment_json(f) for f in self.fulfillments(order_ref)])
+            if route[1] in {"/_sim/fulfillments", "/_sim/payments", "/_sim/holds", "/_sim/moves"}:
+                return await self._control_order(route, await _control_body(request))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _json_response(422, {"error": str(exc)})
         return _json_response(404, {"errors": "Not Found"})
+
+    async def _control_order(self, route: tuple[str, str], payload: dict[str, Any]) -> httpx.Response:
+        """The control routes that change one order's payment or fulfilment."""
+        order = str(payload["order"])
+        if route == ("POST", "/_sim/fulfillments"):
+            return _json_response(201, {"ids": self.fulfill_order(order)})
+        if route == ("POST", "/_sim/payments"):
+            self.set_financial_status(order, str(payload.get("status", "PAID")))
+        elif route == ("POST", "/_sim/holds"):
+            self.hold_fulfillment_order(order)
+        elif route == ("DELETE", "/_sim/holds"):
+            self.release_fulfillment_order(order)
+        elif route == ("POST", "/_sim/moves"):
+            return _json_response(
+                200, {"ids": self.move_fulfillment_order(order, str(payload["location_id"]))}
+            )
+        else:
+            return _json_response(405, {"errors": "Method Not Allowed"})
+        found = self._order(order)
+        return _json_response(
+            200,
+            {
+                "id": found.id,
+                "display_financial_status": found.display_financial_status,
+                "display_fulfillment_status": found.display_fulfillment_status,
+                "fulfillment_orders": [
+                    {"id": fo.id, "status": fo.status, "location_id": fo.location_id}
+                    for fo in found.fulfillment_orders
+                ],
+            },
+        )
 
     def _document(self, text: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
         """Parse and validate once per distinct document (clients resend the same few)."""
