@@ -31,7 +31,7 @@ from daemon.health import HealthApp
 from daemon.index import SkuIndex
 from daemon.logs import configure_logging
 from daemon.merge import merge_state as merge
-from daemon.rackbeat import RackbeatClient
+from daemon.rackbeat import Order, Product, RackbeatClient
 from daemon.reasons import advice_for
 from daemon.reconcile import print_report
 from daemon.reconcile import reconcile as compare
@@ -46,7 +46,7 @@ from daemon.runner import (
     handle_signals,
 )
 from daemon.services import AccountServices, Services, open_account, register_secrets
-from daemon.shared import KeyedLocks, ProductChanges, StockReads
+from daemon.shared import KeyedLocks, SharedChanges, StockReads
 from daemon.shutdown import Shutdown
 from daemon.store import PARKED_FOR_A_PERSON, SCHEMA_VERSION, Store
 from daemon.webserver import serve
@@ -63,14 +63,15 @@ def build_flows(
     *,
     reads: StockReads | None = None,
     customers: KeyedLocks | None = None,
-    changes: ProductChanges | None = None,
+    changes: SharedChanges[Product] | None = None,
+    shipped: Mapping[bool, SharedChanges[Order]] | None = None,
     catch_up: Sequence[str] = ("orders",),
 ) -> list[Flow]:
     """One shop's flows, as its settings switch them on, sharing one SKU index.
 
     ``requests`` is how the stock flow asks for an orders cycle: the runner's
     :class:`FlowSchedules` in the daemon; without a runner (benches) the orders cycle
-    runs inline. ``reads``, ``customers``, ``changes`` and ``catch_up`` (the orders flows
+    runs inline. ``reads``, ``customers``, ``changes``, ``shipped`` and ``catch_up`` (the orders flows
     whose demand the shop's stock subtracts, its own first) are what the account's shops
     share (:func:`build_account_flows`).
     """
@@ -83,7 +84,7 @@ def build_flows(
         flows.append(orders)
         if s.sync_fulfilments:
             flows.append(
-                FulfilmentsFlow(*common, metrics=services.metrics, shutdown=shutdown)
+                FulfilmentsFlow(*common, metrics=services.metrics, shutdown=shutdown, shipped=shipped)
             )
     if requests is None:
         requests = InlineCycles({orders.name: orders.run_once} if s.sync_orders else {})
@@ -124,7 +125,11 @@ def build_account_flows(
     mirrors = sum(
         1 for shop in opened.shops if shop.settings.sync_product_priority is ProductPriority.RACKBEAT
     )
-    changes = ProductChanges(shops=mirrors, window=poll / 2)
+    changes = SharedChanges[Product](shops=mirrors, window=poll / 2)
+    fulfilling = sum(
+        1 for shop in opened.shops if shop.settings.sync_orders and shop.settings.sync_fulfilments
+    )
+    shipped = {partly: SharedChanges[Order](shops=fulfilling, window=poll / 2) for partly in (False, True)}
     by_key = {shop.store.shop: shop for shop in opened.shops}
     groups: list[ShopFlows] = []
     for shop in opened.shops:
@@ -134,7 +139,14 @@ def build_account_flows(
             if by_key[key] is shop or by_key[key].settings.sync_orders
         ]
         flows = build_flows(
-            shop, shutdown, requests, reads=reads, customers=customers, changes=changes, catch_up=catch_up
+            shop,
+            shutdown,
+            requests,
+            reads=reads,
+            customers=customers,
+            changes=changes,
+            shipped=shipped,
+            catch_up=catch_up,
         )
         groups.append(ShopFlows(shop.alias, shop.store, flows))
     return groups
@@ -437,7 +449,9 @@ async def _order_life(store: Store) -> dict[str, Any]:
             "done": int(shipments.get("done", 0)),
             "in_doubt": int(shipments.get("sending", 0)),
             "detection": "read-back" if detection and detection != "list" else "list",
-            "detection_note": detection if detection and detection != "list" else None,
+            "detection_note": detection.removeprefix("read-back: ")
+            if detection and detection != "list"
+            else None,
         },
     }
 
@@ -457,7 +471,10 @@ def _print_status(doc: Mapping[str, Any], account: Account, shop: Shop, out: Tex
     waiting = doc["orders_waiting"]
     if waiting["count"]:
         oldest = datetime.fromisoformat(waiting["oldest_since"])
-        print(f"  orders waiting for SYNC_ORDER_TRIGGER: {waiting['count']}, the oldest for {_age(oldest)}", file=out)
+        print(
+            f"  orders waiting for SYNC_ORDER_TRIGGER: {waiting['count']}, the oldest for {_age(oldest)}",
+            file=out,
+        )
     shipped = doc["fulfilments"]
     detection = (
         "Rackbeat's shipped-orders list"

@@ -59,9 +59,7 @@ class Plan:
 
 
 def _tracking(shipment: Shipment) -> Tracking | None:
-    tracking = Tracking(
-        company=shipment.carrier, number=shipment.tracking_number, url=shipment.tracking_url
-    )
+    tracking = Tracking(company=shipment.carrier, number=shipment.tracking_number, url=shipment.tracking_url)
     return tracking if tracking else None
 
 
@@ -122,7 +120,9 @@ def plan_fulfilment(target: Mapping[str, int], current: OrderFulfilment, locatio
                 fulfilled[line.sku] = fulfilled.get(line.sku, 0) + line.total - line.remaining
     need = {sku: units - fulfilled.get(sku, 0) for sku, units in target.items()}
     need = {sku: units for sku, units in need.items() if units > 0}
-    usable = [fo for fo in current.fulfillment_orders if fo.status in FULFILLABLE and fo.location_id == location]
+    usable = [
+        fo for fo in current.fulfillment_orders if fo.status in FULFILLABLE and fo.location_id == location
+    ]
     lines: dict[str, list[tuple[str, int]]] = {}
     units: dict[str, int] = {}
     for fo in usable:
@@ -136,7 +136,9 @@ def plan_fulfilment(target: Mapping[str, int], current: OrderFulfilment, locatio
     for fo in current.fulfillment_orders:
         if fo in usable:
             continue
-        stuck = sorted({line.sku for line in fo.lines if line.sku and line.remaining > 0 and need.get(line.sku, 0) > 0})
+        stuck = sorted(
+            {line.sku for line in fo.lines if line.sku and line.remaining > 0 and need.get(line.sku, 0) > 0}
+        )
         if stuck:
             reason = _blocked_reason(fo, location)
             where = fo.location_id or "no location"

@@ -7,9 +7,10 @@
   reserved after the marker), and the first to ask waits a moment (``gather``) for the
   other shops' cycles before it starts one. Per-location reads (S10 as a list) made
   after the same scan are shared too.
-- :class:`ProductChanges`: Rackbeat's product changes (S13 = rackbeat), read once for
-  every shop that asks within a short window: a shop joins a read whose lower bound is
-  not after its own, and moves its cursor only as far as that read's start.
+- :class:`SharedChanges`: a list of Rackbeat's changes — products changed (S13 =
+  rackbeat), orders shipped — read once for every shop that asks within a short window:
+  a shop joins a read whose lower bound is not after its own, and moves its cursor only
+  as far as that read's start.
 - :class:`KeyedLocks`: one lock per key across shops (one Rackbeat customer per e-mail,
   however many shops sell to it at the same moment).
 """
@@ -23,11 +24,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import anyio
 
-from daemon.rackbeat import LocationStock, Product, RackbeatClient, StockTotals
+from daemon.rackbeat import LocationStock, RackbeatClient, StockTotals
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -188,22 +191,33 @@ class StockReads:
         return scan
 
 
+class Changes(NamedTuple, Generic[T]):
+    """What :meth:`SharedChanges.read` gives: the pages, the lower bound they were read
+    with (a joined read's may be earlier than the asker's own), and when that read started
+    (the asker's cursor must not pass it)."""
+
+    started: datetime
+    since: datetime
+    pages: AsyncGenerator[list[T]]
+
+
 @dataclass
-class _ChangesRead:
-    """One read of Rackbeat's changed products, shared by the shops that joined it."""
+class _ChangesRead(Generic[T]):
+    """One read of a Rackbeat list, shared by the shops that joined it."""
 
     since: datetime
     started: datetime
     began: float
     done: anyio.Event = field(default_factory=anyio.Event)
-    pages: list[list[Product]] | None = None
+    pages: list[list[T]] | None = None
     #: who has this read's pages (a reader never gets the same read twice)
     readers: set[Hashable] = field(default_factory=set)
 
 
-class ProductChanges:
-    """Rackbeat's changed products for the products flows of ``shops`` shops with S13 =
-    rackbeat (see the module docstring). With one shop the pages stream straight through."""
+class SharedChanges(Generic[T]):
+    """One Rackbeat list of changes (products changed, orders shipped) for the flows of
+    ``shops`` shops (see the module docstring). With one shop the pages stream straight
+    through."""
 
     def __init__(
         self, *, shops: int = 1, window: float = 0.0, clock: Callable[[], float] = time.monotonic
@@ -213,22 +227,22 @@ class ProductChanges:
         self.clock = clock
         #: reads made so far (for tests and the bench)
         self.reads = 0
-        self._latest: _ChangesRead | None = None
+        self._latest: _ChangesRead[T] | None = None
 
     async def read(
         self,
         reader: Hashable,
         since: datetime,
         started: datetime,
-        fetch: Callable[[datetime], AsyncGenerator[list[Product]]],
-    ) -> tuple[datetime, AsyncGenerator[list[Product]]]:
-        """Pages of the products changed at or after ``since``, and the moment the read
+        fetch: Callable[[datetime], AsyncGenerator[list[T]]],
+    ) -> Changes[T]:
+        """Pages of the records changed at or after ``since``, and the moment the read
         that found them started (the asking cycle's ``started``, or the earlier one of the
         read it joined: its cursor must not pass that). ``reader`` (the asking flow) joins
         a read of another shop's, never one it had already."""
         if self.shops <= 1:
             self.reads += 1
-            return started, fetch(since)
+            return Changes(started, since, fetch(since))
         latest = self._latest
         if (
             latest is not None
@@ -239,9 +253,9 @@ class ProductChanges:
             latest.readers.add(reader)
             await latest.done.wait()
             if latest.pages is not None:
-                return latest.started, _replay(latest.pages)
+                return Changes(latest.started, latest.since, _replay(latest.pages))
         self.reads += 1
-        read = _ChangesRead(since, started, self.clock(), readers={reader})
+        read = _ChangesRead[T](since, started, self.clock(), readers={reader})
         self._latest = read
         try:
             pages = fetch(since)
@@ -251,10 +265,10 @@ class ProductChanges:
             read.done.set()
             if read.pages is None and self._latest is read:
                 self._latest = None
-        return started, _replay(read.pages)
+        return Changes(started, since, _replay(read.pages))
 
 
-async def _replay(pages: list[list[Product]]) -> AsyncGenerator[list[Product]]:
+async def _replay(pages: list[list[T]]) -> AsyncGenerator[list[T]]:
     for page in pages:
         yield page
 

@@ -107,6 +107,7 @@ __all__ = [
     "ThrottleStatus",
     "Tracking",
     "UserError",
+    "location_gid",
     "raise_user_errors",
     "sku_search",
 ]
@@ -346,6 +347,11 @@ def raise_user_errors(payload: Mapping[str, Any] | None, *, record: str) -> Mapp
         codes=codes,
         reason=codes[0] if codes else None,
     )
+
+
+def location_gid(value: str) -> str:
+    """A location id as Shopify's GID (``SHOPIFY_LOCATION_ID`` may be the bare number)."""
+    return value if value.startswith("gid://") else f"gid://shopify/Location/{value}"
 
 
 def sku_search(sku: str) -> str:

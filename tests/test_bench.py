@@ -100,11 +100,12 @@ async def test_several_shops_in_one_process_share_one_stock_scan_and_one_request
     apart = await shops.measure(2, skus, separate=True, orders=ORDERS)  # before: a process per shop
     scan = math.ceil((skus + 1) / 100)  # pages of 100 (the shipping product is one too)
 
-    # a quiet cycle: one shop scans the stock and reads its changed products
-    assert one["idle_by_flow"] == {"stock": scan, "products": 1}
-    # a second shop adds no request: one scan and one read of changed products serve both
+    # a quiet cycle: one shop scans the stock, reads its changed products and its shipped
+    # and partly shipped orders
+    assert one["idle_by_flow"] == {"stock": scan, "products": 1, "fulfilments": 2}
+    # a second shop adds no request: one scan and one read of each list serve both
     assert two["idle"] == [one["idle"][-1]] * shops.IDLE_CYCLES
-    assert two["idle_by_flow"] == {"stock": scan, "products": 1}
+    assert two["idle_by_flow"] == {"stock": scan, "products": 1, "fulfilments": 2}
     assert two["idle_scans"] == [1] * shops.IDLE_CYCLES
     assert two["first_start_scans"] == 1
     # the first start (stock pushed, 30 orders per shop) needs more than a minute's budget,
@@ -121,10 +122,10 @@ async def test_several_shops_in_one_process_share_one_stock_scan_and_one_request
     figures = {figure: (value, notes) for _, figure, value, notes in rows}
     idle = f"Rackbeat requests per idle cycle, {skus} SKUs"
     assert figures[f"{idle}, 2 shops, one process"] == (
-        scan + 1,
-        f"requests (goal {scan} + a few): products 1, stock {scan}",
+        scan + 3,
+        f"requests (goal {scan} + a few): fulfilments 2, products 1, stock {scan}",
     )
-    assert figures[f"{idle}, 2 shops, a process per shop (before)"][0] == 2 * (scan + 1)
+    assert figures[f"{idle}, 2 shops, a process per shop (before)"][0] == 2 * (scan + 3)
     assert figures["Rackbeat stock scans per idle cycle, 2 shops, one process"][0] == 1
     peak = "most Rackbeat requests in any 60 s, first start + 30 orders per shop, 2 shops"
     assert figures[f"{peak}, one process"][0] == 300

@@ -38,7 +38,7 @@ from tests.test_process import clean_env
 TOKENS = (RACKBEAT_TOKEN, DEFAULT_ACCESS_TOKEN)
 #: a status line (output that is not a terminal) once orders of both shops reached Rackbeat
 IMPORTED = re.compile(r"\| orders eu [1-9]\d*/\d+ se [1-9]\d*/\d+ in Rackbeat")
-FLOWS = ("orders", "stock", "products")
+FLOWS = ("orders", "fulfilments", "stock", "products")
 
 
 def _hostile_environment(directory: Path) -> dict[str, str]:

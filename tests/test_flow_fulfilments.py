@@ -13,7 +13,8 @@ import pytest
 from graphql import GraphQLSchema
 
 from daemon import app
-from daemon.flows.fulfilments import READ_BACKS_PER_CYCLE, FulfilmentsFlow
+from daemon.errors import RetriableError
+from daemon.flows.fulfilments import MAX_FAILURES, READ_BACKS_PER_CYCLE, FulfilmentsFlow
 from daemon.services import Services
 from daemon.shutdown import Shutdown
 from daemon.sim.shopify import Order as ShopifyOrder
@@ -46,7 +47,7 @@ async def shop(tmp_path: Path, schema: GraphQLSchema | None, **settings: Any) ->
     """Products on both sides; both flows' cursors set (their first start)."""
     async with make_world(tmp_path, validate_schema=schema, settings=settings) as w:
         for sku in SKUS:
-            w.shopify_sim.add_product(f"Product {sku}", [{"sku": sku, "price": "100.00", "inventory": 500}])
+            w.shopify_sim.add_product(f"Product {sku}", [{"sku": sku, "price": "100.00", "stock": 500}])
             w.rackbeat.add_product(sku, stock=500)
         w.rackbeat.add_product("frakt", name="Frakt")
         await orders_flow(w).run_once()
@@ -81,7 +82,7 @@ def fulfilled_units(w: World, order_id: str) -> dict[str, int]:
 
 
 def shopify_posts(w: World, operation: str) -> int:
-    return sum(1 for r in w.shopify_sim.requests if r.operation == operation)
+    return w.shopify_sim.requests[operation]
 
 
 async def test_shipped_orders_are_fulfilled_once_with_their_tracking(
@@ -91,7 +92,9 @@ async def test_shipped_orders_are_fulfilled_once_with_their_tracking(
         orders = await imported(w, [[(SKUS[n % 3], 1 + n % 2)] for n in range(12)])
         for n, (_, number) in enumerate(orders[:8]):
             if n < 5:
-                w.rackbeat.ship(number, carrier="PostNord", tracking=f"PN{n:04}", url=f"https://track.example/PN{n:04}")
+                w.rackbeat.ship(
+                    number, carrier="PostNord", tracking=f"PN{n:04}", url=f"https://track.example/PN{n:04}"
+                )
             else:
                 w.rackbeat.ship(number)
         w.rackbeat.reset_counts()
@@ -122,7 +125,9 @@ async def test_shipped_orders_are_fulfilled_once_with_their_tracking(
         # the next cycles send nothing again
         assert await cycle(w) == 0
         assert await cycle(w, 3600) == 0
-        assert all(len(w.shopify_sim.fulfillments(o)) == (1 if n < 8 else 0) for n, (o, _) in enumerate(orders))
+        assert all(
+            len(w.shopify_sim.fulfillments(o)) == (1 if n < 8 else 0) for n, (o, _) in enumerate(orders)
+        )
 
 
 async def test_an_idle_cycle_costs_two_rackbeat_requests_whatever_is_open(
@@ -195,7 +200,10 @@ async def test_a_partial_shipment_fulfils_its_lines_and_the_rest_follows(
         await cycle(w)
         assert fulfilled_units(w, order_id) == {"MUG-1": 3, "TEE-2": 1}
         assert [f.tracking_number for f in w.shopify_sim.fulfillments(order_id)] == ["A1", "A2"]
-        assert await w.store.fetchval("SELECT fulfilment FROM order_ledger WHERE order_id = ?", (order_id,)) == "done"
+        assert (
+            await w.store.fetchval("SELECT fulfilment FROM order_ledger WHERE order_id = ?", (order_id,))
+            == "done"
+        )
 
 
 async def test_tracking_added_in_rackbeat_later_is_added_to_the_fulfilment_once(
@@ -241,7 +249,8 @@ async def test_held_or_moved_fulfillment_orders_are_parked_and_retried(
         await cycle(w)
         reasons = {p.reason for p in await w.store.parked("fulfilments")}
         assert reasons == {"FULFILMENT_ON_HOLD", "FULFILMENT_ELSEWHERE"}
-        assert w.shopify_sim.fulfillments(held) == [] and w.shopify_sim.fulfillments(moved) == []
+        assert w.shopify_sim.fulfillments(held) == []
+        assert w.shopify_sim.fulfillments(moved) == []
         # the hold is released; the parked order is tried again after its backoff
         w.shopify_sim.release_fulfillment_order(held)
         await cycle(w, 600)
@@ -282,7 +291,9 @@ async def test_ignored_list_filters_fall_back_to_reading_orders_back(
         assert w.rackbeat.request_total() <= READ_BACKS_PER_CYCLE + 1
 
 
-async def test_sync_fulfilments_false_builds_no_fulfilments_flow(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
+async def test_sync_fulfilments_false_builds_no_fulfilments_flow(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
     async with shop(tmp_path, shopify_schema, sync_fulfilments=False) as w:
         services = Services(
             settings=w.settings,
@@ -295,3 +306,33 @@ async def test_sync_fulfilments_false_builds_no_fulfilments_flow(tmp_path: Path,
         names = [flow.name for flow in app.build_flows(services, Shutdown())]
         assert "fulfilments" not in names
         assert "orders" in names
+
+
+async def test_an_order_shopify_keeps_failing_on_is_set_aside_and_the_others_fulfilled(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        (bad, bad_number), (good, good_number) = await imported(w, [[("MUG-1", 1)], [("TEE-2", 1)]])
+        for number in (bad_number, good_number):
+            w.rackbeat.ship(number)
+
+        def always_down_for_one(request: httpx.Request, phase: str) -> None:
+            if phase == "before" and bad.encode() in request.content:
+                raise httpx.ConnectError("down for this order", request=request)
+
+        w.hook = always_down_for_one
+        flow = fulfilments_flow(w)  # the daemon keeps its flows (and their failure counts)
+        failed = 0
+        for _ in range(MAX_FAILURES + 2):
+            w.tick(60)
+            try:
+                await flow.run_once()
+            except RetriableError:
+                failed += 1
+        assert failed == MAX_FAILURES - 1  # then it is set aside and the cycle gets through
+        assert [p.reason for p in await w.store.parked("fulfilments")] == ["REPEATED_FAILURE"]
+        assert len(w.shopify_sim.fulfillments(good)) == 1
+        w.hook = None
+        await cycle(w, 600)  # retried after its backoff
+        assert len(w.shopify_sim.fulfillments(bad)) == 1
+        assert await w.store.parked("fulfilments") == []

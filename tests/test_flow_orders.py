@@ -284,28 +284,25 @@ async def test_test_orders_and_cancelled_orders_are_not_imported(
         assert await OrderDemand(w.store).unreserved() == {}
 
 
-async def test_changes_after_import_are_recorded_not_applied(
+async def test_a_cancellation_after_import_is_recorded_and_shown_in_status(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
     async with shop(tmp_path, shopify_schema) as w:
         order_id = w.shopify_sim.create_order([("MUG-1", 2), ("TEE-2", 1)])
         await cycle(w)
         rb = only_order(w, shopify_name(w, order_id))
-        w.shopify_sim.edit_order(order_id, {"MUG-1": 1})
         w.tick(600)
         w.shopify_sim.cancel_order(order_id)
         await cycle(w)
         note = await w.store.fetchval("SELECT note FROM order_ledger WHERE order_id = ?", (order_id,))
-        assert "cancelled in Shopify after import" in note
-        assert "lines edited" in note
+        assert f"cancelled in Shopify after transfer; Rackbeat order {rb.number} is ready to ship" in note
         assert [line.quantity for line in rb.lines][:2] == [Decimal(2), Decimal(1)]  # booked: untouched
-        assert w.metrics.value("orders", "changed_after_import") == 1
+        assert w.metrics.value("orders", "cancelled_after_transfer") == 1
         # the operator sees it in `status`
         out = io.StringIO()
         assert await app.status(w.settings, as_json=False, out=out) == 0
-        assert (
-            f"{shopify_name(w, order_id)} (Rackbeat {rb.number}): cancelled in Shopify after import"
-            in out.getvalue()
+        assert f"{shopify_name(w, order_id)} (Rackbeat {rb.number}): cancelled in Shopify after transfer" in (
+            out.getvalue()
         )
 
 
@@ -646,17 +643,18 @@ async def test_an_order_cancelled_while_a_draft_is_not_booked(
             await cycle(w)
         w.hook = None
         await w.restart()
+        (draft,) = [o for o in w.rackbeat.orders if o.your_reference == shopify_name(w, order_id)]
         w.shopify_sim.cancel_order(order_id)
         await cycle(w, 600)
-        rb = only_order(w, shopify_name(w, order_id))
-        assert not rb.is_booked
+        # the draft is deleted in Rackbeat, never booked
+        assert [o for o in w.rackbeat.orders if o.your_reference == shopify_name(w, order_id)] == []
         assert await OrderDemand(w.store).unreserved() == {}
         out = io.StringIO()
         assert await app.status(w.settings, as_json=False, out=out) == 0
         assert (
-            f"{shopify_name(w, order_id)} (Rackbeat {rb.number}): cancelled in Shopify before it was booked"
-            in (out.getvalue())
-        )
+            f"{shopify_name(w, order_id)} (Rackbeat {draft.number}): cancelled in Shopify after transfer; "
+            f"Rackbeat order {draft.number} deleted"
+        ) in out.getvalue()
 
 
 async def test_an_order_with_an_unknown_sku_creates_no_customer(

@@ -51,7 +51,9 @@ def fo(
         status=status,
         location_id=location,
         lines=tuple(
-            FulfillmentOrderLine(id=f"{id}-{n}", line_item_id=f"li-{n}", sku=sku, total=total, remaining=remaining)
+            FulfillmentOrderLine(
+                id=f"{id}-{n}", line_item_id=f"li-{n}", sku=sku, total=total, remaining=remaining
+            )
             for n, (sku, total, remaining) in enumerate(lines)
         ),
     )
@@ -75,7 +77,10 @@ def test_shipments_with_lines_add_up_oldest_first() -> None:
         {"A": 3, "B": 1},
     )
     assert note is None
-    assert [(t.shipment, dict(t.units)) for t in targets] == [("9", {"A": 2, "B": 1}), ("12", {"A": 3, "B": 1})]
+    assert [(t.shipment, dict(t.units)) for t in targets] == [
+        ("9", {"A": 2, "B": 1}),
+        ("12", {"A": 3, "B": 1}),
+    ]
     assert [t.tracking.number if t.tracking else None for t in targets] == ["T1", "T2"]
 
 
@@ -96,7 +101,9 @@ def test_a_partly_shipped_order_without_lines_waits() -> None:
     targets, note = shipment_targets(
         rackbeat_order(shipped=False, partly=True), [shipment("1", None)], {"A": 2}
     )
-    assert targets == [] and note is not None and "shipped in full" in note
+    assert targets == []
+    assert note is not None
+    assert "shipped in full" in note
 
 
 def test_unshipped_shipments_do_not_count() -> None:
@@ -143,15 +150,22 @@ def test_a_sku_on_two_lines_is_spread_over_them() -> None:
         ("INCOMPLETE", HERE, "FULFILMENT_CLOSED"),
     ],
 )
-def test_units_stuck_in_a_fulfillment_order_block_the_whole_plan(status: str, location: str, reason: str) -> None:
-    current = shopify_order(fo("F1", [("A", 1, 1)]), fo("F2", [("B", 1, 1)], status=status, location=location))
+def test_units_stuck_in_a_fulfillment_order_block_the_whole_plan(
+    status: str, location: str, reason: str
+) -> None:
+    current = shopify_order(
+        fo("F1", [("A", 1, 1)]), fo("F2", [("B", 1, 1)], status=status, location=location)
+    )
     plan = plan_fulfilment({"A": 1, "B": 1}, current, HERE)
-    assert plan.blocked is not None and plan.blocked[0] == reason
+    assert plan.blocked is not None
+    assert plan.blocked[0] == reason
     assert not plan.lines  # nothing is sent around the stuck units
-    assert "B ×1" in plan.blocked[1] and "F2" in plan.blocked[1]
+    assert "B ×1" in plan.blocked[1]
+    assert "F2" in plan.blocked[1]
 
 
 def test_a_stuck_fulfillment_order_with_nothing_needed_blocks_nothing() -> None:
     current = shopify_order(fo("F1", [("A", 1, 1)]), fo("F2", [("B", 1, 1)], status="ON_HOLD"))
     plan = plan_fulfilment({"A": 1}, current, HERE)
-    assert plan.blocked is None and dict(plan.lines) == {"F1": [("F1-0", 1)]}
+    assert plan.blocked is None
+    assert dict(plan.lines) == {"F1": [("F1-0", 1)]}

@@ -274,7 +274,7 @@ async def test_run_with_unreachable_apis_idles_reports_and_stops_on_sigterm(tmp_
         assert head.headers["content-type"] == "application/health+json"
         assert head.content == b""
         flows = {check[0]["componentId"]: check[0] for check in doc["checks"].values()}
-        assert set(flows) == {"orders", "stock", "products"}
+        assert set(flows) == {"orders", "fulfilments", "stock", "products"}
         assert any(flow["status"] != "pass" for flow in flows.values())
         assert all(flow["output"] for flow in flows.values() if flow["status"] != "pass")
         # nothing has succeeded against an API that is not there

@@ -20,7 +20,6 @@ import httpx
 import pytest
 import respx
 from pydantic import SecretStr
-from structlog.testing import capture_logs
 
 from daemon.config import Settings
 from daemon.errors import (

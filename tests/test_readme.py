@@ -170,6 +170,7 @@ def test_the_state_invariant_is_stated_the_same_way_everywhere_it_is_kept() -> N
         "daemon.store",
         "daemon.index",
         "daemon.flows.orders",
+        "daemon.flows.fulfilments",
         "daemon.flows.products",
         "daemon.flows.stock",
     ]

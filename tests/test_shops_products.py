@@ -18,8 +18,8 @@ import pytest
 from daemon.flows.products import ProductsFlow
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
-from daemon.rackbeat import RackbeatClient
-from daemon.shared import ProductChanges
+from daemon.rackbeat import Product, RackbeatClient
+from daemon.shared import SharedChanges
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import RackbeatSimulator
@@ -46,7 +46,7 @@ class Shop:
 class Account:
     clock: SimClock
     rackbeat: RackbeatSimulator
-    changes: ProductChanges
+    changes: SharedChanges[Product]
     shops: dict[str, Shop]
 
     async def cycle(self) -> None:
@@ -76,7 +76,7 @@ async def two_mirrors(tmp_path: Path, per_shop: dict[str, dict[str, Any]]) -> As
         return await (sims[host.split(".")[0]] if host != "rackbeat.sim" else rackbeat).handle(request)
 
     root = await Store.open(tmp_path / "sync.db", "eu.myshopify.com")
-    changes = ProductChanges(shops=len(per_shop), window=30.0, clock=clock.monotonic)
+    changes = SharedChanges[Product](shops=len(per_shop), window=30.0, clock=clock.monotonic)
     try:
         async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
             first = settings_for(tmp_path / "sync.db")

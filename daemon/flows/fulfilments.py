@@ -45,6 +45,7 @@ orders it covers are recorded, and a shipment's row (``done``) or Shopify's
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -53,12 +54,13 @@ from typing import Any
 import structlog
 
 from daemon.config import Settings
-from daemon.errors import NotFoundError, RecordError, RetriableError
+from daemon.errors import NotFoundError, RecordError, RetriableError, ThrottledError
 from daemon.fulfilment_decision import Plan, ShipmentTarget, plan_fulfilment, shipment_targets
 from daemon.metrics import Metrics
 from daemon.rackbeat import Order, RackbeatClient, format_timestamp, parse_timestamp
 from daemon.reasons import advice_for
 from daemon.retry import settle_write
+from daemon.shared import SharedChanges
 from daemon.shopify import Fulfillment, OrderFulfilment, ShopifyClient, Tracking, location_gid
 from daemon.shutdown import Shutdown
 from daemon.store import Store
@@ -71,6 +73,9 @@ DETECTION = "fulfilments.detection"
 #: re-read this much before the cursor: an order saved in Rackbeat just before a later one
 #: may become visible after it
 OVERLAP = timedelta(minutes=2)
+#: consecutive retriable failures of one order before it is parked (REPEATED_FAILURE), so
+#: that one order Shopify or Rackbeat keeps failing on does not hold up the others
+MAX_FAILURES = 5
 #: with the read-back fall-back: open imported orders read back per cycle (one GET each) …
 READ_BACKS_PER_CYCLE = 20
 #: … each at most this often
@@ -108,8 +113,11 @@ class FulfilmentsFlow:
         *,
         metrics: Metrics,
         shutdown: Shutdown,
+        shipped: Mapping[bool, SharedChanges[Order]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``shipped``: the two lists (shipped; partly shipped) as the account's shops
+        share them, one read serving every shop."""
         self.settings = settings
         self.store = store
         self.shopify = shopify
@@ -119,6 +127,9 @@ class FulfilmentsFlow:
         self.clock = clock
         self.log = log.bind(flow=FLOW)
         self._location: str | None = None
+        #: consecutive retriable failures per order (a restart forgets them: it retries anyway)
+        self._failures: dict[str, int] = {}
+        self.shipped = shipped or {partly: SharedChanges[Order]() for partly in (False, True)}
 
     # --- the cycle ---------------------------------------------------------------------------
 
@@ -150,10 +161,16 @@ class FulfilmentsFlow:
         latest = cursor
         applied = 0
         for partly in (False, True):
-            pages = self.rackbeat.shipped_orders(since, partly=partly)
+            # another shop's read may serve, made with a lower bound before ours
+            _, bound, pages = await self.shipped[partly].read(
+                self.store.shop,
+                since,
+                self.clock(),
+                functools.partial(self.rackbeat.shipped_orders, partly=partly),
+            )
             async with contextlib.aclosing(pages):
                 async for page in pages:
-                    ignored = self._filters_ignored(page, since, partly=partly)
+                    ignored = self._filters_ignored(page, bound, partly=partly)
                     if ignored is not None:
                         await self._fall_back(ignored)
                         return applied
@@ -218,7 +235,11 @@ class FulfilmentsFlow:
                     "UPDATE order_ledger SET checked_at = ? WHERE shop = ? AND rackbeat_number = ?",
                     (_iso(self.clock()), self.store.shop, number),
                 )
-            if order is not None and (order.is_shipped or order.is_partly_shipped) and await self.apply(order):
+            if (
+                order is not None
+                and (order.is_shipped or order.is_partly_shipped)
+                and await self.apply(order)
+            ):
                 applied += 1
         return applied
 
@@ -269,6 +290,10 @@ class FulfilmentsFlow:
         if not again and seen is not None and ledger["shipped_seen"] == seen:
             return False
         name = str(ledger["order_name"])
+        if not again and await self.store.fetchval(
+            "SELECT 1 FROM parked WHERE shop = ? AND flow = ? AND key = ?", (self.store.shop, FLOW, name)
+        ):
+            return False  # tried again when due (or cleared by a person)
         if ledger["cancelled"] or ledger["fulfilment"] == FULFILLED_IN_SHOPIFY:
             await self._record(ledger, order, ledger["fulfilment"] or NOT_NEEDED)
             return False
@@ -277,8 +302,22 @@ class FulfilmentsFlow:
         except RecordError as exc:
             await self._park(name, exc)
             return False
-        except RetriableError:
-            raise
+        except ThrottledError:
+            raise  # the API's budget, not this order
+        except RetriableError as exc:
+            failures = self._failures[name] = self._failures.get(name, 0) + 1
+            if failures < MAX_FAILURES:
+                raise  # retried with the whole cycle: most such errors pass
+            del self._failures[name]
+            await self._park(
+                name,
+                RecordError(
+                    f"order {name}: failed {MAX_FAILURES} times in a row ({exc.kind}: {exc})",
+                    reason="REPEATED_FAILURE",
+                ),
+            )
+            return False
+        self._failures.pop(name, None)
         await self._record(ledger, order, state)
         async with self.store.transaction() as tx:
             await tx.unpark(FLOW, name)
@@ -329,7 +368,8 @@ class FulfilmentsFlow:
         current = await self.shopify.order_fulfilment(str(ledger["order_id"]))
         if current is None:
             raise RecordError(
-                f"order {ledger['order_name']} no longer exists in Shopify; nothing to fulfil", reason="NOT_FOUND"
+                f"order {ledger['order_name']} no longer exists in Shopify; nothing to fulfil",
+                reason="NOT_FOUND",
             )
         return None if current.cancelled else current
 
@@ -347,10 +387,14 @@ class FulfilmentsFlow:
             fresh = await self.shopify.order_fulfilment(str(ledger["order_id"]))
             if fresh is None or not plan_fulfilment(target.units, fresh, await self.location()).empty:
                 return None
-            return _newest(fresh, target.tracking) or Fulfillment(id="", status="SUCCESS", tracking=Tracking())
+            return _newest(fresh, target.tracking) or Fulfillment(
+                id="", status="SUCCESS", tracking=Tracking()
+            )
 
         fulfillment = await settle_write(create, landed, what=f"fulfil order {name}")
-        await self._save_shipment(ledger, target, "done", units=plan.units, fulfillment_id=fulfillment.id or None)
+        await self._save_shipment(
+            ledger, target, "done", units=plan.units, fulfillment_id=fulfillment.id or None
+        )
         self.metrics.count(FLOW, "fulfilled")
         self.log.info(
             "order.fulfilled",
@@ -400,7 +444,9 @@ class FulfilmentsFlow:
                 (wanted, _iso(self.clock()), self.store.shop, ledger["order_id"], target.shipment),
             )
         self.metrics.count(FLOW, "tracking_added")
-        self.log.info("order.tracking_added", order=name, shipment=target.shipment, tracking=target.tracking.number)
+        self.log.info(
+            "order.tracking_added", order=name, shipment=target.shipment, tracking=target.tracking.number
+        )
         return True
 
     async def _save_shipment(
@@ -472,6 +518,8 @@ def _newest(current: OrderFulfilment, tracking: Tracking | None) -> Fulfillment 
     """The fulfilment a send in doubt made: the newest with its tracking number (the newest
     of all when it had none)."""
     candidates = [
-        f for f in current.fulfillments if tracking is None or not tracking.number or f.tracking.number == tracking.number
+        f
+        for f in current.fulfillments
+        if tracking is None or not tracking.number or f.tracking.number == tracking.number
     ]
     return candidates[-1] if candidates else None

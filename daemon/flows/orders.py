@@ -83,7 +83,6 @@ from daemon.errors import (
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
-from daemon.reasons import advice_for
 from daemon.rackbeat import (
     Customer,
     Order,
@@ -96,6 +95,7 @@ from daemon.rackbeat import (
     order_state,
     step_already_done,
 )
+from daemon.reasons import advice_for
 from daemon.retry import settle_write
 from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
@@ -184,10 +184,14 @@ def trigger_wait(order: Mapping[str, Any], trigger: OrderTrigger) -> str | None:
     None when it goes now."""
     if trigger is OrderTrigger.PAID:
         status = str(order.get("displayFinancialStatus") or "unknown")
-        return None if status in PAID_STATUSES else f"payment (SYNC_ORDER_TRIGGER=paid; Shopify says {status})"
+        return (
+            None if status in PAID_STATUSES else f"payment (SYNC_ORDER_TRIGGER=paid; Shopify says {status})"
+        )
     if trigger is OrderTrigger.FULFILLED:
         status = str(order.get("displayFulfillmentStatus") or "unknown")
-        return None if status == FULFILLED else f"fulfilment in Shopify (SYNC_ORDER_TRIGGER=fulfilled; {status})"
+        return (
+            None if status == FULFILLED else f"fulfilment in Shopify (SYNC_ORDER_TRIGGER=fulfilled; {status})"
+        )
     return None
 
 
@@ -563,7 +567,11 @@ class OrdersFlow:
         counts its demand), and it is transferred when Shopify shows the trigger met."""
         demand = json.dumps(order_demand(order), sort_keys=True)
         note = f"waiting for {wait}"
-        if ledger is not None and (ledger["state"], ledger["demand"], ledger["note"]) == ("waiting", demand, note):
+        if ledger is not None and (ledger["state"], ledger["demand"], ledger["note"]) == (
+            "waiting",
+            demand,
+            note,
+        ):
             if ledger["shopify_updated_at"] != updated:
                 await self._save(str(order["id"]), name, shopify_updated_at=updated, unpark=False)
             return
@@ -713,7 +721,9 @@ class OrdersFlow:
         self.metrics.count(FLOW, "cancelled_after_transfer")
         if state not in ("deleted", "cancelled"):
             detail = f"order {name} was cancelled in Shopify after transfer; Rackbeat order {number} is " + (
-                f"a draft and Rackbeat refused to delete it: {refused}" if refused else state.replace("_", " ")
+                f"a draft and Rackbeat refused to delete it: {refused}"
+                if refused
+                else state.replace("_", " ")
             )
             await self._park_for_a_person(order, name, RecordError(detail, reason="CANCELLED_AFTER_TRANSFER"))
 

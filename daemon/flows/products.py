@@ -139,7 +139,7 @@ from daemon.product_mapping import (
 from daemon.rackbeat import PRODUCT_FIELDS, Product, RackbeatClient, product_body
 from daemon.reasons import REASONS
 from daemon.retry import settle_write
-from daemon.shared import ProductChanges
+from daemon.shared import SharedChanges
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import ParkedRecord, Store, Transaction
@@ -254,7 +254,7 @@ class ProductsFlow:
         index: SkuIndex,
         metrics: Metrics,
         shutdown: Shutdown,
-        changes: ProductChanges | None = None,
+        changes: SharedChanges[Product] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``changes`` is shared by the products flows of every shop of the account (one
@@ -266,7 +266,7 @@ class ProductsFlow:
         self.index = index
         self.metrics = metrics
         self.shutdown = shutdown
-        self.changes = changes or ProductChanges()
+        self.changes = changes or SharedChanges[Product]()
         self.clock = clock
         self.rules = ProductRules.from_settings(settings)
         self.log = log.bind(flow=FLOW)
@@ -451,7 +451,7 @@ class ProductsFlow:
         cursor = await self._cursor(RACKBEAT_CURSOR)
         since = cursor - OVERLAP
         # another shop's read may serve: then its start bounds the cursor
-        started, pages = await self.changes.read(
+        started, _, pages = await self.changes.read(
             self.store.shop, since, self.clock(), self._changed_rackbeat_products
         )
         high = cursor

@@ -166,7 +166,7 @@ from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
 from daemon.shared import StockReads
-from daemon.shopify import ShopifyClient, StockQuantity
+from daemon.shopify import ShopifyClient, StockQuantity, location_gid
 from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.shutdown import Shutdown, note_cycle
 from daemon.stock_decision import (
@@ -235,10 +235,6 @@ def _figure(stock: Decimal | None, available: Decimal | None, which: StockFigure
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _location_gid(value: str) -> str:
-    return value if value.startswith("gid://") else f"gid://shopify/Location/{value}"
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -529,7 +525,7 @@ class StockFlow:
         if self._location is None:
             configured = self.settings.shopify_location_id
             self._location = (
-                _location_gid(configured) if configured else await self.shopify.primary_location_id()
+                location_gid(configured) if configured else await self.shopify.primary_location_id()
             )
         return self._location
 
