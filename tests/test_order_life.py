@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from daemon import app
 from daemon.config import OrderTrigger
 from daemon.demand import OrderDemand
 from daemon.flows.orders import trigger_wait
+from daemon.reconcile import reconcile
+from daemon.services import Services
 from daemon.sim.shopify import Order as ShopifyOrder
 from daemon.store import PARKED_FOR_A_PERSON
 from tests.harness import World, make_world, orders_flow
@@ -207,3 +210,17 @@ async def test_a_quantity_edit_after_transfer_is_parked_with_the_difference(
         w.shopify_sim.fulfill_order(order_id)
         await cycle(w, 600)
         assert await w.store.parked("orders") == []
+
+
+async def test_reconcile_does_not_count_an_order_waiting_for_payment_as_missing(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema, sync_order_trigger="paid") as w:
+        pending = w.shopify_sim.create_order([("MUG-1", 1)], financial_status="PENDING")
+        paid = w.shopify_sim.create_order([("TEE-2", 1)])
+        w.tick(600)
+        assert w.http is not None
+        services = Services(w.settings, w.store, w.http, w.shopify, w.rackbeat_client, w.metrics)
+        report = await reconcile(services, dry_run=True, now=w.clock.now(), window=timedelta(days=1))
+        assert report.missing_orders == [name_of(w, paid)]
+        assert name_of(w, pending) not in report.missing_orders

@@ -612,7 +612,8 @@ class OrdersFlow:
 
     async def missing_in_rackbeat(self, order: Mapping[str, Any]) -> bool:
         """For ``reconcile``: whether ``order`` is to be imported (not a test order, not
-        cancelled, not created before the import start) and Rackbeat has no order of it.
+        cancelled, not created before the import start, not waiting for
+        ``SYNC_ORDER_TRIGGER``) and Rackbeat has no order of it.
 
         A Rackbeat order of the same name counts when its heading names this shop, or is
         the bare heading of older releases: in doubt it is not missing, since reconcile
@@ -622,6 +623,8 @@ class OrdersFlow:
             self._since = parse_time(stored) if stored else self.settings.sync_orders_since
         if self.skip_reason(order) is not None:
             return False
+        if trigger_wait(order, self.settings.sync_order_trigger) is not None:
+            return False  # not due in Rackbeat yet (SYNC_ORDER_TRIGGER)
         ledger = await self._ledger(str(order.get("id") or ""))
         if ledger is not None and ledger["state"] in FINISHED:
             return False  # done (its Rackbeat order may have been deleted on purpose) or skipped
