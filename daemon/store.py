@@ -34,9 +34,13 @@ from typing import Any
 
 import aiosqlite
 import anyio
+import structlog
 
 from daemon.errors import FatalError
 from daemon.logs import scrub
+from daemon.reasons import advice_for
+
+log = structlog.get_logger("daemon.store")
 
 #: schema migrations, in order; migration N brings a file from version N-1 to N
 MIGRATIONS: tuple[str, ...] = (
@@ -494,9 +498,18 @@ class Store:
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def due_parked(self, flow: str, now: datetime | None = None) -> list[ParkedRecord]:
-        """Parked records of ``flow`` whose retry time has come."""
+        """Parked records of ``flow`` whose retry time has come. A record that waited for a
+        person (``manual``) comes due only when that person ran ``retry``, which says it is
+        dealt with: it is cleared here instead of returned."""
         moment = _iso(now or _now())
-        return [p for p in await self.parked(flow) if _iso(p.next_attempt) <= moment]
+        due = [p for p in await self.parked(flow) if _iso(p.next_attempt) <= moment]
+        cleared = [p for p in due if advice_for(p.reason).manual]
+        if cleared:
+            async with self.transaction() as tx:
+                for record in cleared:
+                    await tx.unpark(flow, record.key)
+            log.info("parked.cleared", flow=flow, keys=[p.key for p in cleared])
+        return [p for p in due if not advice_for(p.reason).manual]
 
     async def retry_parked(self, key: str | None = None, flow: str | None = None) -> int:
         """Make parked records due now (one by key, or all); return how many.

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from daemon.config import IsolatedSettings, Settings
 from daemon.demand import OrderDemand
+from daemon.flows.fulfilments import FulfilmentsFlow
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.stock import StockFlow
 from daemon.index import SkuIndex
@@ -222,6 +223,19 @@ def later(clock: SimClock, **delta: float) -> datetime:
 def orders_flow(w: World) -> OrdersFlow:
     """The orders flow of ``w``, on its clock."""
     return OrdersFlow(
+        w.settings,
+        w.store,
+        w.shopify,
+        w.rackbeat_client,
+        metrics=w.metrics,
+        shutdown=w.shutdown,
+        clock=w.clock.now,
+    )
+
+
+def fulfilments_flow(w: World) -> FulfilmentsFlow:
+    """The fulfilments flow of ``w``, on its clock."""
+    return FulfilmentsFlow(
         w.settings,
         w.store,
         w.shopify,

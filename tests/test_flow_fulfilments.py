@@ -14,11 +14,11 @@ from graphql import GraphQLSchema
 
 from daemon import app
 from daemon.errors import RetriableError
-from daemon.flows.fulfilments import MAX_FAILURES, READ_BACKS_PER_CYCLE, FulfilmentsFlow
+from daemon.flows.fulfilments import MAX_FAILURES, READ_BACKS_PER_CYCLE
 from daemon.services import Services
 from daemon.shutdown import Shutdown
 from daemon.sim.shopify import Order as ShopifyOrder
-from tests.harness import World, make_world, orders_flow
+from tests.harness import World, fulfilments_flow, make_world, orders_flow
 from tests.test_flow_orders import LostAnswers
 
 pytestmark = pytest.mark.anyio
@@ -28,18 +28,6 @@ SKUS = ("MUG-1", "TEE-2", "CAP-3")
 
 class Crash(BaseException):
     """The process dies here (no handler in the daemon may swallow a BaseException)."""
-
-
-def fulfilments_flow(w: World) -> FulfilmentsFlow:
-    return FulfilmentsFlow(
-        w.settings,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
-        metrics=w.metrics,
-        shutdown=w.shutdown,
-        clock=w.clock.now,
-    )
 
 
 @asynccontextmanager

@@ -245,12 +245,7 @@ class FulfilmentsFlow:
 
     async def _resume(self) -> int:
         """Orders with a shipment left ``sending`` (a crash), and parked orders now due."""
-        due = await self.store.due_parked(FLOW, self.clock())
-        for cleared in [p for p in due if advice_for(p.reason).manual]:
-            async with self.store.transaction() as tx:
-                await tx.unpark(FLOW, cleared.key)
-            self.log.info("fulfilment.parked_cleared", order=cleared.key, reason=cleared.reason)
-        names = [p.key for p in due if not advice_for(p.reason).manual]
+        names = [p.key for p in await self.store.due_parked(FLOW, self.clock())]
         parked = {p.key for p in await self.store.parked(FLOW)}
         in_doubt = await self.store.fetchall(
             "SELECT DISTINCT l.order_name FROM fulfilments f JOIN order_ledger l "

@@ -382,12 +382,6 @@ class OrdersFlow:
 
     async def _retry_parked(self) -> int:
         due = await self.store.due_parked(FLOW, self.clock())
-        # a record parked for a person comes due only with `retry`: the person says it is dealt with
-        for cleared in [p for p in due if advice_for(p.reason).manual]:
-            async with self.store.transaction() as tx:
-                await tx.unpark(FLOW, cleared.key)
-            self.log.info("order.parked_cleared", order=cleared.key, reason=cleared.reason)
-        due = [p for p in due if not advice_for(p.reason).manual]
         if not due:
             return 0
         keys = {p.key for p in due}
