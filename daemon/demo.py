@@ -8,14 +8,17 @@ SKUs in both shops), and both number their orders from ``#1001``: every order na
 exists in both shops, and each must become its own Rackbeat order, told apart by the
 heading that names the shop. The activity: Shopify orders in either shop by returning and
 new customers (one Rackbeat customer per e-mail, whichever shop they buy in), goods
-receipts and shipments in Rackbeat, price edits and new products in Rackbeat. A summary
-is redrawn in the terminal (in place on a TTY, a line every few seconds otherwise), with
-figures per shop; at the end a truth check compares the systems: every order of each
-shop exists exactly once in Rackbeat under that shop's heading, except the ones the
-daemon parked (an order with a SKU Rackbeat does not know), which must not be there at
-all; and once each shop's stock flow has run a cycle after the last order reached the
-daemon, no shop offers more than Rackbeat's available minus the unreserved demand of
-both shops (a unit sold in one shop is not offered again in the other).
+receipts and shipments in Rackbeat (most with a carrier, a tracking number and its link,
+some without), price edits and new products in Rackbeat. A summary is redrawn in the
+terminal (in place on a TTY, a line every few seconds otherwise), with figures per shop;
+at the end a truth check compares the systems: every order of each shop exists exactly
+once in Rackbeat under that shop's heading, except the ones the daemon parked (an order
+with a SKU Rackbeat does not know), which must not be there at all; once each shop's
+stock flow has run a cycle after the last order reached the daemon, no shop offers more
+than Rackbeat's available minus the unreserved demand of both shops (a unit sold in one
+shop is not offered again in the other); and once each shop's fulfilments flow has run a
+cycle after the last shipment, every order Rackbeat shipped is fulfilled in its shop once
+per shipment, with the shipment's tracking, and no other order is fulfilled.
 
 The summary is read from where an operator would read it: ``/healthz`` and ``/metrics``
 of the running daemon, and the simulators' own records for the truth-based figures.
@@ -74,8 +77,8 @@ from daemon.metrics import PREFIX
 from daemon.runner import Runner
 from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
-from daemon.sim.rackbeat import RackbeatSimulator, SimOrder
-from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, Order, ShopifySimulator
+from daemon.sim.rackbeat import RackbeatSimulator, SimOrder, SimShipment
+from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN, Order, ShopifySimulator, SimFulfillment
 from daemon.webserver import handler_app, serve
 
 log = structlog.get_logger("daemon.demo")
@@ -110,6 +113,17 @@ VAT = Decimal("1.25")
 CATALOGUE_AGE = timedelta(days=1)
 #: products the activity may add to Rackbeat
 MAX_NEW_PRODUCTS = 30
+#: carriers of the warehouse's shipments, with the tracking link of a number
+CARRIERS = (
+    ("PostNord", "https://tracking.example/postnord/{}"),
+    ("GLS", "https://tracking.example/gls/{}"),
+    ("Bring", "https://tracking.example/bring/{}"),
+)
+#: the share of shipments that carry tracking; the others have none
+TRACKED_SHARE = 0.7
+#: the flows the demo's end waits a whole cycle of, in every shop, before its checks: stock
+#: (a unit sold in one shop is not offered in the other) and fulfilments (the last shipment)
+SETTLING = ("stock", "fulfilments")
 #: Shopify Plus's GraphQL cost bucket (points, points restored per second). The demo polls
 #: every 2 s instead of every minute; with the Standard plan's bucket (2,000, 100/s) each
 #: cycle would wait for query budget, and lag would show the demo's pace, not the daemon's.
@@ -327,6 +341,20 @@ def origin(world: World, order: SimOrder) -> str:
     return name
 
 
+def ship(world: World, order: SimOrder, rng: random.Random) -> str:
+    """The warehouse ships ``order`` whole: most shipments with a carrier, a tracking
+    number and its link, some without (a parcel handed over the counter); returns what
+    happened."""
+    where = f"Rackbeat shipped order {order.number} ({origin(world, order)})"
+    if rng.random() < TRACKED_SHARE:
+        carrier, link = rng.choice(CARRIERS)
+        number = f"{carrier[:2].upper()}{rng.randrange(10**8, 10**9)}DK"
+        world.rackbeat.ship(order.number, carrier=carrier, tracking=number, url=link.format(number))
+        return f"{where} with {carrier} tracking {number}"
+    world.rackbeat.ship(order.number)
+    return f"{where} without tracking"
+
+
 def act(world: World) -> str:
     """One piece of activity, chosen at random; returns what happened.
 
@@ -348,10 +376,7 @@ def act(world: World) -> str:
         booked = sorted((o for o in rb.orders if o.reserves_stock), key=lambda o: o.number)
         if booked:
             order = booked[int(pick * len(booked))]
-            rb.ship(order.number)
-            return world.happened(
-                "shipments", f"Rackbeat shipped order {order.number} ({origin(world, order)})"
-            )
+            return world.happened("shipments", ship(world, order, rng))
     elif roll < 0.52 and len(world.new_skus) < MAX_NEW_PRODUCTS:
         n = PRODUCTS + len(world.new_skus)
         sku = f"DEMO-{n + 1:03}"
@@ -658,6 +683,156 @@ def stock_truth(world: World, *, settled: bool) -> StockTruth:
     return StockTruth(checked, over, settled)
 
 
+#: a shipment's or a fulfilment's tracking: (carrier, number, URL)
+TrackingTriple = tuple[str | None, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class ShopFulfilments:
+    """One shop's orders that Rackbeat shipped against their fulfilments in Shopify,
+    straight from the simulators (each a list of order names)."""
+
+    alias: str
+    #: orders whose Rackbeat order (this shop's, once) has a shipment
+    shipped: list[str] = field(default_factory=list)
+    #: shipped orders fulfilled in Shopify as shipped: a fulfilment per shipment, the
+    #: shipments' tracking and units
+    fulfilled: list[str] = field(default_factory=list)
+    #: fulfilled orders whose shipments carry a tracking number
+    tracked: list[str] = field(default_factory=list)
+    #: shipped orders with no fulfilment in Shopify (yet)
+    unfulfilled: list[str] = field(default_factory=list)
+    #: ``#1004: 2 fulfilments for 1 shipment`` and the like: fulfilled, but not as shipped
+    wrong: list[str] = field(default_factory=list)
+    #: orders fulfilled in Shopify that Rackbeat has not shipped
+    unshipped_fulfilled: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FulfilmentTruth:
+    """Every shop's shipped orders against Shopify's fulfilments (:func:`fulfilment_truth`)."""
+
+    shops: tuple[ShopFulfilments, ...]
+    #: every shop's fulfilments flow finished a cycle that began after the last shipment
+    #: (before that, a shipped order may rightly not be fulfilled yet)
+    settled: bool
+
+    def _each(self, what: str) -> list[str]:
+        several = len(self.shops) > 1
+        return [f"{s.alias} {text}" if several else text for s in self.shops for text in getattr(s, what)]
+
+    @property
+    def ok(self) -> bool:
+        """Settled; every shipped order fulfilled once per shipment with its tracking; no
+        unshipped order fulfilled."""
+        return self.settled and not (
+            self._each("unfulfilled") or self._each("wrong") or self._each("unshipped_fulfilled")
+        )
+
+    @property
+    def verdict(self) -> str:
+        """One line for the final summary."""
+        if not self.settled:
+            return "FAILED — not checked: a shop's fulfilments flow finished no cycle after the last shipment"
+        if self.ok:
+            return (
+                "OK — after a fulfilments cycle of every shop, every order Rackbeat shipped is fulfilled in "
+                "Shopify once per shipment, with the shipment's tracking; no unshipped order is fulfilled"
+            )
+        problems = [
+            f"{what}: {', '.join(texts)}"
+            for what, texts in (
+                ("shipped, not fulfilled", self._each("unfulfilled")),
+                ("not fulfilled as shipped", self._each("wrong")),
+                ("fulfilled, not shipped", self._each("unshipped_fulfilled")),
+            )
+            if texts
+        ]
+        return "FAILED — " + "; ".join(problems)
+
+    @property
+    def details(self) -> list[str]:
+        """The verdict's figures, a line per shop."""
+        return [
+            f"{s.alias}: {len(s.fulfilled)} of {_plural(len(s.shipped), 'order', 'orders')} shipped in Rackbeat "
+            f"fulfilled as shipped, {len(s.tracked)} with tracking"
+            for s in self.shops
+        ]
+
+
+def _tracking_text(tracking: TrackingTriple) -> str:
+    return " ".join(part for part in tracking if part) or "no tracking"
+
+
+def _shipment_problem(
+    order: Order, shipments: list[SimShipment], fulfilments: list[SimFulfillment]
+) -> str | None:
+    """How Shopify's fulfilments of ``order`` differ from Rackbeat's ``shipments`` (None:
+    one per shipment, each shipment's tracking, the units shipped of the order's SKUs)."""
+    if len(fulfilments) != len(shipments):
+        return (
+            f"{order.name}: {_plural(len(fulfilments), 'fulfilment', 'fulfilments')} for "
+            f"{_plural(len(shipments), 'shipment', 'shipments')}"
+        )
+    wanted: collections.Counter[TrackingTriple] = collections.Counter(
+        (s.carrier, s.track_trace_number, s.track_trace_url) for s in shipments
+    )
+    got: collections.Counter[TrackingTriple] = collections.Counter(f.tracking for f in fulfilments)
+    if wanted != got:
+        shipped = "; ".join(_tracking_text(t) for t in sorted(wanted, key=str))
+        fulfilled = "; ".join(_tracking_text(t) for t in sorted(got, key=str))
+        return f"{order.name}: fulfilled with {fulfilled}, shipped with {shipped}"
+    skus = {line.sku for line in order.line_items if line.sku}
+    sent: collections.Counter[str] = collections.Counter()
+    for shipment in shipments:
+        for sku, quantity in shipment.lines:
+            if sku in skus:  # not the shipping line (Rackbeat's freight product)
+                sent[sku] += int(quantity)
+    done: collections.Counter[str] = collections.Counter()
+    for fulfilment in fulfilments:
+        done.update(fulfilment.quantities)
+    if sent != done:
+        return f"{order.name}: fulfilled {dict(sorted(done.items()))}, shipped {dict(sorted(sent.items()))}"
+    return None
+
+
+def fulfilment_truth(world: World, *, settled: bool) -> FulfilmentTruth:
+    """Each shop's orders against Rackbeat's shipments of them: an order Rackbeat shipped
+    (its one Rackbeat order, found by ``your_reference`` and the heading, has a shipment)
+    must have a Shopify fulfilment per shipment, with that shipment's tracking and units;
+    an order Rackbeat has not shipped must have none."""
+    rb = world.rackbeat
+    by_key: dict[tuple[str, str], list[SimOrder]] = collections.defaultdict(list)
+    for o in rb.orders:
+        by_key[(o.your_reference or "", o.heading or "")].append(o)
+    shops: list[ShopFulfilments] = []
+    for alias, shop in world.shops.items():
+        found = ShopFulfilments(alias)
+        for order in shop.orders.values():
+            if order.test:
+                continue
+            copies = by_key.get((order.name, shopify_heading(order.name, shop.shop_domain)), [])
+            # an order in Rackbeat twice is the orders check's failure; its shipments are not these
+            shipments = rb.order_shipments(copies[0].number) if len(copies) == 1 else []
+            fulfilments = list(order.fulfillments)
+            if not shipments:
+                if fulfilments:
+                    found.unshipped_fulfilled.append(order.name)
+                continue
+            found.shipped.append(order.name)
+            problem = _shipment_problem(order, shipments, fulfilments)
+            if not fulfilments:
+                found.unfulfilled.append(order.name)
+            elif problem is not None:
+                found.wrong.append(problem)
+            else:
+                found.fulfilled.append(order.name)
+                if any(s.track_trace_number for s in shipments):
+                    found.tracked.append(order.name)
+        shops.append(found)
+    return FulfilmentTruth(tuple(shops), settled)
+
+
 # --- what the daemon says: /healthz and /metrics ----------------------------------------------
 
 
@@ -766,12 +941,14 @@ def health_status(snap: Snapshot) -> str:
     return f"{status} ({'; '.join(reasons)})" if reasons else status
 
 
-def _shipped(world: World) -> int:
-    return sum(1 for order in world.rackbeat.orders if order.is_shipped)
-
-
 #: the products flow's events that put a product into a shop
 _SYNCED = ("created_shopify", "updated_shopify", "adopted_shopify")
+
+
+def _fulfilment_problems(shop: ShopFulfilments) -> str:
+    """`` · WRONG 1 · NOT SHIPPED 1`` for what the final check would fail (nothing when all is well)."""
+    problems = [("WRONG", shop.wrong), ("NOT SHIPPED", shop.unshipped_fulfilled)]
+    return "".join(f" · {what} {len(names)}" for what, names in problems if names)
 
 
 def summary_lines(world: World, snap: Snapshot, health_url: str) -> list[str]:
@@ -797,10 +974,15 @@ def summary_lines(world: World, snap: Snapshot, health_url: str) -> list[str]:
         )
     if t.clashing:
         lines.append(f"          {t.clashes}")
-    lines.append(
-        f"          new customers in Rackbeat {snap.event('orders', 'customers_created')} · "
-        f"shipped from Rackbeat {_shipped(world)}"
-    )
+    lines.append(f"          new customers in Rackbeat {snap.event('orders', 'customers_created')}")
+    shipped = {s.alias: s for s in fulfilment_truth(world, settled=False).shops}
+    for i, s in enumerate(t.shops):
+        f = shipped[s.alias]
+        lines.append(
+            f"{head('fulfilled', i, s.alias)}{len(f.fulfilled)} in Shopify of "
+            f"{_plural(len(f.shipped), 'order', 'orders')} shipped in Rackbeat · {len(f.tracked)} with tracking"
+            + _fulfilment_problems(f)
+        )
     for i, s in enumerate(t.shops):
         pushed = _plural(snap.event("stock", "quantities_pushed", s.alias), "quantity", "quantities")
         batches = _plural(snap.event("stock", "batches", s.alias), "batch", "batches")
@@ -833,11 +1015,19 @@ def compact_line(world: World, snap: Snapshot) -> str:
         return " ".join(f"{s.alias} {figure(s)}" if several else figure(s) for s in t.shops)
 
     synced = sum(snap.event("products", e) for e in _SYNCED)
+    shipped = fulfilment_truth(world, settled=False).shops
+    fulfilled = " ".join(
+        f"{f.alias} {len(f.fulfilled)}/{len(f.shipped)}"
+        if several
+        else f"{len(f.fulfilled)}/{len(f.shipped)}"
+        for f in shipped
+    )
     lags = " ".join(f"{name} {float(f.get('observedValue', 0.0)):.1f}s" for name, f in snap.checks)
     return (
         f"orders {each(lambda s: f'{s.once}/{s.importable}')} in Rackbeat"
         + (f" ({len(t.missing)} waiting)" if t.missing else "")
         + f" | stock pushed {each(lambda s: str(snap.event('stock', 'quantities_pushed', s.alias)))}"
+        f" | fulfilled {fulfilled}"
         f" | products synced {synced} | parked {snap.parked} | lag {lags or '-'}"
         f" | health {health_status(snap)}"
     )
@@ -928,6 +1118,8 @@ class DemoResult:
     stock: StockTruth | None = None
     #: the simulators as the demo left them
     world: World | None = None
+    #: every shop's shipped orders against their fulfilments in Shopify, at the end
+    fulfilments: FulfilmentTruth | None = None
 
     @property
     def stock_writes(self) -> int:
@@ -936,8 +1128,15 @@ class DemoResult:
 
     @property
     def ok(self) -> bool:
-        """The daemon ran to the end and both truth checks hold."""
-        return self.daemon_error is None and self.truth.ok and self.stock is not None and self.stock.ok
+        """The daemon ran to the end and every truth check holds."""
+        return (
+            self.daemon_error is None
+            and self.truth.ok
+            and self.stock is not None
+            and self.stock.ok
+            and self.fulfilments is not None
+            and self.fulfilments.ok
+        )
 
 
 def demo_account(
@@ -1053,7 +1252,7 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
     snapshot = Snapshot()
     health_url = ""
     daemon_error: list[str] = []
-    settled = False
+    settled: set[str] = set()
     ready, stopped = anyio.Event(), anyio.Event()
 
     async with _http() as client, _http() as daemon_http, anyio.create_task_group() as tg:
@@ -1127,8 +1326,9 @@ async def _demo(options: DemoOptions, db: Path, log_path: Path, out: TextIO) -> 
         shutdown.interrupted.is_set(),
         {alias: shop.adjustment_groups for alias, shop in world.shops.items()},
         daemon_error[0] if daemon_error else None,
-        stock_truth(world, settled=settled),
+        stock_truth(world, settled="stock" in settled),
         world,
+        fulfilment_truth(world, settled="fulfilments" in settled),
     )
     return result, world
 
@@ -1175,11 +1375,12 @@ class _Live:
             out.write("stopping: the daemon catches up with the last activity (Ctrl-C again: stop at once)\n")
             out.flush()
 
-    async def catch_up(self) -> bool:
+    async def catch_up(self) -> set[str]:
         """Let the daemon import what was placed last: poll every side until they agree or
         the deadline passes; then wait for a stock cycle of every shop that began after
-        that (the one that stops a shop offering what another shop sold last). Returns
-        whether every shop's stock flow finished such a cycle."""
+        that (the one that stops a shop offering what another shop sold last), and a
+        fulfilments cycle of every shop that began after the last shipment. Returns the
+        flows (of :data:`SETTLING`) of which every shop finished such a cycle."""
         options = self.options
         pause = min(0.25, options.poll_seconds / 4)
         limit = max(options.catch_up_seconds, 4 * options.poll_seconds)
@@ -1190,21 +1391,20 @@ class _Live:
                 break
             await anyio.sleep(pause)
         # a cycle that ends after this moment may have begun before it; the next one has not
-        marks = dict.fromkeys(self.world.shops, time.time())
-        passes = dict.fromkeys(self.world.shops, 0)
+        # (the last shipment was made before it: the activity has ended)
+        marks = {(alias, flow): time.time() for alias in self.world.shops for flow in SETTLING}
+        passes = dict.fromkeys(marks, 0)
         deadline = time.monotonic() + limit
         while not self.stopped.is_set():
             await self.observe()  # also the figures as they are now, for the final summary
-            for alias, mark in marks.items():
-                last = self.snapshot.last_success.get((alias, "stock"))
+            for key, mark in marks.items():
+                last = self.snapshot.last_success.get(key)
                 if last is not None and last > mark:
-                    marks[alias], passes[alias] = last, passes[alias] + 1
-            if all(n >= 2 for n in passes.values()):
-                return True
-            if time.monotonic() >= deadline:
+                    marks[key], passes[key] = last, passes[key] + 1
+            if all(n >= 2 for n in passes.values()) or time.monotonic() >= deadline:
                 break
             await anyio.sleep(pause)
-        return False
+        return {flow for flow in SETTLING if all(passes[(alias, flow)] >= 2 for alias in self.world.shops)}
 
     def _orders_done(self) -> bool:
         """Every order of every shop in Rackbeat once and counted by the daemon, the parked parked."""
@@ -1231,6 +1431,9 @@ def _final(result: DemoResult, world: World, out: TextIO, db: Path, log_path: Pa
     lines += [f"  {line}" for line in t.details]
     if result.stock is not None:
         lines.append(f"stock check: {result.stock.verdict}")
+    if result.fulfilments is not None:
+        lines.append(f"fulfilment check: {result.fulfilments.verdict}")
+        lines += [f"  {line}" for line in result.fulfilments.details]
     if kept:
         lines.append(f"state DB {db} and daemon log {log_path} kept")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -24,12 +25,14 @@ from daemon.demo import (
     act,
     compact_line,
     demo,
+    fulfilment_truth,
     health_status,
     seed_world,
     stock_truth,
     summary_lines,
     truth,
 )
+from daemon.mapping import shopify_heading
 from daemon.metrics import PREFIX
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN
@@ -61,7 +64,7 @@ def _hostile_environment(directory: Path) -> dict[str, str]:
 async def test_the_demo_imports_every_order_exactly_once(tmp_path: Path) -> None:
     out = io.StringIO()
     options = DemoOptions(
-        seconds=4, seed=3, db=tmp_path / "demo.db", poll_seconds=0.5, activity_every=0.3, health_port=0
+        seconds=4, seed=5, db=tmp_path / "demo.db", poll_seconds=0.5, activity_every=0.3, health_port=0
     )
     result = await demo(options, out)
     text = out.getvalue()
@@ -112,7 +115,33 @@ async def test_the_demo_imports_every_order_exactly_once(tmp_path: Path) -> None
     assert result.stock.checked["eu"] >= 196
     assert result.stock.checked["se"] >= 196
     assert "stock check: OK" in text
-    for line in ("orders    eu  ", "          se  ", "stock     eu  ", "          se  ", "eu/orders "):
+    # Rackbeat's shipments reached the shops as fulfilments, once each, with their tracking
+    # (seed 5 ships some orders with tracking and some without)
+    fulfilments = result.fulfilments
+    assert fulfilments is not None
+    assert fulfilments.settled, text
+    assert fulfilments.ok, text
+    assert "fulfilment check: OK" in text
+    shipped = [name for shop in fulfilments.shops for name in shop.shipped]
+    assert len(shipped) >= 2, text
+    assert [name for shop in fulfilments.shops for name in shop.fulfilled] == shipped
+    sent = [f for shop in world.shops.values() for order in shop.orders.values() for f in order.fulfillments]
+    assert len(sent) == len(world.rackbeat.shipments) == len(shipped)
+    assert {
+        (s.carrier, s.track_trace_number, s.track_trace_url) for s in world.rackbeat.shipments.values()
+    } == {f.tracking for f in sent}
+    assert any(f.tracking_number for f in sent), "a shipment with tracking"
+    assert any(f.tracking == (None, None, None) for f in sent), "a shipment without"
+    assert result.snapshot.event("fulfilments", "fulfilled") == len(sent)
+    for line in (
+        "orders    eu  ",
+        "          se  ",
+        "fulfilled eu  ",
+        "stock     eu  ",
+        "          se  ",
+        "eu/orders ",
+        "eu/fulfilments ",
+    ):
         assert f"\n  {line}" in text, line
     # the health endpoint answered while the demo ran, and the summary says so
     assert result.health_url.endswith("/healthz")
@@ -251,6 +280,84 @@ def test_the_stock_check_catches_a_unit_sold_in_the_other_shop() -> None:
     assert stock_truth(world, settled=True).ok
     assert not stock_truth(world, settled=False).ok
     assert "not checked" in stock_truth(world, settled=False).verdict
+
+
+def _transferred(world: World, alias: str, name: str) -> str:
+    """What the daemon does to a shop's order: the same lines in a booked Rackbeat order
+    headed with the shop (the shipping line as Rackbeat's freight product); its number."""
+    shop = world.shops[alias]
+    order = next(o for o in shop.orders.values() if o.name == name)
+    rb = world.rackbeat
+    lines = [(line.sku or "", line.quantity) for line in order.line_items]
+    number = rb.place_order(rb.add_customer(name, f"{alias}{name}@example.com"), [*lines, ("frakt", 1)])
+    transferred = rb.order(number)
+    transferred.your_reference, transferred.heading = name, shopify_heading(name, shop.shop_domain)
+    rb.book(number)
+    return number
+
+
+def test_the_fulfilment_check_holds_shopify_to_every_rackbeat_shipment() -> None:
+    world = World.of_shops(SHOPS, 2)
+    seed_world(world)
+    rb, eu, se = world.rackbeat, world.shops["eu"], world.shops["se"]
+    tracked = ("GLS", "GL123456789DK", "https://tracking.example/gls/GL123456789DK")
+    carrier, number, url = tracked
+    rb.ship(_transferred(world, "eu", "#1001"), carrier=carrier, tracking=number, url=url)
+    rb.ship(_transferred(world, "eu", "#1002"))
+    _transferred(world, "se", "#1001")  # booked, not shipped
+    # nothing fulfilled yet: while the demo runs, that is the daemon catching up; at the end, a failure
+    found = fulfilment_truth(world, settled=True)
+    assert [s.shipped for s in found.shops] == [["#1001", "#1002"], []]
+    assert [s.unfulfilled for s in found.shops] == [["#1001", "#1002"], []]
+    assert not found.ok
+    assert found.verdict == "FAILED — shipped, not fulfilled: eu #1001, eu #1002"
+    summary = summary_lines(world, Snapshot(), "url")
+    assert "fulfilled eu  0 in Shopify of 2 orders shipped in Rackbeat · 0 with tracking" in summary
+    assert "          se  0 in Shopify of 0 orders shipped in Rackbeat · 0 with tracking" in summary
+
+    # eu #1001 fulfilled without its tracking, eu #1002 twice, se #1001 though Rackbeat has not shipped it
+    for order in ("#1001", "#1002"):
+        eu.fulfill_order(order)
+    (twice,) = eu.fulfillments("#1002")
+    eu.orders[twice.order_id].fulfillments.append(twice)
+    se.fulfill_order("#1001")
+    found = fulfilment_truth(world, settled=True)
+    (eu_found, se_found) = found.shops
+    assert eu_found.fulfilled == []
+    assert eu_found.wrong == [
+        f"#1001: fulfilled with no tracking, shipped with {' '.join(tracked)}",
+        "#1002: 2 fulfilments for 1 shipment",
+    ]
+    assert se_found.unshipped_fulfilled == ["#1001"]
+    assert found.verdict.startswith("FAILED — not fulfilled as shipped: eu #1001: fulfilled with no tracking")
+    assert found.verdict.endswith("; fulfilled, not shipped: se #1001")
+    summary = summary_lines(world, Snapshot(), "url")
+    assert "fulfilled eu  0 in Shopify of 2 orders shipped in Rackbeat · 0 with tracking · WRONG 2" in summary
+    assert (
+        "          se  0 in Shopify of 0 orders shipped in Rackbeat · 0 with tracking · NOT SHIPPED 1"
+        in summary
+    )
+
+    # as the daemon leaves them: one fulfilment per shipment, with its tracking; se #1001 not fulfilled
+    (first,) = eu.fulfillments("#1001")
+    first.tracking_company, first.tracking_number, first.tracking_url = tracked
+    eu.orders[twice.order_id].fulfillments.remove(twice)
+    se_order = next(o for o in se.orders.values() if o.name == "#1001")
+    se_order.fulfillments.clear()
+    found = fulfilment_truth(world, settled=True)
+    assert found.ok, found.verdict
+    assert found.verdict.startswith("OK — ")
+    assert [(s.fulfilled, s.tracked) for s in found.shops] == [(["#1001", "#1002"], ["#1001"]), ([], [])]
+    assert found.details[0] == "eu: 2 of 2 orders shipped in Rackbeat fulfilled as shipped, 1 with tracking"
+    # the units count too: a fulfilment of fewer units than the shipment sent is not it
+    line = first.lines[0]
+    first.lines = (dataclasses.replace(line, quantity=line.quantity - 1), *first.lines[1:])
+    assert not fulfilment_truth(world, settled=True).ok
+    first.lines = (line, *first.lines[1:])
+    # and before a fulfilments cycle after the last shipment, nothing is claimed
+    unsettled = fulfilment_truth(world, settled=False)
+    assert not unsettled.ok
+    assert "not checked" in unsettled.verdict
 
 
 def test_demo_command_runs_from_the_command_line(tmp_path: Path) -> None:
