@@ -33,8 +33,9 @@ order that is not shipped, or not updated since the cursor), the flow stops read
 and reads back instead: at most :data:`READ_BACKS_PER_CYCLE` open imported orders per
 cycle, least recently checked first, one request each. ``status`` says which is used.
 
-Only orders shipped from the first start with ``SYNC_FULFILMENTS`` on are fulfilled: the
-cursor starts then, so shipments made before (fulfilled by hand, as before) are left alone.
+Only orders shipped from the first start with ``SYNC_FULFILMENTS`` on are fulfilled (and
+those of the :data:`OVERLAP` before it): the cursor starts then, so shipments made before
+(fulfilled by hand, as before) are left alone.
 
 State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
 committed, and applying a record again is harmless. Here: the cursor moves after the
