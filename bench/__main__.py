@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "bench.index",
     "bench.idle",
     "bench.lost_answers",
+    "bench.fulfilments",
     "bench.shops",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
@@ -45,6 +46,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.index": 5_000,
     "bench.idle": 100,
     "bench.lost_answers": 12,
+    "bench.fulfilments": 100,
     "bench.shops": 200,
 }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, shops
+from bench import Row, fulfilments, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -141,3 +141,61 @@ async def test_the_daemon_process_of_the_rss_figure_syncs_over_loopback_without_
     measured = await shops.measure_rss(2, QUICK_SIZES["bench.shops"], orders=ORDERS)
     # MiB: Python with httpx, pydantic and aiosqlite loaded, and less than the simulators' 2 x 200 SKUs
     assert 20 < measured["rss_before_mib"] <= measured["peak_rss_mib"] < 512
+
+
+@pytest.mark.anyio
+async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and_are_made_once() -> None:
+    size = QUICK_SIZES["bench.fulfilments"]  # shipped at once, of 1,000 open
+    few = 30  # orders losing answers, orders waiting for payment
+    m = {
+        "burst": await fulfilments.measure_burst(size),
+        "lost": await fulfilments.measure_lost(few),
+        "paid": await fulfilments.measure_trigger_paid(few),
+    }
+    burst, lost, paid = m["burst"], m["lost"], m["paid"]
+    # an idle cycle reads the two lists, whether 10 or 1,000 orders are open
+    assert burst["idle"] == {10: (2, 0), 1_000: (2, 0)}
+    # the burst: found by the lists (pages of 100) at <= 1 request per 100 shipped orders
+    # beyond the two every cycle reads anyway; one shipments read each
+    assert burst["rackbeat_lists"] == math.ceil(size / 100) + 1
+    assert (burst["rackbeat_lists"] - 2) * 100 <= size
+    assert burst["rackbeat"] == burst["rackbeat_lists"] + size
+    # Shopify: one read and one write per order (and the location, once per process)
+    assert burst["shopify_by_operation"] == {
+        "OrderFulfilment": size,
+        "PrimaryLocation": 1,
+        "FulfillmentCreate": size,
+    }
+    assert burst["fulfilled_orders"] == burst["fulfilled"] == size
+    assert burst["with_tracking"] == size // 2
+    assert burst["unshipped_fulfilled"] == 0
+    assert (burst["cycles"], burst["failed"]) == (1, 0)
+    # quiet cycles after the burst write nothing and read no shipments (the lists re-read the
+    # orders shipped within the overlap before the latest shipment: one page here)
+    assert burst["after"] == [(burst["rackbeat_lists"], 0)] * 2
+    assert burst["fulfilled_after"] == size
+
+    # lost answers: every kind happened, exactly one fulfilment per order, in one cycle; each
+    # lost answer costs a read, and the write again when it had not been applied
+    assert set(lost["lost_kinds"]) == set(fulfilments.LOST_KINDS)
+    assert lost["lost"] >= few // fulfilments.LOST_EVERY
+    assert lost["fulfilled"] == lost["fulfilled_orders"] == few
+    assert (lost["cycles"], lost["failed"], lost["parked"]) == (1, 0, 0)
+    assert lost["extra"] == lost["lost"] + lost["lost_kinds"]["not applied"]
+
+    # trigger paid: every waiting unit stays held through a push; once paid, one Rackbeat order each
+    assert paid["pushes"] >= 1
+    assert paid["held"] == paid["unreserved"] == paid["units"]
+    assert paid["handed_back"] == 0
+    assert paid["made_waiting"] == 0
+    assert paid["made"] == paid["transferred_orders"] == few
+    assert paid["twins"] == 0
+
+    figures = {figure: value for _, figure, value, _ in fulfilments.table(m)}
+    assert figures[f"Shopify reads per shipped order, {size} shipped"] == round((size + 1) / size, 2)
+    assert figures[f"Shopify writes per shipped order, {size} shipped"] == 1.0
+    beyond_idle = figures["  the same, beyond an idle cycle's"]
+    assert isinstance(beyond_idle, float)
+    assert beyond_idle <= 1
+    assert figures[f"fulfilments per shipped order, {few} shipped, {lost['lost']} answers lost"] == 1.0
+    assert figures["trigger paid: Rackbeat orders made per order once paid"] == 1.0
