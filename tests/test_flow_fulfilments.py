@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,30 @@ async def test_an_order_shopify_keeps_failing_on_is_set_aside_and_the_others_ful
         await cycle(w, 600)  # retried after its backoff
         assert len(w.shopify_sim.fulfillments(bad)) == 1
         assert await w.store.parked("fulfilments") == []
+
+
+async def test_an_order_listed_late_within_the_overlap_is_still_fulfilled_and_then_the_lists_start_at_the_cursor(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        (first, first_number), (late, late_number), (other, _) = await imported(
+            w, [[("MUG-1", 1)], [("TEE-2", 1)], [("CAP-3", 1)]]
+        )
+        w.rackbeat.ship(first_number)
+        await cycle(w, 30)
+        # saved in Rackbeat 30 s before the one already seen, listed only now
+        w.rackbeat.ship(late_number)
+        w.rackbeat.order(late_number).updated_at = w.rackbeat.order(first_number).updated_at - timedelta(
+            seconds=30
+        )
+        await cycle(w, 30)
+        assert len(w.shopify_sim.fulfillments(late)) == 1
+        assert len(w.shopify_sim.fulfillments(first)) == 1
+        # once a scan has run the overlap after the cursor moved, an idle cycle lists from the
+        # cursor: only the order at the cursor itself, at no cost beyond the two lists
+        await cycle(w, 150)
+        await cycle(w, 60)
+        w.rackbeat.reset_counts()
+        assert await cycle(w) == 0
+        assert w.rackbeat.request_total() == 2
+        assert len(w.shopify_sim.fulfillments(other)) == 0

@@ -71,9 +71,12 @@ log = structlog.get_logger("daemon.flows.fulfilments")
 FLOW = "fulfilments"
 #: the cursors-table key saying how shipped orders are found ("list", or "read-back: <why>")
 DETECTION = "fulfilments.detection"
-#: re-read this much before the cursor: an order saved in Rackbeat just before a later one
-#: may become visible after it
+#: re-read this much before the cursor while it is new: an order saved in Rackbeat just
+#: before a later one may become visible after it
 OVERLAP = timedelta(minutes=2)
+#: cursors-table keys: when (our clock) the cursor last moved, and when the last complete
+#: scan started (the overlap is dropped once one started OVERLAP after the move)
+MOVED, SCANNED = "fulfilments.moved", "fulfilments.scanned"
 #: consecutive retriable failures of one order before it is parked (REPEATED_FAILURE), so
 #: that one order Shopify or Rackbeat keeps failing on does not hold up the others
 MAX_FAILURES = 5
@@ -152,13 +155,30 @@ class FulfilmentsFlow:
         start = self.clock()
         async with self.store.transaction() as tx:
             await tx.set_cursor(FLOW, _iso(start))
+            await tx.set_cursor(MOVED, _iso(start))
         self.log.info("fulfilments.cursor_initialised", since=_iso(start))
         return start
 
     async def _scan(self, cursor: datetime) -> int:
-        """Read both lists since the cursor (less the overlap); move the cursor to the
-        latest ``updated_at`` seen once every order in them is recorded."""
-        since = cursor - OVERLAP
+        """Read both lists since the cursor (less the overlap while it is new); move the
+        cursor to the latest ``updated_at`` seen once every order in them is recorded.
+
+        The overlap is for an order saved just before the latest one but listed after it.
+        Once a complete scan has started :data:`OVERLAP` after the cursor last moved, any
+        such order has been listed, and the lists are read from the second after the cursor:
+        a burst of shipments is not listed again every cycle until a newer one moves the
+        cursor.
+        """
+        started = self.clock()
+        moved = await self.store.get_cursor(MOVED)
+        scanned = await self.store.get_cursor(SCANNED)
+        settled = (
+            moved is not None
+            and scanned is not None
+            and parse_timestamp(scanned) - parse_timestamp(moved) >= OVERLAP
+        )
+        # settled: every order of the cursor's second was listed already (the filter has seconds)
+        since = cursor + timedelta(seconds=1) if settled else cursor - OVERLAP
         latest = cursor
         applied = 0
         for partly in (False, True):
@@ -182,9 +202,11 @@ class FulfilmentsFlow:
                             latest = max(latest, order.updated_at)
                     if self.shutdown.requested:
                         return applied
-        if latest > cursor:
-            async with self.store.transaction() as tx:
+        async with self.store.transaction() as tx:
+            if latest > cursor:
                 await tx.set_cursor(FLOW, _iso(latest))
+                await tx.set_cursor(MOVED, _iso(started))
+            await tx.set_cursor(SCANNED, _iso(started))
         return applied
 
     @staticmethod
