@@ -448,10 +448,8 @@ async def _order_life(store: Store) -> dict[str, Any]:
         "fulfilments": {
             "done": int(shipments.get("done", 0)),
             "in_doubt": int(shipments.get("sending", 0)),
-            "detection": "read-back" if detection and detection != "list" else "list",
-            "detection_note": detection.removeprefix("read-back: ")
-            if detection and detection != "list"
-            else None,
+            "detection": "list" if detection is None else "read-back",
+            "detection_note": detection,
         },
     }
 

@@ -210,6 +210,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: how the order ledger's note of an order skipped for its age begins (``status`` counts them)
 SKIPPED_BEFORE_START = "created before the import start"
+#: the order ledger's ``fulfilment`` of an order Shopify had fulfilled itself when it was
+#: transferred (the orders flow writes it; the fulfilments flow leaves such orders alone)
+FULFILLED_IN_SHOPIFY = "shopify"
 
 #: parked records are retried after this delay, doubling per attempt up to the cap
 PARK_RETRY_FIRST = timedelta(minutes=5)

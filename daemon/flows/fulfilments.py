@@ -64,12 +64,13 @@ from daemon.retry import settle_write
 from daemon.shared import SharedChanges
 from daemon.shopify import Fulfillment, OrderFulfilment, ShopifyClient, Tracking, location_gid
 from daemon.shutdown import Shutdown
-from daemon.store import Store
+from daemon.store import FULFILLED_IN_SHOPIFY, Store
 
 log = structlog.get_logger("daemon.flows.fulfilments")
 
 FLOW = "fulfilments"
-#: the cursors-table key saying how shipped orders are found ("list", or "read-back: <why>")
+#: the cursors-table key holding why shipped orders are found by reading orders back (set
+#: when Rackbeat was seen to ignore the list's filters; absent: the lists are used)
 DETECTION = "fulfilments.detection"
 #: re-read this much before the cursor while it is new: an order saved in Rackbeat just
 #: before a later one may become visible after it
@@ -86,9 +87,6 @@ READ_BACKS_PER_CYCLE = 20
 READ_BACK_INTERVAL = timedelta(minutes=10)
 #: the ledger's ``fulfilment`` of orders: every shipped unit fulfilled; some; none needed
 DONE, PARTLY, NOT_NEEDED = "done", "partly", "not_needed"
-#: the ledger's ``fulfilment`` of an order Shopify had fulfilled when it was transferred
-#: (the orders flow writes it)
-FULFILLED_IN_SHOPIFY = "shopify"
 
 _LEDGER = ("order_id", "order_name", "demand", "cancelled", "fulfilment", "shipped_seen")
 
@@ -141,7 +139,7 @@ class FulfilmentsFlow:
         """One cycle: orders in doubt or due after parking, then the shipped orders."""
         cursor = await self._cursor()
         applied = await self._resume()
-        if (await self.store.get_cursor(DETECTION) or "list") == "list":
+        if await self.store.get_cursor(DETECTION) is None:
             applied += await self._scan(cursor)
         else:
             applied += await self._read_back()
@@ -226,7 +224,7 @@ class FulfilmentsFlow:
 
     async def _fall_back(self, why: str) -> None:
         async with self.store.transaction() as tx:
-            await tx.set_cursor(DETECTION, f"read-back: {why}")
+            await tx.set_cursor(DETECTION, why)
         self.log.warning(
             "fulfilments.detection_fallback", reason=why, read_backs_per_cycle=READ_BACKS_PER_CYCLE
         )
@@ -285,8 +283,15 @@ class FulfilmentsFlow:
             try:
                 order = await self.rackbeat.get_order(str(number))
             except NotFoundError:
+                # deleted in Rackbeat since: nothing more will ship; a send in doubt stays as it is
                 async with self.store.transaction() as tx:
                     await tx.unpark(FLOW, name)
+                    await tx.execute(
+                        "UPDATE fulfilments SET state = 'abandoned', note = ? WHERE shop = ? AND state = 'sending' "
+                        "AND order_id = (SELECT order_id FROM order_ledger WHERE shop = ? AND order_name = ?)",
+                        (f"Rackbeat order {number} was deleted", self.store.shop, self.store.shop, name),
+                    )
+                self.log.warning("fulfilment.abandoned", order=name, rackbeat_order=number)
                 continue
             if await self.apply(order, again=True):
                 applied += 1

@@ -100,7 +100,7 @@ from daemon.retry import settle_write
 from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
-from daemon.store import SKIPPED_BEFORE_START, Store
+from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 
 log = structlog.get_logger("daemon.flows.orders")
 
@@ -149,8 +149,6 @@ PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "AUTHORIZED"})
 #: the ``displayFulfillmentStatus`` that meets ``SYNC_ORDER_TRIGGER=fulfilled`` (every unit;
 #: PARTIALLY_FULFILLED waits)
 FULFILLED = "FULFILLED"
-#: the ledger's ``fulfilment`` of an order Shopify had fulfilled itself when it was transferred
-FULFILLED_IN_SHOPIFY = "shopify"
 
 
 def parse_time(value: str) -> datetime:
@@ -649,7 +647,7 @@ class OrdersFlow:
         if not updated or updated == ledger["shopify_updated_at"] or ledger["state"] == "skipped":
             return
         if order.get("cancelledAt"):
-            if not ledger["cancelled"]:
+            if not ledger["cancelled"] and ledger["rackbeat_number"]:
                 await self._cancel_after_transfer(order, name, ledger, updated)
                 return
         elif ledger["demand"] and ledger["rackbeat_number"]:
@@ -668,7 +666,6 @@ class OrdersFlow:
                     number = ledger["rackbeat_number"]
                     how_far = str(ledger["rackbeat_state"] or "made").replace("_", " ")
                     await self._park_for_a_person(
-                        order,
                         name,
                         RecordError(
                             f"order {name} was edited in Shopify after transfer to Rackbeat order {number} "
@@ -722,7 +719,7 @@ class OrdersFlow:
                 if refused
                 else state.replace("_", " ")
             )
-            await self._park_for_a_person(order, name, RecordError(detail, reason="CANCELLED_AFTER_TRANSFER"))
+            await self._park_for_a_person(name, RecordError(detail, reason="CANCELLED_AFTER_TRANSFER"))
 
     async def _delete_draft(self, number: str) -> None:
         """Delete a Rackbeat draft; gone already (a repeat after a lost answer) is done."""
@@ -946,7 +943,7 @@ class OrdersFlow:
                 return
             raise
 
-    async def _park_for_a_person(self, order: Mapping[str, Any], name: str, exc: RecordError) -> None:
+    async def _park_for_a_person(self, name: str, exc: RecordError) -> None:
         """Park a finished order for a person to act on (its ledger row is left as it is):
         no automatic retries; ``rackbeat-shopify retry KEY`` clears it."""
         async with self.store.transaction(self.clock()) as tx:
