@@ -56,6 +56,7 @@ from daemon.retry import backoff_delay
 from daemon.runner import InlineCycles
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
+from daemon.sim.faults import LostAnswers
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import Order as ShopifyOrder
 from daemon.sim.shopify import ShopifySimulator, SimClock
@@ -69,7 +70,7 @@ IDLE_OPEN: tuple[int, int] = (10, 1_000)
 #: every how many ``fulfillmentCreate`` requests an answer is lost
 LOST_EVERY = 3
 #: how a lost answer is lost, in turn (the first three after Shopify applied the request)
-LOST_KINDS: tuple[str, ...] = ("truncated", "reset", "timeout", "not applied")
+LOST_KINDS = LostAnswers.KINDS
 #: the poll interval, and the base of the runner's backoff after a failed cycle
 POLL_SECONDS = 60.0
 #: cycles after which a measurement gives up
@@ -80,45 +81,6 @@ AN_HOUR = 3600.0
 RECEIPT = 10
 #: Shopify operations that write (every other operation the flows send reads)
 SHOPIFY_WRITES = frozenset({"FulfillmentCreate", "FulfillmentTrackingUpdate", "SetStock"})
-
-
-class LostAnswers:
-    """Cuts off the answer of every ``every``-th request that ``match`` picks, each time in
-    the next way of :data:`LOST_KINDS` (as the tests' ``LostAnswers`` does)."""
-
-    def __init__(
-        self,
-        handle: Callable[[httpx.Request], Awaitable[httpx.Response]],
-        match: Callable[[httpx.Request], bool],
-        every: int = LOST_EVERY,
-    ) -> None:
-        self.handle = handle
-        self.match = match
-        self.every = every
-        self.seen = 0
-        #: the kind of every answer cut off, in order
-        self.lost: list[str] = []
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        if not self.match(request):
-            return await self.handle(request)
-        self.seen += 1
-        if (self.seen - 1) % self.every:
-            return await self.handle(request)
-        kind = LOST_KINDS[len(self.lost) % len(LOST_KINDS)]
-        self.lost.append(kind)
-        if kind == "not applied":
-            raise httpx.ReadTimeout("no answer", request=request)
-        response = await self.handle(request)
-        if kind == "truncated":
-            return httpx.Response(
-                response.status_code,
-                content=response.content[: len(response.content) // 2],
-                headers={"content-type": "application/json"},
-            )
-        if kind == "reset":
-            raise httpx.ReadError("connection reset by peer", request=request)
-        raise httpx.ReadTimeout("timed out", request=request)
 
 
 def is_fulfillment_create(request: httpx.Request) -> bool:
@@ -259,7 +221,7 @@ async def open_shop(orders: int, *, lose: bool = False, **settings: Any) -> Asyn
         shopify_sim.add_product(f"Product {sku}", [{"sku": sku, "price": "100.00", "stock": stock}])
         rackbeat_sim.add_product(sku, stock=stock)
     rackbeat_sim.add_product("frakt", "Frakt")
-    lossy = LostAnswers(shopify_sim.handle, is_fulfillment_create) if lose else None
+    lossy = LostAnswers(shopify_sim.handle, is_fulfillment_create, every=LOST_EVERY) if lose else None
     line = ShopifyLine(lossy or shopify_sim.handle)
 
     async def route(request: httpx.Request) -> httpx.Response:

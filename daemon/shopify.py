@@ -597,6 +597,7 @@ class ShopifyClient:
         self._bucket: ThrottleStatus | None = None
         #: last requestedQueryCost per document
         self._expected_cost: dict[str, float] = {}
+        self._primary_location: str | None = None
 
         self.requests = 0
         self.cost_spent = 0
@@ -734,6 +735,15 @@ class ShopifyClient:
             async for page in pages:
                 found.extend(page)
         return found
+
+    async def stock_location(self, configured: str | None) -> str:
+        """The location the daemon writes stock to and fulfils from: ``configured``
+        (``SHOPIFY_LOCATION_ID``), else the primary one (read once for every flow, then kept)."""
+        if configured:
+            return location_gid(configured)
+        if self._primary_location is None:
+            self._primary_location = await self.primary_location_id()
+        return self._primary_location
 
     async def primary_location_id(self) -> str:
         """The id of the shop's primary location (``gid://shopify/Location/…``)."""

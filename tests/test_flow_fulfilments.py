@@ -18,9 +18,9 @@ from daemon.errors import RetriableError
 from daemon.flows.fulfilments import MAX_FAILURES, READ_BACKS_PER_CYCLE
 from daemon.services import Services
 from daemon.shutdown import Shutdown
+from daemon.sim.faults import LostAnswers
 from daemon.sim.shopify import Order as ShopifyOrder
 from tests.harness import World, fulfilments_flow, make_world, orders_flow
-from tests.test_flow_orders import LostAnswers
 
 pytestmark = pytest.mark.anyio
 
@@ -141,7 +141,7 @@ async def test_lost_fulfilment_answers_are_settled_without_a_second_fulfilment(
             w.rackbeat.ship(number, tracking=f"T{n}")
         # every fulfillmentCreate loses its answer: truncated, reset, timed out (all three
         # applied) and not applied at all
-        lossy = LostAnswers(w.shopify_sim, lambda request: b"fulfillmentCreate" in request.content)
+        lossy = LostAnswers.on(w.shopify_sim, lambda request: b"fulfillmentCreate" in request.content)
         assert await cycle(w) == 4
         assert set(lossy.lost) == set(LostAnswers.KINDS)
         for n, (order_id, _) in enumerate(orders):

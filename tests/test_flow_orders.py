@@ -19,9 +19,8 @@ from daemon.demand import OrderDemand
 from daemon.errors import TransportError
 from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE
 from daemon.rackbeat import order_body
-from daemon.sim.rackbeat import RackbeatSimulator
+from daemon.sim.faults import LostAnswers
 from daemon.sim.shopify import Order as ShopifyOrder
-from daemon.sim.shopify import ShopifySimulator
 from tests.harness import RACKBEAT_URL, World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
@@ -727,65 +726,6 @@ async def test_a_catch_up_from_far_back_reports_its_progress(
 # --- lost answers: settled inside the cycle -------------------------------------------------------------
 
 
-class LostAnswers:
-    """Cuts off the answers of every ``every``-th request that ``match`` picks, in turn:
-    a truncated body, a reset connection and a timeout after the write landed (Rackbeat has
-    it, the daemon does not know), and a timeout before it landed (not applied at all)."""
-
-    KINDS: tuple[str, ...] = ("truncated", "reset", "timeout", "not applied")
-
-    def __init__(
-        self,
-        sim: RackbeatSimulator | ShopifySimulator,
-        match: Callable[[httpx.Request], bool],
-        every: int = 1,
-    ) -> None:
-        self._handle = sim.handle
-        sim.handle = self  # type: ignore[method-assign]  # the harness routes through it
-        self._match = match
-        #: every how many matching requests an answer is lost (0: none any more)
-        self.lost_every = every
-        self._seen = 0
-        #: the kind of each answer cut off, in order
-        self.lost: list[str] = []
-        self.down = False
-
-    def reaching(self) -> list[httpx.Request]:
-        """The matching requests that reach the simulator from now on."""
-        reached: list[httpx.Request] = []
-        inner = self._handle
-
-        async def counting(request: httpx.Request) -> httpx.Response:
-            if self._match(request):
-                reached.append(request)
-            return await inner(request)
-
-        self._handle = counting
-        return reached
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
-            raise httpx.ConnectError("the API is down", request=request)
-        if not self._match(request):
-            return await self._handle(request)
-        self._seen += 1
-        if not self.lost_every or (self._seen - 1) % self.lost_every:
-            return await self._handle(request)
-        kind = self.KINDS[len(self.lost) % len(self.KINDS)]
-        self.lost.append(kind)
-        if kind == "not applied":
-            raise httpx.ReadTimeout("no answer", request=request)
-        response = await self._handle(request)
-        if kind == "truncated":
-            cut = response.content[: len(response.content) // 2]
-            return httpx.Response(
-                response.status_code, content=cut, headers={"content-type": "application/json"}
-            )
-        if kind == "reset":
-            raise httpx.ReadError("connection reset by peer", request=request)
-        raise httpx.ReadTimeout("timed out", request=request)
-
-
 def posts_to(suffix: str) -> Callable[[httpx.Request], bool]:
     return lambda request: request.method == "POST" and request.url.path.endswith(suffix)
 
@@ -798,7 +738,7 @@ async def test_forty_orders_with_a_dozen_lost_draft_answers_import_in_one_cycle(
             w.shopify_sim.sell("MUG-1" if n % 2 else "TEE-2", 1 + n % 3, email=f"buyer{n % 7}@example.com")
             for n in range(40)
         ]
-        lossy = LostAnswers(w.rackbeat, posts_to("/orders/drafts"), every=3)
+        lossy = LostAnswers.on(w.rackbeat, posts_to("/orders/drafts"), every=3)
         w.tick(60)
         started = w.clock.monotonic()
         with capture_logs() as logs:
@@ -822,7 +762,7 @@ async def test_forty_orders_with_a_dozen_lost_draft_answers_import_in_one_cycle(
 async def test_lost_customer_answers_never_make_a_twin(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
     async with shop(tmp_path, shopify_schema) as w:
         ids = [w.shopify_sim.sell("MUG-1", email=f"new{n}@example.com") for n in range(8)]
-        lossy = LostAnswers(w.rackbeat, posts_to("/customers"))
+        lossy = LostAnswers.on(w.rackbeat, posts_to("/customers"))
         assert await cycle(w) == 8
         assert set(lossy.lost) == set(LostAnswers.KINDS)  # every answer lost, resends too
         assert sorted(c.contact_email or "" for c in w.rackbeat.customers.values()) == sorted(
@@ -839,7 +779,7 @@ async def test_lost_booking_and_shipment_answers_are_settled_by_the_orders_flags
 ) -> None:
     async with shop(tmp_path, shopify_schema, sync_send_order_confirmation=True) as w:
         ids = [w.shopify_sim.sell("TEE-2", email=f"b{n}@example.com") for n in range(4)]
-        lossy = LostAnswers(w.rackbeat, posts_to(step))
+        lossy = LostAnswers.on(w.rackbeat, posts_to(step))
         reached = lossy.reaching()
         assert await cycle(w) == 4
         assert set(lossy.lost) == set(LostAnswers.KINDS)
@@ -859,7 +799,7 @@ async def test_a_lost_answer_while_rackbeat_goes_down_fails_the_cycle_and_makes_
 ) -> None:
     async with shop(tmp_path, shopify_schema) as w:
         order_id = w.shopify_sim.sell("MUG-1")
-        lossy = LostAnswers(w.rackbeat, posts_to("/orders/drafts"))
+        lossy = LostAnswers.on(w.rackbeat, posts_to("/orders/drafts"))
         lossy.KINDS = ("reset",)  # landed, answer lost …
         original = lossy.__call__
 

@@ -20,10 +20,10 @@ from daemon import rackbeat as rackbeat_module
 from daemon.config import ProductPriority
 from daemon.flows.products import ProductsFlow, html_to_text, shop_price, text_to_html
 from daemon.index import SkuIndex
+from daemon.sim.faults import LostAnswers
 from daemon.sim.shopify import InventoryItem, ProductVariant
 from daemon.sim.shopify import Product as ShopifyProduct
 from tests.harness import World, make_world, orders_flow
-from tests.test_flow_orders import LostAnswers
 
 pytestmark = pytest.mark.anyio
 
@@ -989,7 +989,7 @@ async def test_lost_answers_of_rackbeat_product_creates_make_no_twin(
     ) as w:
         for n in range(8):
             w.shopify_sim.add_product(f"Shop made {n}", [{"sku": f"S-{n}", "price": f"{20 + n}.00"}])
-        lossy = LostAnswers(w.rackbeat, creates("POST products"))
+        lossy = LostAnswers.on(w.rackbeat, creates("POST products"))
         reached = lossy.reaching()
         assert await cycles(w) == 8  # one cycle, no failure: every answer lost, resends too
         assert set(lossy.lost) == set(LostAnswers.KINDS)
@@ -1006,7 +1006,7 @@ async def test_lost_answers_of_shopify_product_creates_are_adopted_in_the_same_c
         for n in range(8):
             w.rackbeat.add_product(f"N-{n}", f"New {n}", sales_price=str(10 + n))
         await cycles(w)  # planned: a second search a minute later confirms
-        lossy = LostAnswers(w.shopify_sim, creates("ProductCreate"))
+        lossy = LostAnswers.on(w.shopify_sim, creates("ProductCreate"))
         reached = lossy.reaching()
         assert await cycles(w) == 8 - 2  # the two that never reached Shopify wait …
         assert lossy.lost == list(LostAnswers.KINDS) * 2

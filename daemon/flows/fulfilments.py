@@ -62,7 +62,7 @@ from daemon.rackbeat import Order, RackbeatClient, format_timestamp, parse_times
 from daemon.reasons import advice_for
 from daemon.retry import settle_write
 from daemon.shared import SharedChanges
-from daemon.shopify import Fulfillment, OrderFulfilment, ShopifyClient, Tracking, location_gid
+from daemon.shopify import Fulfillment, OrderFulfilment, ShopifyClient, Tracking
 from daemon.shutdown import Shutdown
 from daemon.store import FULFILLED_IN_SHOPIFY, Store
 
@@ -128,7 +128,6 @@ class FulfilmentsFlow:
         self.shutdown = shutdown
         self.clock = clock
         self.log = log.bind(flow=FLOW)
-        self._location: str | None = None
         #: consecutive retriable failures per order (a restart forgets them: it retries anyway)
         self._failures: dict[str, int] = {}
         self.shipped = shipped or {partly: SharedChanges[Order]() for partly in (False, True)}
@@ -528,13 +527,8 @@ class FulfilmentsFlow:
         self.log.warning("fulfilment.parked", order=name, reason=exc.reason, detail=str(exc))
 
     async def location(self) -> str:
-        """The Shopify location the daemon fulfils from (``SHOPIFY_LOCATION_ID`` or the primary)."""
-        if self._location is None:
-            configured = self.settings.shopify_location_id
-            self._location = (
-                location_gid(configured) if configured else await self.shopify.primary_location_id()
-            )
-        return self._location
+        """The Shopify location the daemon fulfils from (:meth:`ShopifyClient.stock_location`)."""
+        return await self.shopify.stock_location(self.settings.shopify_location_id)
 
 
 def _newest(current: OrderFulfilment, tracking: Tracking | None) -> Fulfillment | None:

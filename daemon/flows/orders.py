@@ -492,7 +492,7 @@ class OrdersFlow:
             if ledger is None or ledger["state"] in ("seen", "waiting"):
                 wait = trigger_wait(order, self.settings.sync_order_trigger)
                 if wait is not None:
-                    await self._wait(order, name, ledger, updated, wait)
+                    await self._hold_for_trigger(order, name, ledger, updated, wait)
                     return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
@@ -552,7 +552,7 @@ class OrdersFlow:
             self.log.info("order.imported", order=name, rackbeat_order=number, state=target)
         return steps > 0
 
-    async def _wait(
+    async def _hold_for_trigger(
         self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any] | None, updated: str, wait: str
     ) -> None:
         """Record an order that waits for its trigger: its units stay held (the stock flow

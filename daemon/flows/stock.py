@@ -166,7 +166,7 @@ from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
 from daemon.shared import StockReads
-from daemon.shopify import ShopifyClient, StockQuantity, location_gid
+from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.shutdown import Shutdown, note_cycle
 from daemon.stock_decision import (
@@ -456,7 +456,6 @@ class StockFlow:
         self.monotonic = monotonic
         self.log = log.bind(flow=FLOW)
         # caches only (see "Memory between cycles" in the module docstring); the rest is in the DB
-        self._location: str | None = None
         self._known_numbers: set[str] | None = None
         self._waiting_since: float | None = None
         #: the S15 shipping product was in the latest scan, and in the one remembered before it
@@ -521,13 +520,8 @@ class StockFlow:
             return outcome.differences
 
     async def location(self) -> str:
-        """The Shopify location stock is written to (``SHOPIFY_LOCATION_ID`` or the primary)."""
-        if self._location is None:
-            configured = self.settings.shopify_location_id
-            self._location = (
-                location_gid(configured) if configured else await self.shopify.primary_location_id()
-            )
-        return self._location
+        """The Shopify location stock is written to (:meth:`ShopifyClient.stock_location`)."""
+        return await self.shopify.stock_location(self.settings.shopify_location_id)
 
     def _fingerprint(self) -> str:
         """The settings a full reconcile reads for: when they change, the ledger's figures

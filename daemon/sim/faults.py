@@ -14,14 +14,25 @@ requests. A burst is either of HTTP 429s (``"throttle"``) or of cost throttles
 (``"cost_throttle"``: the simulated Shopify drains its bucket and answers ``THROTTLED``
 with HTTP 200 and the real ``throttleStatus``); ``cost_throttle_share`` is the fraction of
 bursts of the second kind. Rackbeat has no cost bucket and answers both kinds with 429.
+
+:class:`LostAnswers` is the other kind of trouble, aimed rather than drawn: it wraps a
+simulator's handler and loses the answers of the requests it picks, after or before the
+simulator applied them, so that tests and benches can check that a write whose answer
+was lost is settled, never repeated.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+
+if TYPE_CHECKING:  # the simulators import this module
+    from daemon.sim.rackbeat import RackbeatSimulator
+    from daemon.sim.shopify import ShopifySimulator
 
 Fault = Literal["error", "throttle", "cost_throttle", "truncate"]
 
@@ -142,3 +153,75 @@ class Faults:
 def truncate_body(body: bytes) -> bytes:
     """Cut a response body in half, as a dropped connection mid-transfer would."""
     return body[: len(body) // 2]
+
+
+Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class LostAnswers:
+    """Cuts off the answers of every ``every``-th request that ``match`` picks, in turn:
+    a truncated body, a reset connection and a timeout after the write landed (the
+    simulator has it, the daemon does not know), and a timeout before it landed (not
+    applied at all). Wraps ``handle``; :meth:`on` puts it in front of a simulator."""
+
+    KINDS: tuple[str, ...] = ("truncated", "reset", "timeout", "not applied")
+
+    def __init__(self, handle: Handler, match: Callable[[httpx.Request], bool], every: int = 1) -> None:
+        self._handle = handle
+        self._match = match
+        #: every how many matching requests an answer is lost (0: none any more)
+        self.lost_every = every
+        self._seen = 0
+        #: the kind of each answer cut off, in order
+        self.lost: list[str] = []
+        #: refuse every request (the API is down)
+        self.down = False
+
+    @classmethod
+    def on(
+        cls,
+        sim: RackbeatSimulator | ShopifySimulator,
+        match: Callable[[httpx.Request], bool],
+        every: int = 1,
+    ) -> LostAnswers:
+        """Route ``sim``'s requests through a new :class:`LostAnswers` (a harness that calls
+        ``sim.handle`` then reaches it)."""
+        lossy = cls(sim.handle, match, every)
+        sim.handle = lossy  # type: ignore[method-assign]  # the harness routes through it
+        return lossy
+
+    def reaching(self) -> list[httpx.Request]:
+        """The matching requests that reach the simulator from now on."""
+        reached: list[httpx.Request] = []
+        inner = self._handle
+
+        async def counting(request: httpx.Request) -> httpx.Response:
+            if self._match(request):
+                reached.append(request)
+            return await inner(request)
+
+        self._handle = counting
+        return reached
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("the API is down", request=request)
+        if not self._match(request):
+            return await self._handle(request)
+        self._seen += 1
+        if not self.lost_every or (self._seen - 1) % self.lost_every:
+            return await self._handle(request)
+        kind = self.KINDS[len(self.lost) % len(self.KINDS)]
+        self.lost.append(kind)
+        if kind == "not applied":
+            raise httpx.ReadTimeout("no answer", request=request)
+        response = await self._handle(request)
+        if kind == "truncated":
+            return httpx.Response(
+                response.status_code,
+                content=truncate_body(response.content),
+                headers={"content-type": "application/json"},
+            )
+        if kind == "reset":
+            raise httpx.ReadError("connection reset by peer", request=request)
+        raise httpx.ReadTimeout("timed out", request=request)
