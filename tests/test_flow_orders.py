@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from daemon.flows.orders import DRAFT_CHECKS_PER_CYCLE
 from daemon.rackbeat import order_body
 from daemon.sim.faults import LostAnswers
 from daemon.sim.shopify import Order as ShopifyOrder
+from daemon.store import Store
 from tests.harness import RACKBEAT_URL, World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
@@ -821,3 +824,141 @@ async def test_a_lost_answer_while_rackbeat_goes_down_fails_the_cycle_and_makes_
         rb = only_order(w, shopify_name(w, order_id))
         assert rb.is_ready_for_shipping
         assert await w.store.parked("orders") == []
+
+
+# --- Rackbeat requests per order: the reference search only where a draft may exist --------------
+
+
+async def test_an_order_costs_three_rackbeat_requests_for_a_known_customer_and_five_for_a_new_one(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        flow = orders_flow(w)  # one process: the products it looked up once stay known
+        w.shopify_sim.sell("MUG-1", email="known@example.com", shipping_price="49.00")
+        w.tick(60)
+        await flow.run_once()  # the customer is created and cached; MUG-1 and frakt looked up
+        w.rackbeat.add_customer("Known to Rackbeat only", "rackbeat-only@example.com")
+        steps = {
+            "POST /orders/drafts": 1,
+            "POST /orders/{number}/book": 1,
+            "POST /orders/{number}/create-shipment": 1,
+        }
+        expected = {
+            "known@example.com": steps,
+            "rackbeat-only@example.com": {"GET /customers": 1, **steps},
+            "new@example.com": {"GET /customers": 1, "POST /customers": 1, **steps},
+        }
+        for email, requests in expected.items():
+            order_id = w.shopify_sim.sell("MUG-1", email=email, shipping_price="49.00")
+            w.rackbeat.reset_counts()
+            w.tick(60)
+            assert await flow.run_once() == 1
+            assert dict(w.rackbeat.requests) == requests, email
+            assert only_order(w, shopify_name(w, order_id)).is_ready_for_shipping
+        assert w.metrics.value("orders", "adopted") == 0
+
+
+@pytest.mark.parametrize("numbering", ["rackbeat", "shopify"])
+async def test_a_crash_after_the_draft_landed_is_adopted_on_restart(
+    tmp_path: Path, shopify_schema: GraphQLSchema, numbering: str
+) -> None:
+    async with shop(tmp_path, shopify_schema, sync_order_number=numbering) as w:
+        order_id = w.shopify_sim.sell("MUG-1", email="buyer@example.com")
+
+        def crash_once_it_landed(request: httpx.Request, phase: str) -> None:
+            if phase == "after" and request.method == "POST" and request.url.path.endswith("/orders/drafts"):
+                raise Crash
+
+        w.hook = crash_once_it_landed
+        with pytest.raises(Crash):
+            await cycle(w)
+        w.hook = None
+        await w.restart()
+        w.rackbeat.reset_counts()
+        assert await cycle(w) == 1
+        name = shopify_name(w, order_id)
+        assert w.rackbeat.order_count_by_reference(name) == 1
+        assert only_order(w, name).is_ready_for_shipping
+        # searched for before anything was sent again (with S2 = shopify a second create
+        # would have been refused for its number and the order parked NUMBER_TAKEN)
+        assert w.rackbeat.requests["GET /orders"] == 1
+        assert "POST /orders/drafts" not in w.rackbeat.requests
+        assert await w.store.parked("orders") == []
+        assert w.metrics.value("orders", "adopted") == 1
+
+
+async def test_an_order_left_at_customer_by_an_older_release_is_adopted(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    """An older release sent the draft from the ledger state "customer" too (and searched
+    before every create): its rows in "customer" are searched for after the upgrade."""
+    async with shop(tmp_path, shopify_schema) as w:
+        order_id = w.shopify_sim.sell("MUG-1", email="buyer@example.com")
+        name = shopify_name(w, order_id)
+        customer = w.rackbeat.add_customer("Buyer", "buyer@example.com")
+        # the older release's draft (its heading did not name the shop) and ledger row
+        await w.rackbeat_client.create_draft_order(
+            order_body(
+                customer=customer,
+                your_reference=name,
+                heading=f"Shopify {name}",
+                lines=[{"item_id": "MUG-1", "quantity": 1}],
+            )
+        )
+        async with w.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO order_ledger (shop, order_id, order_name, state, customer_number, created_at, "
+                "updated_at) VALUES (?, ?, ?, 'customer', ?, '2026-11-01', '2026-11-01')",
+                (w.store.shop, order_id, name, customer),
+            )
+        assert await cycle(w) == 1
+        assert w.rackbeat.order_count_by_reference(name) == 1
+        assert only_order(w, name).is_ready_for_shipping
+        assert w.metrics.value("orders", "adopted") == 1
+
+
+async def test_orders_older_than_a_new_state_db_are_searched_for_before_they_are_made(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    """The state file was deleted and the daemon started again with SYNC_ORDERS_SINCE in
+    the past: the orders the old file imported are adopted, not made a second time."""
+    since = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    async with shop(tmp_path, shopify_schema, sync_orders_since=since) as w:
+        imported = w.shopify_sim.sell("MUG-1", email="buyer@example.com")
+        await cycle(w)
+        await w.store.close()
+        for path in w.settings.sync_db.parent.glob(f"{w.settings.sync_db.name}*"):
+            path.unlink()
+        w.store = await Store.open(w.settings.sync_db, w.settings.shop)
+        await cycle(w)  # the new file's first start
+        later_order = w.shopify_sim.sell("TEE-2", email="buyer@example.com")
+        w.rackbeat.reset_counts()
+        await cycle(w)
+        assert w.rackbeat.order_count_by_reference(shopify_name(w, imported)) == 1
+        assert only_order(w, shopify_name(w, later_order)).is_ready_for_shipping
+        assert w.metrics.value("orders", "adopted") == 1
+        # the order placed after the new file's first start was not searched for
+        assert w.rackbeat.requests["GET /orders"] == 0
+
+
+async def test_a_restored_backup_adopts_the_orders_imported_after_it_once_told_to(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    """README, "Upgrading": the restored file's first-start row is deleted before the start."""
+    async with shop(tmp_path, shopify_schema) as w:
+        backup = tmp_path / "backup.db"
+        with sqlite3.connect(w.settings.sync_db) as live, sqlite3.connect(backup) as copy:
+            live.backup(copy)
+        w.tick(60)
+        order_id = w.shopify_sim.sell("MUG-1", email="buyer@example.com")
+        assert await cycle(w) == 1
+        await w.store.close()
+        for path in w.settings.sync_db.parent.glob(f"{w.settings.sync_db.name}*"):
+            path.unlink()
+        backup.rename(w.settings.sync_db)
+        with sqlite3.connect(w.settings.sync_db) as db:
+            db.execute("DELETE FROM cursors WHERE flow = 'orders.first_start'")
+        w.store = await Store.open(w.settings.sync_db, w.settings.shop)
+        await cycle(w)
+        assert w.rackbeat.order_count_by_reference(shopify_name(w, order_id)) == 1
+        assert w.metrics.value("orders", "adopted") == 1

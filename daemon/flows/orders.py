@@ -26,11 +26,20 @@ Rackbeat, so their demand is held for the stock flow. A few of them are read bac
 Rackbeat every cycle (:data:`DRAFT_CHECKS_PER_CYCLE`, least recently checked first): once
 the merchant books, ships, cancels or deletes one, its demand is released.
 
-After a crash the flow resumes from the stored state. Before it creates a draft for an
-order without a stored Rackbeat number, it looks for a Rackbeat order whose
-``your_reference`` is the Shopify order name and adopts it: a crash between Rackbeat's
-answer and our commit never makes a second order. Booking and shipping a second time
-are answered with 422 by Rackbeat; the flow then reads the order's flags and goes on.
+After a crash the flow resumes from the stored state. The ledger state "customer" is
+committed before ``POST /orders/drafts`` is sent and stays until the draft's number is
+saved: an order that *starts* an attempt in "customer" may have a draft already (a crash
+between Rackbeat's answer and our commit, a failure after sending, a lost answer whose
+read-back failed too). For such an order — and for one created before this state DB's
+first start (:data:`FIRST_START`: an earlier state file, deleted since, may have imported
+it) — the flow first looks for a Rackbeat order whose ``your_reference`` is the Shopify
+order name and adopts it (:func:`is_our_order`). Any other order cannot have a draft
+yet, so the search is skipped: a returning customer's order costs three Rackbeat
+requests (draft, booking, shipment), a new customer's five (search and create the
+customer first). A DB written by an older release searched always; its rows in
+"customer" keep that meaning, so an upgrade makes no second order. Booking and shipping
+a second time are answered with 422 by Rackbeat; the flow then reads the order's flags
+and goes on.
 
 A write whose answer is lost (a timeout, a reset connection, a 5xx, a truncated body)
 may or may not have been applied (:class:`~daemon.errors.AmbiguousWrite`). It is settled
@@ -58,6 +67,11 @@ State invariant (:mod:`daemon.store`): a cursor never passes a record whose outc
 committed, and applying a record again is harmless.
 Here: each step's outcome is in the order ledger before the next step, the cursor moves
 after its page, and a ledger row (or an adopted Rackbeat order) makes a repeat a no-op.
+A draft create is only ever sent from the state "customer", which is committed first,
+so a create whose outcome is not committed always leaves a row that searches before it
+sends again. A state DB restored from a backup does not know the orders imported after
+the backup was taken: deleting its :data:`FIRST_START` row (README, "Upgrading") makes
+every order created before the next start searched for.
 """
 
 from __future__ import annotations
@@ -115,6 +129,10 @@ FINISHED = ("done", "skipped")
 CATCH_UP_PROGRESS = timedelta(hours=1)
 #: the cursors-table key of the import start (orders created before it are skipped)
 SINCE = "orders.since"
+#: the cursors-table key of this state DB's first start: an order created before it may
+#: have been imported with an earlier state file (deleted, or a backup restored since), so
+#: its draft is searched for first
+FIRST_START = "orders.first_start"
 #: consecutive retriable failures of one order before it is parked (REPEATED_FAILURE)
 MAX_FAILURES = 5
 #: drafts read back from Rackbeat per cycle (each is one GET) …
@@ -255,6 +273,12 @@ class OrdersFlow:
         self._failing = False
         #: the import start (None until a cycle or ``missing_in_rackbeat`` read it: no age check)
         self._since: datetime | None = None
+        #: orders created before this moment may have been imported with an earlier state
+        #: file (:data:`FIRST_START`; None until a cycle read it)
+        self._first_start: datetime | None = None
+        #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
+        #: shipping product): :meth:`_check_skus` looks each up once, not for every order
+        self._in_rackbeat: set[str] = set()
 
     # --- the cycle ---------------------------------------------------------------------------
 
@@ -276,6 +300,7 @@ class OrdersFlow:
     async def _cycle(self) -> int:
         cursor = await self._cursor()
         self._since = await self._import_start(cursor)
+        self._first_start = await self._first_start_moment()
         started = self.clock()
         applied = await self._retry_parked()
         await self._refresh_drafts()
@@ -346,6 +371,18 @@ class OrdersFlow:
         async with self.store.transaction() as tx:
             await tx.set_cursor(SINCE, _iso(start))
         return start
+
+    async def _first_start_moment(self) -> datetime:
+        """When this state DB began importing (:data:`FIRST_START`), stored by the first
+        cycle that finds it missing: a new file's, the first of a release that keeps it, or
+        the first after an operator deleted it (a backup restored: see the README)."""
+        stored = await self.store.get_cursor(FIRST_START)
+        if stored is not None:
+            return parse_time(stored)
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            await tx.set_cursor(FIRST_START, _iso(now))
+        return now
 
     async def _refresh_drafts(self) -> None:
         """Read back a few drafts from Rackbeat, least recently checked first, and record
@@ -533,7 +570,9 @@ class OrdersFlow:
                 fulfilment=FULFILLED_IN_SHOPIFY if shopify_fulfilled else None,
             )
         if state == "customer":
-            number, reached = await self._create_draft(mapped, str(customer))
+            number, reached = await self._create_draft(
+                mapped, str(customer), may_exist=self._may_have_draft(order, ledger)
+            )
             state = _advance(reached, target)
             steps += 1
             await self._save(order_id, name, state=state, rackbeat_number=number, rackbeat_state=reached)
@@ -551,6 +590,16 @@ class OrdersFlow:
             self.metrics.count(FLOW, "imported")
             self.log.info("order.imported", order=name, rackbeat_order=number, state=target)
         return steps > 0
+
+    def _may_have_draft(self, order: Mapping[str, Any], ledger: Mapping[str, Any] | None) -> bool:
+        """Whether a Rackbeat draft of ``order`` may exist before this attempt sends one:
+        an earlier attempt reached "customer" (and so may have sent the create), or the
+        order is older than this state DB (:data:`FIRST_START`)."""
+        if ledger is not None and ledger["state"] == "customer":
+            return True
+        created = order.get("createdAt")
+        first_start = self._first_start
+        return first_start is not None and isinstance(created, str) and parse_time(created) < first_start
 
     async def _hold_for_trigger(
         self, order: Mapping[str, Any], name: str, ledger: Mapping[str, Any] | None, updated: str, wait: str
@@ -787,7 +836,8 @@ class OrdersFlow:
     async def _check_skus(self, mapped: MappedOrder) -> None:
         """Raise UNKNOWN_SKU (or NO_SHIPPING_PRODUCT) for a line whose product Rackbeat does
         not have. SKUs the SKU index has seen in Rackbeat are taken as known; a few others
-        are looked up one by one."""
+        are looked up one by one, each once per process (the shipping product is never in
+        the index)."""
         skus = sorted({line.item_id for line in mapped.lines})
         known = {
             str(r[0])
@@ -797,8 +847,9 @@ class OrdersFlow:
                 (self.store.shop, *skus),
             )
         }
-        for sku in [s for s in skus if s not in known][:SKU_CHECKS_PER_ORDER]:
+        for sku in [s for s in skus if s not in known and s not in self._in_rackbeat][:SKU_CHECKS_PER_ORDER]:
             if await self.rackbeat.get_product(sku) is not None:
+                self._in_rackbeat.add(sku)
                 continue
             if sku == self.settings.sync_shipping_product:
                 raise RecordError(
@@ -812,10 +863,11 @@ class OrdersFlow:
                 subject=sku,
             )
 
-    async def _create_draft(self, mapped: MappedOrder, customer: str) -> tuple[str, str]:
-        """Create the draft, or adopt the order an earlier attempt made; return its
-        number and how far Rackbeat has it (draft, booked, ready_to_ship …)."""
-        existing = await self._our_order(mapped, customer)
+    async def _create_draft(self, mapped: MappedOrder, customer: str, *, may_exist: bool) -> tuple[str, str]:
+        """Create the draft, or adopt the order an earlier attempt made (searched for only
+        when ``may_exist``: see the module docstring); return its number and how far
+        Rackbeat has it (draft, booked, ready_to_ship …)."""
+        existing = await self._our_order(mapped, customer) if may_exist else None
         if existing is not None:
             self.log.info("order.adopted", order=mapped.reference, rackbeat_order=existing.number)
             self.metrics.count(FLOW, "adopted")
