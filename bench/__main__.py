@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "bench.index",
     "bench.idle",
     "bench.lost_answers",
+    "bench.orders",
     "bench.fulfilments",
     "bench.shops",
 )
@@ -46,6 +47,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.index": 5_000,
     "bench.idle": 100,
     "bench.lost_answers": 12,
+    "bench.orders": 100,
     "bench.fulfilments": 100,
     "bench.shops": 200,
 }

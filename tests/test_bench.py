@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, fulfilments, shops
+from bench import Row, fulfilments, orders, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -200,3 +200,35 @@ async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and
     assert beyond_idle <= 1
     assert figures[f"fulfilments per shipped order, {few} shipped, {lost['lost']} answers lost"] == 1.0
     assert figures["trigger paid: Rackbeat orders made per order once paid"] == 1.0
+
+
+@pytest.mark.anyio
+async def test_an_order_costs_three_to_five_rackbeat_requests_and_rackbeat_is_the_bound() -> None:
+    size = QUICK_SIZES["bench.orders"]
+    burst = await orders.measure_burst(size)
+    catch_up = await orders.measure_catch_up(size)
+    # every order of the burst imported, none twice; each kind of customer at its cost: no
+    # reference search, the customer search only where the cache has none, the shipping
+    # product looked up once per process (before the burst)
+    assert burst["imported"] == size
+    assert burst["twins"] == 0
+    assert {kind: sorted(set(counts)) for kind, counts in burst["by_kind"].items()} == {
+        "returning, cached": [3],
+        "returning, not cached": [4],
+        "new": [5],
+    }
+    assert len(burst["by_kind"]["new"]) == size // 2
+    assert burst["shopify"] < size  # orders are read in pages
+    assert catch_up["orders"] == size
+
+    figures = {figure: value for _, figure, value, _ in orders.table(burst, catch_up)}
+    assert figures["Rackbeat requests per order, returning, cached customer"] == 3.0
+    assert figures["Rackbeat requests per order, new customer"] == 5.0
+    per_minute = figures[f"orders imported per minute, {size} at once, defaults"]
+    assert isinstance(per_minute, float)
+    assert per_minute >= orders.GOAL_PER_MINUTE  # simulated minutes: the budget's waits
+    # Shopify pages a far-back catch-up faster than Rackbeat's budget takes it: a bulk
+    # order read would not make a catch-up faster
+    ratio = figures["Shopify paging / Rackbeat import rate"]
+    assert isinstance(ratio, float)
+    assert ratio > 1
