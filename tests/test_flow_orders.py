@@ -312,6 +312,21 @@ class Crash(BaseException):
     """The process dies here (a BaseException: no handler in the daemon may swallow it)."""
 
 
+async def crash_and_restart(w: World, at: Callable[[httpx.Request, str], bool]) -> None:
+    """A cycle that dies at the request ``at`` picks (``"before"`` it lands or ``"after"``:
+    the answer is lost), then the process restarts."""
+
+    def crash(request: httpx.Request, phase: str) -> None:
+        if at(request, phase):
+            raise Crash
+
+    w.hook = crash
+    with pytest.raises(Crash):
+        await cycle(w)
+    w.hook = None
+    await w.restart()
+
+
 @pytest.mark.parametrize(
     ("status", "numbering"),
     [("ready_to_ship", "rackbeat"), ("draft", "rackbeat"), ("ready_to_ship", "shopify")],
@@ -635,16 +650,7 @@ async def test_an_order_cancelled_while_a_draft_is_not_booked(
 ) -> None:
     async with shop(tmp_path, shopify_schema) as w:
         order_id = w.shopify_sim.sell("MUG-1", 2)
-
-        def die_at_booking(request: httpx.Request, phase: str) -> None:
-            if request.url.path.endswith("/book"):
-                raise Crash
-
-        w.hook = die_at_booking
-        with pytest.raises(Crash):
-            await cycle(w)
-        w.hook = None
-        await w.restart()
+        await crash_and_restart(w, lambda request, phase: request.url.path.endswith("/book"))
         (draft,) = [o for o in w.rackbeat.orders if o.your_reference == shopify_name(w, order_id)]
         w.shopify_sim.cancel_order(order_id)
         await cycle(w, 600)
@@ -864,16 +870,9 @@ async def test_a_crash_after_the_draft_landed_is_adopted_on_restart(
 ) -> None:
     async with shop(tmp_path, shopify_schema, sync_order_number=numbering) as w:
         order_id = w.shopify_sim.sell("MUG-1", email="buyer@example.com")
-
-        def crash_once_it_landed(request: httpx.Request, phase: str) -> None:
-            if phase == "after" and request.method == "POST" and request.url.path.endswith("/orders/drafts"):
-                raise Crash
-
-        w.hook = crash_once_it_landed
-        with pytest.raises(Crash):
-            await cycle(w)
-        w.hook = None
-        await w.restart()
+        await crash_and_restart(
+            w, lambda request, phase: phase == "after" and posts_to("/orders/drafts")(request)
+        )
         w.rackbeat.reset_counts()
         assert await cycle(w) == 1
         name = shopify_name(w, order_id)
