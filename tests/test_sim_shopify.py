@@ -1129,7 +1129,7 @@ async def test_control_api_pays_holds_moves_and_fulfils_orders(sim: ShopifySimul
 
 async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulator, clock: SimClock) -> None:
     """Every document the daemon sends validates against Shopify's schema and runs here cleanly."""
-    from daemon.shopify_documents import ALL_DOCUMENTS, PAGE_SIZES
+    from daemon.shopify_documents import ALL_DOCUMENTS, BULK_QUERIES, PAGE_SIZES, bulk_variants_query
     from tests.shopify_schema import require_admin_schema
 
     sim.validate_schema = require_admin_schema()
@@ -1174,6 +1174,7 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
         },
         "INVENTORY_LEVELS": {"ids": list(chair.inventory_item_ids), "locationId": sim.primary_location_id},
         "VARIANTS_BY_SKU": {"query": "sku:'CH-1'"},
+        "BULK_RUN_QUERY": {"query": bulk_variants_query(sim.primary_location_id)},
     }
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(sim.handle),
@@ -1181,6 +1182,8 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
         headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN},
     ) as http:
         for name, document in ALL_DOCUMENTS.items():
+            if name in BULK_QUERIES:
+                continue  # sent as BULK_RUN_QUERY's text (tests/test_bulk.py runs them)
             values = dict(variables.get(name, {}))
             if "$first" in document:
                 values["first"] = PAGE_SIZES.get(name, 10)
@@ -1191,6 +1194,9 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
             assert "errors" not in body, (name, body["errors"])
             assert body["extensions"]["cost"]["requestedQueryCost"] <= 1000, name
             assert None not in body["data"].values(), name  # every id found
+            if name == "BULK_RUN_QUERY":
+                assert body["data"]["bulkOperationRunQuery"]["userErrors"] == []
+                ids_by_document["BULK_OPERATION"] = body["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
     assert sim.available("CH-1") == 9
     assert [f.tracking for f in sim.fulfillments(order_id)] == [
         ("DHL", "JD0001", "https://track.example/JD0001")
