@@ -52,9 +52,13 @@ log = structlog.get_logger("daemon.index")
 CURSOR = "index"
 #: re-read this much before the cursor: Shopify's search index lags behind writes
 OVERLAP = timedelta(minutes=5)
-#: build by bulk query from this many variants on. Found with ``python -m bench --only
-#: index`` (paged vs bulk build, simulated seconds on the Standard plan): BREAK_EVEN_NOTE
-BULK_FROM_VARIANTS = 1000
+#: build by bulk query from this many variants on. Measured with bench/index.py's
+#: ``measure`` (simulated seconds, Standard plan: bucket 2,000 points, 100 a second):
+#: paged 0.1 s at 500 variants, 10.2 s at 1,000, 130.6 s at 5,000, 281 s at 10,000;
+#: bulk 3.4 s, 3.6 s, 19.4 s, 30.6 s. Paging is free while the bucket lasts (about 660
+#: variants at 3 points each), then costs 7.5 s per 250; a bulk read costs about 3.5 s
+#: at that size, so they meet near 780 variants. 800, rounded.
+BULK_FROM_VARIANTS = 800
 #: bulk result lines committed together
 BULK_BATCH = 1000
 #: a level read by the bulk read is used for a first push only this long: older, it

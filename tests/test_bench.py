@@ -200,3 +200,15 @@ async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and
     assert beyond_idle <= 1
     assert figures[f"fulfilments per shipped order, {few} shipped, {lost['lost']} answers lost"] == 1.0
     assert figures["trigger paid: Rackbeat orders made per order once paid"] == 1.0
+
+
+@pytest.mark.anyio
+async def test_the_index_bench_builds_by_one_bulk_query_in_a_handful_of_requests() -> None:
+    from bench.index import measure
+
+    paged = await measure(2_000)
+    bulk = await measure(2_000, bulk=True)
+    assert paged["indexed"] == bulk["indexed"] == 2_000
+    assert bulk["requests"] <= 10  # count, start, a few polls: not one per 250 variants
+    assert bulk["points"] < 50 < paged["points"]
+    assert bulk["simulated_seconds"] < paged["simulated_seconds"]  # simulated, not wall clock
