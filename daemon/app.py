@@ -77,7 +77,19 @@ def build_flows(
     """
     s = services.settings
     common = (s, services.store, services.shopify, services.rackbeat)
-    index = SkuIndex(services.store, services.shopify, min_interval=s.sync_poll_seconds / 2)
+    shopify = services.shopify
+
+    async def stock_location() -> str:
+        return await shopify.stock_location(s.shopify_location_id)
+
+    # with the stock flow on, a first build by bulk query also reads Shopify's levels for
+    # the first push
+    index = SkuIndex(
+        services.store,
+        shopify,
+        min_interval=s.sync_poll_seconds / 2,
+        levels_at=stock_location if s.sync_stock else None,
+    )
     orders = OrdersFlow(*common, metrics=services.metrics, shutdown=shutdown, customers=customers)
     flows: list[Flow] = []
     if s.sync_orders:
@@ -423,9 +435,37 @@ async def _status_document(shop: Shop, store: Store) -> dict[str, Any]:
         "db": str(shop.settings.sync_db),
         "flows": rows,
         "counts": dict(counts),
+        "progress": await _progress(store),
         **await _order_life(store),
         **attention,
     }
+
+
+async def _progress(store: Store) -> list[dict[str, Any]]:
+    """Long work under way (the first SKU index build), as the daemon last wrote it."""
+    rows = await store.fetchall(
+        "SELECT work, phase, done, total, seconds_left, updated_at FROM progress WHERE shop = ? ORDER BY work",
+        (store.shop,),
+    )
+    return [
+        {
+            "work": work,
+            "phase": phase,
+            "done": int(done),
+            "total": None if total is None else int(total),
+            "seconds_left": None if left is None else round(float(left)),
+            "updated_at": updated,
+        }
+        for work, phase, done, total, left, updated in rows
+    ]
+
+
+def _progress_line(row: Mapping[str, Any]) -> str:
+    """``SKU index build: 12,000 of 50,000 variants, about 40 s left (storing, 3 s ago)``."""
+    of = f" of {row['total']:,}" if row["total"] is not None else ""
+    left = f", about {row['seconds_left']:,} s left" if row["seconds_left"] is not None else ""
+    updated = datetime.fromisoformat(str(row["updated_at"]).replace("Z", "+00:00"))
+    return f"{row['work']}: {row['done']:,}{of} variants{left} ({row['phase']}, {_ago(updated)})"
 
 
 async def _order_life(store: Store) -> dict[str, Any]:
@@ -466,6 +506,8 @@ def _print_status(doc: Mapping[str, Any], account: Account, shop: Shop, out: Tex
         if row["last_error"]:
             print(f"            last error: {row['last_error']}", file=out)
     print("  " + "  ".join(f"{k}={v}" for k, v in doc["counts"].items()), file=out)
+    for row in doc["progress"]:
+        print(f"  {_progress_line(row)}", file=out)
     waiting = doc["orders_waiting"]
     if waiting["count"]:
         oldest = datetime.fromisoformat(waiting["oldest_since"])

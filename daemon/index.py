@@ -4,22 +4,34 @@ Matching between the two systems is SKU = Rackbeat product number (the guide). S
 does not keep SKUs unique, so the index is keyed by variant and a SKU may map to several
 rows; :meth:`SkuIndex.duplicates` names those, and the flows refuse to guess between them.
 
-Built in full on the first start (every variant, paged, with progress) and then kept
-current from products updated since the ``index`` cursor (minus an overlap: Shopify's
-search index lags). A full rebuild (:meth:`SkuIndex.build`) also drops variants that no
-longer exist; ``reconcile`` runs one.
+Built in full on the first start and then kept current from products updated since the
+``index`` cursor (minus an overlap: Shopify's search index lags). A full rebuild
+(:meth:`SkuIndex.build`) also drops variants that no longer exist; ``reconcile`` runs one.
+
+A full build reads page by page (250 variants a request, bound by query cost: about
+25 minutes for 50,000 variants on the Standard plan) or, from :data:`BULK_FROM_VARIANTS`
+variants on, with one Shopify bulk query (:mod:`daemon.bulk`): started early (the stock
+flow calls :meth:`SkuIndex.prepare` before it scans Rackbeat, so the two run at once),
+its id stored before it is waited for (a restart polls it instead of starting another),
+its result streamed line by line and committed every :data:`BULK_BATCH` lines. The same
+query reads Shopify's available quantity at the stock location; those readings go to
+``shopify_levels`` for the stock flow's first push (:meth:`SkuIndex.take_levels`, each used
+once). A bulk read that fails, expires or is lost falls back to paging, logged with why.
+Either way the build's end — dropping variants that no longer exist, setting the cursor
+to the moment the data were read — commits only after every variant is in. Progress
+(done of total, time left) is logged and kept in the ``progress`` table for ``status``.
 
 State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
 committed, and applying a record again is harmless.
-Here: each page's variants and the cursor commit together, and re-reading a variant
-writes the same row again.
+Here: each page's (or batch's) variants commit together and the cursor only after the
+last; re-reading a variant writes the same row again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,9 +39,11 @@ from typing import Any
 import anyio
 import structlog
 
+from daemon.bulk import BulkRead, BulkUnavailable
 from daemon.errors import MalformedResponse
 from daemon.progress import Progress
-from daemon.shopify import ShopifyClient
+from daemon.shopify import BulkOperation, ShopifyClient
+from daemon.shopify_documents import bulk_variants_query
 from daemon.store import Store, Transaction
 
 log = structlog.get_logger("daemon.index")
@@ -38,6 +52,22 @@ log = structlog.get_logger("daemon.index")
 CURSOR = "index"
 #: re-read this much before the cursor: Shopify's search index lags behind writes
 OVERLAP = timedelta(minutes=5)
+#: build by bulk query from this many variants on. Measured with bench/index.py's
+#: ``measure`` (simulated seconds, Standard plan: bucket 2,000 points, 100 a second):
+#: paged 0.1 s at 500 variants, 10.2 s at 1,000, 130.6 s at 5,000, 281 s at 10,000;
+#: bulk 3.4 s, 3.6 s, 19.4 s, 30.6 s. Paging is free while the bucket lasts (about 660
+#: variants at 3 points each), then costs 7.5 s per 250; a bulk read costs about 3.5 s
+#: at that size, so they meet near 780 variants. 800, rounded.
+BULK_FROM_VARIANTS = 800
+#: bulk result lines committed together
+BULK_BATCH = 1000
+#: a level read by the bulk read is used for a first push only this long: older, it
+#: would most likely go stale (costing a request) rather than save one
+LEVEL_TTL = timedelta(hours=1)
+#: the progress row for ``status`` is written at most this often (seconds)
+PROGRESS_EVERY = 5.0
+#: the work the progress row and log lines name
+BUILD_WORK = "SKU index build"
 
 _COLUMNS = (
     "variant_id",
@@ -71,6 +101,26 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
+def _bulk_level(row: Mapping[str, Any]) -> tuple[int | None]:
+    """The available quantity a bulk row carries: ``(None,)`` where the item is not stocked
+    at the location; MalformedResponse when the row lacks what the query asks for."""
+    item = row.get("inventoryItem")
+    if not isinstance(item, Mapping) or "inventoryLevel" not in item:
+        raise MalformedResponse("a variant without its inventory level")
+    level = item["inventoryLevel"]
+    if level is None:
+        return (None,)
+    quantities = level.get("quantities") if isinstance(level, Mapping) else None
+    if not isinstance(quantities, list):
+        raise MalformedResponse("an inventory level without quantities")
+    for quantity in quantities:
+        if isinstance(quantity, Mapping) and quantity.get("name") == "available":
+            value = quantity.get("quantity")
+            if isinstance(value, int) and not isinstance(value, bool):
+                return (value,)
+    raise MalformedResponse("an inventory level without its available quantity")
+
+
 def entry_from_variant(variant: Mapping[str, Any], product_id: str | None = None) -> IndexEntry | None:
     """The index row of a variant as Shopify returns it; None for a variant without SKU."""
     sku = variant.get("sku")
@@ -100,14 +150,24 @@ class SkuIndex:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         min_interval: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
+        levels_at: Callable[[], Awaitable[str]] | None = None,
+        bulk_from: int = BULK_FROM_VARIANTS,
     ) -> None:
+        """``levels_at`` gives the stock location (the stock flow's); with it, a bulk
+        build also reads Shopify's available quantities there. ``bulk_from``: the
+        variant count from which a full build reads by bulk query."""
         self.store = store
         self.shopify = shopify
         self.clock = clock
         self.min_interval = min_interval
         self._monotonic = monotonic
+        self._levels_at = levels_at
+        self.bulk_from = bulk_from
+        self._bulk = BulkRead(store, shopify, CURSOR)
         self._lock = anyio.Lock()
         self._refreshed_at: float | None = None
+        #: when and in which phase the progress row was last written
+        self._saved: tuple[float, str] | None = None
 
     # --- keeping it current -------------------------------------------------------------------
 
@@ -118,15 +178,35 @@ class SkuIndex:
         await self.build()
         return True
 
+    async def prepare(self) -> None:
+        """Start the first build's bulk read without waiting for it (the stock flow calls
+        this before it scans Rackbeat, so both run at once); nothing when the index is
+        built, a bulk read is running already, or the shop is too small for one."""
+        if await self.store.get_cursor(CURSOR) is not None or await self._bulk.stored() is not None:
+            return
+        total = await self.shopify.variant_count()
+        if total is not None and total < self.bulk_from:
+            return
+        with contextlib.suppress(BulkUnavailable):  # build() falls back and logs why
+            await self._bulk.start(bulk_variants_query(await self._location()))
+
     async def build(self) -> int:
         """Read every variant of the shop; drop rows of variants that no longer exist.
 
-        Each page is committed as it arrives (a crash costs at most the build being
-        restarted); the cursor is set at the end, to the moment the build started.
+        By bulk query when one is running already or the shop has :attr:`bulk_from`
+        variants or more, else (or when the bulk read cannot give the answer) page by
+        page. Rows are committed as they arrive (a crash costs at most reading again);
+        the cursor is set at the end, to the moment the data were read.
         """
         started = self.clock()
         total = await self.shopify.variant_count()
-        progress = Progress("SKU index build", total, shop=self.store.shop)
+        progress = Progress(BUILD_WORK, total, clock=self._monotonic, shop=self.store.shop)
+        if await self._bulk.stored() is not None or total is None or total >= self.bulk_from:
+            try:
+                return await self._build_bulk(progress)
+            except BulkUnavailable as exc:
+                await self._bulk.abandon(exc.reason)
+                progress = Progress(BUILD_WORK, total, clock=self._monotonic, shop=self.store.shop)
         seen: set[str] = set()
         pages = self.shopify.variants()
         async with contextlib.aclosing(pages):
@@ -136,15 +216,151 @@ class SkuIndex:
                 async with self.store.transaction() as tx:
                     await self._upsert(tx, entries)
                 progress.advance(len(page))
+                await self._save_progress(progress)
+        await self._finish_build(progress, seen, started)
+        return len(seen)
+
+    async def _build_bulk(self, progress: Progress) -> int:
+        """The build by bulk query (see the module docstring); BulkUnavailable when the
+        bulk read cannot give the answer."""
+        location = await self._location()
+        operation = await self._bulk.start(bulk_variants_query(location))
+
+        async def running(state: BulkOperation) -> None:
+            progress.done = state.object_count  # Shopify's count of variants read so far
+            await self._save_progress(progress, phase="Shopify reading")
+
+        url = await self._bulk.wait(operation.operation_id, running)
+        progress = Progress(progress.what, progress.total, clock=self._monotonic, shop=self.store.shop)
+        read_at = _iso(operation.started_at)
+        seen: set[str] = set()
+        entries: list[IndexEntry] = []
+        levels: list[tuple[str, int | None]] = []
+        first = True
+        lines = self._bulk.lines(url)
+        async with contextlib.aclosing(lines):
+            async for number, row in lines:
+                if "__parentId" in row:
+                    continue  # not asked for; a nested row belongs to no variant of ours
+                try:
+                    entry = entry_from_variant(row)
+                    level = _bulk_level(row) if location is not None else None
+                except MalformedResponse as exc:
+                    raise BulkUnavailable(f"line {number} of the bulk result: {exc}") from exc
+                seen.add(str(row["id"]))
+                if entry is not None:
+                    entries.append(entry)
+                    if level is not None and entry.inventory_item_id is not None:
+                        levels.append((entry.inventory_item_id, level[0]))
+                if len(entries) >= BULK_BATCH:
+                    await self._commit_bulk(entries, levels, location, read_at, clear=first)
+                    first = False
+                    progress.advance(len(entries))
+                    await self._save_progress(progress)
+                    entries, levels = [], []
+        await self._commit_bulk(entries, levels, location, read_at, clear=first)
+        progress.advance(len(entries))
+        await self._finish_build(progress, seen, operation.started_at)
+        return len(seen)
+
+    async def _commit_bulk(
+        self,
+        entries: Sequence[IndexEntry],
+        levels: Sequence[tuple[str, int | None]],
+        location: str | None,
+        read_at: str,
+        *,
+        clear: bool,
+    ) -> None:
+        """One batch of a bulk build's rows and levels, in one transaction; the first
+        batch clears the readings of an earlier build."""
+        async with self.store.transaction() as tx:
+            await self._upsert(tx, entries)
+            if location is None:
+                return
+            if clear:
+                await tx.execute("DELETE FROM shopify_levels WHERE shop = ?", (self.store.shop,))
+            await tx.executemany(
+                "INSERT INTO shopify_levels (shop, inventory_item_id, location, available, read_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (shop, inventory_item_id, location) DO UPDATE SET "
+                "available = excluded.available, read_at = excluded.read_at",
+                [(self.store.shop, item, location, available, read_at) for item, available in levels],
+            )
+
+    async def _finish_build(self, progress: Progress, seen: set[str], read_at: datetime) -> None:
+        """The build's end, in one transaction: rows of variants not seen dropped, the
+        cursor set to when the data were read, the bulk read and the progress row gone."""
         rows = await self.store.fetchall(
             "SELECT variant_id FROM sku_index WHERE shop = ?", (self.store.shop,)
         )
         gone = [r[0] for r in rows if r[0] not in seen]
         async with self.store.transaction() as tx:
             await self._delete(tx, gone)
-            await tx.set_cursor(CURSOR, _iso(started - OVERLAP))
+            await tx.set_cursor(CURSOR, _iso(read_at - OVERLAP))
+            await self._bulk.forget(tx)
+            await tx.execute(
+                "DELETE FROM progress WHERE shop = ? AND work = ?", (self.store.shop, BUILD_WORK)
+            )
         progress.finish()
-        return len(seen)
+
+    async def _save_progress(self, progress: Progress, *, phase: str = "storing") -> None:
+        """Keep the progress row for ``status`` (another process): at once when the phase
+        changes, else at most every :data:`PROGRESS_EVERY` seconds."""
+        now = self._monotonic()
+        if self._saved is not None and self._saved[1] == phase and now - self._saved[0] < PROGRESS_EVERY:
+            return
+        self._saved = (now, phase)
+        left = progress.seconds_left
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO progress (shop, work, phase, done, total, seconds_left, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shop, work) DO UPDATE SET phase = excluded.phase, "
+                "done = excluded.done, "
+                "total = excluded.total, seconds_left = excluded.seconds_left, updated_at = excluded.updated_at",
+                (
+                    self.store.shop,
+                    BUILD_WORK,
+                    phase,
+                    progress.done,
+                    progress.total,
+                    left,
+                    _iso(self.clock()),
+                ),
+            )
+
+    async def _location(self) -> str | None:
+        return None if self._levels_at is None else await self._levels_at()
+
+    # --- the bulk read's levels ---------------------------------------------------------------
+
+    async def take_levels(
+        self, item_ids: Sequence[str], location: str, *, keep: bool = False
+    ) -> dict[str, int | None]:
+        """Shopify's available quantity of these items at ``location`` as the bulk read
+        found it (None: not stocked there), for the items it read within
+        :data:`LEVEL_TTL`. Each is given out once: the rows are deleted (unless ``keep``:
+        a dry run), so a write that goes stale reads Shopify again."""
+        if not item_ids:
+            return {}
+        fresh = _iso(self.clock() - LEVEL_TTL)
+        found: dict[str, int | None] = {}
+        for start in range(0, len(item_ids), 500):
+            chunk = list(item_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self.store.fetchall(
+                f"SELECT inventory_item_id, available FROM shopify_levels WHERE shop = ? AND location = ? AND read_at >= ? AND inventory_item_id IN ({marks})",  # noqa: S608  # placeholders only
+                (self.store.shop, location, fresh, *chunk),
+            )
+            found.update(
+                (str(item), None if available is None else int(available)) for item, available in rows
+            )
+        if found and not keep:
+            async with self.store.transaction() as tx:
+                await tx.executemany(
+                    "DELETE FROM shopify_levels WHERE shop = ? AND inventory_item_id = ? AND location = ?",
+                    [(self.store.shop, item, location) for item in found],
+                )
+        return found
 
     async def current(self) -> set[str]:
         """Refresh unless another flow did so within ``min_interval`` seconds (the flows

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import random as _random
 import re
@@ -92,10 +93,12 @@ if TYPE_CHECKING:
     from daemon.config import Settings
 
 __all__ = [
+    "BULK_FINAL_STATUSES",
     "DEFAULT_EXPECTED_COST",
     "MAX_ATTEMPTS",
     "MAX_THROTTLE_WAITS",
     "STALE_CODE",
+    "BulkOperation",
     "Fulfillment",
     "FulfillmentOrder",
     "FulfillmentOrderLine",
@@ -137,7 +140,32 @@ STALE_CODE = "CHANGE_FROM_QUANTITY_STALE"
 _CONCURRENT_CODE = "IDEMPOTENCY_CONCURRENT_REQUEST"
 
 
+#: statuses after which a bulk operation changes no more
+BULK_FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
+
+
 # --- value types -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkOperation:
+    """A bulk query operation as Shopify reports it (:meth:`ShopifyClient.bulk_operation`)."""
+
+    id: str
+    #: CREATED, RUNNING, COMPLETED, FAILED, CANCELING, CANCELED or EXPIRED
+    status: str
+    #: why it FAILED (ACCESS_DENIED, INTERNAL_SERVER_ERROR, TIMEOUT)
+    error_code: str | None
+    #: objects read so far (every JSONL line of the result once COMPLETED)
+    object_count: int
+    #: the JSONL result (COMPLETED only; it expires after a week)
+    url: str | None
+    created_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will change (COMPLETED, FAILED, CANCELED or EXPIRED)."""
+        return self.status in BULK_FINAL_STATUSES
 
 
 @dataclass(frozen=True)
@@ -455,6 +483,29 @@ def _tracking_input(tracking: Tracking, *, absolute: bool) -> dict[str, str | No
     return fields if absolute else {k: v for k, v in fields.items() if v is not None}
 
 
+def _parse_bulk_operation(raw: Any) -> BulkOperation:
+    """A ``BulkOperation`` as BULK_OPERATION or BULK_RUN_QUERY select it."""
+    what = "a bulk operation"
+    found = _object(raw, what)
+    count = found.get("objectCount")
+    created = found.get("createdAt")
+    try:
+        object_count = int(count) if count is not None else 0  # UnsignedInt64: a string
+        created_at = (
+            datetime.fromisoformat(created.replace("Z", "+00:00")) if isinstance(created, str) else None
+        )
+    except ValueError as exc:
+        raise MalformedResponse(f"{what} has an unreadable objectCount or createdAt") from exc
+    return BulkOperation(
+        id=_text(found, "id", what),
+        status=_text(found, "status", what),
+        error_code=_optional_text(found, "errorCode"),
+        object_count=object_count,
+        url=_optional_text(found, "url"),
+        created_at=created_at,
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _operation(document: str) -> tuple[str, str]:
     """(kind, name) of the document's operation: ``("mutation", "SetStock")``."""
@@ -630,6 +681,11 @@ class ShopifyClient:
     def throttled(self) -> int:
         """Throttled answers (HTTP 429 or THROTTLED)."""
         return self._retry.throttled
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        """The injected sleep: waits that belong to this shop's API (a bulk query's polls) use it."""
+        return self._sleep
 
     @property
     def throttle_status(self) -> ThrottleStatus | None:
@@ -978,6 +1034,56 @@ class ShopifyClient:
         """``{inventory item id: available}`` at ``location_id``; None where not stocked."""
         quantities = await self.inventory_quantities(item_ids, location_id)
         return {item: q.get("available") if q is not None else None for item, q in quantities.items()}
+
+    # --- bulk queries ---------------------------------------------------------------------
+
+    async def bulk_query_start(self, query: str) -> BulkOperation:
+        """Start a bulk query (the text of one of :data:`~daemon.shopify_documents.BULK_QUERIES`);
+        return the new operation (its ``id`` to poll).
+
+        Sent once only: the mutation has no idempotency key, so a lost answer raises
+        :class:`~daemon.errors.AmbiguousWrite` rather than maybe starting a second
+        operation. ``userErrors`` (an invalid query, another bulk query running) raise
+        :class:`~daemon.errors.ValidationError` with their codes.
+        """
+        data = await self.execute(docs.BULK_RUN_QUERY, {"query": query}, replay_safe=False)
+        payload = raise_user_errors(data.get("bulkOperationRunQuery"), record="the bulk query")
+        return _parse_bulk_operation(self._payload_object(payload, "bulkOperation", "BulkRunQuery"))
+
+    async def bulk_operation(self, operation_id: str) -> BulkOperation | None:
+        """One bulk operation by id; None when Shopify no longer knows it."""
+        data = await self.execute(docs.BULK_OPERATION, {"id": operation_id})
+        raw = data.get("bulkOperation")
+        return None if raw is None else _parse_bulk_operation(raw)
+
+    async def bulk_lines(self, url: str) -> AsyncGenerator[tuple[int, JSONObject], None]:
+        """Yield ``(line number, object)`` of a bulk result as the file streams in.
+
+        The file is never held whole: each line is parsed when it arrives. The URL is
+        signed, so no Shopify token is sent with it. Raises NotFoundError when the file is
+        gone (HTTP 403/404/410: expired), TransportError when the download fails (it can be
+        started again), MalformedResponse naming the line that is not a JSON object.
+        """
+        try:
+            async with self._http.stream("GET", url, headers={"Accept": "application/jsonl"}) as response:
+                if response.status_code in (403, 404, 410):
+                    raise NotFoundError(f"the bulk result is gone (HTTP {response.status_code})")
+                if response.status_code != 200:
+                    raise TransportError(f"the bulk result download answered HTTP {response.status_code}")
+                number = 0
+                async for line in response.aiter_lines():
+                    number += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        row = None
+                    if not isinstance(row, dict):
+                        raise MalformedResponse(f"line {number} of the bulk result is not a JSON object")
+                    yield number, row
+        except httpx.HTTPError as exc:
+            raise TransportError(f"the bulk result download failed ({type(exc).__name__}: {exc})") from exc
 
     # --- writes ---------------------------------------------------------------------------
 

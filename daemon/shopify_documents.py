@@ -25,6 +25,8 @@ an order's fulfillment orders, their line items and its fulfilments likewise wit
 
 from __future__ import annotations
 
+import json
+
 #: orders per page of ORDERS_UPDATED_SINCE (≈ 830 requested points a page)
 ORDERS_PAGE_SIZE = 5
 #: line items fetched together with each order; more are paged with ORDER_LINE_ITEMS
@@ -450,7 +452,89 @@ mutation VariantsBulkUpdate($productId: ID!, $variants: [ProductVariantsBulkInpu
 }
 """
 
+# --- bulk queries --------------------------------------------------------------------------------
+
+#: Starts a bulk query: ``$query`` is the text of one of :data:`BULK_QUERIES`. Shopify runs
+#: it in the background and writes the result as JSONL, one line per connection node;
+#: ``groupObjects: false`` (nested rows carry ``__parentId``; grouping is slower).
+BULK_RUN_QUERY = """
+mutation BulkRunQuery($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: false) {
+    bulkOperation { id status createdAt }
+    userErrors { code field message }
+  }
+}
+"""
+
+#: One bulk operation by id (null when Shopify no longer knows it).
+BULK_OPERATION = """
+query BulkOperation($id: ID!) {
+  bulkOperation(id: $id) {
+    id
+    status
+    errorCode
+    objectCount
+    rootObjectCount
+    fileSize
+    url
+    createdAt
+    completedAt
+  }
+}
+"""
+
+#: The location id in :data:`BULK_VARIANTS_AT_LOCATION`, replaced by :func:`bulk_variants_query`
+#: (a bulk query is sent as text and takes no variables).
+BULK_LOCATION_PLACEHOLDER = "gid://shopify/Location/0"
+
+# The bulk queries below are sent as the text of BULK_RUN_QUERY's ``$query``: anonymous,
+# without variables, and their connections take no ``first`` (Shopify reads them whole).
+
+#: Every variant for the SKU index: one JSONL line per variant (no nested connection).
+BULK_VARIANTS = """
+query {
+  productVariants {
+    edges { node { id sku product { id } inventoryItem { id } } }
+  }
+}
+"""
+
+#: The same with Shopify's available quantity at one location (``inventoryLevel`` is a
+#: single object, so still one line per variant; null where the item is not stocked there).
+BULK_VARIANTS_AT_LOCATION = f"""
+query {{
+  productVariants {{
+    edges {{
+      node {{
+        id
+        sku
+        product {{ id }}
+        inventoryItem {{
+          id
+          inventoryLevel(locationId: "{BULK_LOCATION_PLACEHOLDER}") {{
+            quantities(names: ["available"]) {{ name quantity }}
+          }}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
+
+def bulk_variants_query(location_id: str | None) -> str:
+    """The bulk query of the SKU index, with the available quantities at ``location_id``
+    (a ``gid://shopify/Location/…``) when one is given."""
+    if location_id is None:
+        return BULK_VARIANTS
+    return BULK_VARIANTS_AT_LOCATION.replace(json.dumps(BULK_LOCATION_PLACEHOLDER), json.dumps(location_id))
+
+
 ALL_DOCUMENTS: dict[str, str] = {
+    "BULK_RUN_QUERY": BULK_RUN_QUERY,
+    "BULK_OPERATION": BULK_OPERATION,
+    "BULK_VARIANTS": BULK_VARIANTS,
+    "BULK_VARIANTS_AT_LOCATION": BULK_VARIANTS_AT_LOCATION,
     "VARIANTS_COUNT": VARIANTS_COUNT,
     "LOCATIONS": LOCATIONS,
     "PRIMARY_LOCATION": PRIMARY_LOCATION,
@@ -474,6 +558,10 @@ ALL_DOCUMENTS: dict[str, str] = {
     "VARIANTS_BULK_UPDATE": VARIANTS_BULK_UPDATE,
 }
 """Every document the daemon sends, by constant name."""
+
+#: Documents sent as the text of a bulk query, not on their own: anonymous, and their
+#: connections take no ``first`` (no single-query cost limit applies to a bulk query).
+BULK_QUERIES: tuple[str, ...] = ("BULK_VARIANTS", "BULK_VARIANTS_AT_LOCATION")
 
 #: Documents that change inventory; each must carry ``@idempotent(key:)``.
 INVENTORY_MUTATIONS: tuple[str, ...] = ("SET_STOCK",)

@@ -204,6 +204,38 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, order_id, shipment)
     );
     """,
+    # 10 (appended after the orders flow's 9 at merge): the bulk reads of the first start —
+    # a running Shopify bulk operation by purpose, stored before it is waited for so that a
+    # restart polls it instead of starting another; the progress of long work for
+    # ``status`` (another process); Shopify's available quantities the index's bulk read
+    # took at the stock location, for the first push (each used once)
+    """
+    CREATE TABLE bulk_operations (
+        shop TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        operation_id TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        PRIMARY KEY (shop, purpose)
+    );
+    CREATE TABLE progress (
+        shop TEXT NOT NULL,
+        work TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        done INTEGER NOT NULL,
+        total INTEGER,
+        seconds_left REAL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, work)
+    );
+    CREATE TABLE shopify_levels (
+        shop TEXT NOT NULL,
+        inventory_item_id TEXT NOT NULL,
+        location TEXT NOT NULL,
+        available INTEGER,
+        read_at TEXT NOT NULL,
+        PRIMARY KEY (shop, inventory_item_id, location)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -232,3 +232,15 @@ async def test_an_order_costs_three_to_five_rackbeat_requests_and_rackbeat_is_th
     ratio = figures["Shopify paging / Rackbeat import rate"]
     assert isinstance(ratio, float)
     assert ratio > 1
+
+
+@pytest.mark.anyio
+async def test_the_index_bench_builds_by_one_bulk_query_in_a_handful_of_requests() -> None:
+    from bench.index import measure
+
+    paged = await measure(2_000)
+    bulk = await measure(2_000, bulk=True)
+    assert paged["indexed"] == bulk["indexed"] == 2_000
+    assert bulk["requests"] <= 10  # count, start, a few polls: not one per 250 variants
+    assert bulk["points"] < 50 < paged["points"]
+    assert bulk["simulated_seconds"] < paged["simulated_seconds"]  # simulated, not wall clock

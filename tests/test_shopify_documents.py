@@ -37,7 +37,13 @@ from graphql import (
 )
 
 from daemon import shopify_documents
-from daemon.shopify_documents import ALL_DOCUMENTS, INVENTORY_MUTATIONS, MAX_INPUT_ITEMS, PAGE_SIZES
+from daemon.shopify_documents import (
+    ALL_DOCUMENTS,
+    BULK_QUERIES,
+    INVENTORY_MUTATIONS,
+    MAX_INPUT_ITEMS,
+    PAGE_SIZES,
+)
 from tests import shopify_schema as shopify_schema_module
 
 #: Shopify refuses a query whose requested cost exceeds this (MAX_COST_EXCEEDED)
@@ -163,6 +169,8 @@ def _type_name(node: TypeNode) -> str:
 
 
 names = sorted(ALL_DOCUMENTS)
+#: documents sent on their own (not as the text of a bulk query)
+sent = sorted(set(ALL_DOCUMENTS) - set(BULK_QUERIES))
 
 
 @pytest.mark.parametrize("name", names)
@@ -173,7 +181,7 @@ def test_document_is_valid_against_admin_schema(shopify_schema: GraphQLSchema, n
     )
 
 
-@pytest.mark.parametrize("name", names)
+@pytest.mark.parametrize("name", sent)
 def test_document_stays_under_the_cost_limit(shopify_schema: GraphQLSchema, name: str) -> None:
     cost = estimated_cost(shopify_schema, ALL_DOCUMENTS[name], _sample_variables(name))
     assert cost <= MAX_QUERY_COST, f"{name} would request about {cost} points (limit {MAX_QUERY_COST})"
@@ -185,7 +193,7 @@ def test_document_uses_deprecated_fields_only_on_purpose(shopify_schema: GraphQL
     assert not unexpected, f"{name} uses deprecated fields: {sorted(unexpected)}"
 
 
-@pytest.mark.parametrize("name", names)
+@pytest.mark.parametrize("name", sent)
 def test_document_has_one_named_operation(name: str) -> None:
     # The client sends operationName and keys its cost memory on the document.
     operation = _operation(parse(ALL_DOCUMENTS[name]))
@@ -200,6 +208,20 @@ def test_paged_documents_take_first_and_after(name: str) -> None:
     assert declared.get("after") == "String", name
     assert "pageInfo { hasNextPage endCursor }" in ALL_DOCUMENTS[name], name
     assert 1 <= PAGE_SIZES[name] <= 250, name
+
+
+def test_bulk_queries_are_anonymous_unpaged_and_take_the_location(shopify_schema: GraphQLSchema) -> None:
+    location = "gid://shopify/Location/77"
+    for name in BULK_QUERIES:
+        operation = _operation(parse(ALL_DOCUMENTS[name]))
+        assert operation.name is None, name
+        assert not operation.variable_definitions, name
+        assert "first:" not in ALL_DOCUMENTS[name], name
+    query = shopify_documents.bulk_variants_query(location)
+    assert f'locationId: "{location}"' in query
+    assert shopify_documents.BULK_LOCATION_PLACEHOLDER not in query
+    assert not validate(shopify_schema, parse(query))
+    assert shopify_documents.bulk_variants_query(None) == shopify_documents.BULK_VARIANTS
 
 
 def test_all_documents_lists_every_document_constant() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -1129,7 +1130,7 @@ async def test_control_api_pays_holds_moves_and_fulfils_orders(sim: ShopifySimul
 
 async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulator, clock: SimClock) -> None:
     """Every document the daemon sends validates against Shopify's schema and runs here cleanly."""
-    from daemon.shopify_documents import ALL_DOCUMENTS, PAGE_SIZES
+    from daemon.shopify_documents import ALL_DOCUMENTS, BULK_QUERIES, PAGE_SIZES, bulk_variants_query
     from tests.shopify_schema import require_admin_schema
 
     sim.validate_schema = require_admin_schema()
@@ -1174,6 +1175,7 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
         },
         "INVENTORY_LEVELS": {"ids": list(chair.inventory_item_ids), "locationId": sim.primary_location_id},
         "VARIANTS_BY_SKU": {"query": "sku:'CH-1'"},
+        "BULK_RUN_QUERY": {"query": bulk_variants_query(sim.primary_location_id)},
     }
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(sim.handle),
@@ -1181,6 +1183,8 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
         headers={"X-Shopify-Access-Token": DEFAULT_ACCESS_TOKEN},
     ) as http:
         for name, document in ALL_DOCUMENTS.items():
+            if name in BULK_QUERIES:
+                continue  # sent as BULK_RUN_QUERY's text (tests/test_bulk.py runs them)
             values = dict(variables.get(name, {}))
             if "$first" in document:
                 values["first"] = PAGE_SIZES.get(name, 10)
@@ -1191,7 +1195,98 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
             assert "errors" not in body, (name, body["errors"])
             assert body["extensions"]["cost"]["requestedQueryCost"] <= 1000, name
             assert None not in body["data"].values(), name  # every id found
+            if name == "BULK_RUN_QUERY":
+                assert body["data"]["bulkOperationRunQuery"]["userErrors"] == []
+                ids_by_document["BULK_OPERATION"] = body["data"]["bulkOperationRunQuery"]["bulkOperation"][
+                    "id"
+                ]
     assert sim.available("CH-1") == 9
     assert [f.tracking for f in sim.fulfillments(order_id)] == [
         ("DHL", "JD0001", "https://track.example/JD0001")
     ]
+
+
+# --- bulk operations ---------------------------------------------------------------------------
+
+BULK_PRODUCTS = "query { products { edges { node { id title variants { edges { node { id sku } } } } } } }"
+
+
+async def bulk_state(client: httpx.AsyncClient, op: str) -> dict[str, Any]:
+    body = await gql(client, docs.BULK_OPERATION, id=op)
+    state: dict[str, Any] = body["data"]["bulkOperation"]
+    return state
+
+
+async def test_a_bulk_query_runs_on_the_clock_and_its_file_is_served(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.bulk_objects_per_second = 10
+    products = [sim.add_product(f"P{n}", [{"sku": f"A-{n}"}, {"sku": f"B-{n}"}]) for n in range(3)]
+    body = await gql(client, docs.BULK_RUN_QUERY, query=BULK_PRODUCTS)
+    started = body["data"]["bulkOperationRunQuery"]
+    assert started["userErrors"] == []
+    assert started["bulkOperation"]["status"] == "CREATED"
+    assert body["extensions"]["cost"]["actualQueryCost"] <= 20  # a flat few points, however large
+    op = started["bulkOperation"]["id"]
+    clock.advance(1.5)  # start-up 1 s, then 10 objects a second
+    running = await bulk_state(client, op)
+    assert (running["status"], running["objectCount"], running["url"]) == ("RUNNING", "5", None)
+    clock.advance(0.5)  # 9 objects: 1 s + 0.9 s
+    done = await bulk_state(client, op)
+    assert (done["status"], done["objectCount"], done["rootObjectCount"]) == ("COMPLETED", "9", "3")
+    assert done["url"].startswith("https://sim-shop.myshopify.com/_bulk/")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(sim.handle)) as anonymous:  # no token
+        response = await anonymous.get(done["url"])
+    assert response.status_code == 200
+    assert int(done["fileSize"]) == len(response.content)
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert len(lines) == 9
+    for product in products:
+        (row,) = [r for r in lines if r["id"] == product.product_id]
+        assert "variants" not in row  # nested rows come separately
+        assert "__parentId" not in row
+        children = [r["id"] for r in lines if r.get("__parentId") == product.product_id]
+        assert children == list(product.variant_ids)
+
+
+async def test_bulk_queries_refused(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("P", [{"sku": "A"}])
+
+    async def errors(query: str) -> list[dict[str, Any]]:
+        body = await gql(client, docs.BULK_RUN_QUERY, query=query)
+        result: list[dict[str, Any]] = body["data"]["bulkOperationRunQuery"]["userErrors"]
+        return result
+
+    assert (await errors("query { productz { edges { node { id } } } }"))[0]["code"] == "INVALID"
+    assert (await errors('query { product(id: "gid://shopify/Product/1") { id } }'))[0]["code"] == "INVALID"
+    sim.bulk_query_limit = 1  # API versions before 2026-01: one at a time
+    assert await errors(BULK_PRODUCTS) == []
+    (busy,) = await errors(BULK_PRODUCTS)
+    assert busy["code"] == "OPERATION_IN_PROGRESS"
+    assert "already in progress" in busy["message"]
+    clock.advance(10)  # the first one completed: the shop may start another
+    assert await errors(BULK_PRODUCTS) == []
+
+
+async def test_bulk_faults_fail_expire_and_lose_an_operation(
+    sim: ShopifySimulator, client: httpx.AsyncClient, clock: SimClock
+) -> None:
+    sim.add_product("P", [{"sku": "A"}])
+    ops = []
+    for _ in range(3):
+        body = await gql(client, docs.BULK_RUN_QUERY, query=BULK_PRODUCTS)
+        ops.append(body["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"])
+    clock.advance(10)
+    url = (await bulk_state(client, ops[1]))["url"]
+    sim.fail_bulk_operation(ops[0], "ACCESS_DENIED")
+    sim.expire_bulk_operation(ops[1])
+    sim.lose_bulk_operation(ops[2])
+    failed = await bulk_state(client, ops[0])
+    assert (failed["status"], failed["errorCode"], failed["url"]) == ("FAILED", "ACCESS_DENIED", None)
+    expired = await bulk_state(client, ops[1])
+    assert (expired["status"], expired["url"]) == ("EXPIRED", None)
+    assert (await client.get(url)).status_code == 404
+    body = await gql(client, docs.BULK_OPERATION, id=ops[2])
+    assert body["data"]["bulkOperation"] is None

@@ -64,7 +64,9 @@ An order reserved before the scan may be counted twice: that undersells for one 
 and is corrected on the next; it never oversells.
 
 ``B`` (believed) is the quantity last confirmed (the stock ledger) or one read before the
-catch-up. Every Shopify sale after that moment makes the compare-and-swap fail, and
+catch-up. For a SKU never written, the reading may be the one the SKU index's bulk query
+took (:meth:`daemon.index.SkuIndex.take_levels`): that too was read before the catch-up,
+and every sale since makes the compare-and-swap fail, so it is used once, like any reading. Every Shopify sale after that moment makes the compare-and-swap fail, and
 every sale before it is in the order ledger once the catch-up is done — except one that
 Shopify's search index does not list yet (it lags by seconds, at times minutes). ``H``
 (hidden) covers those: the units held from earlier cycles plus how far a fresh reading
@@ -474,12 +476,14 @@ class StockFlow:
             return 0
         async with self._lock:
             started, now = self.monotonic(), self.clock()
-            await self.index.current()
+            # a first build by bulk query starts now and runs while Rackbeat is scanned;
+            # the cycle waits for the index only after the scan
+            await self.index.prepare()
             location = await self.location()
             resent = await self._resend_pending(location)
             memory = await self._memory()
             full = self._reconcile_due(memory, now)
-            outcome = await self._cycle(location, memory, full=full, hold=True)
+            outcome = await self._cycle(location, memory, full=full, hold=True, refresh_index=True)
             self._note_lag(started, outcome)
             async with self.store.transaction() as tx:
                 await tx.set_cursor(FLOW, iso(self.clock()))
@@ -621,12 +625,15 @@ class StockFlow:
         hold: bool,
         dry_run: bool = False,
         extra: Mapping[str, int] | None = None,
+        refresh_index: bool = False,
     ) -> _Outcome:
         extra = extra or {}
         if not dry_run:
             await self._catch_up_others()
         marker = await self._marker()
         totals = await self._scan(marker.at)
+        if refresh_index:
+            await self.index.current()
         entries = await self.index.by_sku()
         if not dry_run:
             await self._remember_numbers(totals, entries)
@@ -685,7 +692,9 @@ class StockFlow:
             return base
 
         # read before catching up: every sale up to the reading is then in the ledger
-        readings = await self._read_shopify([s for s, d in candidates if d.read_first], location)
+        readings = await self._read_shopify(
+            [s for s, d in candidates if d.read_first], location, dry_run=dry_run
+        )
         if not dry_run:
             # the orders first, then decide with them: a Shopify sale that is not in the
             # ledger yet would otherwise look like stock to sell
@@ -1101,11 +1110,19 @@ class StockFlow:
                 tg.start_soon(ask, key)
         return answers
 
-    async def _read_shopify(self, snapshots: Sequence[Snapshot], location: str) -> dict[str, Reading]:
-        """What Shopify has now of these SKUs, by SKU."""
+    async def _read_shopify(
+        self, snapshots: Sequence[Snapshot], location: str, *, dry_run: bool = False
+    ) -> dict[str, Reading]:
+        """What Shopify has now of these SKUs, by SKU. A SKU never written (no ledger row)
+        takes the level the index's bulk read found, if it has one, instead of a request
+        (once: a dry run leaves it for the real cycle)."""
         if not snapshots:
             return {}
-        levels = await self.shopify.inventory_levels([s.item_id for s in snapshots], location)
+        first = [s.item_id for s in snapshots if s.recorded is None]
+        levels = await self.index.take_levels(first, location, keep=dry_run)
+        unread = [s.item_id for s in snapshots if s.item_id not in levels]
+        if unread:
+            levels.update(await self.shopify.inventory_levels(unread, location))
         return {s.sku: Reading(levels.get(s.item_id)) for s in snapshots}
 
     # --- writing -------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import contextvars
 import functools
 import importlib.resources
 import json
@@ -49,7 +50,16 @@ import re
 import secrets
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -93,6 +103,7 @@ from graphql import (
 from daemon.sim.faults import Faults, truncate_body
 
 __all__ = [
+    "BULK_STARTUP_SECONDS",
     "DEFAULT_ACCESS_TOKEN",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
@@ -114,6 +125,7 @@ __all__ = [
     "RequestRecord",
     "SearchTerm",
     "ShopifySimulator",
+    "SimBulkOperation",
     "SimClock",
     "SimFulfillment",
     "SimFulfillmentLine",
@@ -144,6 +156,15 @@ MAX_PAGE_SIZE = 250
 MUTATION_COST = 10
 #: Inventory quantities may not leave ±1,000,000,000.
 MAX_QUANTITY = 1_000_000_000
+#: The simulator's assumption (not a Shopify figure): a bulk query sits this long in
+#: CREATED before it runs; then it reads ``bulk_objects_per_second`` (a constructor
+#: argument, default 500 objects a second, also an assumption) until it completes.
+BULK_STARTUP_SECONDS = 1.0
+#: statuses of a bulk operation that still counts against the shop's limit
+_BULK_ACTIVE = frozenset({"CREATED", "RUNNING"})
+#: while set, a connection without ``first``/``last`` answers every record (a bulk
+#: query's connections take no page size)
+_UNPAGED: contextvars.ContextVar[bool] = contextvars.ContextVar("unpaged", default=False)
 
 #: Quantity names Shopify reports for an inventory level.
 QUANTITY_NAMES = frozenset(
@@ -696,6 +717,28 @@ class AddedProduct:
     inventory_item_ids: tuple[str, ...]
 
 
+@dataclass
+class SimBulkOperation:
+    """A bulk query operation: its result is computed when it is created (Shopify's data
+    is a snapshot from some moment during the run) and shown as time passes."""
+
+    id: str
+    query: str
+    created_at: datetime
+    #: the simulator's monotonic time at creation; the status is derived from it
+    started: float
+    #: seconds from creation to COMPLETED
+    duration: float
+    #: the JSONL result, one line per object
+    lines: list[bytes]
+    root_objects: int
+    #: where the file is served (``{base}/_bulk/{number}.jsonl``)
+    url: str
+    #: a final status forced by a fault hook (FAILED, EXPIRED, CANCELED)
+    forced: str | None = None
+    error_code: str | None = None
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     """One GraphQL request as the simulator saw it."""
@@ -921,6 +964,23 @@ def actual_cost(data: object) -> int:
     return own + sum(actual_cost(value) for key, value in data.items() if key != "pageInfo")
 
 
+def _bulk_rows(connection: object, parent: str | None) -> Iterator[dict[str, Any]]:
+    """A bulk query's JSONL rows: each node of ``connection`` without its nested
+    connections, then those connections' nodes carrying ``__parentId``."""
+    if not isinstance(connection, Mapping):
+        return
+    edges = connection.get("edges")
+    nodes = [e["node"] for e in edges] if isinstance(edges, list) else connection.get("nodes") or []
+    for node in nodes:
+        nested = {k: v for k, v in node.items() if isinstance(v, Mapping) and ("edges" in v or "nodes" in v)}
+        row = {k: v for k, v in node.items() if k not in nested}
+        if parent is not None:
+            row["__parentId"] = parent
+        yield row
+        for child in nested.values():
+            yield from _bulk_rows(child, node.get("id"))
+
+
 def _field_type(parent: GraphQLNamedType, name: str) -> GraphQLNamedType | None:
     if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)):
         definition = parent.fields.get(name)
@@ -1043,7 +1103,7 @@ def _paginate(
     stays correct while records are added or move (as Shopify's do).
     """
     first, last = args.get("first"), args.get("last")
-    if first is None and last is None:
+    if first is None and last is None and not _UNPAGED.get():
         raise GraphQLError("you must provide one of first or last")
     for name, size in (("first", first), ("last", last)):
         if size is not None and not 0 <= size <= MAX_PAGE_SIZE:
@@ -1164,6 +1224,11 @@ def _query_resolvers() -> dict[str, Resolver]:
     def node(_root: None, info: Info, id: str) -> object | None:
         return _sim(info).node(id)
 
+    def bulk_operation(_root: None, info: Info, id: str) -> dict[str, Any] | None:
+        sim = _sim(info)
+        found = sim.bulk_operations.get(id)
+        return None if found is None else sim.bulk_view(found)
+
     def nodes(_root: None, info: Info, ids: list[str]) -> list[object | None]:
         if len(ids) > MAX_PAGE_SIZE:
             raise GraphQLError(
@@ -1212,6 +1277,7 @@ def _query_resolvers() -> dict[str, Resolver]:
         return {"count": len(rows), "precision": "EXACT"}
 
     return {
+        "bulkOperation": bulk_operation,
         "shop": shop,
         "location": location,
         "locations": locations,
@@ -1247,6 +1313,9 @@ def _mutation_resolvers() -> dict[str, Resolver]:
     def product_create(_root: None, info: Info, product: dict[str, Any] | None = None) -> dict[str, Any]:
         return _sim(info).product_create(product or {})
 
+    def bulk_run_query(_root: None, info: Info, query: str, groupObjects: bool) -> dict[str, Any]:
+        return _sim(info).run_bulk_query(query, group_objects=groupObjects)
+
     def product_update(
         _root: None,
         info: Info,
@@ -1281,6 +1350,7 @@ def _mutation_resolvers() -> dict[str, Resolver]:
         )
 
     return {
+        "bulkOperationRunQuery": bulk_run_query,
         "fulfillmentCreate": fulfillment_create,
         "fulfillmentTrackingInfoUpdate": tracking_info_update,
         "inventorySetQuantities": inventory_set_quantities,
@@ -1805,6 +1875,8 @@ class ShopifySimulator:
         currency: str = "DKK",
         primary_location_name: str = "Warehouse",
         request_log_size: int = 1000,
+        bulk_objects_per_second: float = 500.0,
+        bulk_query_limit: int = 5,
     ) -> None:
         self.now = now
         self.monotonic = monotonic
@@ -1855,6 +1927,16 @@ class ShopifySimulator:
         self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
         self._issued_tokens: dict[str, float] = {}
         self._documents: dict[tuple[str, int], tuple[DocumentNode | None, list[GraphQLError]]] = {}
+        #: how fast a bulk query reads (an assumption of the simulator, see BULK_STARTUP_SECONDS)
+        self.bulk_objects_per_second = bulk_objects_per_second
+        #: bulk queries that may run at once (Shopify: 5 from API version 2026-01, 1 before)
+        self.bulk_query_limit = bulk_query_limit
+        #: bulk operations by id; ``lose_bulk_operation`` removes one
+        self.bulk_operations: dict[str, SimBulkOperation] = {}
+        #: bulk result files served, by operation id (a download started counts)
+        self.bulk_downloads: collections.Counter[str] = collections.Counter()
+        #: scheme and host of the request being answered (bulk result URLs point there)
+        self._base_url = "http://sim-shop.invalid"
 
         self.primary_location_id = self.add_location(primary_location_name, primary=True)
 
@@ -3138,6 +3220,141 @@ class ShopifySimulator:
         fulfillment.updated_at = self.orders[fulfillment.order_id].updated_at = stamp
         return {"fulfillment": fulfillment, "userErrors": []}
 
+    # --- bulk operations ----------------------------------------------------------------------------
+
+    def run_bulk_query(self, query: str, *, group_objects: bool = False) -> dict[str, Any]:
+        """``bulkOperationRunQuery``: check ``query``, run it now, answer CREATED.
+
+        The query must be valid, have one top-level field and that field must be a
+        connection (not ``node``/``nodes``), as Shopify asks; otherwise ``userErrors``
+        (code INVALID). More than :attr:`bulk_query_limit` running at once: LIMIT_REACHED
+        (OPERATION_IN_PROGRESS with a limit of one, as before API version 2026-01).
+        ``group_objects`` is accepted and ignored: nested rows always carry ``__parentId``.
+        """
+        del group_objects
+
+        def refuse(code: str, message: str) -> dict[str, Any]:
+            return {
+                "bulkOperation": None,
+                "userErrors": [{"code": code, "field": ["query"], "message": message}],
+            }
+
+        document, errors = self._document(query)
+        if errors or document is None:
+            return refuse("INVALID", f"Invalid bulk query: {errors[0].message if errors else 'empty'}")
+        operation = get_operation_ast(document)
+        if operation is None or operation.operation != OperationType.QUERY:
+            return refuse("INVALID", "Invalid bulk query: one query operation is required")
+        tops = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
+        root = self.schema.query_type
+        top = tops[0] if len(tops) == 1 and root is not None else None
+        field_type = _field_type(root, top.name.value) if top is not None and root is not None else None
+        if top is None or field_type is None or not field_type.name.endswith("Connection"):
+            return refuse("INVALID", "Bulk queries must contain exactly one top-level connection field")
+        active = [op for op in self.bulk_operations.values() if self.bulk_status(op) in _BULK_ACTIVE]
+        if len(active) >= self.bulk_query_limit:
+            if self.bulk_query_limit == 1:
+                return refuse(
+                    "OPERATION_IN_PROGRESS",
+                    f"A bulk query operation for this app and shop is already in progress: {active[0].id}.",
+                )
+            return refuse("LIMIT_REACHED", "Bulk operations limit reached. Please try again later.")
+        token = _UNPAGED.set(True)
+        try:
+            result = execute_sync(self.schema, document, context_value=self, field_resolver=_default_resolver)
+        finally:
+            _UNPAGED.reset(token)
+        if result.errors or not isinstance(result.data, dict):
+            message = result.errors[0].message if result.errors else "no data"
+            return refuse("INVALID", f"Invalid bulk query: {message}")
+        lines: list[bytes] = []
+        roots = 0
+        for row in _bulk_rows(result.data[top.alias.value if top.alias else top.name.value], None):
+            roots += "__parentId" not in row
+            lines.append(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+        gid = self._gid("BulkOperation")
+        found = SimBulkOperation(
+            id=gid,
+            query=query,
+            created_at=self._stamp(),
+            started=self.monotonic(),
+            duration=BULK_STARTUP_SECONDS + len(lines) / self.bulk_objects_per_second,
+            lines=lines,
+            root_objects=roots,
+            url=f"{self._base_url}/_bulk/{_gid_number(gid)}.jsonl",
+        )
+        self.bulk_operations[gid] = found
+        return {"bulkOperation": self.bulk_view(found), "userErrors": []}
+
+    def bulk_status(self, operation: SimBulkOperation) -> str:
+        """CREATED for the start-up, RUNNING while it reads, then COMPLETED (or forced)."""
+        if operation.forced is not None:
+            return operation.forced
+        elapsed = self.monotonic() - operation.started
+        if elapsed < BULK_STARTUP_SECONDS:
+            return "CREATED"
+        return "RUNNING" if elapsed < operation.duration else "COMPLETED"
+
+    def bulk_view(self, operation: SimBulkOperation) -> dict[str, Any]:
+        """The operation as the ``BulkOperation`` type shows it now."""
+        status = self.bulk_status(operation)
+        elapsed = max(self.monotonic() - operation.started - BULK_STARTUP_SECONDS, 0.0)
+        done = len(operation.lines) if status in ("COMPLETED", "EXPIRED") else 0
+        if status in ("RUNNING", "FAILED", "CANCELED"):
+            done = min(len(operation.lines), int(elapsed * self.bulk_objects_per_second))
+        completed = status == "COMPLETED"
+        return {
+            "id": operation.id,
+            "status": status,
+            "errorCode": operation.error_code,
+            "query": operation.query,
+            "type": "QUERY",
+            "createdAt": _iso(operation.created_at),
+            "completedAt": _iso(operation.created_at + timedelta(seconds=operation.duration))
+            if completed
+            else None,
+            "objectCount": str(done),
+            "rootObjectCount": str(min(done, operation.root_objects)),
+            "fileSize": str(sum(len(line) for line in operation.lines)) if completed else None,
+            "url": operation.url if completed else None,
+            "partialDataUrl": None,
+        }
+
+    def fail_bulk_operation(self, operation_id: str, error_code: str = "INTERNAL_SERVER_ERROR") -> None:
+        """Fault hook: the operation FAILED with ``error_code`` (ACCESS_DENIED, INTERNAL_SERVER_ERROR, TIMEOUT)."""
+        found = self.bulk_operations[operation_id]
+        found.forced, found.error_code = "FAILED", error_code
+
+    def expire_bulk_operation(self, operation_id: str) -> None:
+        """Fault hook: the result expired (status EXPIRED, no url, the file answers 404)."""
+        self.bulk_operations[operation_id].forced = "EXPIRED"
+
+    def lose_bulk_operation(self, operation_id: str) -> None:
+        """Fault hook: Shopify no longer knows the operation (``bulkOperation`` is null, the file 404)."""
+        del self.bulk_operations[operation_id]
+
+    def _bulk_file(self, path: str) -> httpx.Response:
+        """``GET /_bulk/<number>.jsonl``: a completed operation's result, streamed (no token:
+        like Shopify's signed URL, the address is the credential)."""
+        match = re.fullmatch(r"/_bulk/(\d+)\.jsonl", path)
+        found = self.bulk_operations.get(f"gid://shopify/BulkOperation/{match[1]}") if match else None
+        if found is None or self.bulk_status(found) != "COMPLETED":
+            return httpx.Response(404, text="NoSuchKey\n", headers={"content-type": "text/plain"})
+        self.bulk_downloads[found.id] += 1
+        lines = found.lines
+
+        async def chunks() -> AsyncIterator[bytes]:
+            buffer = bytearray()
+            for line in lines:
+                buffer += line
+                if len(buffer) >= 65536:
+                    yield bytes(buffer)
+                    buffer.clear()
+            if buffer:
+                yield bytes(buffer)
+
+        return httpx.Response(200, content=chunks(), headers={"content-type": "application/jsonl"})
+
     # --- HTTP ---------------------------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
@@ -3145,6 +3362,8 @@ class ShopifySimulator:
         path = request.url.path
         if path.startswith("/_sim/"):
             return await self._control(request)
+        if path.startswith("/_bulk/"):
+            return self._bulk_file(path)
         if path == _OAUTH_PATH:
             return await self._token(request)
         match = _GRAPHQL_PATH.match(path)
@@ -3457,6 +3676,7 @@ class ShopifySimulator:
                 fault,
             )
         self.bucket.spend(requested)
+        self._base_url = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
         result: ExecutionResult = execute_sync(
             self.schema,
             document,
