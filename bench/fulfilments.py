@@ -328,6 +328,34 @@ async def measure_burst(orders: int) -> dict[str, Any]:
         return burst
 
 
+async def measure_busy(orders: int) -> dict[str, Any]:
+    """A busy cycle: while ``orders`` earlier orders ship, the daemon imports (books)
+    ``orders`` new ones; then one fulfilments cycle. Counted: the ``GET /orders`` list
+    requests that found the shipped orders among everything else updated since the
+    cursor, and the requests per shipped order beyond them."""
+    async with open_shop(2 * orders) as shop:
+        ids = await shop.import_orders(orders)
+        shop.tick(AN_HOUR)  # the imports are older than the cursor's overlap
+        await shop.run_until(shop.fulfilments.run_once)
+        await shop.run_until(shop.fulfilments.run_once)  # settled: nothing listed
+        await shop.import_orders(orders)  # the daemon's own bookings, in the same minutes
+        shop.ship(ids)
+        shop.reset_counts()
+        cycles, failed = await shop.run_until(shop.fulfilments.run_once)
+        lists = shop.rackbeat_lists()
+        operations = shop.shopify_sim.requests
+        return {
+            "orders": orders,
+            "cycles": cycles,
+            "failed": failed,
+            "rackbeat_lists": lists,
+            "rackbeat_beyond_lists": shop.rackbeat_sim.request_total() - lists,
+            "shopify_reads": operations.get("OrderFulfilment", 0),
+            "shopify_writes": operations.get("FulfillmentCreate", 0),
+            "fulfilled_orders": sum(1 for i in ids if shop.shopify_sim.fulfillments(i)),
+        }
+
+
 async def measure_lost(orders: int) -> dict[str, Any]:
     """Lost answers: the burst of :func:`measure_burst` while fulfilment answers get lost."""
     async with open_shop(orders, lose=True) as shop:
