@@ -149,16 +149,17 @@ async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and
     few = 30  # orders losing answers, orders waiting for payment
     m = {
         "burst": await fulfilments.measure_burst(size),
+        "busy": await fulfilments.measure_busy(size),
         "lost": await fulfilments.measure_lost(few),
         "paid": await fulfilments.measure_trigger_paid(few),
     }
-    burst, lost, paid = m["burst"], m["lost"], m["paid"]
-    # an idle cycle reads the two lists, whether 10 or 1,000 orders are open
-    assert burst["idle"] == {10: (2, 0), 1_000: (2, 0)}
-    # the burst: found by the lists (pages of 100) at <= 1 request per 100 shipped orders
-    # beyond the two every cycle reads anyway; one shipments read each
-    assert burst["rackbeat_lists"] == math.ceil(size / 100) + 1
-    assert (burst["rackbeat_lists"] - 2) * 100 <= size
+    burst, busy, lost, paid = m["burst"], m["busy"], m["lost"], m["paid"]
+    # an idle cycle reads the one list, whether 10 or 1,000 orders are open
+    assert burst["idle"] == {10: (1, 0), 1_000: (1, 0)}
+    # the burst: found by the list (pages of 100) at <= 1 request per 100 shipped orders
+    # beyond the one every cycle reads anyway; one shipments read each
+    assert burst["rackbeat_lists"] == math.ceil(size / 100)
+    assert (burst["rackbeat_lists"] - 1) * 100 <= size
     assert burst["rackbeat"] == burst["rackbeat_lists"] + size
     # Shopify: one read and one write per order (and the location, once per process)
     assert burst["shopify_by_operation"] == {
@@ -171,10 +172,17 @@ async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and
     assert burst["unshipped_fulfilled"] == 0
     assert (burst["cycles"], burst["failed"]) == (1, 0)
     # quiet cycles after the burst write nothing and read no shipments; once a scan has run
-    # the overlap after the latest shipment, the lists start at it: two requests, as idle
+    # the overlap after the latest shipment, the list starts at it: one request, as idle
     assert burst["after"][0] == (burst["rackbeat_lists"], 0)
-    assert burst["after"][-1] == (2, 0)
+    assert burst["after"][-1] == (1, 0)
     assert burst["fulfilled_after"] == size
+
+    # busy: the list also holds the orders the daemon booked meanwhile: they cost pages of
+    # 100, nothing per order; each shipped order still costs one read on each side and a write
+    assert busy["rackbeat_lists"] == math.ceil(2 * size / 100)
+    assert (busy["rackbeat_beyond_lists"], busy["shopify_reads"], busy["shopify_writes"]) == (size,) * 3
+    assert busy["fulfilled_orders"] == size
+    assert (busy["cycles"], busy["failed"]) == (1, 0)
 
     # lost answers: every kind happened, exactly one fulfilment per order, in one cycle; each
     # lost answer costs a read, and the write again when it had not been applied
