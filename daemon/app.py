@@ -88,6 +88,7 @@ def build_flows(
             )
     if requests is None:
         requests = InlineCycles({orders.name: orders.run_once} if s.sync_orders else {})
+    reads = reads or StockReads(services.rackbeat)
     if s.sync_stock:
         flows.append(
             StockFlow(
@@ -103,7 +104,15 @@ def build_flows(
         )
     # always on: with S13 = disabled it writes nothing but keeps the SKU index current
     flows.append(
-        ProductsFlow(*common, index=index, metrics=services.metrics, shutdown=shutdown, changes=changes)
+        ProductsFlow(
+            *common,
+            index=index,
+            metrics=services.metrics,
+            shutdown=shutdown,
+            changes=changes,
+            # the stock flow's scans show which products changed: read them only then
+            scans=reads if s.sync_stock else None,
+        )
     )
     return flows
 
