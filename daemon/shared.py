@@ -10,7 +10,7 @@
   :class:`ScanSummary` (when it started, the newest ``updated_at`` in it): the products
   flow reads Rackbeat's product details only when it shows a change.
 - :class:`SharedChanges`: a list of Rackbeat's changes — products changed (S13 =
-  rackbeat), orders shipped — read once for every shop that asks within a short window:
+  rackbeat), orders updated — read once for every shop that asks within a short window:
   a shop joins a read whose lower bound is not after its own, and moves its cursor only
   as far as that read's start.
 - :class:`KeyedLocks`: one lock per key across shops (one Rackbeat customer per e-mail,
@@ -255,7 +255,7 @@ class _ChangesRead(Generic[T]):
 
 
 class SharedChanges(Generic[T]):
-    """One Rackbeat list of changes (products changed, orders shipped) for the flows of
+    """One Rackbeat list of changes (products changed, orders updated) for the flows of
     ``shops`` shops (see the module docstring). With one shop the pages stream straight
     through."""
 
