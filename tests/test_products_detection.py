@@ -55,12 +55,10 @@ def wire(w: World) -> Flows:
     """The stock and products flows as :func:`daemon.app.build_flows` wires them (a process
     start: nothing in memory but what the DB holds)."""
     reads = StockReads(w.rackbeat_client, now=w.clock.now)
+    common = (w.settings, w.store, w.shopify, w.rackbeat_client)
     index = SkuIndex(w.store, w.shopify, clock=w.clock.now)
     stock = StockFlow(
-        w.settings,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
+        *common,
         index=index,
         metrics=w.metrics,
         shutdown=w.shutdown,
@@ -71,15 +69,7 @@ def wire(w: World) -> Flows:
         monotonic=w.clock.monotonic,
     )
     products = ProductsFlow(
-        w.settings,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
-        index=index,
-        metrics=w.metrics,
-        shutdown=w.shutdown,
-        scans=reads,
-        clock=w.clock.now,
+        *common, index=index, metrics=w.metrics, shutdown=w.shutdown, scans=reads, clock=w.clock.now
     )
     return Flows(w, reads, stock, products)
 
