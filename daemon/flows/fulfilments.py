@@ -6,9 +6,8 @@ many orders are open, one more per 100 orders updated since — shipped ones, an
 daemon itself made or booked meanwhile), of which the flow keeps those flagged shipped or
 partly shipped. An order the order ledger does not know (another shop's, one typed in by
 hand) costs nothing more, nor does one whose ``updated_at`` was acted on already. For the
-others: the order's shipments (one
-Rackbeat read: lines, carrier, tracking) and its Shopify fulfillment orders (one Shopify
-read). Decide: :mod:`daemon.fulfilment_decision`. Write: one ``fulfillmentCreate`` per
+others: the order's shipments (one Rackbeat read: lines, carrier, tracking) and its
+Shopify fulfillment orders (one Shopify read). Decide: :mod:`daemon.fulfilment_decision`. Write: one ``fulfillmentCreate`` per
 Rackbeat shipment, with its tracking, or ``fulfillmentTrackingInfoUpdate`` when the
 tracking came after the fulfilment. Commit: a row per shipment in ``fulfilments``, and the
 ledger's ``fulfilment`` / ``shipped_seen``; the cursor after the whole list is read.
@@ -32,8 +31,8 @@ Shopify is never fulfilled (the orders flow parks it, CANCELLED_AFTER_TRANSFER).
 Detection. The list's filter is an assumption
 (:func:`~daemon.rackbeat.changed_orders_params`). When an answer shows it ignored (an
 order not updated since the cursor), the flow stops reading the list and reads back
-instead: at most :data:`READ_BACKS_PER_CYCLE` open imported orders per
-cycle, least recently checked first, one request each. ``status`` says which is used.
+instead: at most :data:`READ_BACKS_PER_CYCLE` open imported orders per cycle, least
+recently checked first, one request each. ``status`` says which is used.
 
 Only orders shipped from the first start with ``SYNC_FULFILMENTS`` on are fulfilled (and
 those of the :data:`OVERLAP` before it): the cursor starts then, so shipments made before
