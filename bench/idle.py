@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,21 +88,22 @@ async def measure(skus: int = 1000) -> dict[str, Any]:
                 services = Services(settings, store, http, shopify, rackbeat, Metrics())
                 flows = build_flows(services, Shutdown())
 
-                by_flow: dict[str, Counter[str]] = {}
+                #: (Shopify, Rackbeat) requests of each flow in the latest cycle
+                by_flow: dict[str, tuple[int, int]] = {}
+
+                def sent() -> tuple[int, int]:
+                    return sum(shopify_sim.requests.values()), rackbeat_sim.request_total()
 
                 async def cycle() -> tuple[int, int]:
                     shopify_sim.reset_requests()
                     rackbeat_sim.reset_counts()
-                    by_flow.clear()
                     clock.advance(60)
                     for flow in flows:
-                        before = sum(shopify_sim.requests.values()), rackbeat_sim.request_total()
+                        before = sent()
                         await flow.run_once()
-                        by_flow[flow.name] = Counter(
-                            shopify=sum(shopify_sim.requests.values()) - before[0],
-                            rackbeat=rackbeat_sim.request_total() - before[1],
-                        )
-                    return sum(shopify_sim.requests.values()), rackbeat_sim.request_total()
+                        after = sent()
+                        by_flow[flow.name] = (after[0] - before[0], after[1] - before[1])
+                    return sent()
 
                 first = await cycle()  # the first full sync
                 await cycle()  # settles what the first one wrote
@@ -111,8 +111,8 @@ async def measure(skus: int = 1000) -> dict[str, Any]:
                 idle_routes = dict(rackbeat_sim.requests)
                 idle_operations = dict(shopify_sim.requests)
                 idle_by_flow = {
-                    api: {name: counts[api] for name, counts in by_flow.items()}
-                    for api in ("shopify", "rackbeat")
+                    api: {name: counts[i] for name, counts in by_flow.items()}
+                    for i, api in enumerate(("shopify", "rackbeat"))
                 }
                 shopify_sim.sell("SKU-00001", 1)
                 clock.advance(600)  # past Shopify's search lag
