@@ -64,7 +64,7 @@ def build_flows(
     reads: StockReads | None = None,
     customers: KeyedLocks | None = None,
     changes: SharedChanges[Product] | None = None,
-    shipped: Mapping[bool, SharedChanges[Order]] | None = None,
+    shipped: SharedChanges[Order] | None = None,
     catch_up: Sequence[str] = ("orders",),
 ) -> list[Flow]:
     """One shop's flows, as its settings switch them on, sharing one SKU index.
@@ -96,10 +96,11 @@ def build_flows(
         flows.append(orders)
         if s.sync_fulfilments:
             flows.append(
-                FulfilmentsFlow(*common, metrics=services.metrics, shutdown=shutdown, shipped=shipped)
+                FulfilmentsFlow(*common, metrics=services.metrics, shutdown=shutdown, changes=shipped)
             )
     if requests is None:
         requests = InlineCycles({orders.name: orders.run_once} if s.sync_orders else {})
+    reads = reads or StockReads(services.rackbeat)
     if s.sync_stock:
         flows.append(
             StockFlow(
@@ -115,7 +116,15 @@ def build_flows(
         )
     # always on: with S13 = disabled it writes nothing but keeps the SKU index current
     flows.append(
-        ProductsFlow(*common, index=index, metrics=services.metrics, shutdown=shutdown, changes=changes)
+        ProductsFlow(
+            *common,
+            index=index,
+            metrics=services.metrics,
+            shutdown=shutdown,
+            changes=changes,
+            # the stock flow's scans show which products changed: read them only then
+            scans=reads if s.sync_stock else None,
+        )
     )
     return flows
 
@@ -141,7 +150,7 @@ def build_account_flows(
     fulfilling = sum(
         1 for shop in opened.shops if shop.settings.sync_orders and shop.settings.sync_fulfilments
     )
-    shipped = {partly: SharedChanges[Order](shops=fulfilling, window=poll / 2) for partly in (False, True)}
+    shipped = SharedChanges[Order](shops=fulfilling, window=poll / 2)
     by_key = {shop.store.shop: shop for shop in opened.shops}
     groups: list[ShopFlows] = []
     for shop in opened.shops:
@@ -517,7 +526,7 @@ def _print_status(doc: Mapping[str, Any], account: Account, shop: Shop, out: Tex
         )
     shipped = doc["fulfilments"]
     detection = (
-        "Rackbeat's shipped-orders list"
+        "Rackbeat's list of orders updated since"
         if shipped["detection"] == "list"
         else f"reading orders back ({shipped['detection_note']})"
     )

@@ -16,7 +16,7 @@ live API is a one-line fix:
 :meth:`Customer.from_json`, :func:`customer_body`, :func:`order_body`,
 :func:`number_taken`, :func:`order_search_params`, :func:`order_reference_matches`,
 :meth:`Order.from_json`, :func:`order_state`, :func:`step_already_done`,
-:func:`shipped_orders_params`, :func:`shipment_lines`, :func:`shipment_tracking`,
+:func:`changed_orders_params`, :func:`shipment_lines`, :func:`shipment_tracking`,
 :meth:`RackbeatClient.delete_draft`,
 :func:`reference_envelope`, :meth:`ReferenceItem.from_json`, :func:`product_body`,
 :func:`available_at_locations`, :func:`available_entry` and :func:`weight_unit`. One
@@ -122,6 +122,7 @@ __all__ = [
     "StockTotals",
     "available_at_locations",
     "available_entry",
+    "changed_orders_params",
     "customer_body",
     "customer_email_matches",
     "customer_search_params",
@@ -137,7 +138,6 @@ __all__ = [
     "reference_envelope",
     "shipment_lines",
     "shipment_tracking",
-    "shipped_orders_params",
     "step_already_done",
     "updated_since_params",
     "weight_unit",
@@ -511,20 +511,19 @@ def step_already_done(step: OrderStep, order: Order) -> bool:
     return order_state(order) in _DONE_STATES[step]
 
 
-def shipped_orders_params(since: datetime, *, partly: bool = False) -> dict[str, str]:
-    """Query parameters for "orders shipped (``partly``: partly shipped) and updated at or
-    after ``since``": ``/orders?is_shipped=true&updated_at_from=<since>``
-    (``is_partly_shipped=true`` instead when ``partly``).
+def changed_orders_params(since: datetime) -> dict[str, str]:
+    """Query parameters for "orders updated at or after ``since``", whatever their state:
+    ``/orders?updated_at_from=<since>``.
 
-    [assumed] ``is_shipped=true`` is the SDK's ``shipped()`` filter; ``is_partly_shipped``
-    as a filter and its combination with ``updated_at_from`` are not confirmed. Shipping
-    (all or part of an order) bumps the order's ``updated_at``, and adding tracking to a
-    shipment bumps the order's ``updated_at`` (so the shipped list shows it again).
-    :meth:`RackbeatClient.shipped_orders` checks every answer against the flag and the
-    time anyway, so a server that ignores the filters costs requests, not correctness.
+    [assumed] ``updated_at_from`` filters ``/orders`` on its own, without a flag beside it
+    (the docs show it on invoices only). Shipping (all or part of an order) bumps the
+    order's ``updated_at``, and adding tracking to a shipment bumps the order's
+    ``updated_at`` (so the list shows it again). The list also holds the orders the daemon
+    itself just made or booked: the fulfilments flow keeps the shipped and partly shipped
+    ones (by their flags) and checks each answer against the time, so a server that
+    ignores the filter costs requests, not correctness.
     """
-    flag = "is_partly_shipped" if partly else "is_shipped"
-    return {flag: "true", "updated_at_from": format_timestamp(since)}
+    return {"updated_at_from": format_timestamp(since)}
 
 
 def shipment_lines(raw: Mapping[str, Any]) -> tuple[ShipmentLine, ...] | None:
@@ -1272,16 +1271,13 @@ class RackbeatClient:
                 )
         return found
 
-    async def shipped_orders(
-        self, since: datetime, *, partly: bool = False
-    ) -> AsyncGenerator[list[Order], None]:
-        """Pages of orders flagged shipped (or partly shipped) and updated at/after
-        ``since`` (:func:`shipped_orders_params`), as Rackbeat lists them: whether the
-        filters held is the caller's to check (the fulfilments flow falls back to reading
-        orders back when they did not). Close the generator (``contextlib.aclosing``) when
-        leaving early.
+    async def changed_orders(self, since: datetime) -> AsyncGenerator[list[Order], None]:
+        """Pages of orders updated at/after ``since`` (:func:`changed_orders_params`), as
+        Rackbeat lists them: which were shipped, and whether the filter held, is the
+        caller's to check (the fulfilments flow falls back to reading orders back when it
+        did not). Close the generator (``contextlib.aclosing``) when leaving early.
         """
-        pages = self._pages("orders", "orders", shipped_orders_params(since, partly=partly))
+        pages = self._pages("orders", "orders", changed_orders_params(since))
         async with contextlib.aclosing(pages):
             async for page in pages:
                 yield [Order.from_json(item) for item in page]

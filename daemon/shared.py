@@ -6,9 +6,11 @@
   ledger marker (so no order booked in between is missed: the scan is what Rackbeat
   reserved after the marker), and the first to ask waits a moment (``gather``) for the
   other shops' cycles before it starts one. Per-location reads (S10 as a list) made
-  after the same scan are shared too.
+  after the same scan are shared too. Each complete scan also leaves a
+  :class:`ScanSummary` (when it started, the newest ``updated_at`` in it): the products
+  flow reads Rackbeat's product details only when it shows a change.
 - :class:`SharedChanges`: a list of Rackbeat's changes — products changed (S13 =
-  rackbeat), orders shipped — read once for every shop that asks within a short window:
+  rackbeat), orders updated — read once for every shop that asks within a short window:
   a shop joins a read whose lower bound is not after its own, and moves its cursor only
   as far as that read's start.
 - :class:`KeyedLocks`: one lock per key across shops (one Rackbeat customer per e-mail,
@@ -22,7 +24,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -31,6 +33,21 @@ import anyio
 from daemon.rackbeat import LocationStock, RackbeatClient, StockTotals
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What one complete stock scan tells about product changes: when it started (UTC) and
+    the newest ``updated_at`` of any product in it; ``undated``: some product had none."""
+
+    started: datetime
+    newest: datetime | None
+    undated: bool
+
+    def changed_since(self, moment: datetime) -> bool:
+        """True when some product was updated at or after ``moment`` (or may have been:
+        one without ``updated_at``)."""
+        return self.undated or (self.newest is not None and self.newest >= moment)
 
 
 @dataclass
@@ -85,13 +102,19 @@ class StockReads:
         shops: int = 1,
         gather: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``clock`` (monotonic) orders scans and cycles; ``now`` (UTC) stamps each
+        :class:`ScanSummary` on the clock the products flow keeps its cursor by."""
         self.rackbeat = rackbeat
         self.shops = shops
         self.gather = gather
         self.clock = clock
+        self.now = now
         #: scans started so far (for tests and the bench)
         self.scans = 0
+        #: the latest complete scan's summary (None until one completes)
+        self.latest_summary: ScanSummary | None = None
         self._latest: _Scan | None = None
         self._running: _Scan | None = None
         self._gathering: anyio.Event | None = None
@@ -105,7 +128,7 @@ class StockReads:
         ``since`` (this process's monotonic clock)."""
         if self.shops <= 1:
             self.scans += 1
-            pages = self.rackbeat.stock_totals(on_total=on_total)
+            pages = self._summarised(on_total)
             async with contextlib.aclosing(pages):
                 async for page in pages:
                     yield page
@@ -182,13 +205,30 @@ class StockReads:
         if gathering is not None:
             gathering.set()  # the others now wait for the scan itself
         try:
-            pages = [page async for page in self.rackbeat.stock_totals(on_total=on_total)]
-            scan.pages = pages
+            pages = self._summarised(on_total)
+            async with contextlib.aclosing(pages):
+                scan.pages = [page async for page in pages]
             self._latest = scan
         finally:
             self._running = None
             scan.done.set()
         return scan
+
+    async def _summarised(self, on_total: Callable[[int], None] | None) -> AsyncGenerator[list[StockTotals]]:
+        """The scan's pages; once all have passed, :attr:`latest_summary` is this scan's."""
+        started = self.now()
+        newest: datetime | None = None
+        undated = False
+        pages = self.rackbeat.stock_totals(on_total=on_total)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for total in page:
+                    if total.updated_at is None:
+                        undated = True
+                    elif newest is None or total.updated_at > newest:
+                        newest = total.updated_at
+                yield page
+        self.latest_summary = ScanSummary(started, newest, undated)
 
 
 class Changes(NamedTuple, Generic[T]):
@@ -215,7 +255,7 @@ class _ChangesRead(Generic[T]):
 
 
 class SharedChanges(Generic[T]):
-    """One Rackbeat list of changes (products changed, orders shipped) for the flows of
+    """One Rackbeat list of changes (products changed, orders updated) for the flows of
     ``shops`` shops (see the module docstring). With one shop the pages stream straight
     through."""
 

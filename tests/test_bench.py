@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, fulfilments, orders, shops
+from bench import Row, fulfilments, idle, orders, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -93,6 +93,22 @@ def test_every_benchmark_of_the_table_exists() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_idle_cycle_costs_rackbeat_the_stock_scan_and_one_request_and_shopify_at_most_two() -> None:
+    skus = QUICK_SIZES["bench.idle"]
+    m = await idle.measure(skus)
+    scan = math.ceil((skus + 1) / 100)  # pages of 100 (the shipping product is one too)
+    # every flow on, the defaults: the stock scan, the fulfilments flow's one list; the
+    # products flow sees on the scan that nothing changed
+    assert m["idle_by_flow"]["rackbeat"] == {"orders": 0, "fulfilments": 1, "stock": scan, "products": 0}
+    assert m["idle"][1] == scan + 1 <= idle.rackbeat_goal(skus) < idle.rackbeat_before(skus)
+    assert m["idle"][0] <= idle.SHOPIFY_GOAL
+    rows = {figure: (value, notes) for _, figure, value, notes in idle.table(m)}
+    value, notes = rows[f"Rackbeat requests, all flows, {skus} SKUs"]
+    assert value == m["idle"][1]
+    assert notes.startswith(f"requests (goal ⌈N/100⌉+2 = {idle.rackbeat_goal(skus)}; before {scan + 3}): ")
+
+
+@pytest.mark.anyio
 async def test_several_shops_in_one_process_share_one_stock_scan_and_one_request_budget() -> None:
     skus = QUICK_SIZES["bench.shops"]
     one = await shops.measure(1, skus, orders=ORDERS)
@@ -100,12 +116,12 @@ async def test_several_shops_in_one_process_share_one_stock_scan_and_one_request
     apart = await shops.measure(2, skus, separate=True, orders=ORDERS)  # before: a process per shop
     scan = math.ceil((skus + 1) / 100)  # pages of 100 (the shipping product is one too)
 
-    # a quiet cycle: one shop scans the stock, reads its changed products and its shipped
-    # and partly shipped orders
-    assert one["idle_by_flow"] == {"stock": scan, "products": 1, "fulfilments": 2}
+    # a quiet cycle: one shop scans the stock (which shows no product changed: the products
+    # flow reads nothing) and reads the orders updated since (none shipped)
+    assert one["idle_by_flow"] == {"stock": scan, "fulfilments": 1}
     # a second shop adds no request: one scan and one read of each list serve both
     assert two["idle"] == [one["idle"][-1]] * shops.IDLE_CYCLES
-    assert two["idle_by_flow"] == {"stock": scan, "products": 1, "fulfilments": 2}
+    assert two["idle_by_flow"] == {"stock": scan, "fulfilments": 1}
     assert two["idle_scans"] == [1] * shops.IDLE_CYCLES
     assert two["first_start_scans"] == 1
     # the first start (stock pushed, 30 orders per shop) needs more than a minute's budget,
@@ -122,10 +138,10 @@ async def test_several_shops_in_one_process_share_one_stock_scan_and_one_request
     figures = {figure: (value, notes) for _, figure, value, notes in rows}
     idle = f"Rackbeat requests per idle cycle, {skus} SKUs"
     assert figures[f"{idle}, 2 shops, one process"] == (
-        scan + 3,
-        f"requests (goal {scan} + a few): fulfilments 2, products 1, stock {scan}",
+        scan + 1,
+        f"requests (goal {scan} + a few): fulfilments 1, stock {scan}",
     )
-    assert figures[f"{idle}, 2 shops, a process per shop (before)"][0] == 2 * (scan + 3)
+    assert figures[f"{idle}, 2 shops, a process per shop (before)"][0] == 2 * (scan + 1)
     assert figures["Rackbeat stock scans per idle cycle, 2 shops, one process"][0] == 1
     peak = "most Rackbeat requests in any 60 s, first start + 30 orders per shop, 2 shops"
     assert figures[f"{peak}, one process"][0] == 300
@@ -149,16 +165,17 @@ async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and
     few = 30  # orders losing answers, orders waiting for payment
     m = {
         "burst": await fulfilments.measure_burst(size),
+        "busy": await fulfilments.measure_busy(size),
         "lost": await fulfilments.measure_lost(few),
         "paid": await fulfilments.measure_trigger_paid(few),
     }
-    burst, lost, paid = m["burst"], m["lost"], m["paid"]
-    # an idle cycle reads the two lists, whether 10 or 1,000 orders are open
-    assert burst["idle"] == {10: (2, 0), 1_000: (2, 0)}
-    # the burst: found by the lists (pages of 100) at <= 1 request per 100 shipped orders
-    # beyond the two every cycle reads anyway; one shipments read each
-    assert burst["rackbeat_lists"] == math.ceil(size / 100) + 1
-    assert (burst["rackbeat_lists"] - 2) * 100 <= size
+    burst, busy, lost, paid = m["burst"], m["busy"], m["lost"], m["paid"]
+    # an idle cycle reads the one list, whether 10 or 1,000 orders are open
+    assert burst["idle"] == {10: (1, 0), 1_000: (1, 0)}
+    # the burst: found by the list (pages of 100) at <= 1 request per 100 shipped orders
+    # beyond the one every cycle reads anyway; one shipments read each
+    assert burst["rackbeat_lists"] == math.ceil(size / 100)
+    assert (burst["rackbeat_lists"] - 1) * 100 <= size
     assert burst["rackbeat"] == burst["rackbeat_lists"] + size
     # Shopify: one read and one write per order (and the location, once per process)
     assert burst["shopify_by_operation"] == {
@@ -171,10 +188,17 @@ async def test_fulfilments_cost_one_shopify_read_and_write_per_shipped_order_and
     assert burst["unshipped_fulfilled"] == 0
     assert (burst["cycles"], burst["failed"]) == (1, 0)
     # quiet cycles after the burst write nothing and read no shipments; once a scan has run
-    # the overlap after the latest shipment, the lists start at it: two requests, as idle
+    # the overlap after the latest shipment, the list starts at it: one request, as idle
     assert burst["after"][0] == (burst["rackbeat_lists"], 0)
-    assert burst["after"][-1] == (2, 0)
+    assert burst["after"][-1] == (1, 0)
     assert burst["fulfilled_after"] == size
+
+    # busy: the list also holds the orders the daemon booked meanwhile: they cost pages of
+    # 100, nothing per order; each shipped order still costs one read on each side and a write
+    assert busy["rackbeat_lists"] == math.ceil(2 * size / 100)
+    assert (busy["rackbeat_beyond_lists"], busy["shopify_reads"], busy["shopify_writes"]) == (size,) * 3
+    assert busy["fulfilled_orders"] == size
+    assert (busy["cycles"], busy["failed"]) == (1, 0)
 
     # lost answers: every kind happened, exactly one fulfilment per order, in one cycle; each
     # lost answer costs a read, and the write again when it had not been applied

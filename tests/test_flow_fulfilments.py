@@ -106,11 +106,11 @@ async def test_shipped_orders_are_fulfilled_once_with_their_tracking(
             else:
                 assert fulfilment.tracking_number is None
             assert fulfilment.notify_customer is True
-        # per shipped order: one Shopify read and one write; Rackbeat: the two lists and
-        # one shipments read per shipped order
+        # per shipped order: one Shopify read and one write; Rackbeat: the one list (the
+        # shipped orders among those updated since) and one shipments read per shipped order
         assert shopify_posts(w, "OrderFulfilment") == 8
         assert shopify_posts(w, "FulfillmentCreate") == 8
-        assert w.rackbeat.request_total() == 2 + 8
+        assert w.rackbeat.request_total() == 1 + 8
         # the next cycles send nothing again
         assert await cycle(w) == 0
         assert await cycle(w, 3600) == 0
@@ -119,7 +119,7 @@ async def test_shipped_orders_are_fulfilled_once_with_their_tracking(
         )
 
 
-async def test_an_idle_cycle_costs_two_rackbeat_requests_whatever_is_open(
+async def test_an_idle_cycle_costs_one_rackbeat_request_whatever_is_open(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
     async with shop(tmp_path, shopify_schema) as w:
@@ -128,7 +128,7 @@ async def test_an_idle_cycle_costs_two_rackbeat_requests_whatever_is_open(
         w.rackbeat.reset_counts()
         w.shopify_sim.reset_requests()
         assert await cycle(w) == 0
-        assert w.rackbeat.request_total() == 2
+        assert w.rackbeat.request_total() == 1
         assert len(w.shopify_sim.requests) == 0
 
 
@@ -266,11 +266,17 @@ async def test_ignored_list_filters_fall_back_to_reading_orders_back(
 ) -> None:
     async with shop(tmp_path, shopify_schema) as w:
         orders = await imported(w, [[("MUG-1", 1)] for _ in range(3)])
+        w.tick(600)
+        w.rackbeat.ship(orders[1][1])
+        await cycle(w)  # the cursor moves to that shipment, ten minutes after the imports
         w.rackbeat.ignore_order_filters = True
         w.rackbeat.ship(orders[0][1], tracking="R1")
-        await cycle(w)  # sees the filters ignored and switches
+        await cycle(w)  # the list holds the imports too, older than asked for: it switches
+        assert await w.store.get_cursor("fulfilments.detection") is not None
         await cycle(w)
         assert len(w.shopify_sim.fulfillments(orders[0][0])) == 1
+        assert len(w.shopify_sim.fulfillments(orders[1][0])) == 1
+        assert w.shopify_sim.fulfillments(orders[2][0]) == []
         out = io.StringIO()
         assert await app.status(w.settings, as_json=False, out=out) == 0
         assert "reading orders back (Rackbeat ignored" in out.getvalue()
@@ -345,10 +351,10 @@ async def test_an_order_listed_late_within_the_overlap_is_still_fulfilled_and_th
         assert len(w.shopify_sim.fulfillments(late)) == 1
         assert len(w.shopify_sim.fulfillments(first)) == 1
         # once a scan has run the overlap after the cursor moved, an idle cycle lists from the
-        # cursor: only the order at the cursor itself, at no cost beyond the two lists
+        # cursor: only the order at the cursor itself, at no cost beyond the one list
         await cycle(w, 150)
         await cycle(w, 60)
         w.rackbeat.reset_counts()
         assert await cycle(w) == 0
-        assert w.rackbeat.request_total() == 2
+        assert w.rackbeat.request_total() == 1
         assert len(w.shopify_sim.fulfillments(other)) == 0

@@ -41,6 +41,7 @@ from daemon.rackbeat import (
     Shipment,
     ShipmentLine,
     available_at_locations,
+    changed_orders_params,
     customer_body,
     number_taken,
     number_text,
@@ -50,7 +51,6 @@ from daemon.rackbeat import (
     product_body,
     shipment_lines,
     shipment_tracking,
-    shipped_orders_params,
     step_already_done,
     updated_since_params,
 )
@@ -928,15 +928,11 @@ async def test_the_stock_scan_tells_how_many_products_to_expect_from_its_first_p
 # --- shipped orders, shipments and deleting drafts (issue 13) -------------------------------------
 
 
-def test_shipped_orders_params_name_the_flag_and_the_time_in_utc() -> None:
+def test_changed_orders_params_name_only_the_time_in_utc() -> None:
     since = datetime(2026, 11, 1, 12, 0, 30, 999_000, tzinfo=timezone(timedelta(hours=1)))
-    assert shipped_orders_params(since) == {"is_shipped": "true", "updated_at_from": "2026-11-01 11:00:30"}
-    assert shipped_orders_params(since, partly=True) == {
-        "is_partly_shipped": "true",
-        "updated_at_from": "2026-11-01 11:00:30",
-    }
+    assert changed_orders_params(since) == {"updated_at_from": "2026-11-01 11:00:30"}
     with pytest.raises(ValueError, match="timezone-aware"):
-        shipped_orders_params(datetime(2026, 11, 1))  # noqa: DTZ001  # naive on purpose
+        changed_orders_params(datetime(2026, 11, 1))  # noqa: DTZ001  # naive on purpose
 
 
 def test_an_order_reads_is_partly_shipped_as_a_flag_not_a_state() -> None:
@@ -946,33 +942,35 @@ def test_an_order_reads_is_partly_shipped_as_a_flag_not_a_state() -> None:
 
 
 @pytest.mark.anyio
-async def test_shipped_orders_ask_with_the_filters_and_read_every_page(time: FakeTime) -> None:
+async def test_changed_orders_ask_with_the_time_alone_and_read_every_page(time: FakeTime) -> None:
     since = datetime(2026, 11, 1, 10, 0, 0, 500_000, tzinfo=UTC)
     script = Script(
         page("orders", [{"number": 1, "is_shipped": True, "updated_at": "2026-11-01 10:00:00"}], 1, 2),
         page(
-            "orders", [{"number": "2", "is_shipped": True, "updated_at": "2026-11-01T12:00:00+01:00"}], 2, 2
+            "orders",
+            [{"number": "2", "is_partly_shipped": True, "updated_at": "2026-11-01T12:00:00+01:00"}],
+            2,
+            2,
         ),
-        page("orders", [{"number": 3, "is_partly_shipped": True, "updated_at": "2026-11-01 11:00:00"}], 1, 1),
     )
     client, http = make_client(script, time)
     async with http:
-        pages = [[o.number for o in batch] async for batch in client.shipped_orders(since)]
-        partly = [o.number async for batch in client.shipped_orders(since, partly=True) for o in batch]
-    assert pages == [["1"], ["2"]]
-    assert partly == ["3"]
+        pages = [
+            [(o.number, o.is_shipped, o.is_partly_shipped) for o in batch]
+            async for batch in client.changed_orders(since)
+        ]
+    assert pages == [[("1", True, False)], [("2", False, True)]]
     queries = [dict(r.url.params) for r in script.requests]
     assert queries == [
-        {"is_shipped": "true", "updated_at_from": "2026-11-01 10:00:00", "page": "1", "limit": "100"},
-        {"is_shipped": "true", "updated_at_from": "2026-11-01 10:00:00", "page": "2", "limit": "100"},
-        {"is_partly_shipped": "true", "updated_at_from": "2026-11-01 10:00:00", "page": "1", "limit": "100"},
+        {"updated_at_from": "2026-11-01 10:00:00", "page": "1", "limit": "100"},
+        {"updated_at_from": "2026-11-01 10:00:00", "page": "2", "limit": "100"},
     ]
 
 
 @pytest.mark.anyio
-async def test_shipped_orders_pass_on_what_rackbeat_lists_for_the_caller_to_check(time: FakeTime) -> None:
-    # a server ignoring the filters: the orders come as listed, and the fulfilments flow
-    # (which reads them) sees that the filters did not hold
+async def test_changed_orders_pass_on_what_rackbeat_lists_for_the_caller_to_check(time: FakeTime) -> None:
+    # a server ignoring the filter: the orders come as listed, and the fulfilments flow
+    # (which reads them) sees that the filter did not hold
     everything: list[dict[str, Any]] = [
         {"number": 1, "is_booked": True, "updated_at": "2026-11-01 11:00:00"},
         {"number": 2, "is_shipped": True, "updated_at": "2026-11-01 09:59:59"},
@@ -982,7 +980,7 @@ async def test_shipped_orders_pass_on_what_rackbeat_lists_for_the_caller_to_chec
     async with http:
         listed = [
             (o.number, o.is_shipped)
-            async for batch in client.shipped_orders(datetime(2026, 11, 1, 10, tzinfo=UTC))
+            async for batch in client.changed_orders(datetime(2026, 11, 1, 10, tzinfo=UTC))
             for o in batch
         ]
     assert listed == [("1", False), ("2", True)]

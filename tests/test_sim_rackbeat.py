@@ -400,12 +400,13 @@ async def test_order_list_filters_on_flags_and_updated_at(sim: RackbeatSimulator
     assert await listed("is_shipped=true&search=%233") == [partly]
 
     async with connect(sim, time) as client:
-        # the client passes the list on as it came: the fulfilments flow sees the filters ignored
-        listed_now = [o.number async for page in client.shipped_orders(cut) for o in page]
+        # the client passes the list on as it came: the fulfilments flow sees the filter ignored
+        listed_now = [o.number async for page in client.changed_orders(cut) for o in page]
         sim.ignore_order_filters = False
-        honoured = [o.number async for page in client.shipped_orders(cut) for o in page]
+        honoured = [o.number async for page in client.changed_orders(cut) for o in page]
     assert listed_now == everything
-    assert honoured == [shipped_late]
+    # without a flag: every order updated since, whatever its state
+    assert honoured == [shipped_late, partly, booked, draft]
 
 
 @pytest.mark.anyio

@@ -1,15 +1,16 @@
 """Rackbeat shipments → Shopify fulfilments with tracking, exactly once.
 
-Read: Rackbeat's orders flagged shipped, and those flagged partly shipped, updated since the
-cursor (:meth:`~daemon.rackbeat.RackbeatClient.shipped_orders`: two list requests per
-cycle however many orders are open, one more per 100 shipped orders). An order the order
-ledger does not know (another shop's, one typed in by hand) costs nothing more, nor does
-one whose ``updated_at`` was acted on already. For the others: the order's shipments (one
-Rackbeat read: lines, carrier, tracking) and its Shopify fulfillment orders (one Shopify
-read). Decide: :mod:`daemon.fulfilment_decision`. Write: one ``fulfillmentCreate`` per
+Read: Rackbeat's orders updated since the cursor
+(:meth:`~daemon.rackbeat.RackbeatClient.changed_orders`: one list request per cycle however
+many orders are open, one more per 100 orders updated since — shipped ones, and those the
+daemon itself made or booked meanwhile), of which the flow keeps those flagged shipped or
+partly shipped. An order the order ledger does not know (another shop's, one typed in by
+hand) costs nothing more, nor does one whose ``updated_at`` was acted on already. For the
+others: the order's shipments (one Rackbeat read: lines, carrier, tracking) and its
+Shopify fulfillment orders (one Shopify read). Decide: :mod:`daemon.fulfilment_decision`. Write: one ``fulfillmentCreate`` per
 Rackbeat shipment, with its tracking, or ``fulfillmentTrackingInfoUpdate`` when the
 tracking came after the fulfilment. Commit: a row per shipment in ``fulfilments``, and the
-ledger's ``fulfilment`` / ``shipped_seen``; the cursor after both lists are read.
+ledger's ``fulfilment`` / ``shipped_seen``; the cursor after the whole list is read.
 
 Exactly once. ``fulfillmentCreate`` takes no idempotency key, so the shipment's row is
 committed as ``sending`` before the request goes out. What to send is always computed
@@ -27,11 +28,11 @@ location than the daemon's (FULFILMENT_ELSEWHERE), on hold (FULFILMENT_ON_HOLD; 
 retried with backoff) or closed (FULFILMENT_CLOSED, for a person). An order cancelled in
 Shopify is never fulfilled (the orders flow parks it, CANCELLED_AFTER_TRANSFER).
 
-Detection. The list filters are an assumption
-(:func:`~daemon.rackbeat.shipped_orders_params`). When an answer shows them ignored (an
-order that is not shipped, or not updated since the cursor), the flow stops reading lists
-and reads back instead: at most :data:`READ_BACKS_PER_CYCLE` open imported orders per
-cycle, least recently checked first, one request each. ``status`` says which is used.
+Detection. The list's filter is an assumption
+(:func:`~daemon.rackbeat.changed_orders_params`). When an answer shows it ignored (an
+order not updated since the cursor), the flow stops reading the list and reads back
+instead: at most :data:`READ_BACKS_PER_CYCLE` open imported orders per cycle, least
+recently checked first, one request each. ``status`` says which is used.
 
 Only orders shipped from the first start with ``SYNC_FULFILMENTS`` on are fulfilled (and
 those of the :data:`OVERLAP` before it): the cursor starts then, so shipments made before
@@ -46,7 +47,6 @@ orders it covers are recorded, and a shipment's row (``done``) or Shopify's
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -115,11 +115,11 @@ class FulfilmentsFlow:
         *,
         metrics: Metrics,
         shutdown: Shutdown,
-        shipped: Mapping[bool, SharedChanges[Order]] | None = None,
+        changes: SharedChanges[Order] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``shipped``: the two lists (shipped; partly shipped) as the account's shops
-        share them, one read serving every shop."""
+        """``changes``: the list of orders updated since, as the account's shops share
+        it, one read serving every shop."""
         self.settings = settings
         self.store = store
         self.shopify = shopify
@@ -130,7 +130,7 @@ class FulfilmentsFlow:
         self.log = log.bind(flow=FLOW)
         #: consecutive retriable failures per order (a restart forgets them: it retries anyway)
         self._failures: dict[str, int] = {}
-        self.shipped = shipped or {partly: SharedChanges[Order]() for partly in (False, True)}
+        self.changes = changes or SharedChanges[Order]()
 
     # --- the cycle ---------------------------------------------------------------------------
 
@@ -157,8 +157,9 @@ class FulfilmentsFlow:
         return start
 
     async def _scan(self, cursor: datetime) -> int:
-        """Read both lists since the cursor (less the overlap while it is new); move the
-        cursor to the latest ``updated_at`` seen once every order in them is recorded.
+        """Read the orders updated since the cursor (less the overlap while it is new),
+        act on the shipped and partly shipped ones; move the cursor to the latest
+        ``updated_at`` seen once every order in the list is recorded.
 
         The overlap is for an order saved just before the latest one but listed after it.
         Once a complete scan has started :data:`OVERLAP` after the cursor last moved, any
@@ -178,27 +179,24 @@ class FulfilmentsFlow:
         since = cursor + timedelta(seconds=1) if settled else cursor - OVERLAP
         latest = cursor
         applied = 0
-        for partly in (False, True):
-            # another shop's read may serve, made with a lower bound before ours
-            _, bound, pages = await self.shipped[partly].read(
-                self.store.shop,
-                since,
-                self.clock(),
-                functools.partial(self.rackbeat.shipped_orders, partly=partly),
-            )
-            async with contextlib.aclosing(pages):
-                async for page in pages:
-                    ignored = self._filters_ignored(page, bound, partly=partly)
-                    if ignored is not None:
-                        await self._fall_back(ignored)
-                        return applied
-                    for order in page:
-                        if await self.apply(order):
-                            applied += 1
-                        if order.updated_at is not None:
-                            latest = max(latest, order.updated_at)
-                    if self.shutdown.requested:
-                        return applied
+        # another shop's read may serve, made with a lower bound before ours
+        _, bound, pages = await self.changes.read(
+            self.store.shop, since, self.clock(), self.rackbeat.changed_orders
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                ignored = self._filter_ignored(page, bound)
+                if ignored is not None:
+                    await self._fall_back(ignored)
+                    return applied
+                for order in page:
+                    # the others (made, booked …) have nothing to fulfil yet
+                    if (order.is_shipped or order.is_partly_shipped) and await self.apply(order):
+                        applied += 1
+                    if order.updated_at is not None:
+                        latest = max(latest, order.updated_at)
+                if self.shutdown.requested:
+                    return applied
         async with self.store.transaction() as tx:
             if latest > cursor:
                 await tx.set_cursor(FLOW, _iso(latest))
@@ -207,13 +205,9 @@ class FulfilmentsFlow:
         return applied
 
     @staticmethod
-    def _filters_ignored(page: list[Order], since: datetime, *, partly: bool) -> str | None:
-        """Why an answer shows Rackbeat ignoring the list's filters, None when it does not."""
+    def _filter_ignored(page: list[Order], since: datetime) -> str | None:
+        """Why an answer shows Rackbeat ignoring the list's filter, None when it does not."""
         for order in page:
-            flagged = order.is_partly_shipped if partly else order.is_shipped
-            if not flagged and not order.is_shipped:
-                flag = "is_partly_shipped" if partly else "is_shipped"
-                return f"Rackbeat ignored {flag}=true (order {order.number} is not shipped)"
             if order.updated_at is not None and order.updated_at < since - timedelta(seconds=1):
                 return (
                     f"Rackbeat ignored updated_at_from={format_timestamp(since)} (order {order.number} "

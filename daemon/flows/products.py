@@ -5,7 +5,17 @@ S13 = rackbeat
     overlap, narrowed to the mapped fields (:data:`~daemon.rackbeat.PRODUCT_FIELDS`). The
     ``updated_at_from`` filter is an assumption, so the result is also filtered here: if
     Rackbeat ignores the parameter, the same request is a narrow full scan and only the
-    changed products go on (the flow then stops sending it, and says so once). Decide:
+    changed products go on (the flow then stops sending it, and says so once).
+    With the stock flow on, its scan of every product's totals, which carries each
+    ``updated_at``, is looked at first (:class:`~daemon.shared.ScanSummary`): a scan that
+    started after the flow's last look and shows no product updated since the cursor
+    minus the overlap moves the cursor as a read would (to the scan's start less the
+    overlap), without a request; only a scan showing a change makes the flow read as
+    above. While no new scan has completed, the flow waits for one, at most
+    :data:`SCAN_WAIT` after its last look, then reads itself. That ``updated_at`` moves
+    with every change of a mapped field is what the ``updated_at_from`` read assumes
+    already (:func:`~daemon.rackbeat.updated_since_params`); the scan adds no assumption.
+    Decide:
     :func:`~daemon.product_mapping.shopify_fields`. Write: ``productUpdate`` for
     title, description, product type and status, ``productVariantsBulkUpdate`` for price and
     barcode — only the fields that differ from what Shopify holds; or create the product.
@@ -139,7 +149,7 @@ from daemon.product_mapping import (
 from daemon.rackbeat import PRODUCT_FIELDS, Product, RackbeatClient, product_body
 from daemon.reasons import REASONS
 from daemon.retry import settle_write
-from daemon.shared import SharedChanges
+from daemon.shared import SharedChanges, StockReads
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import ParkedRecord, Store, Transaction
@@ -161,6 +171,8 @@ log = structlog.get_logger("daemon.flows.products")
 
 FLOW = "products"
 RACKBEAT_CURSOR = "products.rackbeat"
+#: when the last complete look at Rackbeat's changes (a read, or a stock scan) started
+LOOKED = "products.rackbeat.looked"
 SHOPIFY_CURSOR = "products.shopify"
 #: a row of the cursors table holding the last active S13 value and the moment it became
 #: active ("shopify 2026-12-04T02:00:00Z"); not a time cursor
@@ -179,6 +191,10 @@ NEW_PRODUCT_SETTLE = timedelta(minutes=1)
 #: ``product_intents.product_id`` of an intent whose ``productCreate`` was not sent yet
 #: (the creation waits for :data:`NEW_PRODUCT_SETTLE`): nothing in Shopify to adopt
 NOT_SENT = "not-sent"
+#: how long the flow goes without a look at Rackbeat's changes while it waits for a new
+#: stock scan before it reads them itself (a failing stock flow, or a slow scan: 50,000
+#: products take 100 s of the default budget)
+SCAN_WAIT = timedelta(minutes=5)
 #: a Rackbeat product this much older than the ``updated_at_from`` asked for proves that
 #: the filter is ignored (the slack absorbs a server reading the time as local time)
 FILTER_SLACK = timedelta(days=1)
@@ -255,10 +271,12 @@ class ProductsFlow:
         metrics: Metrics,
         shutdown: Shutdown,
         changes: SharedChanges[Product] | None = None,
+        scans: StockReads | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``changes`` is shared by the products flows of every shop of the account (one
-        read of Rackbeat's changes serves them all)."""
+        read of Rackbeat's changes serves them all); ``scans``: the stock flow's scans,
+        when it runs (their summaries spare the read while nothing changed)."""
         self.settings = settings
         self.store = store
         self.shopify = shopify
@@ -267,6 +285,7 @@ class ProductsFlow:
         self.metrics = metrics
         self.shutdown = shutdown
         self.changes = changes or SharedChanges[Product]()
+        self.scans = scans
         self.clock = clock
         self.rules = ProductRules.from_settings(settings)
         self.log = log.bind(flow=FLOW)
@@ -450,6 +469,8 @@ class ProductsFlow:
         applied_count += await self._retry_parked_rackbeat()
         cursor = await self._cursor(RACKBEAT_CURSOR)
         since = cursor - OVERLAP
+        if not await self._changes_to_read(cursor, since):
+            return applied_count
         # another shop's read may serve: then its start bounds the cursor
         started, _, pages = await self.changes.read(
             self.store.shop, since, self.clock(), self._changed_rackbeat_products
@@ -478,11 +499,36 @@ class ProductsFlow:
         # Rackbeat lists in its own order, not by updated_at: the cursor may only move once
         # the whole scan is applied, or a later page's older change would be skipped.
         if complete:
-            high = max(high, _settled(started))
-        if complete and high > cursor:
-            async with self.store.transaction(self.clock()) as tx:
-                await tx.set_cursor(RACKBEAT_CURSOR, _iso(high))
+            await self._looked_at(started, max(high, _settled(started)), cursor)
         return applied_count
+
+    async def _changes_to_read(self, cursor: datetime, since: datetime) -> bool:
+        """Whether Rackbeat's changes must be read this cycle (see the module docstring):
+        not when a stock scan newer than the last look shows none since ``since`` (the
+        cursor moves as after a read), nor while waiting for such a scan."""
+        if self.scans is None:
+            return True
+        stored = await self.store.get_cursor(LOOKED)
+        if stored is None:
+            return True  # never looked (or a database from before): read once
+        looked = _parse_time(stored)
+        scan = self.scans.latest_summary
+        if scan is None or scan.started <= looked:
+            # nothing new to look at yet: wait for the stock flow's next scan, a while
+            return self.clock() - looked >= SCAN_WAIT
+        if scan.changed_since(since):
+            return True
+        await self._looked_at(scan.started, _settled(scan.started), cursor)
+        return False
+
+    async def _looked_at(self, started: datetime, high: datetime, cursor: datetime) -> None:
+        """Commit a complete look at Rackbeat's changes that started at ``started``: the
+        cursor moves to ``high`` (never back)."""
+        async with self.store.transaction(self.clock()) as tx:
+            # to the microsecond: a scan a moment after this look is a new one
+            await tx.set_cursor(LOOKED, started.astimezone(UTC).isoformat())
+            if high > cursor:
+                await tx.set_cursor(RACKBEAT_CURSOR, _iso(high))
 
     async def _changed_rackbeat_products(self, since: datetime) -> AsyncGenerator[list[Product], None]:
         """Pages of Rackbeat products updated at or after ``since`` (unknown times included)."""
