@@ -55,10 +55,9 @@ def rackbeat_before(skus: int) -> int:
     return math.ceil((skus + 1) / 100) + 2 + 1
 
 
-async def measure(skus: int = 1000) -> dict[str, Any]:
-    """Build a synced shop of ``skus`` products, then count requests of quiet and busy cycles."""
-    # the catalogue exists "since yesterday"; the flows read the real clock for their first cursors
-    clock = SimClock(datetime.now(UTC) - timedelta(days=1))
+def seeded_sims(clock: SimClock, skus: int, *, stock: int) -> tuple[ShopifySimulator, RackbeatSimulator]:
+    """Both simulators on ``clock`` with ``skus`` products (``SKU-00000`` …, ``stock`` of each
+    in Rackbeat) and the shipping product ``frakt`` in Rackbeat."""
 
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
@@ -69,9 +68,21 @@ async def measure(skus: int = 1000) -> dict[str, Any]:
     rackbeat_sim = RackbeatSimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
     for n in range(skus):
         sku = f"SKU-{n:05}"
-        rackbeat_sim.add_product(sku, f"Product {n}", sales_price="80", stock=5)
+        rackbeat_sim.add_product(sku, f"Product {n}", sales_price="80", stock=stock)
         shopify_sim.add_product(f"Product {n}", [{"sku": sku, "price": "100.00"}])
     rackbeat_sim.add_product("frakt", "Frakt")
+    return shopify_sim, rackbeat_sim
+
+
+async def measure(skus: int = 1000) -> dict[str, Any]:
+    """Build a synced shop of ``skus`` products, then count requests of quiet and busy cycles."""
+    # the catalogue exists "since yesterday"; the flows read the real clock for their first cursors
+    clock = SimClock(datetime.now(UTC) - timedelta(days=1))
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    shopify_sim, rackbeat_sim = seeded_sims(clock, skus, stock=5)
     clock.advance(timedelta(days=1).total_seconds())
 
     async def route(request: httpx.Request) -> httpx.Response:

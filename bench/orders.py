@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from bench import Row, bench_settings, run_alone
+from bench.idle import seeded_sims
 from daemon.app import build_flows
 from daemon.flows.orders import OrdersFlow
 from daemon.metrics import Metrics
@@ -47,8 +48,7 @@ from daemon.runner import Flow, InlineCycles
 from daemon.services import Services
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
-from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import ShopifySimulator, SimClock
+from daemon.sim.shopify import SimClock
 from daemon.store import Store
 
 #: products on both sides (the stock flow's scan is one page)
@@ -97,21 +97,6 @@ class CountingOrders(OrdersFlow):
         return applied
 
 
-def _sims(clock: SimClock) -> tuple[ShopifySimulator, RackbeatSimulator]:
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim = ShopifySimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
-    shopify_sim.add_location("Warehouse", primary=True)
-    rackbeat_sim = RackbeatSimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
-    for n in range(CATALOGUE):
-        sku = f"SKU-{n:05}"
-        rackbeat_sim.add_product(sku, f"Product {n}", sales_price="80", stock=10_000)
-        shopify_sim.add_product(f"Product {n}", [{"sku": sku, "price": "100.00"}])
-    rackbeat_sim.add_product("frakt", "Frakt")
-    return shopify_sim, rackbeat_sim
-
-
 async def measure_burst(orders: int = DEFAULT_ORDERS) -> dict[str, Any]:
     """Import a burst of ``orders`` orders with every default flow on; count and time it."""
     # the catalogue exists "since yesterday"; the other flows read the real clock for
@@ -121,7 +106,7 @@ async def measure_burst(orders: int = DEFAULT_ORDERS) -> dict[str, Any]:
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
 
-    shopify_sim, rackbeat_sim = _sims(clock)
+    shopify_sim, rackbeat_sim = seeded_sims(clock, CATALOGUE, stock=10_000)
     clock.advance(timedelta(days=1).total_seconds())
 
     async def route(request: httpx.Request) -> httpx.Response:
@@ -213,7 +198,7 @@ async def measure_catch_up(orders: int = DEFAULT_ORDERS) -> dict[str, Any]:
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
 
-    shopify_sim, _ = _sims(clock)
+    shopify_sim, _ = seeded_sims(clock, CATALOGUE, stock=10_000)
     since = clock.now()
     for n in range(orders):
         shopify_sim.sell(f"SKU-{n % CATALOGUE:05}", 1 + n % 2, email=f"buyer{n % 50}@example.com")
