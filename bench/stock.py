@@ -124,12 +124,18 @@ class Transport:
         self.rackbeat = rackbeat
         #: seconds spent inside the simulators
         self.simulator_seconds = 0.0
+        #: empty Shopify's bucket just before the next Shopify request (other traffic)
+        self.drain_next = False
 
     async def route(self, request: httpx.Request) -> httpx.Response:
         """An ``httpx.MockTransport`` handler."""
         started = time.perf_counter()
         try:
             if request.url.host == "shopify.sim" or self.rackbeat is None:
+                if self.drain_next:
+                    self.drain_next = False
+                    self.shopify.bucket.refill(self.shopify.monotonic())  # up to now, then empty
+                    self.shopify.bucket.drain()
                 return await self.shopify.handle(request)
             return await self.rackbeat.handle(request)
         finally:
@@ -158,16 +164,16 @@ class Rig:
 
     async def cycle(self, *, drain: bool = False) -> dict[str, Any]:
         """One orders cycle then one stock cycle (the daemon's order), counted per API;
-        ``drain`` empties Shopify's bucket just before the stock cycle (other traffic)."""
+        ``drain`` empties Shopify's bucket just before the stock cycle's first Shopify
+        request (other traffic; the Rackbeat scan before it may take a while)."""
         self.shopify_sim.reset_requests()
         self.rackbeat_sim.reset_counts()
         self.clock.advance(self.settings.sync_poll_seconds)
         started, inside = time.perf_counter(), self.transport.simulator_seconds
         await self.orders.run_once()
         before = self.clock.monotonic()
-        if drain:
-            self.shopify_sim.bucket.drain()
-        waited = self.clock.offset
+        self.transport.drain_next = drain
+        waited = self.stock.shopify.throttle_wait_seconds
         calls_before = dict(self.shopify_sim.requests)
         logged, spent = len(self.shopify_sim.request_log), self.stock.shopify.cost_spent
         pushed = await self.stock.run_once()
@@ -185,7 +191,8 @@ class Rig:
             "stock_reads": stock_calls.get("InventoryLevels", 0),
             "stock_writes": stock_calls.get("SetStock", 0),
             "stock_shopify": sum(stock_calls.values()),
-            "waited": self.clock.offset - waited,
+            # seconds the stock cycle waited for Shopify's bucket (not for Rackbeat's budget)
+            "waited": self.stock.shopify.throttle_wait_seconds - waited,
             # points the stock cycle spent (Shopify's actual cost): the push's, and the rest's
             # (reads, the orders catch-up, the SKU index refresh)
             "push_points": push_points,
