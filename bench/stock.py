@@ -21,11 +21,14 @@ These two run on the fast-forwarded clock again (calls are counted, not seconds)
 
 Every Shopify call of the stock cycle is counted (reads, writes, and the orders
 catch-up and SKU index refresh it makes). Last, "throughput vs the rate-limit bound":
-every SKU rises by one with the bucket emptied first (other traffic), and the
-quantities confirmed per second of simulated throttle wait are divided by the most the
-Standard plan allows for writes alone (100 points/s ÷ the points of a 250-quantity
-``inventorySetQuantities`` × 250). Below 1: reads, the catch-up and the SKU index
-refresh share the bucket, or waits overshoot.
+every SKU rises by one with the bucket emptied just before the cycle's first Shopify
+request (other traffic), and the quantities confirmed per second of the Shopify client's
+throttle wait are divided by the most the Standard plan allows for writes alone
+(100 points/s ÷ the points of a 250-quantity ``inventorySetQuantities`` × 250). That
+cycle runs on a frozen clock: only sleeps move it, so the machine's own seconds of work
+do not refill the bucket. Below 1: reads, the catch-up and the SKU index refresh share
+the bucket, or waits overshoot (the bucket must hold a query's *requested* cost before it
+runs, even when Shopify refunds most of it); the next row splits the points.
 
     python -m bench.stock [SKUS]        # SKUS defaults to 10,000; 10 % of them change
 """
