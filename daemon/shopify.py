@@ -26,11 +26,20 @@ hard-coded: the client only knows what the last response said.
 
 Before sending, the client extrapolates the last known bucket to now
 (``currentlyAvailable + restoreRate × elapsed``, capped at ``maximumAvailable``) and compares
-it with the expected cost of the document (the ``requestedQueryCost`` it had last time,
-:data:`DEFAULT_EXPECTED_COST` before that). If the bucket cannot cover it, the client sleeps
-``(expected − available) / restoreRate`` first, and then books the points against its own
-estimate so that concurrent callers sharing the client do not all spend the same points.
-Shopify's next answer replaces the estimate.
+it with the expected cost of the request: the ``requestedQueryCost`` the document had last
+time, scaled to the number of nodes asked for now (``first``, or the number of ``ids``: a
+connection costs 2 plus that many nodes, so 10 ids do not wait for what 250 cost), and
+:data:`DEFAULT_EXPECTED_COST` before the first answer. If the bucket cannot cover it, the
+client sleeps ``(expected − available) / restoreRate`` first, and then books the points
+against its own estimate so that concurrent callers sharing the client do not all spend the
+same points. Shopify's next answer replaces the estimate.
+
+The bucket must hold a query's *requested* cost before it runs, although Shopify refunds
+what the answer did not use. So an incremental read — orders or products changed since a
+moment, usually a handful — starts with a page of :data:`INCREMENTAL_FIRST_PAGE` and asks
+for twice as many on each page after a full one, up to the document's page size
+(:meth:`ShopifyClient.paginate`'s ``grow_from``): a cycle that finds two new orders waits for
+the price of two, not of a full page.
 
 When Shopify throttles anyway (top-level error ``THROTTLED``, usually with HTTP 200, or
 HTTP 429) the client waits ``(requestedQueryCost − currentlyAvailable) / restoreRate``, or
@@ -95,6 +104,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BULK_FINAL_STATUSES",
     "DEFAULT_EXPECTED_COST",
+    "INCREMENTAL_FIRST_PAGE",
     "MAX_ATTEMPTS",
     "MAX_THROTTLE_WAITS",
     "STALE_CODE",
@@ -123,6 +133,8 @@ JSONObject = dict[str, Any]
 
 #: points assumed for a document the client has not sent before
 DEFAULT_EXPECTED_COST = 50.0
+#: ``first`` of the first page of an incremental read (changed since a moment)
+INCREMENTAL_FIRST_PAGE = 1
 #: sends of one request, first one included, before a failure is raised
 MAX_ATTEMPTS = 8
 #: throttled answers in a row for one request before giving up with ThrottledError
@@ -399,6 +411,22 @@ def _search_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _first_page(since: datetime | None, page_size: int) -> int | None:
+    """``grow_from`` for a read of what changed since ``since``: small pages first (usually
+    few records); None (full pages) for a read of everything."""
+    return None if since is None else min(INCREMENTAL_FIRST_PAGE, page_size)
+
+
+def _size(variables: Mapping[str, Any]) -> int | None:
+    """How many nodes a request asks for, which its cost grows with: ``first``, or the
+    number of ``ids``; None when it asks for neither."""
+    first = variables.get("first")
+    if isinstance(first, int) and not isinstance(first, bool):
+        return first
+    ids = variables.get("ids")
+    return len(ids) if isinstance(ids, list) else None
+
+
 def _updated_since_filter(since: datetime | None) -> str | None:
     return None if since is None else f"updated_at:>='{_search_time(since)}'"
 
@@ -646,8 +674,8 @@ class ShopifyClient:
         self._token: _Token | None = None
         self._token_lock = anyio.Lock()
         self._bucket: ThrottleStatus | None = None
-        #: last requestedQueryCost per document
-        self._expected_cost: dict[str, float] = {}
+        #: last requestedQueryCost per document, with the number of nodes it asked for
+        self._expected_cost: dict[str, tuple[int | None, float]] = {}
         self._primary_location: str | None = None
 
         self.requests = 0
@@ -714,11 +742,12 @@ class ShopifyClient:
         payload: JSONObject = {"query": document, "variables": dict(variables or {})}
         if name != "anonymous":
             payload["operationName"] = name
+        size = _size(payload["variables"])
         renewed = False
 
         async def attempt() -> JSONObject:
             nonlocal renewed
-            await self._await_budget(document)
+            await self._await_budget(document, size)
             token = await self._access_token()
             self.requests += 1
             response = await self._post(
@@ -739,7 +768,7 @@ class ShopifyClient:
                 renewed = True
                 self._forget_token(token)
                 raise SendAgain
-            return self._interpret(response, name, document)
+            return self._interpret(response, name, document, size)
 
         return await self._retry.run(name, attempt, replay_safe=replay_safe)
 
@@ -748,6 +777,8 @@ class ShopifyClient:
         document: str,
         variables: Mapping[str, Any],
         connection_path: Sequence[str],
+        *,
+        grow_from: int | None = None,
     ) -> AsyncGenerator[list[JSONObject], None]:
         """Yield the ``nodes`` of each page of the connection at ``connection_path``.
 
@@ -755,16 +786,25 @@ class ShopifyClient:
         cursor. Pages follow ``pageInfo { hasNextPage endCursor }``; a cursor seen before
         raises MalformedResponse rather than looping forever. A null object on the path
         (the order being paged was deleted) raises NotFoundError.
+
+        ``grow_from`` (1 to ``first``): the first page asks for that many nodes, and each
+        page after a full one for twice as many as the last, up to ``first``. For a read
+        that usually finds a few nodes: Shopify prices a query by what it may return, and
+        the bucket must hold that price before the query runs.
         """
         _, name = _operation(document)
         first = variables.get("first")
         if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= 250:
             raise ValueError(f"{name}: 'first' must be an integer from 1 to 250, not {first!r}")
+        if grow_from is not None and not 1 <= grow_from <= first:
+            raise ValueError(f"{name}: 'grow_from' must be from 1 to first ({first}), not {grow_from!r}")
         current = dict(variables)
         cursor = current.get("after")
         seen: set[str] = {cursor} if isinstance(cursor, str) else set()
+        size = first if grow_from is None else grow_from
         while True:
             current["after"] = cursor
+            current["first"] = size
             data = await self.execute(document, current)
             connection = _dig(data, connection_path, name)
             nodes = connection.get("nodes")
@@ -780,6 +820,7 @@ class ShopifyClient:
             if cursor in seen:
                 raise MalformedResponse(f"{name}: Shopify repeated a page cursor; stopped to avoid a loop")
             seen.add(cursor)
+            size = min(first, size * 2)  # a full page: more are likely
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -820,7 +861,9 @@ class ShopifyClient:
         Shopify's search index, which lags, so callers query with an overlap.
         """
         variables = {"first": page_size, "query": _updated_since_filter(since)}
-        pages = self.paginate(docs.ORDERS_UPDATED_SINCE, variables, ("orders",))
+        pages = self.paginate(
+            docs.ORDERS_UPDATED_SINCE, variables, ("orders",), grow_from=_first_page(since, page_size)
+        )
         async with contextlib.aclosing(pages):
             async for orders in pages:
                 for order in orders:
@@ -837,7 +880,7 @@ class ShopifyClient:
         for start in range(0, len(numeric), docs.ORDERS_PAGE_SIZE):
             chunk = numeric[start : start + docs.ORDERS_PAGE_SIZE]
             query = " OR ".join(f"id:{n}" for n in chunk)
-            variables = {"first": docs.ORDERS_PAGE_SIZE, "query": query}
+            variables = {"first": len(chunk), "query": query}  # priced by what it may return
             pages = self.paginate(docs.ORDERS_UPDATED_SINCE, variables, ("orders",))
             async with contextlib.aclosing(pages):
                 async for orders in pages:
@@ -861,7 +904,9 @@ class ShopifyClient:
         ``variants.nodes`` holding every variant (paged with ``PRODUCT_VARIANTS``).
         """
         variables = {"first": page_size, "query": _updated_since_filter(since)}
-        pages = self.paginate(docs.PRODUCTS_UPDATED_SINCE, variables, ("products",))
+        pages = self.paginate(
+            docs.PRODUCTS_UPDATED_SINCE, variables, ("products",), grow_from=_first_page(since, page_size)
+        )
         async with contextlib.aclosing(pages):
             async for products in pages:
                 for product in products:
@@ -877,7 +922,9 @@ class ShopifyClient:
         :meth:`products_updated_since`'s. A search: recent products may be missing while
         Shopify's index catches up."""
         variables = {"first": page_size, "query": f"created_at:>='{_search_time(since)}'"}
-        pages = self.paginate(docs.PRODUCTS_UPDATED_SINCE, variables, ("products",))
+        pages = self.paginate(
+            docs.PRODUCTS_UPDATED_SINCE, variables, ("products",), grow_from=_first_page(since, page_size)
+        )
         async with contextlib.aclosing(pages):
             async for products in pages:
                 for product in products:
@@ -1302,16 +1349,16 @@ class ShopifyClient:
             error = TransportError(f"{what}: connection failed ({type(exc).__name__}: {exc})")
             raise AttemptFailed(error, delivered=True, cause=exc) from exc
 
-    def _interpret(self, response: httpx.Response, name: str, document: str) -> JSONObject:
+    def _interpret(self, response: httpx.Response, name: str, document: str, size: int | None) -> JSONObject:
         """Turn one GraphQL response into ``data`` or the matching error."""
         status = response.status_code
         if status == 429:
             body = _json_or_none(response)
             if isinstance(body, dict):
-                self._observe_cost(body, document)
+                self._observe_cost(body, document, size)
             wait = retry_after(response)
             if wait is None and isinstance(body, dict):
-                wait = self._throttle_wait(body, document)
+                wait = self._throttle_wait(body, document, size)
             raise ThrottledError(f"{name}: throttled by Shopify (HTTP 429)", retry_after=wait)
         if status >= 500:
             error = TransportError(f"{name}: Shopify answered HTTP {status}")
@@ -1335,14 +1382,14 @@ class ShopifyClient:
             kind = response.headers.get("content-type", "unknown content type")
             malformed = MalformedResponse(f"{name}: HTTP {status} body is not a JSON object ({kind})")
             raise AttemptFailed(malformed, delivered=True)
-        self._observe_cost(body, document)
+        self._observe_cost(body, document, size)
 
         errors = _error_list(body.get("errors"))
         if errors:
             codes = {_error_code(e) for e in errors}
             if "THROTTLED" in codes:
                 raise ThrottledError(
-                    f"{name}: throttled by Shopify", retry_after=self._throttle_wait(body, document)
+                    f"{name}: throttled by Shopify", retry_after=self._throttle_wait(body, document, size)
                 )
             if "INTERNAL_SERVER_ERROR" in codes:
                 error = TransportError(f"{name}: Shopify reported an internal error")
@@ -1359,15 +1406,15 @@ class ShopifyClient:
 
     # --- internals: throttle ------------------------------------------------------------------
 
-    def _observe_cost(self, body: Mapping[str, Any], document: str) -> None:
-        """Remember the bucket, the document's price and what was spent."""
+    def _observe_cost(self, body: Mapping[str, Any], document: str, size: int | None) -> None:
+        """Remember the bucket, the document's price (for ``size`` nodes) and what was spent."""
         extensions = body.get("extensions")
         cost = extensions.get("cost") if isinstance(extensions, Mapping) else None
         if not isinstance(cost, Mapping):
             return
         requested = _number(cost.get("requestedQueryCost"))
         if requested is not None:
-            self._expected_cost[document] = requested
+            self._expected_cost[document] = (size, requested)
         actual = _number(cost.get("actualQueryCost"))
         if actual is not None:
             self.cost_spent += round(actual)
@@ -1379,7 +1426,7 @@ class ShopifyClient:
             if maximum is not None and available is not None and rate is not None and rate > 0:
                 self._bucket = ThrottleStatus(maximum, available, rate, self._clock())
 
-    def _throttle_wait(self, body: Mapping[str, Any], document: str) -> float | None:
+    def _throttle_wait(self, body: Mapping[str, Any], document: str, size: int | None) -> float | None:
         """Seconds until the bucket holds the requested cost again, from a throttled answer."""
         bucket = self._bucket
         if bucket is None:
@@ -1388,17 +1435,29 @@ class ShopifyClient:
         cost = extensions.get("cost") if isinstance(extensions, Mapping) else None
         requested = _number(cost.get("requestedQueryCost")) if isinstance(cost, Mapping) else None
         if requested is None:
-            requested = self._expected_cost.get(document, self._default_cost)
+            requested = self._expected(document, size)
         needed = min(requested, bucket.maximum_available) - bucket.currently_available
         return max(MIN_THROTTLE_WAIT_SECONDS, needed / bucket.restore_rate)
 
-    async def _await_budget(self, document: str) -> None:
-        """Sleep until the known bucket covers the document's expected cost, then book it."""
+    def _expected(self, document: str, size: int | None) -> float:
+        """The points a request of ``document`` for ``size`` nodes is likely to ask for."""
+        known = self._expected_cost.get(document)
+        if known is None:
+            return self._default_cost
+        known_size, requested = known
+        if size is None or not known_size or size == known_size:
+            return requested
+        # a connection costs 2 plus its nodes' cost, a list of ids its items' cost: both
+        # grow in proportion to the nodes asked for
+        return 2 + max(0.0, requested - 2) * size / known_size
+
+    async def _await_budget(self, document: str, size: int | None) -> None:
+        """Sleep until the known bucket covers the request's expected cost, then book it."""
         while True:
             bucket = self._bucket
             if bucket is None:
                 return  # nothing known yet: the first answer will tell
-            needed = min(self._expected_cost.get(document, self._default_cost), bucket.maximum_available)
+            needed = min(self._expected(document, size), bucket.maximum_available)
             available = bucket.available_at(self._clock())
             if available < needed:
                 wait = (needed - available) / bucket.restore_rate

@@ -409,6 +409,48 @@ async def test_no_wait_once_the_bucket_has_refilled(fake_time: FakeTime) -> None
     assert fake_time.sleeps == []
 
 
+@pytest.mark.anyio
+async def test_a_small_read_after_a_big_one_waits_only_for_its_own_cost(fake_time: FakeTime) -> None:
+    items = [f"gid://shopify/InventoryItem/{i}" for i in range(250)]
+
+    def shopify(request: httpx.Request) -> httpx.Response:
+        ids = body_of(request)["variables"]["ids"]
+        # Shopify prices nodes(ids:) per id: 3 points each, nothing left in the bucket
+        return ok({"nodes": [None] * len(ids)}, requested=3 * len(ids), available=0, rate=100)
+
+    async with connected(shopify, fake_time) as client:
+        await client.inventory_levels(items, "gid://shopify/Location/1")
+        assert fake_time.sleeps == []
+        await client.inventory_levels(items[:10], "gid://shopify/Location/1")
+    # 10 ids ask for about 30 points (2 + 748 × 10 / 250), not the 750 that 250 cost
+    assert fake_time.sleeps == [pytest.approx(0.3192)]
+    assert client.throttled == 0
+
+
+@pytest.mark.anyio
+async def test_a_read_of_recent_orders_asks_for_few_and_grows_while_pages_come_back_full(
+    sim: ShopifySimulator, sim_clock: SimClock
+) -> None:
+    since = sim_clock.now()
+    sim_clock.advance(60)
+    ids = [sim.sell("CH-1", 1, email=f"buyer{n}@example.com") for n in range(8)]
+    sim_clock.advance(60)
+    async with on_simulator(sim, sim_clock) as client:
+        sim.reset_requests()
+        got = [o["id"] async for page in client.orders_updated_since(since) for o in page]
+        incremental = [r.requested_cost for r in sim.request_log]
+        sim.reset_requests()
+        everything = [o["id"] async for page in client.orders_updated_since(None) for o in page]
+        full = [r.requested_cost for r in sim.request_log]
+    assert got == everything == ids
+    # pages of 1, 2 and 4 orders, then the page size (5): one order's price first, which
+    # is what the bucket must hold before a poll that finds nothing new can run
+    one = incremental[0]
+    assert incremental == [one, 2 * one - 2, 4 * one - 6, full[0]]
+    assert full == [full[0], full[0]]
+    assert full[0] == 5 * one - 8 == docs.ORDERS_PAGE_SIZE * (one - 2) + 2
+
+
 # --- failures ----------------------------------------------------------------------------------
 
 
@@ -699,6 +741,16 @@ async def test_paginate_checks_first(fake_time: FakeTime, first: object) -> None
     async with connected(Script(), fake_time) as client:
         with pytest.raises(ValueError, match="first"):
             async for _ in client.paginate(docs.VARIANTS_PAGE, {"first": first}, ("productVariants",)):
+                pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("grow_from", [0, 3])
+async def test_paginate_checks_grow_from(fake_time: FakeTime, grow_from: int) -> None:
+    async with connected(Script(), fake_time) as client:
+        pages = client.paginate(docs.VARIANTS_PAGE, {"first": 2}, ("productVariants",), grow_from=grow_from)
+        with pytest.raises(ValueError, match="grow_from"):
+            async for _ in pages:
                 pass
 
 
