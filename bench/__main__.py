@@ -38,6 +38,7 @@ MODULES: tuple[str, ...] = (
     "bench.orders",
     "bench.fulfilments",
     "bench.shops",
+    "bench.first_sync",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
@@ -50,6 +51,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.orders": 100,
     "bench.fulfilments": 100,
     "bench.shops": 200,
+    "bench.first_sync": 1_000,
 }
 
 

@@ -268,3 +268,16 @@ async def test_the_index_bench_builds_by_one_bulk_query_in_a_handful_of_requests
     assert bulk["requests"] <= 10  # count, start, a few polls: not one per 250 variants
     assert bulk["points"] < 50 < paged["points"]
     assert bulk["simulated_seconds"] < paged["simulated_seconds"]  # simulated, not wall clock
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_the_first_sync_bench_runs_the_daemon_process_until_every_sku_is_pushed() -> None:
+    from bench import first_sync
+
+    skus = QUICK_SIZES["bench.first_sync"]
+    m = await first_sync.measure(skus)
+    # every SKU's level written once, 250 to a call: nothing read or written one by one
+    assert m["set_stock"] == math.ceil(skus / 250)
+    assert m["peak_rss_mib"] >= m["peak_rss_push_mib"] > 0
