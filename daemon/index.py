@@ -69,6 +69,9 @@ PROGRESS_EVERY = 5.0
 #: the work the progress row and log lines name
 BUILD_WORK = "SKU index build"
 
+#: SKUs per lookup query (SQLite's limit on placeholders is far above it)
+_LOOKUP_CHUNK = 500
+
 _COLUMNS = (
     "variant_id",
     "sku",
@@ -80,7 +83,7 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexEntry:
     """One Shopify variant with a SKU, and what the daemon knows of its Rackbeat twin."""
 
@@ -91,6 +94,19 @@ class IndexEntry:
     rackbeat_number: str | None = None
     shopify_hash: str | None = None
     rackbeat_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StockItems:
+    """The SKU index as the stock flow reads it (:meth:`SkuIndex.stock_items`)."""
+
+    #: SKU on exactly one Shopify variant → its inventory item (None: not a stock item)
+    items: dict[str, str | None]
+    #: SKU on several variants → how many (a duplicate: its stock is not written)
+    several: dict[str, int]
+
+    def __contains__(self, sku: object) -> bool:
+        return sku in self.items or sku in self.several
 
 
 def _iso(moment: datetime) -> str:
@@ -454,13 +470,49 @@ class SkuIndex:
         return [IndexEntry(*row) for row in rows]
 
     async def by_sku(self, skus: Sequence[str] | None = None) -> dict[str, list[IndexEntry]]:
-        """SKU → its rows (several rows: a duplicate SKU); all SKUs when ``skus`` is None."""
+        """SKU → its rows (several rows: a duplicate SKU); all SKUs when ``skus`` is None.
+        Given SKUs are looked up by the table's index, not by reading every row."""
         result: dict[str, list[IndexEntry]] = {}
-        wanted = set(skus) if skus is not None else None
-        for entry in await self.entries():
-            if wanted is None or entry.sku in wanted:
+        if skus is None:
+            for entry in await self.entries():
+                result.setdefault(entry.sku, []).append(entry)
+            return result
+        wanted = sorted(set(skus))
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start : start + _LOOKUP_CHUNK]
+            rows = await self.store.fetchall(
+                f"SELECT {', '.join(_COLUMNS)} FROM sku_index WHERE shop = ? "  # noqa: S608  # fixed column names, placeholders
+                f"AND sku IN ({','.join('?' * len(chunk))}) ORDER BY sku, variant_id",
+                (self.store.shop, *chunk),
+            )
+            for row in rows:
+                entry = IndexEntry(*row)
                 result.setdefault(entry.sku, []).append(entry)
         return result
+
+    async def stock_items(self) -> StockItems:
+        """What the stock flow needs of every row, compactly (a catalogue can be large):
+        SKU → inventory item of the SKUs on exactly one variant, and the SKUs on several."""
+        items: dict[str, str | None] = {}
+        several: dict[str, int] = {}
+        rows = self.store.rows(
+            "SELECT sku, COUNT(*), MAX(inventory_item_id) FROM sku_index WHERE shop = ? GROUP BY sku",
+            (self.store.shop,),
+        )
+        async for sku, variants, item_id in rows:
+            if variants == 1:
+                items[sku] = item_id
+            else:
+                several[sku] = int(variants)
+        return StockItems(items, several)
+
+    async def unmarked(self) -> set[str]:
+        """SKUs with a row not yet marked as existing in Rackbeat."""
+        rows = self.store.rows(
+            "SELECT DISTINCT sku FROM sku_index WHERE shop = ? AND rackbeat_number IS NULL",
+            (self.store.shop,),
+        )
+        return {str(row[0]) async for row in rows}
 
     async def duplicates(self) -> dict[str, int]:
         """SKUs found on more than one Shopify variant, with how many."""

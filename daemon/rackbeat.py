@@ -587,17 +587,29 @@ def _json_number(value: Any) -> int | float:
     return int(exact) if exact == exact.to_integral_value() else float(exact)
 
 
+#: parsed numbers by their text, shared: a catalogue's stock figures repeat a few values
+#: thousands of times, and a Decimal is over 100 bytes (memory at 50,000 SKUs)
+_DECIMALS: dict[str, Decimal] = {}
+_SHARED_DECIMALS = 4096
+
+
 def _decimal(value: Any, what: str) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool):
         raise MalformedResponse(f"{what} is not a number: {value!r}")
+    text = str(value).strip()
+    shared = _DECIMALS.get(text)
+    if shared is not None:
+        return shared
     try:
-        result = Decimal(str(value).strip())
+        result = Decimal(text)
     except InvalidOperation:
         raise MalformedResponse(f"{what} is not a number: {value!r}") from None
     if not result.is_finite():
         raise MalformedResponse(f"{what} is not a finite number: {value!r}")
+    if len(_DECIMALS) < _SHARED_DECIMALS:
+        _DECIMALS[text] = result  # a Decimal is immutable: one object serves every equal text
     return result
 
 
@@ -684,7 +696,7 @@ class Product:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StockTotals:
     """One product's stock over all locations, from the narrow scan (:data:`STOCK_FIELDS`).
 

@@ -482,6 +482,19 @@ class Store:
         cursor = await self._connection().execute(sql, tuple(params))
         return [tuple(row) for row in await cursor.fetchall()]
 
+    async def rows(
+        self, sql: str, params: Iterable[Any] = (), *, size: int = 1000
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Rows of a read query, fetched ``size`` at a time: a large table (the SKU index,
+        the stock ledger of a big shop) is never held whole in memory."""
+        cursor = await self._connection().execute(sql, tuple(params))
+        try:
+            while batch := await cursor.fetchmany(size):
+                for row in batch:
+                    yield tuple(row)
+        finally:
+            await cursor.close()
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a read query, or None."""
         cursor = await self._connection().execute(sql, tuple(params))

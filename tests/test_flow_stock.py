@@ -1292,3 +1292,38 @@ async def test_no_shop_shows_more_than_rackbeat_minus_the_unreserved_demand_of_b
                 await stock_cycle(shop)
         for shop in shops:
             check("settled", shop, visible(w.clock.now()), exact=True)
+
+
+async def test_a_first_sync_goes_in_rounds_each_catching_the_orders_up_before_it_decides(
+    tmp_path: Path, shopify_schema: GraphQLSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a large catalogue is never decided and pushed whole: rounds of CANDIDATES_PER_ROUND
+    monkeypatch.setattr("daemon.flows.stock.CANDIDATES_PER_ROUND", 3)
+    async with catalogue(tmp_path, shopify_schema, 7) as w:
+        orders = orders_flow(w)
+        await orders.run_once()
+        catch_ups = 0
+
+        async def catch_up() -> object:
+            nonlocal catch_ups
+            catch_ups += 1
+            return await orders.run_once()
+
+        sold = False
+
+        def sell_during_the_first_round(request: httpx.Request, phase: str) -> None:
+            nonlocal sold
+            if phase == "before" and b"SetStock" in request.content and not sold:
+                sold = True
+                w.shopify_sim.sell("SKU-0006", 2)  # the last round's SKU, sold meanwhile
+                w.tick(w.shopify_sim.search_lag + 1)
+
+        w.hook = sell_during_the_first_round
+        flow = stock_flow(w, catch_up)
+        await flow.run_once()
+        w.hook = None
+        assert w.shopify_sim.requests["SetStock"] == 3  # one push per round: 3 + 3 + 1
+        assert catch_ups == 3
+        # the last round's catch-up imported the sale: 10 less the 2 sold, never 10
+        assert w.shopify_sim.available("SKU-0006") == 8
+        assert all(w.shopify_sim.available(f"SKU-{i:04}") == 10 for i in range(6))

@@ -151,7 +151,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -163,7 +163,7 @@ import structlog
 from daemon.config import Settings, StockFigure
 from daemon.demand import OrderDemand
 from daemon.errors import FatalError, NotFoundError, WaitingError
-from daemon.index import IndexEntry, SkuIndex
+from daemon.index import SkuIndex, StockItems
 from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
@@ -210,6 +210,9 @@ log = structlog.get_logger("daemon.flows.stock")
 FLOW = "stock"
 #: rounds of "stale → read → catch up → decide again" per cycle before leaving the rest to the next
 MAX_STALE_ROUNDS = 3
+#: candidates taken through a round of reading, deciding again and pushing at a time: a
+#: first sync or full reconcile of a large catalogue goes in rounds, never held whole
+CANDIDATES_PER_ROUND = 10_000
 #: Shopify's inventory history names the daemon as the source of each change
 REFERENCE_URI = "gid://rackbeat-shopify/StockSync/{key}"
 #: the ``cursors`` row (flow column) where the scan leaves the Rackbeat numbers missing in
@@ -376,6 +379,47 @@ class _Outcome:
     refresh: frozenset[str] | None = None
 
 
+@dataclass
+class _Tail:
+    """One cycle's rounds (:meth:`StockFlow._round`): what they share and what they did."""
+
+    location: str
+    marker: _Marker
+    extra: Mapping[str, int]
+    dry_run: bool
+    #: whether the differences found are wanted (the reconcile command's report)
+    report: bool
+    #: SKUs scanned and decided, candidates, read in Shopify, to write
+    count: int = 0
+    chosen: int = 0
+    read: int = 0
+    to_write: int = 0
+    written: int = 0
+    batches: int = 0
+    outstanding: int = 0
+    held: list[str] = field(default_factory=list)
+    differences: list[StockDifference] = field(default_factory=list)
+    #: with S10 = a list, Rackbeat's figures per listed location read this cycle, by SKU
+    locations: dict[str, Mapping[str, Decimal]] = field(default_factory=dict)
+    #: products read per location for the full reconcile's pass, and those of them whose
+    #: decision is not in the ledger yet (read again)
+    refreshed: set[str] = field(default_factory=set)
+    unsettled: set[str] = field(default_factory=set)
+
+
+def _sort(
+    snapshot: Snapshot,
+    candidates: list[tuple[Snapshot, Decision]],
+    restamps: list[tuple[Snapshot, Recorded]],
+) -> None:
+    """Decide ``snapshot`` and keep it only if it goes further (or needs a restamp)."""
+    decision = decide(snapshot)
+    if decision.candidate:
+        candidates.append((snapshot, decision))
+    elif decision.restamp is not None:
+        restamps.append((snapshot, decision.restamp))
+
+
 # --- the flow ----------------------------------------------------------------------------------------
 
 
@@ -516,7 +560,13 @@ class StockFlow:
             memory = await self._memory()
             now = self.clock()
             outcome = await self._cycle(
-                location, memory, full=True, hold=False, dry_run=dry_run, extra=dict(extra_demand or {})
+                location,
+                memory,
+                full=True,
+                hold=False,
+                dry_run=dry_run,
+                extra=dict(extra_demand or {}),
+                report=True,
             )
             if not dry_run:
                 async with self.store.transaction() as tx:
@@ -626,6 +676,7 @@ class StockFlow:
         dry_run: bool = False,
         extra: Mapping[str, int] | None = None,
         refresh_index: bool = False,
+        report: bool = False,
     ) -> _Outcome:
         extra = extra or {}
         if not dry_run:
@@ -634,11 +685,11 @@ class StockFlow:
         totals = await self._scan(marker.at)
         if refresh_index:
             await self.index.current()
-        entries = await self.index.by_sku()
+        index = await self.index.stock_items()
         if not dry_run:
-            await self._remember_numbers(totals, entries)
-            await self._park_duplicates(entries, totals)
-            await self._note_rackbeat_only(totals, entries)
+            await self._remember_numbers(totals, index)
+            await self._park_duplicates(index, totals)
+            await self._note_rackbeat_only(totals, index)
         blocked = await self._blocked()
         budget, refresh = self._refresh_budget(totals, memory, full=full, whole=not hold)
         pass_left = set(refresh)
@@ -649,103 +700,136 @@ class StockFlow:
             full=full,
             listed=self.settings.location_numbers is not None,
         )
-        scanned = await self._items(
+        tail = _Tail(location, marker, extra, dry_run=dry_run, report=report)
+
+        # read: what the ledger and the marker say; decide who goes further, SKU by SKU:
+        # only what goes further is kept, and it goes on in rounds of CANDIDATES_PER_ROUND
+        # (a first sync of a large catalogue is never held whole in memory)
+        sold = await self._sold_since(memory.seen_watermark) if not full else set()
+        at_marker = _Orders(marker.watermark, marker.demand, marker.demand)
+        looking: list[Snapshot] = []  # their orders since the marker matter: decided together
+        candidates: list[tuple[Snapshot, Decision]] = []
+        restamps: list[tuple[Snapshot, Recorded]] = []
+        items = self._items(
             totals,
-            entries,
+            index,
             await self._ledger(location),
             blocked,
             budget=budget,
             pass_left=pass_left,
             since=marker.at,
         )
-
-        # read: what the ledger and the marker say; decide who goes further
-        sold = await self._sold_since(memory.seen_watermark) if not full else set()
-        at_marker = _Orders(marker.watermark, marker.demand, marker.demand)
-        snapshots = await self._with_arrivals(
-            [
-                self._snapshot(i, at_marker, cycle, extra, sold=i.sku in sold, reread=i.sku in memory.reread)
-                for i in scanned
-            ]
-        )
-        count = len(scanned)
-        locations = {i.sku: i.locations for i in scanned if i.locations}
-        refreshed = {i.sku for i in scanned if i.refreshed}
-        del scanned
-        candidates: list[tuple[Snapshot, Decision]] = []
-        restamps: list[tuple[Snapshot, Recorded]] = []
-        for snapshot in snapshots:  # only what goes further is kept (a catalogue can be large)
-            decision = decide(snapshot)
-            if decision.candidate:
-                candidates.append((snapshot, decision))
-            elif decision.restamp is not None:
-                restamps.append((snapshot, decision.restamp))
-        del snapshots
+        async with contextlib.aclosing(items):
+            async for item in items:
+                tail.count += 1
+                if item.locations:
+                    tail.locations[item.sku] = item.locations
+                if item.refreshed:
+                    tail.refreshed.add(item.sku)
+                snapshot = self._snapshot(
+                    item, at_marker, cycle, extra, sold=item.sku in sold, reread=item.sku in memory.reread
+                )
+                if looks_for_sales(snapshot):
+                    looking.append(snapshot)
+                    continue
+                _sort(snapshot, candidates, restamps)
+                if len(candidates) >= CANDIDATES_PER_ROUND:
+                    await self._round(tail, candidates, restamps)
+        for snapshot in await self._with_arrivals(looking):
+            _sort(snapshot, candidates, restamps)
+        del looking
         if not dry_run:
-            await self._restamp(restamps, location)
-            gone = {sku for sku in memory.reread if sku not in totals or len(entries.get(sku, ())) != 1}
+            gone = {sku for sku in memory.reread if sku not in totals or sku not in index.items}
             if gone:  # no longer a single item in both systems: nothing to read first
                 async with self.store.transaction() as tx:
                     await self._reread_done(tx, gone)
-        base = _Outcome(watermark=marker.watermark, refresh=None if budget is None else frozenset(pass_left))
-        if not candidates:
-            return base
+        await self._round(tail, candidates, restamps)
+        if not dry_run and tail.chosen:
+            self.log.debug(
+                "stock.decided",
+                skus=tail.count,
+                candidates=tail.chosen,
+                read=tail.read,
+                to_write=tail.to_write,
+                full=full,
+            )
+        if tail.held:
+            self.metrics.count(FLOW, "held_back", len(tail.held))
+            self.log.info("stock.held_back", skus=tail.held[:20], count=len(tail.held))
+        if budget is not None:
+            # a product read for the pass whose decision is not in the ledger yet is read again
+            pass_left |= tail.unsettled
+        return _Outcome(
+            written=tail.written,
+            batches=tail.batches,
+            watermark=marker.watermark,
+            outstanding=tail.outstanding,
+            differences=tail.differences,
+            refresh=None if budget is None else frozenset(pass_left),
+        )
 
+    async def _round(
+        self,
+        tail: _Tail,
+        candidates: list[tuple[Snapshot, Decision]],
+        restamps: list[tuple[Snapshot, Recorded]],
+    ) -> None:
+        """Take one round of ``candidates`` as far as the cycle goes (read Shopify, catch the
+        orders up, decide again, push, settle), adding to ``tail``; empties both lists.
+
+        Each round is the module docstring's steps 5–8 with the cycle's marker and scan:
+        its readings are taken before its catch-up, and it decides on the demand after it."""
+        if not tail.dry_run:
+            await self._restamp(restamps, tail.location)
+        restamps.clear()
+        if not candidates:
+            return
+        location, marker, extra = tail.location, tail.marker, tail.extra
         # read before catching up: every sale up to the reading is then in the ledger
         readings = await self._read_shopify(
-            [s for s, d in candidates if d.read_first], location, dry_run=dry_run
+            [s for s, d in candidates if d.read_first], location, dry_run=tail.dry_run
         )
-        if not dry_run:
+        if not tail.dry_run:
             # the orders first, then decide with them: a Shopify sale that is not in the
             # ledger yet would otherwise look like stock to sell
             await self._catch_up()
-        chosen = len(candidates)
+        tail.chosen += len(candidates)
+        tail.read += len(readings)
         plans = await self._decide_again([s for s, _ in candidates], readings, marker, extra)
-        del candidates
-        found = [(sku, d) for sku, (_, d) in plans.items() if d.believed != d.target]
+        candidates.clear()
+        del readings
+        found = [(sku, d) for sku, (_, d) in plans.items() if tail.report and d.believed != d.target]
 
         def differences(fixed: set[str]) -> list[StockDifference]:
             return [
-                StockDifference(sku, location, d.believed, d.target, locations.get(sku, {}), sku in fixed)
+                StockDifference(
+                    sku, location, d.believed, d.target, tail.locations.get(sku, {}), sku in fixed
+                )
                 for sku, d in found
             ]
 
-        if dry_run:
-            return replace(base, differences=differences(set()))
-        self.log.debug(
-            "stock.decided",
-            skus=count,
-            candidates=chosen,
-            read=len(readings),
-            to_write=sum(1 for _, d in plans.values() if d.write),
-            full=full,
-        )
+        if tail.dry_run:
+            tail.differences.extend(differences(set()))
+            return
+        tail.to_write += sum(1 for _, d in plans.values() if d.write)
         # write, commit
         confirmed: dict[str, Decision] = {}
         refused: set[str] = set()
         written, batches = await self._push(
             plans, location, marker, extra, confirmed=confirmed, refused=refused
         )
+        tail.written += written
+        tail.batches += batches
         settled = {sku: d for sku, (_, d) in plans.items() if sku not in confirmed and not d.write}
         await self._settle(plans, settled, location)
         done = confirmed | settled
         # still to do: not confirmed (stale rounds used up, shutdown), or held back
-        held = [sku for sku, d in done.items() if d.hidden]
-        outstanding = [sku for sku in plans if (sku not in done or done[sku].hidden) and sku not in refused]
-        if held:
-            self.metrics.count(FLOW, "held_back", len(held))
-            self.log.info("stock.held_back", skus=held[:20], count=len(held))
-        if budget is not None:
-            # a product read for the pass whose decision is not in the ledger yet is read again
-            pass_left |= {sku for sku in refreshed if sku in plans and sku not in done}
-        return replace(
-            base,
-            written=written,
-            batches=batches,
-            outstanding=len(outstanding),
-            differences=differences({sku for sku, d in confirmed.items() if d.goal == d.target}),
-            refresh=None if budget is None else frozenset(pass_left),
+        tail.held.extend(sku for sku, d in done.items() if d.hidden)
+        tail.outstanding += sum(
+            1 for sku in plans if (sku not in done or done[sku].hidden) and sku not in refused
         )
+        tail.unsettled |= {sku for sku in tail.refreshed if sku in plans and sku not in done}
+        tail.differences.extend(differences({sku for sku, d in confirmed.items() if d.goal == d.target}))
 
     def _snapshot(
         self,
@@ -863,15 +947,11 @@ class StockFlow:
         self._shipping_in_scan = shipping_seen
         return totals
 
-    async def _remember_numbers(
-        self, totals: Mapping[str, StockTotals], entries: Mapping[str, list[IndexEntry]]
-    ) -> None:
+    async def _remember_numbers(self, totals: Mapping[str, StockTotals], index: StockItems) -> None:
         """Mark the SKU index rows Rackbeat has (``status`` lists the others), and retry at
         once the orders parked because a SKU was unknown in Rackbeat when one appears."""
         numbers = set(totals)
-        unmarked = {
-            sku for sku in numbers & set(entries) if any(e.rackbeat_number is None for e in entries[sku])
-        }
+        unmarked = {sku for sku in await self.index.unmarked() if sku in totals}
         new = unmarked if self._known_numbers is None else (numbers - self._known_numbers) | unmarked
         self._known_numbers = numbers
         if unmarked:
@@ -888,12 +968,10 @@ class StockFlow:
                 self.log.info("stock.orders_woken", reason="NO_SHIPPING_PRODUCT", orders=woken)
         self._shipping_seen = self._shipping_in_scan
 
-    async def _note_rackbeat_only(
-        self, totals: Mapping[str, StockTotals], entries: Mapping[str, list[IndexEntry]]
-    ) -> None:
+    async def _note_rackbeat_only(self, totals: Mapping[str, StockTotals], index: StockItems) -> None:
         """Store how many scanned Rackbeat numbers no Shopify variant has, with a few of
         them, for ``status`` (a SKU on one side only is reported, not an error)."""
-        only = sorted(set(totals) - set(entries))
+        only = sorted(number for number in totals if number not in index)
         summary = json.dumps({"count": len(only), "examples": only[:RACKBEAT_ONLY_EXAMPLES]})
         if summary == self._rackbeat_only:
             return
@@ -931,14 +1009,14 @@ class StockFlow:
     async def _items(
         self,
         totals: Mapping[str, StockTotals],
-        entries: Mapping[str, list[IndexEntry]],
+        index: StockItems,
         ledger: Mapping[str, Recorded],
         blocked: set[str],
         *,
         budget: int | None,
         pass_left: set[str],
         since: float,
-    ) -> list[_Scanned]:
+    ) -> AsyncGenerator[_Scanned]:
         """One item per SKU found in both systems, on one Shopify variant, with a figure.
 
         With S10 = a list, the per-location sum stored in the ledger is reused while the
@@ -947,14 +1025,12 @@ class StockFlow:
         ``pass_left`` loses the products read per location, and those that are no items."""
         wanted = self.settings.location_numbers
         which = self.settings.sync_stock_figure
-        items: list[_Scanned] = []
         unknown = 0
         for sku, total in totals.items():
-            rows = entries.get(sku)
-            if not rows or len(rows) != 1 or rows[0].inventory_item_id is None or sku in blocked:
+            item_id = index.items.get(sku)
+            if item_id is None or sku in blocked:
                 pass_left.discard(sku)
                 continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
-            item_id = rows[0].inventory_item_id
             recorded = ledger.get(item_id)
             key = f"{total.stock_quantity}/{total.available_quantity}"
             updated = total.updated_at.isoformat() if total.updated_at is not None else ""
@@ -987,10 +1063,9 @@ class StockFlow:
             if figure is None:
                 unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
                 continue
-            items.append(_Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed))
+            yield _Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed)
         if unknown:
             self.log.debug("stock.figure_unknown", count=unknown)
-        return items
 
     # --- the ledgers ----------------------------------------------------------------------------------
 
@@ -1008,11 +1083,9 @@ class StockFlow:
         parked = await self.store.parked(FLOW)
         return {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
 
-    async def _park_duplicates(
-        self, entries: Mapping[str, list[IndexEntry]], totals: Mapping[str, StockTotals]
-    ) -> None:
+    async def _park_duplicates(self, index: StockItems, totals: Mapping[str, StockTotals]) -> None:
         parked = {p.key for p in await self.store.parked(FLOW) if p.reason == "DUPLICATE_SKU"}
-        twins = {sku: len(rows) for sku, rows in entries.items() if len(rows) > 1 and sku in totals}
+        twins = {sku: n for sku, n in index.several.items() if sku in totals}
         resolved = [sku for sku in parked if sku not in twins]
         new = {sku: n for sku, n in twins.items() if sku not in parked}
         if not new and not resolved:
