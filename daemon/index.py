@@ -96,19 +96,6 @@ class IndexEntry:
     rackbeat_hash: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StockItems:
-    """The SKU index as the stock flow reads it (:meth:`SkuIndex.stock_items`)."""
-
-    #: SKU on exactly one Shopify variant → its inventory item (None: not a stock item)
-    items: dict[str, str | None]
-    #: SKU on several variants → how many (a duplicate: its stock is not written)
-    several: dict[str, int]
-
-    def __contains__(self, sku: object) -> bool:
-        return sku in self.items or sku in self.several
-
-
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -489,22 +476,6 @@ class SkuIndex:
                 entry = IndexEntry(*row)
                 result.setdefault(entry.sku, []).append(entry)
         return result
-
-    async def stock_items(self) -> StockItems:
-        """What the stock flow needs of every row, compactly (a catalogue can be large):
-        SKU → inventory item of the SKUs on exactly one variant, and the SKUs on several."""
-        items: dict[str, str | None] = {}
-        several: dict[str, int] = {}
-        rows = self.store.rows(
-            "SELECT sku, COUNT(*), MAX(inventory_item_id) FROM sku_index WHERE shop = ? GROUP BY sku",
-            (self.store.shop,),
-        )
-        async for sku, variants, item_id in rows:
-            if variants == 1:
-                items[sku] = item_id
-            else:
-                several[sku] = int(variants)
-        return StockItems(items, several)
 
     async def unmarked(self) -> set[str]:
         """SKUs with a row not yet marked as existing in Rackbeat."""

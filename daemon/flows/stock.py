@@ -163,7 +163,7 @@ import structlog
 from daemon.config import Settings, StockFigure
 from daemon.demand import OrderDemand
 from daemon.errors import FatalError, NotFoundError, WaitingError
-from daemon.index import SkuIndex, StockItems
+from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
@@ -210,9 +210,11 @@ log = structlog.get_logger("daemon.flows.stock")
 FLOW = "stock"
 #: rounds of "stale → read → catch up → decide again" per cycle before leaving the rest to the next
 MAX_STALE_ROUNDS = 3
+#: SKUs whose index rows and ledger rows are read at a time
+LOOKUP_CHUNK = 500
 #: candidates taken through a round of reading, deciding again and pushing at a time: a
 #: first sync or full reconcile of a large catalogue goes in rounds, never held whole
-CANDIDATES_PER_ROUND = 10_000
+CANDIDATES_PER_ROUND = 5_000
 #: Shopify's inventory history names the daemon as the source of each change
 REFERENCE_URI = "gid://rackbeat-shopify/StockSync/{key}"
 #: the ``cursors`` row (flow column) where the scan leaves the Rackbeat numbers missing in
@@ -379,6 +381,23 @@ class _Outcome:
     refresh: frozenset[str] | None = None
 
 
+class _RackbeatOnly:
+    """Scanned Rackbeat numbers no Shopify variant has: how many, and the first few."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._first: list[str] = []
+
+    def add(self, number: str) -> None:
+        self.count += 1
+        self._first.append(number)
+        if len(self._first) > 4 * RACKBEAT_ONLY_EXAMPLES:
+            self._first = sorted(self._first)[:RACKBEAT_ONLY_EXAMPLES]
+
+    def examples(self) -> list[str]:
+        return sorted(self._first)[:RACKBEAT_ONLY_EXAMPLES]
+
+
 @dataclass
 class _Tail:
     """One cycle's rounds (:meth:`StockFlow._round`): what they share and what they did."""
@@ -502,7 +521,8 @@ class StockFlow:
         self.monotonic = monotonic
         self.log = log.bind(flow=FLOW)
         # caches only (see "Memory between cycles" in the module docstring); the rest is in the DB
-        self._known_numbers: set[str] | None = None
+        #: SKUs parked orders wait for that the previous scan found (None: no scan yet)
+        self._present: set[str] | None = None
         self._waiting_since: float | None = None
         #: the S15 shipping product was in the latest scan, and in the one remembered before it
         self._shipping_in_scan = False
@@ -685,11 +705,9 @@ class StockFlow:
         totals = await self._scan(marker.at)
         if refresh_index:
             await self.index.current()
-        index = await self.index.stock_items()
         if not dry_run:
-            await self._remember_numbers(totals, index)
-            await self._park_duplicates(index, totals)
-            await self._note_rackbeat_only(totals, index)
+            await self._remember_numbers(totals)
+            await self._park_duplicates(totals)
         blocked = await self._blocked()
         budget, refresh = self._refresh_budget(totals, memory, full=full, whole=not hold)
         pass_left = set(refresh)
@@ -710,11 +728,12 @@ class StockFlow:
         looking: list[Snapshot] = []  # their orders since the marker matter: decided together
         candidates: list[tuple[Snapshot, Decision]] = []
         restamps: list[tuple[Snapshot, Recorded]] = []
+        only = _RackbeatOnly()
         items = self._items(
             totals,
-            index,
-            await self._ledger(location),
+            location,
             blocked,
+            only,
             budget=budget,
             pass_left=pass_left,
             since=marker.at,
@@ -739,7 +758,9 @@ class StockFlow:
             _sort(snapshot, candidates, restamps)
         del looking
         if not dry_run:
-            gone = {sku for sku in memory.reread if sku not in totals or sku not in index.items}
+            await self._note_rackbeat_only(only)
+            singles = await self._single_items(sorted(memory.reread))
+            gone = {sku for sku in memory.reread if sku not in totals or sku not in singles}
             if gone:  # no longer a single item in both systems: nothing to read first
                 async with self.store.transaction() as tx:
                     await self._reread_done(tx, gone)
@@ -928,9 +949,7 @@ class StockFlow:
         shipping_seen = False
         # the first scan of a large catalogue reports its progress (later ones are routine)
         progress = (
-            Progress("Rackbeat stock scan", None, shop=self.store.shop)
-            if self._known_numbers is None
-            else None
+            Progress("Rackbeat stock scan", None, shop=self.store.shop) if self._present is None else None
         )
         pages = self.reads.totals(since, on_total=progress.expect if progress is not None else None)
         async with contextlib.aclosing(pages):
@@ -947,13 +966,23 @@ class StockFlow:
         self._shipping_in_scan = shipping_seen
         return totals
 
-    async def _remember_numbers(self, totals: Mapping[str, StockTotals], index: StockItems) -> None:
+    async def _remember_numbers(self, totals: Mapping[str, StockTotals]) -> None:
         """Mark the SKU index rows Rackbeat has (``status`` lists the others), and retry at
-        once the orders parked because a SKU was unknown in Rackbeat when one appears."""
-        numbers = set(totals)
+        once the orders parked because a SKU was unknown in Rackbeat when one appears (in
+        this scan and not in the one before, or newly marked)."""
         unmarked = {sku for sku in await self.index.unmarked() if sku in totals}
-        new = unmarked if self._known_numbers is None else (numbers - self._known_numbers) | unmarked
-        self._known_numbers = numbers
+        waiting = {
+            str(row[0])
+            for row in await self.store.fetchall(
+                "SELECT DISTINCT subject FROM parked WHERE shop = ? AND flow = 'orders' "
+                "AND reason = 'UNKNOWN_SKU' AND subject IS NOT NULL",
+                (self.store.shop,),
+            )
+        }
+        # only the SKUs orders wait for are remembered between scans, not every number
+        present = {sku for sku in waiting if sku in totals}
+        new = unmarked if self._present is None else (present - self._present) | unmarked
+        self._present = present
         if unmarked:
             async with self.store.transaction() as tx:
                 await self.index.set_rackbeat_numbers(tx, sorted(unmarked))
@@ -968,11 +997,10 @@ class StockFlow:
                 self.log.info("stock.orders_woken", reason="NO_SHIPPING_PRODUCT", orders=woken)
         self._shipping_seen = self._shipping_in_scan
 
-    async def _note_rackbeat_only(self, totals: Mapping[str, StockTotals], index: StockItems) -> None:
+    async def _note_rackbeat_only(self, only: _RackbeatOnly) -> None:
         """Store how many scanned Rackbeat numbers no Shopify variant has, with a few of
         them, for ``status`` (a SKU on one side only is reported, not an error)."""
-        only = sorted(number for number in totals if number not in index)
-        summary = json.dumps({"count": len(only), "examples": only[:RACKBEAT_ONLY_EXAMPLES]})
+        summary = json.dumps({"count": only.count, "examples": only.examples()})
         if summary == self._rackbeat_only:
             return
         async with self.store.transaction() as tx:
@@ -1009,9 +1037,9 @@ class StockFlow:
     async def _items(
         self,
         totals: Mapping[str, StockTotals],
-        index: StockItems,
-        ledger: Mapping[str, Recorded],
+        location: str,
         blocked: set[str],
+        only: _RackbeatOnly,
         *,
         budget: int | None,
         pass_left: set[str],
@@ -1026,54 +1054,73 @@ class StockFlow:
         wanted = self.settings.location_numbers
         which = self.settings.sync_stock_figure
         unknown = 0
-        for sku, total in totals.items():
-            item_id = index.items.get(sku)
-            if item_id is None or sku in blocked:
-                pass_left.discard(sku)
-                continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
-            recorded = ledger.get(item_id)
-            key = f"{total.stock_quantity}/{total.available_quantity}"
-            updated = total.updated_at.isoformat() if total.updated_at is not None else ""
-            figure: Decimal | None
-            locations: dict[str, Decimal] = {}
-            refreshed = False
-            if wanted is None:
-                figure = _figure(total.stock_quantity, total.available_quantity, which)
-            elif (
-                recorded is not None
-                and recorded.totals == key
-                and recorded.updated == updated
-                and decimal_or_none(recorded.figure) is not None
-                and (budget is not None and (sku not in pass_left or budget <= 0))
-            ):
-                # nothing Rackbeat shows of the product changed: most likely neither did the
-                # sum (a move between locations does not show; the reconcile's pass finds it)
-                figure = decimal_or_none(recorded.figure)
-            elif self.shutdown.requested:
-                continue  # stopping: no more per-location reads this cycle
-            else:
-                if budget is not None and sku in pass_left:
-                    refreshed = True
-                    if recorded is not None:
-                        budget -= 1  # a read of the pass that the totals would not have asked for
-                pass_left.discard(sku)
-                read = await _location_figures(self.reads, since, sku, wanted, which)
-                locations = read or {}
-                figure = None if read is None else sum(read.values(), Decimal(0))
-            if figure is None:
-                unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
-                continue
-            yield _Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed)
+        numbers = list(totals)
+        # the index and the ledger are read for a chunk of numbers at a time: a large
+        # catalogue is never held whole in memory
+        for start in range(0, len(numbers), LOOKUP_CHUNK):
+            chunk = numbers[start : start + LOOKUP_CHUNK]
+            rows = await self.index.by_sku(chunk)
+            singles = {sku: r[0].inventory_item_id for sku, r in rows.items() if len(r) == 1}
+            ledger = await self._ledger(location, [i for i in singles.values() if i is not None])
+            for sku in chunk:
+                if sku not in rows:
+                    only.add(sku)
+                item_id = singles.get(sku)
+                if item_id is None or sku in blocked:
+                    pass_left.discard(sku)
+                    continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
+                total = totals[sku]
+                recorded = ledger.get(item_id)
+                key = f"{total.stock_quantity}/{total.available_quantity}"
+                updated = total.updated_at.isoformat() if total.updated_at is not None else ""
+                figure: Decimal | None
+                locations: dict[str, Decimal] = {}
+                refreshed = False
+                if wanted is None:
+                    figure = _figure(total.stock_quantity, total.available_quantity, which)
+                elif (
+                    recorded is not None
+                    and recorded.totals == key
+                    and recorded.updated == updated
+                    and decimal_or_none(recorded.figure) is not None
+                    and (budget is not None and (sku not in pass_left or budget <= 0))
+                ):
+                    # nothing Rackbeat shows of the product changed: most likely neither did the
+                    # sum (a move between locations does not show; the reconcile's pass finds it)
+                    figure = decimal_or_none(recorded.figure)
+                elif self.shutdown.requested:
+                    continue  # stopping: no more per-location reads this cycle
+                else:
+                    if budget is not None and sku in pass_left:
+                        refreshed = True
+                        if recorded is not None:
+                            budget -= 1  # a read of the pass that the totals would not have asked for
+                    pass_left.discard(sku)
+                    read = await _location_figures(self.reads, since, sku, wanted, which)
+                    locations = read or {}
+                    figure = None if read is None else sum(read.values(), Decimal(0))
+                if figure is None:
+                    unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
+                    continue
+                yield _Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed)
         if unknown:
             self.log.debug("stock.figure_unknown", count=unknown)
 
+    async def _single_items(self, skus: Sequence[str]) -> dict[str, str | None]:
+        """SKU → inventory item of those of ``skus`` on exactly one Shopify variant."""
+        rows = await self.index.by_sku(skus)
+        return {sku: r[0].inventory_item_id for sku, r in rows.items() if len(r) == 1}
+
     # --- the ledgers ----------------------------------------------------------------------------------
 
-    async def _ledger(self, location: str) -> dict[str, Recorded]:
+    async def _ledger(self, location: str, items: Sequence[str]) -> dict[str, Recorded]:
+        """The stock ledger's rows of these inventory items at ``location``."""
+        if not items:
+            return {}
         rows = await self.store.fetchall(
-            "SELECT inventory_item_id, quantity, rackbeat_figure FROM stock_ledger "
-            "WHERE shop = ? AND location_id = ?",
-            (self.store.shop, location),
+            "SELECT inventory_item_id, quantity, rackbeat_figure FROM stock_ledger "  # noqa: S608  # placeholders only
+            f"WHERE shop = ? AND location_id = ? AND inventory_item_id IN ({','.join('?' * len(items))})",
+            (self.store.shop, location, *items),
         )
         return {str(item): Recorded.from_row(int(q), blob) for item, q, blob in rows}
 
@@ -1083,9 +1130,9 @@ class StockFlow:
         parked = await self.store.parked(FLOW)
         return {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
 
-    async def _park_duplicates(self, index: StockItems, totals: Mapping[str, StockTotals]) -> None:
+    async def _park_duplicates(self, totals: Mapping[str, StockTotals]) -> None:
         parked = {p.key for p in await self.store.parked(FLOW) if p.reason == "DUPLICATE_SKU"}
-        twins = {sku: n for sku, n in index.several.items() if sku in totals}
+        twins = {sku: n for sku, n in (await self.index.duplicates()).items() if sku in totals}
         resolved = [sku for sku in parked if sku not in twins]
         new = {sku: n for sku, n in twins.items() if sku not in parked}
         if not new and not resolved:
