@@ -72,6 +72,12 @@ BUILD_WORK = "SKU index build"
 #: SKUs per lookup query (SQLite's limit on placeholders is far above it)
 _LOOKUP_CHUNK = 500
 
+#: the variants a build read (:meth:`SkuIndex._seen_reset`)
+_SEEN_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS index_seen (shop TEXT NOT NULL, variant_id TEXT NOT NULL, "
+    "PRIMARY KEY (shop, variant_id))"
+)
+
 _COLUMNS = (
     "variant_id",
     "sku",
@@ -210,18 +216,20 @@ class SkuIndex:
             except BulkUnavailable as exc:
                 await self._bulk.abandon(exc.reason)
                 progress = Progress(BUILD_WORK, total, clock=self._monotonic, shop=self.store.shop)
-        seen: set[str] = set()
+        seen = 0
         pages = self.shopify.variants()
         async with contextlib.aclosing(pages):
             async for page in pages:
                 entries = [e for e in (entry_from_variant(v) for v in page) if e is not None]
-                seen.update(str(v.get("id")) for v in page)
                 async with self.store.transaction() as tx:
-                    await self._upsert(tx, entries)
+                    if not seen:
+                        await self._seen_reset(tx)
+                    await self._upsert(tx, entries, seen=True)
+                seen += len(page)
                 progress.advance(len(page))
                 await self._save_progress(progress)
-        await self._finish_build(progress, seen, started)
-        return len(seen)
+        await self._finish_build(progress, started)
+        return seen
 
     async def _build_bulk(self, progress: Progress) -> int:
         """The build by bulk query (see the module docstring); BulkUnavailable when the
@@ -236,7 +244,7 @@ class SkuIndex:
         url = await self._bulk.wait(operation.operation_id, running)
         progress = Progress(progress.what, progress.total, clock=self._monotonic, shop=self.store.shop)
         read_at = _iso(operation.started_at)
-        seen: set[str] = set()
+        seen = 0
         entries: list[IndexEntry] = []
         levels: list[tuple[str, int | None]] = []
         first = True
@@ -250,7 +258,7 @@ class SkuIndex:
                     level = _bulk_level(row) if location is not None else None
                 except MalformedResponse as exc:
                     raise BulkUnavailable(f"line {number} of the bulk result: {exc}") from exc
-                seen.add(str(row["id"]))
+                seen += 1
                 if entry is not None:
                     entries.append(entry)
                     if level is not None and entry.inventory_item_id is not None:
@@ -263,8 +271,8 @@ class SkuIndex:
                     entries, levels = [], []
         await self._commit_bulk(entries, levels, location, read_at, clear=first)
         progress.advance(len(entries))
-        await self._finish_build(progress, seen, operation.started_at)
-        return len(seen)
+        await self._finish_build(progress, operation.started_at)
+        return seen
 
     async def _commit_bulk(
         self,
@@ -278,7 +286,9 @@ class SkuIndex:
         """One batch of a bulk build's rows and levels, in one transaction; the first
         batch clears the readings of an earlier build."""
         async with self.store.transaction() as tx:
-            await self._upsert(tx, entries)
+            if clear:
+                await self._seen_reset(tx)
+            await self._upsert(tx, entries, seen=True)
             if location is None:
                 return
             if clear:
@@ -290,15 +300,17 @@ class SkuIndex:
                 [(self.store.shop, item, location, available, read_at) for item, available in levels],
             )
 
-    async def _finish_build(self, progress: Progress, seen: set[str], read_at: datetime) -> None:
+    async def _finish_build(self, progress: Progress, read_at: datetime) -> None:
         """The build's end, in one transaction: rows of variants not seen dropped, the
         cursor set to when the data were read, the bulk read and the progress row gone."""
-        rows = await self.store.fetchall(
-            "SELECT variant_id FROM sku_index WHERE shop = ?", (self.store.shop,)
-        )
-        gone = [r[0] for r in rows if r[0] not in seen]
         async with self.store.transaction() as tx:
-            await self._delete(tx, gone)
+            await tx.execute(_SEEN_TABLE)  # a build that read no variant at all
+            await tx.execute(
+                "DELETE FROM sku_index WHERE shop = ? AND variant_id NOT IN "
+                "(SELECT variant_id FROM temp.index_seen WHERE shop = ?)",
+                (self.store.shop, self.store.shop),
+            )
+            await self._seen_reset(tx)
             await tx.set_cursor(CURSOR, _iso(read_at - OVERLAP))
             await self._bulk.forget(tx)
             await tx.execute(
@@ -505,7 +517,20 @@ class SkuIndex:
         )
         return {str(r[0]) for r in rows}
 
-    async def _upsert(self, tx: Transaction, entries: Sequence[IndexEntry]) -> None:
+    async def _seen_reset(self, tx: Transaction) -> None:
+        """Start (or end) a build's list of the variants it read: a table of the writing
+        connection's own (``temp``), so that a catalogue's ids are never held in memory and
+        a crash leaves nothing behind (a build starts over then)."""
+        await tx.execute(_SEEN_TABLE)
+        await tx.execute("DELETE FROM temp.index_seen WHERE shop = ?", (self.store.shop,))
+
+    async def _upsert(self, tx: Transaction, entries: Sequence[IndexEntry], *, seen: bool = False) -> None:
+        """Add or replace rows; ``seen``: a build read them (kept by :meth:`_finish_build`)."""
+        if seen:
+            await tx.executemany(
+                "INSERT OR IGNORE INTO temp.index_seen (shop, variant_id) VALUES (?, ?)",
+                [(self.store.shop, e.variant_id) for e in entries],
+            )
         now = _iso(self.clock())
         await tx.executemany(
             "INSERT INTO sku_index (shop, variant_id, sku, product_id, inventory_item_id, updated_at) "

@@ -41,3 +41,22 @@ async def test_build_then_refresh_keeps_the_index_current(
         # nothing changed: the next refresh finds nothing new
         w.tick(600)
         assert await w.index.refresh() == set()
+
+
+@pytest.mark.parametrize("bulk_from", [1, 10_000], ids=["bulk", "paged"])
+async def test_a_rebuild_drops_variants_gone_or_without_sku_and_keeps_by_sku_lookups_exact(
+    tmp_path: Path, shopify_schema: GraphQLSchema, bulk_from: int
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        w.index.bulk_from = bulk_from
+        products = [w.shopify_sim.add_product(f"Product {n}", [{"sku": f"SKU-{n}"}]) for n in range(3)]
+        w.tick()
+        await w.index.build()
+        assert set(await w.index.by_sku()) == {"SKU-0", "SKU-1", "SKU-2"}
+
+        w.shopify_sim.update_variant(products[1].variant_ids[0], sku="")  # the SKU cleared
+        w.tick(60)
+        await w.index.build()
+        assert set(await w.index.by_sku()) == {"SKU-0", "SKU-2"}
+        # a lookup by SKU reads those rows only, and finds nothing of the cleared one
+        assert set(await w.index.by_sku(["SKU-2", "SKU-1", "NONE"])) == {"SKU-2"}
