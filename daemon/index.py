@@ -455,7 +455,7 @@ class SkuIndex:
         """Mark these SKUs as existing in Rackbeat (number = SKU)."""
         await tx.executemany(
             "UPDATE sku_index SET rackbeat_number = sku WHERE shop = ? AND sku = ? AND rackbeat_number IS NULL",
-            [(self.store.shop, n) for n in numbers],
+            ((self.store.shop, n) for n in numbers),  # a whole scan's numbers: never listed at once
         )
 
     # --- lookups ----------------------------------------------------------------------------
@@ -489,13 +489,16 @@ class SkuIndex:
                 result.setdefault(entry.sku, []).append(entry)
         return result
 
-    async def unmarked(self) -> set[str]:
-        """SKUs with a row not yet marked as existing in Rackbeat."""
-        rows = self.store.rows(
-            "SELECT DISTINCT sku FROM sku_index WHERE shop = ? AND rackbeat_number IS NULL",
-            (self.store.shop,),
+    async def unmarked(self, limit: int | None = None) -> set[str] | None:
+        """SKUs with a row not yet marked as existing in Rackbeat; None when there are more
+        than ``limit`` (a first sync: every row)."""
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT sku FROM sku_index WHERE shop = ? AND rackbeat_number IS NULL LIMIT ?",
+            (self.store.shop, -1 if limit is None else limit + 1),
         )
-        return {str(row[0]) async for row in rows}
+        if limit is not None and len(rows) > limit:
+            return None
+        return {str(row[0]) for row in rows}
 
     async def duplicates(self) -> dict[str, int]:
         """SKUs found on more than one Shopify variant, with how many."""

@@ -452,7 +452,11 @@ async def test_reconcile_reports_differences_and_fixes_them_unless_dry_run(
         assert await flow.reconcile(dry_run=True) == []
 
 
-async def test_a_new_rackbeat_product_wakes_orders_parked_for_its_sku(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_memory", [5_000, 0], ids=["few unmarked", "first sync: marked in SQL"])
+async def test_a_new_rackbeat_product_wakes_orders_parked_for_its_sku(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: int
+) -> None:
+    monkeypatch.setattr("daemon.flows.stock.UNMARKED_IN_MEMORY", in_memory)
     async with catalogue(tmp_path, None, 1) as w:
         orders = orders_flow(w)
         await orders.run_once()
@@ -470,6 +474,7 @@ async def test_a_new_rackbeat_product_wakes_orders_parked_for_its_sku(tmp_path: 
         w.tick(60)
         await flow.run_once()
         assert [p.key for p in await w.store.due_parked("orders", w.clock.now())] == [parked.key]
+        assert set(await w.index.unmarked() or ()) == set()  # every row Rackbeat has is marked
         await orders.run_once()  # long before the parked order's own retry time
         assert await w.store.parked("orders") == []
         assert w.rackbeat.order_count_by_reference(parked.key) == 1
@@ -496,6 +501,7 @@ async def test_the_shipping_product_appearing_wakes_orders_parked_for_it(
         w.tick(60)
         await flow.run_once()
         assert [p.key for p in await w.store.due_parked("orders", w.clock.now())] == [parked.key]
+        assert set(await w.index.unmarked() or ()) == set()  # every row Rackbeat has is marked
         await orders.run_once()  # long before the parked order's own retry time
         assert await w.store.parked("orders") == []
         assert w.rackbeat.order_count_by_reference(parked.key) == 1

@@ -210,6 +210,9 @@ log = structlog.get_logger("daemon.flows.stock")
 FLOW = "stock"
 #: rounds of "stale → read → catch up → decide again" per cycle before leaving the rest to the next
 MAX_STALE_ROUNDS = 3
+#: SKUs without a Rackbeat mark read into memory at most (more: a first sync marks every
+#: scanned number in SQL instead)
+UNMARKED_IN_MEMORY = 5_000
 #: SKUs whose index rows and ledger rows are read at a time
 LOOKUP_CHUNK = 500
 #: candidates taken through a round of reading, deciding again and pushing at a time: a
@@ -970,7 +973,7 @@ class StockFlow:
         """Mark the SKU index rows Rackbeat has (``status`` lists the others), and retry at
         once the orders parked because a SKU was unknown in Rackbeat when one appears (in
         this scan and not in the one before, or newly marked)."""
-        unmarked = {sku for sku in await self.index.unmarked() if sku in totals}
+        unmarked = await self.index.unmarked(limit=UNMARKED_IN_MEMORY)
         waiting = {
             str(row[0])
             for row in await self.store.fetchall(
@@ -981,11 +984,17 @@ class StockFlow:
         }
         # only the SKUs orders wait for are remembered between scans, not every number
         present = {sku for sku in waiting if sku in totals}
-        new = unmarked if self._present is None else (present - self._present) | unmarked
+        to_mark: Iterable[str]
+        if unmarked is None:  # most of the index (a first sync): every scanned number is marked
+            to_mark, newly = totals, present
+        else:
+            to_mark = sorted(sku for sku in unmarked if sku in totals)
+            newly = waiting.intersection(to_mark)
+        new = newly if self._present is None else (present - self._present) | newly
         self._present = present
-        if unmarked:
+        if unmarked is None or to_mark:
             async with self.store.transaction() as tx:
-                await self.index.set_rackbeat_numbers(tx, sorted(unmarked))
+                await self.index.set_rackbeat_numbers(tx, to_mark)
         if new:
             woken = await self.store.wake_parked("orders", "UNKNOWN_SKU", sorted(new))
             if woken:
