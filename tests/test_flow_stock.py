@@ -1333,3 +1333,13 @@ async def test_a_first_sync_goes_in_rounds_each_catching_the_orders_up_before_it
         # the last round's catch-up imported the sale: 10 less the 2 sold, never 10
         assert w.shopify_sim.available("SKU-0006") == 8
         assert all(w.shopify_sim.available(f"SKU-{i:04}") == 10 for i in range(6))
+
+        # rising targets read nothing: the later rounds decide on the first one's catch-up
+        for i in range(7):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 1)
+        w.tick(60)
+        catch_ups = 0
+        await flow.run_once()
+        assert catch_ups == 1
+        assert w.shopify_sim.requests["SetStock"] == 6
+        assert w.shopify_sim.available("SKU-0000") == 11

@@ -217,7 +217,7 @@ UNMARKED_IN_MEMORY = 5_000
 LOOKUP_CHUNK = 500
 #: candidates taken through a round of reading, deciding again and pushing at a time: a
 #: first sync or full reconcile of a large catalogue goes in rounds, never held whole
-CANDIDATES_PER_ROUND = 5_000
+CANDIDATES_PER_ROUND = 2_000
 #: Shopify's inventory history names the daemon as the source of each change
 REFERENCE_URI = "gid://rackbeat-shopify/StockSync/{key}"
 #: the ``cursors`` row (flow column) where the scan leaves the Rackbeat numbers missing in
@@ -411,6 +411,8 @@ class _Tail:
     dry_run: bool
     #: whether the differences found are wanted (the reconcile command's report)
     report: bool
+    #: the orders were caught up in an earlier round
+    caught_up: bool = False
     #: SKUs scanned and decided, candidates, read in Shopify, to write
     count: int = 0
     chosen: int = 0
@@ -813,10 +815,13 @@ class StockFlow:
         readings = await self._read_shopify(
             [s for s, d in candidates if d.read_first], location, dry_run=tail.dry_run
         )
-        if not tail.dry_run:
+        if not tail.dry_run and (readings or not tail.caught_up):
             # the orders first, then decide with them: a Shopify sale that is not in the
-            # ledger yet would otherwise look like stock to sell
+            # ledger yet would otherwise look like stock to sell. A later round that read
+            # nothing decides on quantities confirmed before the first round's catch-up,
+            # as one round would: it needs no catch-up of its own
             await self._catch_up()
+            tail.caught_up = True
         tail.chosen += len(candidates)
         tail.read += len(readings)
         plans = await self._decide_again([s for s, _ in candidates], readings, marker, extra)
