@@ -44,6 +44,14 @@ One cycle, in this order (the order is what makes it safe):
 8. **Commit** what was confirmed or found as decided to the stock ledger as it happens, and
    the cycle's memory (below) at its end.
 
+Memory: the scan is walked with the SKU index and the stock ledger read from SQLite a chunk
+of SKUs at a time, each SKU decided as it comes and kept only if it goes further, and
+steps 5–8 run in rounds of :data:`CANDIDATES_PER_ROUND` candidates (a first sync of 50,000
+SKUs is never held whole). Each round keeps the argument below: its readings are taken
+before its catch-up and it decides on the demand after it, with the cycle's marker and
+scan; a round that read nothing decides on quantities confirmed before the first round's
+catch-up, as a single round would, and makes none of its own.
+
 No oversell
 -----------
 For SKU ``s``, written to one Shopify location::
