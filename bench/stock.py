@@ -260,6 +260,7 @@ async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, A
                     clock=clock.now,
                     min_interval=settings.sync_poll_seconds / 2,
                     monotonic=clock.monotonic,
+                    levels_at=lambda: shopify.stock_location(settings.shopify_location_id),
                 )
                 stock = StockFlow(
                     settings,

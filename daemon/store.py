@@ -204,7 +204,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, order_id, shipment)
     );
     """,
-    # 10 (appended after the orders flow's 9 at merge): the bulk reads of the first start —
+    # 9: the bulk reads of the first start —
     # a running Shopify bulk operation by purpose, stored before it is waited for so that a
     # restart polls it instead of starting another; the progress of long work for
     # ``status`` (another process); Shopify's available quantities the index's bulk read
@@ -481,19 +481,6 @@ class Store:
         """Rows of a read query (committed state; see the module docstring)."""
         cursor = await self._connection().execute(sql, tuple(params))
         return [tuple(row) for row in await cursor.fetchall()]
-
-    async def rows(
-        self, sql: str, params: Iterable[Any] = (), *, size: int = 1000
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        """Rows of a read query, fetched ``size`` at a time: a large table (the SKU index,
-        the stock ledger of a big shop) is never held whole in memory."""
-        cursor = await self._connection().execute(sql, tuple(params))
-        try:
-            while batch := await cursor.fetchmany(size):
-                for row in batch:
-                    yield tuple(row)
-        finally:
-            await cursor.close()
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a read query, or None."""

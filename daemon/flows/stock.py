@@ -74,7 +74,8 @@ and is corrected on the next; it never oversells.
 ``B`` (believed) is the quantity last confirmed (the stock ledger) or one read before the
 catch-up. For a SKU never written, the reading may be the one the SKU index's bulk query
 took (:meth:`daemon.index.SkuIndex.take_levels`): that too was read before the catch-up,
-and every sale since makes the compare-and-swap fail, so it is used once, like any reading. Every Shopify sale after that moment makes the compare-and-swap fail, and
+and every sale since makes the compare-and-swap fail, so it is used once, like any
+reading. Every Shopify sale after that moment makes the compare-and-swap fail, and
 every sale before it is in the order ledger once the catch-up is done — except one that
 Shopify's search index does not list yet (it lags by seconds, at times minutes). ``H``
 (hidden) covers those: the units held from earlier cycles plus how far a fresh reading
