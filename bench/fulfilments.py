@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 
 from bench import Row, bench_settings, run_alone
+from bench.sims import Sims
 from daemon.demand import OrderDemand
 from daemon.errors import RetriableError
 from daemon.flows.fulfilments import FulfilmentsFlow
@@ -213,14 +214,8 @@ async def open_shop(orders: int, *, lose: bool = False, **settings: Any) -> Asyn
     """A shop whose products exist on both sides with stock for ``orders`` orders, both
     flows' cursors set (their first start); ``lose``: lose fulfilment answers
     (:class:`LostAnswers`)."""
-    clock = SimClock(datetime(2026, 11, 1, 10, 0, tzinfo=UTC))
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim = ShopifySimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
-    shopify_sim.add_location("Warehouse", primary=True)
-    rackbeat_sim = RackbeatSimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
+    sims = Sims(datetime(2026, 11, 1, 10, 0, tzinfo=UTC))
+    clock, shopify_sim, rackbeat_sim = sims.clock, sims.shopify, sims.rackbeat
     stock = 2 * orders + 10  # every SKU: more than the orders can take
     for sku in SKUS:
         shopify_sim.add_product(f"Product {sku}", [{"sku": sku, "price": "100.00", "stock": stock}])
@@ -244,8 +239,7 @@ async def open_shop(orders: int, *, lose: bool = False, **settings: Any) -> Asyn
         store = await Store.open(s.sync_db, s.shop)
         try:
             async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
-                shopify = ShopifyClient.from_settings(s, http, sleep=sleep, clock=clock.monotonic)
-                rackbeat = RackbeatClient.from_settings(s, http, sleep=sleep, clock=clock.monotonic)
+                shopify, rackbeat = sims.clients(s, http)
                 common = (s, store, shopify, rackbeat)
                 metrics, shutdown = Metrics(), Shutdown()
                 orders_flow = OrdersFlow(*common, metrics=metrics, shutdown=shutdown, clock=clock.now)

@@ -26,15 +26,11 @@ from typing import Any
 import httpx
 
 from bench import Row, bench_settings, run_alone
-from bench.stock import fast_handles
+from bench.sims import Sims
 from daemon.app import build_flows
 from daemon.metrics import Metrics
-from daemon.rackbeat import RackbeatClient
 from daemon.services import Services
-from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
-from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import ShopifySimulator, SimClock
 from daemon.store import Store
 
 #: products of the full run (``python -m bench``)
@@ -55,47 +51,20 @@ def rackbeat_before(skus: int) -> int:
     return math.ceil((skus + 1) / 100) + 2 + 1
 
 
-def seeded_sims(clock: SimClock, skus: int, *, stock: int) -> tuple[ShopifySimulator, RackbeatSimulator]:
-    """Both simulators on ``clock`` with ``skus`` products (``SKU-00000`` …, ``stock`` of each
-    in Rackbeat) and the shipping product ``frakt`` in Rackbeat."""
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim = ShopifySimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
-    fast_handles(shopify_sim)
-    shopify_sim.add_location("Warehouse", primary=True)
-    rackbeat_sim = RackbeatSimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
-    for n in range(skus):
-        sku = f"SKU-{n:05}"
-        rackbeat_sim.add_product(sku, f"Product {n}", sales_price="80", stock=stock)
-        shopify_sim.add_product(f"Product {n}", [{"sku": sku, "price": "100.00"}])
-    rackbeat_sim.add_product("frakt", "Frakt")
-    return shopify_sim, rackbeat_sim
-
-
 async def measure(skus: int = 1000) -> dict[str, Any]:
     """Build a synced shop of ``skus`` products, then count requests of quiet and busy cycles."""
     # the catalogue exists "since yesterday"; the flows read the real clock for their first cursors
-    clock = SimClock(datetime.now(UTC) - timedelta(days=1))
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim, rackbeat_sim = seeded_sims(clock, skus, stock=5)
+    sims = Sims(datetime.now(UTC) - timedelta(days=1))
+    sims.seed(skus, stock=5)
+    clock, shopify_sim, rackbeat_sim = sims.clock, sims.shopify, sims.rackbeat
     clock.advance(timedelta(days=1).total_seconds())
-
-    async def route(request: httpx.Request) -> httpx.Response:
-        sim = shopify_sim if request.url.host == "shopify.sim" else rackbeat_sim
-        return await sim.handle(request)
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp) / "sync.db", rackbeat_requests_per_minute=10_000)
         store = await Store.open(settings.sync_db, settings.shop)
         try:
-            async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
-                shopify = ShopifyClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
-                rackbeat = RackbeatClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
+            async with httpx.AsyncClient(transport=httpx.MockTransport(sims.route)) as http:
+                shopify, rackbeat = sims.clients(settings, http)
                 services = Services(settings, store, http, shopify, rackbeat, Metrics())
                 flows = build_flows(services, Shutdown())
 

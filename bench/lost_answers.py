@@ -21,15 +21,12 @@ from typing import Any
 import httpx
 
 from bench import Row, bench_settings, run_alone
+from bench.sims import Sims
 from daemon.errors import RetriableError
 from daemon.flows.orders import OrdersFlow
 from daemon.metrics import Metrics
-from daemon.rackbeat import RackbeatClient
 from daemon.retry import backoff_delay
-from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
-from daemon.sim.rackbeat import RackbeatSimulator
-from daemon.sim.shopify import ShopifySimulator, SimClock
 from daemon.store import Store
 
 #: the poll interval, and the base of the runner's backoff after a failed cycle (15–30 s first)
@@ -40,14 +37,8 @@ MAX_CYCLES = 500
 
 async def measure(orders: int = 40) -> dict[str, Any]:
     """Import ``orders`` orders while every third draft answer is lost; count what it took."""
-    clock = SimClock(datetime(2026, 11, 1, 10, 0, tzinfo=UTC))
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim = ShopifySimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
-    shopify_sim.add_location("Warehouse", primary=True)
-    rackbeat_sim = RackbeatSimulator(now=clock.now, monotonic=clock.monotonic, sleep=sleep)
+    sims = Sims(datetime(2026, 11, 1, 10, 0, tzinfo=UTC))
+    clock, shopify_sim, rackbeat_sim = sims.clock, sims.shopify, sims.rackbeat
     for sku, price in (("MUG-1", "125.00"), ("TEE-2", "250.00")):
         shopify_sim.add_product(f"Product {sku}", [{"sku": sku, "price": price}])
         rackbeat_sim.add_product(sku, stock=10 * orders)
@@ -78,8 +69,7 @@ async def measure(orders: int = 40) -> dict[str, Any]:
         store = await Store.open(settings.sync_db, settings.shop)
         try:
             async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
-                shopify = ShopifyClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
-                rackbeat = RackbeatClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
+                shopify, rackbeat = sims.clients(settings, http)
                 flow = OrdersFlow(
                     settings,
                     store,

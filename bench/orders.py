@@ -39,14 +39,12 @@ from typing import Any
 import httpx
 
 from bench import Row, bench_settings, run_alone
-from bench.idle import seeded_sims
+from bench.sims import Sims
 from daemon.app import build_flows
 from daemon.flows.orders import OrdersFlow
 from daemon.metrics import Metrics
-from daemon.rackbeat import RackbeatClient
 from daemon.runner import Flow, InlineCycles
 from daemon.services import Services
-from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.sim.shopify import SimClock
 from daemon.store import Store
@@ -101,26 +99,18 @@ async def measure_burst(orders: int = DEFAULT_ORDERS) -> dict[str, Any]:
     """Import a burst of ``orders`` orders with every default flow on; count and time it."""
     # the catalogue exists "since yesterday"; the other flows read the real clock for
     # their first cursors
-    clock = SimClock(datetime.now(UTC) - timedelta(days=1))
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim, rackbeat_sim = seeded_sims(clock, CATALOGUE, stock=10_000)
+    sims = Sims(datetime.now(UTC) - timedelta(days=1))
+    sims.seed(CATALOGUE, stock=10_000)
+    clock, shopify_sim, rackbeat_sim = sims.clock, sims.shopify, sims.rackbeat
     clock.advance(timedelta(days=1).total_seconds())
-
-    async def route(request: httpx.Request) -> httpx.Response:
-        sim = shopify_sim if request.url.host == "shopify.sim" else rackbeat_sim
-        return await sim.handle(request)
 
     kinds: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp) / "sync.db")  # RACKBEAT_REQUESTS_PER_MINUTE: the default
         store = await Store.open(settings.sync_db, settings.shop)
         try:
-            async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
-                shopify = ShopifyClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
-                rackbeat = RackbeatClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
+            async with httpx.AsyncClient(transport=httpx.MockTransport(sims.route)) as http:
+                shopify, rackbeat = sims.clients(settings, http)
                 services = Services(settings, store, http, shopify, rackbeat, Metrics())
                 shutdown = Shutdown()
                 flow = CountingOrders(
@@ -193,24 +183,18 @@ async def measure_burst(orders: int = DEFAULT_ORDERS) -> dict[str, Any]:
 async def measure_catch_up(orders: int = DEFAULT_ORDERS) -> dict[str, Any]:
     """Page ``orders`` month-old orders from Shopify as a far-back catch-up does, under the
     Standard plan's cost bucket; count requests and simulated seconds."""
-    clock = SimClock(datetime(2026, 10, 1, 10, 0, tzinfo=UTC))
-
-    async def sleep(seconds: float) -> None:
-        clock.advance(seconds)
-
-    shopify_sim, _ = seeded_sims(clock, CATALOGUE, stock=10_000)
+    sims = Sims(datetime(2026, 10, 1, 10, 0, tzinfo=UTC))
+    sims.seed(CATALOGUE, stock=10_000)
+    clock, shopify_sim = sims.clock, sims.shopify
     since = clock.now()
     for n in range(orders):
         shopify_sim.sell(f"SKU-{n % CATALOGUE:05}", 1 + n % 2, email=f"buyer{n % 50}@example.com")
     clock.advance(timedelta(days=30).total_seconds())
 
-    async def route(request: httpx.Request) -> httpx.Response:
-        return await shopify_sim.handle(request)
-
     with tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(Path(tmp) / "sync.db")
-        async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
-            shopify = ShopifyClient.from_settings(settings, http, sleep=sleep, clock=clock.monotonic)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(shopify_sim.handle)) as http:
+            shopify, _ = sims.clients(settings, http)
             shopify_sim.reset_requests()
             started = clock.monotonic()
             read = 0

@@ -172,7 +172,7 @@ import structlog
 from daemon.config import Settings, StockFigure
 from daemon.demand import OrderDemand
 from daemon.errors import FatalError, NotFoundError, WaitingError
-from daemon.index import SkuIndex
+from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
 from daemon.progress import Progress
 from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
@@ -438,6 +438,11 @@ class _Tail:
     #: decision is not in the ledger yet (read again)
     refreshed: set[str] = field(default_factory=set)
     unsettled: set[str] = field(default_factory=set)
+
+
+def _single_items(rows: Mapping[str, Sequence[IndexEntry]]) -> dict[str, str | None]:
+    """SKU → inventory item of the SKUs on exactly one Shopify variant (``by_sku`` rows)."""
+    return {sku: r[0].inventory_item_id for sku, r in rows.items() if len(r) == 1}
 
 
 def _sort(
@@ -773,7 +778,7 @@ class StockFlow:
         del looking
         if not dry_run:
             await self._note_rackbeat_only(only)
-            singles = await self._single_items(sorted(memory.reread))
+            singles = _single_items(await self.index.by_sku(sorted(memory.reread)))
             gone = {sku for sku in memory.reread if sku not in totals or sku not in singles}
             if gone:  # no longer a single item in both systems: nothing to read first
                 async with self.store.transaction() as tx:
@@ -1083,7 +1088,7 @@ class StockFlow:
         for start in range(0, len(numbers), LOOKUP_CHUNK):
             chunk = numbers[start : start + LOOKUP_CHUNK]
             rows = await self.index.by_sku(chunk)
-            singles = {sku: r[0].inventory_item_id for sku, r in rows.items() if len(r) == 1}
+            singles = _single_items(rows)
             ledger = await self._ledger(location, [i for i in singles.values() if i is not None])
             for sku in chunk:
                 if sku not in rows:
@@ -1128,11 +1133,6 @@ class StockFlow:
                 yield _Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed)
         if unknown:
             self.log.debug("stock.figure_unknown", count=unknown)
-
-    async def _single_items(self, skus: Sequence[str]) -> dict[str, str | None]:
-        """SKU → inventory item of those of ``skus`` on exactly one Shopify variant."""
-        rows = await self.index.by_sku(skus)
-        return {sku: r[0].inventory_item_id for sku, r in rows.items() if len(r) == 1}
 
     # --- the ledgers ----------------------------------------------------------------------------------
 
