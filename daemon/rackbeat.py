@@ -1313,6 +1313,20 @@ class RackbeatClient:
         """
         await self._call("DELETE", f"orders/{_segment(number)}")
 
+    # --- reads for ``check --live`` -----------------------------------------------------------
+
+    async def read_raw(
+        self, *segments: str, params: Mapping[str, str] | None = None
+    ) -> tuple[int, JSONObject]:
+        """``GET`` one page or record exactly as Rackbeat answers it: (HTTP status, JSON body).
+
+        ``segments`` are path parts, each percent-encoded once (a SKU with ``/`` is one
+        part). Budgeted and retried like every request; a 404 raises NotFoundError. For
+        :mod:`daemon.live_check`, which checks the shapes the other methods assume.
+        """
+        path = "/".join(_segment(part) for part in segments)
+        return await self._exchange("GET", path, params=params)
+
     # --- internals: lists ------------------------------------------------------------------------
 
     async def _pages(
@@ -1383,14 +1397,30 @@ class RackbeatClient:
         :func:`_segment`. ``missing`` says what a 404 means: a record that does not exist
         (NotFoundError) or a base URL that is wrong (ConfigError).
         """
+        _, body = await self._exchange(
+            method, path, params=params, json=json, replay_safe=replay_safe, missing=missing
+        )
+        return body
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: JSONObject | None = None,
+        replay_safe: bool = True,
+        missing: Missing = "record",
+    ) -> tuple[int, JSONObject]:
+        """:meth:`_call`, with the HTTP status of the answer."""
         what = f"{method} /{path}"
         url = f"{self._base_url}/{path}"
 
-        async def attempt() -> JSONObject:
+        async def attempt() -> tuple[int, JSONObject]:
             await self._await_budget()
             self.requests += 1
             response = await self._send(method, url, what, params=params, json=json)
-            return self._interpret(response, what, missing)
+            return response.status_code, self._interpret(response, what, missing)
 
         return await self._retry.run(what, attempt, replay_safe=replay_safe)
 
