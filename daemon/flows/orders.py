@@ -297,7 +297,8 @@ class OrdersFlow:
         async with self.lock:
             refusal = await self._gate()
             try:
-                applied = await self._cycle()
+                applied = await self._release_held() if refusal is None else 0
+                applied += await self._cycle()
             except RetriableError:
                 self._failing = True
                 raise
@@ -317,7 +318,7 @@ class OrdersFlow:
         """Ask the :class:`~daemon.live_check.ReferenceGate`: the refusal that holds this
         cycle's orders (as "waiting", their units held), or None. With
         ``SYNC_ORDERS_UNPROVEN_REFERENCE=warn`` a refusal is logged and orders go on; once
-        the search is confirmed, the orders held earlier are read again and imported."""
+        the search is confirmed, :meth:`_release_held` imports the orders held earlier."""
         refusal = await self.gate.refusal() if self.gate is not None else None
         warn = (
             refusal is not None
@@ -332,14 +333,18 @@ class OrdersFlow:
             self._held = HELD
             return refusal
         self._held = None
+        return None
+
+    async def _release_held(self) -> int:
+        """Import the orders the gate held (they wait for no change in Shopify); how many."""
         rows = await self.store.fetchall(
             "SELECT order_id FROM order_ledger WHERE shop = ? AND state = 'waiting' AND note = ?",
             (self.store.shop, f"waiting for {HELD}"),
         )
-        if rows:
-            for order in await self.shopify.orders_by_ids([str(row[0]) for row in rows]):
-                await self.apply(order)
-        return None
+        if not rows:
+            return 0
+        orders = await self.shopify.orders_by_ids([str(row[0]) for row in rows])
+        return sum([await self.apply(order) for order in orders])
 
     async def _cycle(self) -> int:
         cursor = await self._cursor()
