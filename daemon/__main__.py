@@ -147,7 +147,10 @@ def _settings(command: str, out: TextIO) -> Account | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and args.json and not args.live:
+        parser.error("check: --json goes with --live")
     err = sys.stderr
     if args.command == "demo":
         from daemon.demo import run_demo  # noqa: PLC0415  # only the demo needs the simulators

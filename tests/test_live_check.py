@@ -33,7 +33,7 @@ from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import REFUTABLE, RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
 from daemon.sim.shopify import DEFAULT_SCOPES
-from tests.harness import World, apis_on_loopback, make_world
+from tests.harness import World, add_shop, apis_on_loopback, first_shop, make_world
 from tests.test_process import clean_env
 
 pytestmark = pytest.mark.anyio
@@ -143,7 +143,33 @@ async def test_a_missing_scope_is_named(tmp_path: Path, shopify_schema: GraphQLS
         assert {r.fact for r in report.blocking} == {ACCESS_SCOPES}
 
 
+async def test_several_shops_prove_rackbeat_once_and_shopify_per_shop(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(tmp_path, validate_schema=shopify_schema) as w:
+        seed(w.rackbeat)
+        a, b = first_shop(w), add_shop(w)
+        b.sim.scopes = DEFAULT_SCOPES.replace(",write_inventory", "")
+        w.rackbeat.reset_counts()
+        report = await live_check(
+            w.rackbeat_client,
+            [(s.alias, s.settings, s.shopify) for s in (a, b)],
+            now=w.clock.now(),
+        )
+        facts = [(r.shop, r.fact) for r in report.results]
+        assert facts == [(None, f) for f in RACKBEAT_FACTS] + [
+            (alias, f) for alias in ("a", "b") for f in SHOPIFY_FACTS
+        ]
+        assert [(r.shop, r.fact) for r in report.blocking] == [("b", ACCESS_SCOPES)]
+        assert "[b] access_scopes: the app lacks write_inventory" in _printed(report)
+        assert report.requests == {"rackbeat": sum(w.rackbeat.requests.values()), "shopify": 2}
+
+
 # --- the gate in `run` -----------------------------------------------------------------------
+
+
+def outcome_of(gate: ReferenceGate) -> Outcome | None:
+    return None if gate.result is None else gate.result.outcome
 
 
 def gated_flow(w: World, gate: ReferenceGate, **settings: Any) -> OrdersFlow:
@@ -207,7 +233,7 @@ async def test_warn_imports_despite_a_refuted_search(tmp_path: Path, shopify_sch
         w.shopify_sim.sell("MUG-1", 1)
         w.tick(60)
         assert await flow.run_once() == 1
-        assert gate.result is not None and gate.result.outcome is Outcome.REFUTED
+        assert outcome_of(gate) is Outcome.REFUTED
 
 
 async def test_a_new_account_imports_and_probes_again_after_the_first_order(
@@ -220,14 +246,14 @@ async def test_a_new_account_imports_and_probes_again_after_the_first_order(
         gate = ReferenceGate(w.rackbeat_client, clock=w.clock.monotonic)
         flow = gated_flow(w, gate)
         await flow.run_once()
-        assert gate.result is not None and gate.result.outcome is Outcome.UNKNOWN
+        assert outcome_of(gate) is Outcome.UNKNOWN
         w.tick(1)
         w.shopify_sim.sell("MUG-1", 1)
         w.tick(60)
         assert await flow.run_once() == 1, "unknown does not block a new account"
         w.tick(60)
         await flow.run_once()
-        assert gate.result.outcome is Outcome.CONFIRMED, "the first imported order proved the search"
+        assert outcome_of(gate) is Outcome.CONFIRMED, "the first imported order proved the search"
 
 
 # --- the command -------------------------------------------------------------------------------

@@ -295,8 +295,8 @@ class OrdersFlow:
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
-            refusal = await self._gate()
             try:
+                refusal = await self._gate()
                 applied = await self._release_held() if refusal is None else 0
                 applied += await self._cycle()
             except RetriableError:
