@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -40,7 +40,7 @@ import structlog
 
 from daemon import rackbeat as rb
 from daemon import shopify_documents as docs
-from daemon.config import Account, ProductPriority, Settings, Shop
+from daemon.config import Account, ProductPriority, Settings, Shop, StockFigure
 from daemon.errors import ConfigError, FatalError, MalformedResponse, NotFoundError
 from daemon.rackbeat import Customer, Order, RackbeatClient
 from daemon.shopify import ShopifyClient, location_gid
@@ -165,15 +165,36 @@ async def _page(client: RackbeatClient, path: str, key: str, **params: str | int
     return _Page(status, body, key)
 
 
-def _int(value: Any) -> int | None:
-    """A count from an envelope (``pages``, ``limit``, ``total``), None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+async def _recent_orders(client: RackbeatClient) -> list[Mapping[str, Any]]:
+    """The newest :data:`RECENT_ORDERS` orders (one page)."""
+    page = await _page(
+        client, "orders", "orders", limit=RECENT_ORDERS, order_by="created_at", order_direction="DESC"
+    )
+    return [o for o in page.items if isinstance(o, Mapping)]
+
+
+def _carries(
+    fact: str,
+    what: str,
+    *,
+    records: Sequence[Mapping[str, Any]],
+    wanted: Sequence[str],
+    either: tuple[str, str],
+    parse: Callable[[Any], object],
+    action: str,
+) -> Result:
+    """Whether every sampled record has each ``wanted`` field and one of ``either``, and reads
+    with ``parse`` (the record's ``from_json``; a MalformedResponse is the caller's finding)."""
+    if not records:
+        return _unknown(fact, f"no {what} yet", f"run again once Rackbeat has {what}")
+    missing = sorted({name for record in records for name in wanted if name not in record})
+    if not all(either[0] in record or either[1] in record for record in records):
+        missing.append("/".join(either))
+    for record in records:
+        parse(record)
+    if missing:
+        return _refuted(fact, f"{what} lack {', '.join(missing)}", action, load_bearing=True)
+    return _confirmed(fact, f"{len(records)} {what} carry every field read", f"{what} read as assumed")
 
 
 def _mentions(raw: Any, text: str) -> bool:
@@ -188,23 +209,15 @@ class _RackbeatProbes:
         self.client = client
         self.shops = shops
         self.now = now
-        self.products: list[Any] = []
-        self.orders: list[Any] = []
+        self.products: list[Mapping[str, Any]] = []
+        self.orders: list[Mapping[str, Any]] = []
 
     async def run(self) -> list[Result]:
         limits = await _page(self.client, "products", "products", fields="number", limit=LIMIT_PROBE)
         sample = await _page(self.client, "products", "products", limit=SAMPLE)
-        recent = await _page(
-            self.client,
-            "orders",
-            "orders",
-            limit=RECENT_ORDERS,
-            order_by="created_at",
-            order_direction="DESC",
-        )
         self.products = [p for p in sample.items if isinstance(p, Mapping)]
-        self.orders = [o for o in recent.items if isinstance(o, Mapping)]
-        probes: list[Callable[[], Any]] = [
+        self.orders = await _recent_orders(self.client)
+        probes: list[Callable[[], Awaitable[Result]]] = [
             self.reference_search,
             self.customer_email_search,
             lambda: self.list_envelope(limits),
@@ -297,7 +310,7 @@ class _RackbeatProbes:
                 "lists end at the first short page (one request more per list at most)",
                 load_bearing=False,
             )
-        pages = _int(page.body.get("pages"))
+        pages = rb.envelope_count(page.body.get("pages"))
         if pages is not None and pages > 1 and page.status != 206:
             return _refuted(
                 fact,
@@ -312,13 +325,15 @@ class _RackbeatProbes:
 
     async def page_limit(self, page: _Page) -> Result:
         fact = PAGE_LIMIT
-        echoed = _int(page.body.get("limit"))
-        pages = _int(page.body.get("pages"))
+        echoed = rb.envelope_count(page.body.get("limit"))
+        pages = rb.envelope_count(page.body.get("pages"))
         largest = echoed
         if largest is None and pages is not None and pages > 1:
             largest = len(page.items)  # a full page at the server's cap
         if largest is None:
-            return _unknown(fact, "no limit echoed and one page only", "pages of rb.PAGE_LIMIT are asked for")
+            return _unknown(
+                fact, "no limit echoed and one page only", f"pages of {self.client.page_limit} are asked for"
+            )
         largest = min(largest, LIMIT_PROBE)
         ours = self.client.page_limit
         if largest < ours:
@@ -339,7 +354,7 @@ class _RackbeatProbes:
             self.client, path, path, limit=1, fields="number", **params(self.now + timedelta(days=1))
         )
         if future.items:
-            total = _int(future.body.get("total"))
+            total = rb.envelope_count(future.body.get("total"))
             ignored = "the filter is ignored"
             if path == "products":
                 action = "every product counts as changed: more reads, nothing missed"
@@ -365,57 +380,43 @@ class _RackbeatProbes:
     # --- fields ---
 
     async def product_fields(self) -> Result:
-        fact = PRODUCT_FIELDS
-        if not self.products:
-            return _unknown(fact, "no products yet", "run again once the catalogue is in Rackbeat")
-        wanted = set(rb.STOCK_FIELDS) | (set(rb.PRODUCT_FIELDS) - {"group", "group_id"})
-        missing = sorted({f for p in self.products for f in wanted if f not in p})
-        if not any("group" in p or "group_id" in p for p in self.products):
-            missing.append("group/group_id")
-        for product in self.products:
-            rb.Product.from_json(product)
-        if missing:
-            return _refuted(
-                fact,
-                f"products lack {', '.join(missing)}",
-                "stock or product fields would read as unknown: fix Product.from_json() / STOCK_FIELDS",
-                load_bearing=True,
-            )
-        return _confirmed(
-            fact, f"{len(self.products)} products carry every field read", "products read as assumed"
+        wanted = {*rb.STOCK_FIELDS, *rb.PRODUCT_FIELDS} - {"group", "group_id"}
+        return _carries(
+            PRODUCT_FIELDS,
+            "products",
+            records=self.products,
+            wanted=sorted(wanted),
+            either=("group", "group_id"),
+            parse=rb.Product.from_json,
+            action="stock or product fields would read as unknown: fix Product.from_json() / STOCK_FIELDS",
         )
 
     async def order_fields(self) -> Result:
-        fact = ORDER_FIELDS
-        if not self.orders:
-            return _unknown(fact, "no orders yet", "run again after the first orders")
-        wanted = (
+        wanted = [
             "number",
             "your_reference",
             "is_booked",
             "is_ready_for_shipping",
             "is_shipped",
             "is_cancelled",
-        )
-        missing = sorted({f for o in self.orders for f in wanted if f not in o})
-        if not all("customer_id" in o or isinstance(o.get("customer"), Mapping) for o in self.orders):
-            missing.append("customer_id")
-        for order in self.orders:
-            Order.from_json(order)
-        if missing:
-            return _refuted(
-                fact,
-                f"orders lack {', '.join(missing)}",
-                "a missing flag reads as false (an order's state would be misread): fix Order.from_json()",
-                load_bearing=True,
-            )
-        return _confirmed(
-            fact, f"{len(self.orders)} orders carry every field read", "order states read as assumed"
+        ]
+        return _carries(
+            ORDER_FIELDS,
+            "orders",
+            records=self.orders,
+            wanted=wanted,
+            either=("customer_id", "customer"),
+            parse=Order.from_json,
+            action="a missing flag reads as false (an order's state would be misread): fix Order.from_json()",
         )
 
     async def location_stock(self) -> Result:
         fact = LOCATION_STOCK
-        listed = any(s.sync_stock and s.location_numbers is not None for s in self.shops)
+        # read per location only for S10 lists of the available figure
+        listed = any(
+            s.sync_stock and s.location_numbers is not None and s.sync_stock_figure is StockFigure.AVAILABLE
+            for s in self.shops
+        )
         action_refuted = (
             "SYNC_LOCATIONS lists locations: per-location stock cannot be read; use SYNC_LOCATIONS=all"
             if listed
@@ -569,10 +570,7 @@ async def probe_reference_search(
     fact = REFERENCE_SEARCH
     action = "orders are held (SYNC_ORDERS_UNPROVEN_REFERENCE=refuse): a crash could make a duplicate"
     if recent is None:
-        page = await _page(
-            client, "orders", "orders", limit=RECENT_ORDERS, order_by="created_at", order_direction="DESC"
-        )
-        recent = [o for o in page.items if isinstance(o, Mapping)]
+        recent = await _recent_orders(client)
     known = next(
         (o for o in map(Order.from_json, recent) if o.your_reference and o.your_reference.strip()),
         None,

@@ -77,7 +77,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import anyio
 import httpx
@@ -126,6 +126,7 @@ __all__ = [
     "customer_body",
     "customer_email_matches",
     "customer_search_params",
+    "envelope_count",
     "format_timestamp",
     "number_taken",
     "number_text",
@@ -949,7 +950,9 @@ def _validation_fields(body: Any) -> dict[str, list[str]]:
     return fields
 
 
-def _count(value: Any) -> int | None:
+def envelope_count(value: Any) -> int | None:
+    """A count of a list envelope (``pages``, ``limit``, ``total``): an int, a digit string or an
+    integral float; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -978,6 +981,15 @@ def _items(body: Mapping[str, Any], key: str, what: str) -> list[JSONObject]:
 
 
 Missing = Literal["record", "config"]
+
+
+class _Sending(TypedDict, total=False):
+    """How :meth:`RackbeatClient._exchange` sends a request (its keyword arguments)."""
+
+    params: Mapping[str, str] | None
+    json: JSONObject | None
+    replay_safe: bool
+    missing: Missing
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -1351,12 +1363,12 @@ class RackbeatClient:
             query = {**(params or {}), "page": str(page), "limit": str(self.page_limit)}
             body = await self._call("GET", path, params=query, missing=missing)
             items = _items(body, envelope, what)
-            echoed = _count(body.get("limit"))
+            echoed = envelope_count(body.get("limit"))
             if echoed is not None and echoed != self.echoed_limit:
                 if echoed != self.page_limit:
                     log.info("rackbeat.page_limit_capped", request=what, asked=self.page_limit, echoed=echoed)
                 self.echoed_limit = echoed
-            pages = _count(body.get("pages"))
+            pages = envelope_count(body.get("pages"))
             if on_total is not None and page == 1 and pages is not None:
                 on_total(pages * (echoed or self.page_limit))
             yield items
@@ -1381,25 +1393,9 @@ class RackbeatClient:
 
     # --- internals: sending ----------------------------------------------------------------------
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: JSONObject | None = None,
-        replay_safe: bool = True,
-        missing: Missing = "record",
-    ) -> JSONObject:
-        """Send one request (budgeted, retried) and return the decoded JSON object.
-
-        ``path`` is relative to the base URL with its numbers already encoded by
-        :func:`_segment`. ``missing`` says what a 404 means: a record that does not exist
-        (NotFoundError) or a base URL that is wrong (ConfigError).
-        """
-        _, body = await self._exchange(
-            method, path, params=params, json=json, replay_safe=replay_safe, missing=missing
-        )
+    async def _call(self, method: str, path: str, **options: Unpack[_Sending]) -> JSONObject:
+        """:meth:`_exchange` without the HTTP status: the decoded JSON object."""
+        _, body = await self._exchange(method, path, **options)
         return body
 
     async def _exchange(
@@ -1412,7 +1408,12 @@ class RackbeatClient:
         replay_safe: bool = True,
         missing: Missing = "record",
     ) -> tuple[int, JSONObject]:
-        """:meth:`_call`, with the HTTP status of the answer."""
+        """Send one request (budgeted, retried): the HTTP status and the decoded JSON object.
+
+        ``path`` is relative to the base URL with its numbers already encoded by
+        :func:`_segment`. ``missing`` says what a 404 means: a record that does not exist
+        (NotFoundError) or a base URL that is wrong (ConfigError).
+        """
         what = f"{method} /{path}"
         url = f"{self._base_url}/{path}"
 

@@ -16,8 +16,6 @@ import anyio
 import pytest
 from graphql import GraphQLSchema
 
-from daemon.config import UnprovenReferencePolicy
-from daemon.flows.orders import OrdersFlow
 from daemon.live_check import (
     ACCESS_SCOPES,
     FACTS,
@@ -33,7 +31,7 @@ from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import REFUTABLE, RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
 from daemon.sim.shopify import DEFAULT_SCOPES
-from tests.harness import World, add_shop, apis_on_loopback, first_shop, make_world
+from tests.harness import World, add_shop, apis_on_loopback, first_shop, make_world, orders_flow
 from tests.test_process import clean_env
 
 pytestmark = pytest.mark.anyio
@@ -172,24 +170,10 @@ def outcome_of(gate: ReferenceGate) -> Outcome | None:
     return None if gate.result is None else gate.result.outcome
 
 
-def gated_flow(w: World, gate: ReferenceGate, **settings: Any) -> OrdersFlow:
-    chosen = w.settings.model_copy(update=settings) if settings else w.settings
-    return OrdersFlow(
-        chosen,
-        w.store,
-        w.shopify,
-        w.rackbeat_client,
-        metrics=w.metrics,
-        shutdown=w.shutdown,
-        clock=w.clock.now,
-        gate=gate,
-    )
-
-
 @asynccontextmanager
-async def gated_world(tmp_path: Path, schema: GraphQLSchema) -> AsyncIterator[World]:
+async def gated_world(tmp_path: Path, schema: GraphQLSchema, **settings: Any) -> AsyncIterator[World]:
     async with make_world(
-        tmp_path, validate_schema=schema, rackbeat_options={"refute": {"reference_search"}}
+        tmp_path, validate_schema=schema, rackbeat_options={"refute": {"reference_search"}}, settings=settings
     ) as w:
         seed(w.rackbeat)
         w.rackbeat.add_product("MUG-1", stock=10)
@@ -203,7 +187,7 @@ async def test_refuted_reference_search_holds_orders_until_confirmed(
 ) -> None:
     async with gated_world(tmp_path, shopify_schema) as w:
         gate = ReferenceGate(w.rackbeat_client, clock=w.clock.monotonic)
-        flow = gated_flow(w, gate)
+        flow = orders_flow(w, gate)
         with pytest.raises(UnprovenReference):
             await flow.run_once()  # the first start: the cursor is "now"
         w.tick(1)
@@ -225,9 +209,9 @@ async def test_refuted_reference_search_holds_orders_until_confirmed(
 
 
 async def test_warn_imports_despite_a_refuted_search(tmp_path: Path, shopify_schema: GraphQLSchema) -> None:
-    async with gated_world(tmp_path, shopify_schema) as w:
+    async with gated_world(tmp_path, shopify_schema, sync_orders_unproven_reference="warn") as w:
         gate = ReferenceGate(w.rackbeat_client, clock=w.clock.monotonic)
-        flow = gated_flow(w, gate, sync_orders_unproven_reference=UnprovenReferencePolicy.WARN)
+        flow = orders_flow(w, gate)
         await flow.run_once()
         w.tick(1)
         w.shopify_sim.sell("MUG-1", 1)
@@ -244,7 +228,7 @@ async def test_a_new_account_imports_and_probes_again_after_the_first_order(
         w.rackbeat.add_product("frakt", name="Frakt")
         w.shopify_sim.add_product("Mug", [{"sku": "MUG-1", "price": "100.00"}])
         gate = ReferenceGate(w.rackbeat_client, clock=w.clock.monotonic)
-        flow = gated_flow(w, gate)
+        flow = orders_flow(w, gate)
         await flow.run_once()
         assert outcome_of(gate) is Outcome.UNKNOWN
         w.tick(1)

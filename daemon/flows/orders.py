@@ -10,11 +10,13 @@ The ledger state machine, one row per Shopify order::
 
     seen ─► customer ─► draft ─► booked ─► shipment ─► done
      │ ▲                  (S1=draft: done after draft; S1=booked: done after booked)
-     │ └─ waiting      (SYNC_ORDER_TRIGGER not met yet: paid, or fulfilled in Shopify)
+     │ └─ waiting      (SYNC_ORDER_TRIGGER not met yet: paid, or fulfilled in Shopify; or
+     │                  held while Rackbeat's reference search is refuted: :data:`HELD`)
      └─► skipped      (a test order, cancelled before import, or created before the start)
 
 A waiting order keeps its demand in the ledger, so the stock flow holds its units; it is
-read again when Shopify changes it (paid, fulfilled, cancelled: then skipped).
+read again when Shopify changes it (paid, fulfilled, cancelled: then skipped), a held one
+also once the search is proven.
 
 Which orders: those created from the import start on — ``SYNC_ORDERS_SINCE`` or the
 moment of the first start, stored in the DB on the first start. An older order that
@@ -124,10 +126,10 @@ FLOW = "orders"
 OVERLAP = timedelta(minutes=5)
 
 #: ledger states in order; an order is finished in "done" or "skipped"
-#: what an order held by the :class:`~daemon.live_check.ReferenceGate` waits for (its note)
-HELD = "a proven reference search in Rackbeat (SYNC_ORDERS_UNPROVEN_REFERENCE=refuse; see check --live)"
 STATES = ("seen", "waiting", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
+#: what an order held by the :class:`~daemon.live_check.ReferenceGate` waits for (its note)
+HELD = "a proven reference search in Rackbeat (SYNC_ORDERS_UNPROVEN_REFERENCE=refuse; see check --live)"
 #: a cycle whose cursor is further behind than this reports its progress (order counts, rate)
 CATCH_UP_PROGRESS = timedelta(hours=1)
 #: the cursors-table key of the import start (orders created before it are skipped)
