@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="validate the settings, and reach both APIs",
         description="Validate the settings; without --offline also authenticate against both APIs and verify "
-        "that the configured Rackbeat numbers (S3, S5, S8, S10, S11, S15) exist.",
+        "that the configured Rackbeat numbers (S3, S5, S8, S10, S11, S15) exist. With --live instead, prove "
+        "each Rackbeat assumption and each Shopify scope on the live accounts, read-only.",
     )
     mode = check.add_mutually_exclusive_group()
     mode.add_argument("--offline", action="store_true", help="only validate the settings")

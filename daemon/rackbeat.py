@@ -22,7 +22,8 @@ live API is a one-line fix:
 :func:`available_at_locations`, :func:`available_entry` and :func:`weight_unit`. One
 lives in the settings: the ``vat_zone`` values are :class:`daemon.config.VatZone`. The
 README section "Rackbeat API assumptions" has one row per function; a test keeps the two
-lists equal.
+lists equal. ``check --live`` (:mod:`daemon.live_check`) proves them, read-only, on a live
+account, through these same functions.
 
 Return values
 -------------

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from graphql import GraphQLSchema
 
+from daemon.__main__ import main
 from daemon.live_check import (
     ACCESS_SCOPES,
     FACTS,
@@ -275,3 +276,11 @@ async def test_check_live_json_as_a_process(tmp_path: Path) -> None:
     assert "ignores the text" in by_fact["reference_search"]["seen"]
     assert all(by_fact[f]["outcome"] == "confirmed" for f in SHOPIFY_FACTS)
     assert document["exit"] == 78
+
+
+def test_json_goes_with_live(capsys: pytest.CaptureFixture[str]) -> None:
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["check", "--json"])
+    assert stopped.value.code == 2
+    assert "--json goes with --live" in capsys.readouterr().err

@@ -29,6 +29,9 @@ invented beyond them:
   makes it ignore them and the ``updated_at`` range, as a live API might;
 * ``DELETE /orders/{number}`` removes a draft (204, no body; later reads are 404) and
   refuses a booked order with 422;
+* ``refute={...}`` (:data:`REFUTABLE`): the account behaves otherwise than the reference
+  assumes, one setting per fact of :mod:`daemon.live_check` (the search ignores
+  ``your_reference``, ``limit`` capped lower, fields renamed, numbers as floats …);
 * a per-minute request limit answered with 429 and ``Retry-After``; faults from
   :class:`~daemon.sim.faults.Faults` (5xx, 429 bursts, truncated bodies, delay; a cost
   throttle is a 429 here too).
@@ -370,14 +373,12 @@ class RackbeatSimulator:
         request_log_size: int = 1000,
         refute: Iterable[str] = (),
     ) -> None:
-        """``refute`` names facts of :data:`REFUTABLE` this account behaves otherwise on."""
+        """``refute`` names facts of :data:`REFUTABLE` this account behaves otherwise on
+        (:attr:`refute` may be changed later: the account then behaves as assumed again)."""
         self.refute = frozenset(refute)
         unknown = self.refute - REFUTABLE
         if unknown:
             raise ValueError(f"cannot refute {sorted(unknown)}; choose from {sorted(REFUTABLE)}")
-        if "page_limit" in self.refute:
-            max_limit = min(max_limit, 50)
-        ignore_order_filters = ignore_order_filters or "orders_updated_from" in self.refute
         self.token = token
         self.now = now
         self.monotonic = monotonic
@@ -1265,7 +1266,7 @@ class RackbeatSimulator:
         chosen = list(self._orders.values())
         if "reference_search" in self.refute:
             params = params.remove("search")
-        if self.ignore_order_filters:
+        if self.ignore_order_filters or "orders_updated_from" in self.refute:
             for name in ("updated_at_from", "updated_at_to"):
                 params = params.remove(name)
         else:
@@ -1327,7 +1328,8 @@ class RackbeatSimulator:
         *,
         view: Callable[[Any], JSONObject] | None = None,
     ) -> httpx.Response:
-        limit = min(max(_int_param(params.get("limit"), self.default_limit), 1), self.max_limit)
+        cap = min(self.max_limit, 50) if "page_limit" in self.refute else self.max_limit
+        limit = min(max(_int_param(params.get("limit"), self.default_limit), 1), cap)
         page = max(_int_param(params.get("page"), 1), 1)
         total = len(rows)
         pages = max(1, math.ceil(total / limit))
