@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from graphql import GraphQLSchema
 
 from daemon.__main__ import main
+from daemon.flows.orders import OrdersFlow
+from daemon.health import HealthApp
 from daemon.live_check import (
     ACCESS_SCOPES,
     FACTS,
@@ -28,6 +31,8 @@ from daemon.live_check import (
     UnprovenReference,
     live_check,
 )
+from daemon.runner import Runner
+from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import DEFAULT_TOKEN as RACKBEAT_TOKEN
 from daemon.sim.rackbeat import REFUTABLE, RackbeatSimulator
 from daemon.sim.shopify import DEFAULT_ACCESS_TOKEN as SHOPIFY_TOKEN
@@ -284,3 +289,43 @@ def test_json_goes_with_live(capsys: pytest.CaptureFixture[str]) -> None:
         main(["check", "--json"])
     assert stopped.value.code == 2
     assert "--json goes with --live" in capsys.readouterr().err
+
+
+class OneCycle:
+    """The gated orders flow for one runner cycle; the daemon stops after it."""
+
+    name = "orders"
+
+    def __init__(self, flow: OrdersFlow, shutdown: Shutdown) -> None:
+        self.flow, self.shutdown = flow, shutdown
+
+    async def run_once(self) -> int:
+        try:
+            return await self.flow.run_once()
+        finally:
+            self.shutdown.request()
+
+
+async def test_health_fails_with_the_reason_while_orders_are_held(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with gated_world(tmp_path, shopify_schema) as w:
+        gate = ReferenceGate(w.rackbeat_client, clock=w.clock.monotonic)
+        runner = Runner(
+            [OneCycle(orders_flow(w, gate), w.shutdown)],
+            store=w.store,
+            metrics=w.metrics,
+            poll_seconds=60,
+            shutdown=w.shutdown,
+        )
+        with anyio.fail_after(10):
+            await runner.run()
+        response = await HealthApp(runner, w.store, w.metrics, "test").handle(
+            httpx.Request("GET", "http://h/healthz")
+        )
+        document = json.loads(response.content)
+        assert response.status_code == 503
+        assert document["status"] == "fail"
+        [check] = document["checks"]["orders:lag"]
+        assert "orders are held, not imported" in check["output"]
+        assert "search by your_reference is refuted" in check["output"]
