@@ -41,7 +41,7 @@ import structlog
 from daemon import rackbeat as rb
 from daemon import shopify_documents as docs
 from daemon.config import Account, ProductPriority, Settings, Shop, StockFigure
-from daemon.errors import ConfigError, FatalError, MalformedResponse, NotFoundError
+from daemon.errors import ConfigError, MalformedResponse, NotFoundError
 from daemon.rackbeat import Customer, Order, RackbeatClient
 from daemon.shopify import ShopifyClient, location_gid
 
@@ -804,12 +804,6 @@ EVERY = 24 * 3600.0
 WHILE_REFUTED = 3600.0
 
 
-class UnprovenReference(FatalError):
-    """The orders flow holds orders: Rackbeat's reference search is refuted on this account."""
-
-    kind = "unproven_reference"
-
-
 class ReferenceGate:
     """The reference-search probe of ``run``, one per Rackbeat account (shared by every
     shop's orders flow): at the first cycle, then once a day, hourly while refuted.
@@ -893,7 +887,6 @@ __all__ = [
     "ReferenceGate",
     "Report",
     "Result",
-    "UnprovenReference",
     "check_live",
     "live_check",
     "needed_scopes",

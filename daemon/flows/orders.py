@@ -96,7 +96,7 @@ from daemon.errors import (
     ThrottledError,
     ValidationError,
 )
-from daemon.live_check import ReferenceGate, UnprovenReference
+from daemon.live_check import ReferenceGate
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
@@ -116,7 +116,7 @@ from daemon.reasons import advice_for
 from daemon.retry import settle_write
 from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
-from daemon.shutdown import Shutdown
+from daemon.shutdown import Shutdown, note_held
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 
 log = structlog.get_logger("daemon.flows.orders")
@@ -266,6 +266,8 @@ class OrdersFlow:
         self.gate = gate
         #: :data:`HELD` while the gate holds this cycle's orders (:meth:`_gate`), else None
         self._held: str | None = None
+        #: why the last cycle held its orders back (None: it did not)
+        self.refusal: str | None = None
         #: the refusal last logged under SYNC_ORDERS_UNPROVEN_REFERENCE=warn (log on change)
         self._warned: str | None = None
         self.settings = settings
@@ -311,9 +313,11 @@ class OrdersFlow:
                     self.log.info("orders.repeated_failures_woken", orders=woken)
             if self.gate is not None and applied:
                 self.gate.imported()
-            if refusal is not None:
-                # after the cycle: the held orders' units are in the ledger for the stock flow
-                raise UnprovenReference(f"orders are held, not imported: {refusal}")
+            #: the cycle succeeds (the stock flow's catch-up goes on: the held orders' units
+            #: are in the ledger) while /healthz fails with the reason
+            self.refusal = None if refusal is None else f"orders are held, not imported: {refusal}"
+            if self.refusal is not None:
+                note_held(self.refusal)
             return applied
 
     async def _gate(self) -> str | None:
