@@ -33,13 +33,17 @@ from daemon.errors import FatalError, SyncError
 from daemon.logs import scrub
 from daemon.metrics import Metrics
 from daemon.retry import backoff_delay
-from daemon.shutdown import RunningCycle, Shutdown, current_cycle
+from daemon.shutdown import CycleProgress, RunningCycle, Shutdown, current_cycle
 from daemon.store import Store
 
 log = structlog.get_logger("daemon.runner")
 
 #: how long a stopping daemon lets the write in flight finish
 STOP_GRACE = 8.0
+#: cycles in a row with work pending and none of it confirmed before a flow is stalled:
+#: ``warn`` on ``/healthz``, then ``fail`` (:attr:`FlowState.stalled`)
+STALL_WARN = 3
+STALL_FAIL = 6
 
 
 class CycleRequests(Protocol):
@@ -179,6 +183,11 @@ class FlowState:
     retrying_since: float | None = None
     #: until when that counts as failing right now (the last backoff's end plus a grace)
     retrying_until: float | None = None
+    #: the work the last cycle saw that the flow should be able to do, cycles in a row with
+    #: such work and none of it confirmed, and the flow's likely cause (:func:`note_progress`)
+    pending: int = 0
+    stalled: int = 0
+    stall_cause: str = ""
 
     def lag(self, now: float | None = None) -> float:
         """Seconds since the last successful cycle (or since start, before the first)."""
@@ -322,6 +331,7 @@ class Runner:
                     self._failed(state, bound, exc, "bug", fatal=False, traceback=True)
                 else:
                     self._succeeded(state, bound, applied)
+                    self._progressed(state, bound, cycle.progress)
                 finally:
                     current_cycle.reset(token)
                     state.attempting_since = state.retrying_since = state.retrying_until = None
@@ -396,6 +406,24 @@ class Runner:
             sdnotify.notify(f"STATUS={self.status_line()}")
         elif previous == "starting":
             sdnotify.notify(f"STATUS={self.status_line()}")
+
+    def _progressed(
+        self, state: FlowState, bound: structlog.stdlib.BoundLogger, progress: CycleProgress | None
+    ) -> None:
+        """Count the cycles in a row with work pending and none of it confirmed (a flow that
+        does not report its progress never stalls); say it once when it starts and ends."""
+        if progress is None:
+            return
+        was = state.stalled
+        state.pending, state.stall_cause = progress.pending, progress.cause
+        state.stalled = state.stalled + 1 if progress.pending and not progress.confirmed else 0
+        self.metrics.stalled.labels(shop=state.shop, flow=state.name).set(state.stalled)
+        if state.stalled == STALL_WARN:
+            bound.warning(
+                "flow.stalled", pending=state.pending, cycles=state.stalled, cause=state.stall_cause
+            )
+        elif was >= STALL_WARN and not state.stalled:
+            bound.info("flow.progressing", after_cycles=was)
 
     def _failed(
         self,

@@ -38,6 +38,19 @@ class RunningCycle:
     scope: anyio.CancelScope
     #: what the flow said of this cycle (:func:`note_cycle`), for the runner's ``flow.cycle`` line
     counts: dict[str, int | bool] = field(default_factory=dict)
+    #: the work the flow saw and what of it was confirmed (:func:`note_progress`; None: not said)
+    progress: CycleProgress | None = None
+
+
+@dataclass(frozen=True)
+class CycleProgress:
+    """One cycle's work: records the flow should be able to apply, and how many of them the
+    other side confirmed. Health counts the cycles with work pending and none confirmed."""
+
+    pending: int
+    confirmed: int
+    #: the most likely cause when nothing is confirmed for several cycles
+    cause: str
 
 
 #: the cycle the current task runs (None outside the runner's flow loops)
@@ -50,6 +63,16 @@ def note_cycle(**counts: int | bool) -> None:
     cycle = current_cycle.get()
     if cycle is not None:
         cycle.counts.update(counts)
+
+
+def note_progress(*, pending: int, confirmed: int, cause: str) -> None:
+    """Tell the runner how much work the cycle now running saw that the flow should be able
+    to do (``pending``) and how much of it was confirmed: several cycles with work pending
+    and none confirmed make the flow stalled on ``/healthz``, with ``cause`` as the likely
+    reason. A quiet cycle says ``pending=0``. Nothing outside a cycle."""
+    cycle = current_cycle.get()
+    if cycle is not None:
+        cycle.progress = CycleProgress(pending, confirmed, cause)
 
 
 class Shutdown:

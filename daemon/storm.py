@@ -1,0 +1,109 @@
+"""Error storms: when most records of a cycle fail the same way, the API is the problem.
+
+A 404 on a per-record path means "this record is gone" — reasonable for one product,
+wrong when every product of the cycle gets it: then the path (one of the Rackbeat facts
+we could not prove, :mod:`daemon.rackbeat`) is wrong, and treating each failure as a
+record problem would quietly stop the sync. A flow counts its per-record attempts and
+failures in a :class:`StormWatch` (the failures keyed by path template and how they
+failed: ``HTTP 404``, ``HTTP 422: <message>``, ``malformed <field>``); at the end of the
+cycle :meth:`StormWatch.storm` says whether one kind of failure took at least
+:data:`STORM_SHARE` of at least :data:`STORM_MIN` attempts. The flow then raises
+:class:`ApiProblem`: the runner fails the flow (``/healthz`` ``fail`` at once) with the
+path, the evidence and the ``check --live`` fact to run, while the failed records are
+neither parked nor marked — they go through on the first cycle after the cause is fixed.
+
+Fewer failures than that stay record problems, handled as the flow always did.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from daemon.errors import SyncError
+
+#: a storm needs at least this many attempts of the same kind in the cycle…
+STORM_MIN = 5
+#: …and this share of them failing the same way on the same path
+STORM_SHARE = 0.8
+#: records named as examples in the error
+EXAMPLES = 3
+
+#: the ``check --live`` fact that tests each path template (the ids of daemon.live_check)
+FACTS = {
+    "/items/{n}/locations/available": "location_stock",
+    "/products/{n}/locations": "location_stock",
+    "/products/{n}": "product_fields",
+    "/orders/{n}": "order_fields",
+    "/orders/{n}/shipments": "shipment_shape",
+    "/customers": "customer_email_search",
+}
+
+
+@dataclass(frozen=True)
+class Storm:
+    """One kind of failure that took most of a cycle's records."""
+
+    path: str
+    failure: str
+    failed: int
+    attempts: int
+    examples: tuple[str, ...]
+
+    @property
+    def fact(self) -> str | None:
+        """The ``check --live`` fact that tests :attr:`path` (None when there is none)."""
+        return FACTS.get(self.path)
+
+    def message(self) -> str:
+        """What the runner shows on ``/healthz``, in the log and in ``status``."""
+        examples = ", ".join(self.examples)
+        check = f"; run `rackbeat-shopify check --live` (fact {self.fact})" if self.fact else ""
+        return (
+            f"{self.failure} on {self.path} for {self.failed} of {self.attempts} records this cycle "
+            f"(e.g. {examples}): an API problem, not the records; nothing parked, they go through "
+            f"once it is fixed{check}"
+        )
+
+
+class ApiProblem(SyncError):
+    """Most records of a cycle failed the same way on the same path (:class:`Storm`)."""
+
+    kind = "api_problem"
+
+    def __init__(self, storm: Storm) -> None:
+        super().__init__(storm.message())
+        self.storm = storm
+
+
+@dataclass
+class StormWatch:
+    """A cycle's per-record attempts on one kind of call and how they failed."""
+
+    attempts: int = 0
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: the records that failed, by (path template, failure)
+    records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def attempt(self) -> None:
+        """One record tried."""
+        self.attempts += 1
+
+    def failed(self, path: str, failure: str, record: str) -> None:
+        """One record failed: ``failure`` on the path template ``path``."""
+        key = (path, failure)
+        self.failures[key] += 1
+        self.records.setdefault(key, []).append(record)
+
+    def failed_records(self) -> dict[str, str]:
+        """Every record that failed → how (``HTTP 404 on /products/{n}/locations``)."""
+        return {r: f"{failure} on {path}" for (path, failure), rs in self.records.items() for r in rs}
+
+    def storm(self) -> Storm | None:
+        """The failure that took most of the attempts, when it is a storm (else None)."""
+        if self.attempts < STORM_MIN or not self.failures:
+            return None
+        (path, failure), count = self.failures.most_common(1)[0]
+        if count < STORM_SHARE * self.attempts:
+            return None
+        return Storm(path, failure, count, self.attempts, tuple(self.records[(path, failure)][:EXAMPLES]))

@@ -1,0 +1,199 @@
+"""Health follows progress (issue 17): stalled flows, error storms, and what was skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from graphql import GraphQLSchema
+from structlog.testing import capture_logs
+
+from daemon.health import health_document
+from daemon.metrics import PREFIX, Metrics
+from daemon.runner import STALL_FAIL, STALL_WARN, Flow, Runner
+from daemon.shutdown import Shutdown, note_progress
+from daemon.store import Store
+from tests.harness import World
+from tests.test_flow_stock import catalogue, stock_flow
+
+pytestmark = pytest.mark.anyio
+
+PER_LOCATION = "GET /items/{number}/locations/available"
+
+
+class Cycles:
+    """Runs a flow's cycles under a :class:`Runner`; after each cycle (the runner's rest or
+    backoff) notes ``/healthz``'s verdict on it and lets a poll interval of simulated time
+    pass. ``between`` is called with the cycle number (1, 2, …) before the rest."""
+
+    def __init__(self, flow: Flow, store: Store, metrics: Metrics, *, world: World | None = None) -> None:
+        self.flow = flow
+        self.world = world
+        # the runner's own stop signal (the flow's stays unset: it would skip reads)
+        self.runner = Runner(
+            [flow],
+            store=store,
+            metrics=metrics,
+            poll_seconds=60,
+            shutdown=Shutdown(),
+            sleep_until_stop=self._rest,
+        )
+        self.health: list[dict[str, Any]] = []
+        self.between: Any = None
+
+    async def _rest(self, seconds: float) -> None:
+        doc = health_document(self.runner, "test")
+        check = doc["checks"][f"{self.flow.name}:lag"][0]
+        self.health.append({"status": doc["status"], **check})
+        if self.between is not None:
+            self.between(len(self.health))
+        if self.world is not None:
+            self.world.tick(60)
+        await anyio.lowlevel.checkpoint()
+
+    async def run(self, cycles: int) -> list[dict[str, Any]]:
+        """Run ``cycles`` more cycles; the health after each."""
+        shutdown = self.runner.shutdown = Shutdown()
+        start = len(self.health)
+        stop_at = start + cycles
+        previous, self.between = self.between, None
+
+        def between(n: int) -> None:
+            if previous is not None:
+                previous(n)
+            if n >= stop_at:
+                shutdown.request()
+
+        self.between = between
+        with anyio.fail_after(50):
+            await self.runner.run()
+        self.between = previous
+        return self.health[start:]
+
+
+# --- stalled: work pending and none of it confirmed ---------------------------------------------
+
+
+class ReportingFlow:
+    """A flow that reports ``pending`` records each cycle, of which ``confirmed`` went through."""
+
+    name = "orders"
+
+    def __init__(self, pending: int, confirmed: int) -> None:
+        self.pending, self.confirmed = pending, confirmed
+
+    async def run_once(self) -> int:
+        note_progress(pending=self.pending, confirmed=self.confirmed, cause="Rackbeat keeps refusing them")
+        return self.confirmed
+
+
+async def test_work_pending_and_nothing_confirmed_warns_then_fails_naming_the_flow(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    try:
+        metrics = Metrics()
+        flow = ReportingFlow(pending=7, confirmed=0)
+        cycles = Cycles(flow, store, metrics)
+        with capture_logs() as logs:
+            health = await cycles.run(STALL_FAIL + 1)
+        statuses = [h["status"] for h in health]
+        assert statuses[: STALL_WARN - 1] == ["pass"] * (STALL_WARN - 1)
+        assert statuses[STALL_WARN - 1 : STALL_FAIL - 1] == ["warn"] * (STALL_FAIL - STALL_WARN)
+        assert statuses[STALL_FAIL - 1 :] == ["fail", "fail"]
+        output = health[-1]["output"]
+        assert "stalled: 7 record(s)" in output and "Rackbeat keeps refusing them" in output
+        assert health[-1]["componentId"] == "orders" and health[-1]["pending"] == 7
+        stalled = metrics.registry.get_sample_value(
+            f"{PREFIX}_flow_stalled", {"shop": "", "flow": "orders"}
+        )
+        assert stalled == STALL_FAIL + 1
+        assert [e["event"] for e in logs if e["event"].startswith("flow.stalled")] == ["flow.stalled"]
+
+        # it gets going again: pass at once, said once
+        flow.confirmed = 2
+        with capture_logs() as logs:
+            health = await cycles.run(2)
+        assert [h["status"] for h in health] == ["pass", "pass"]
+        assert [e["event"] for e in logs if e["event"] == "flow.progressing"] == ["flow.progressing"]
+    finally:
+        await store.close()
+
+
+async def test_slow_work_that_makes_progress_is_not_stalled(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "sync.db", "a.myshopify.com")
+    try:
+        # rate-limited: 500 to do, 1 confirmed a cycle
+        health = await Cycles(ReportingFlow(pending=500, confirmed=1), store, Metrics()).run(STALL_FAIL + 2)
+        assert {h["status"] for h in health} == {"pass"}
+    finally:
+        await store.close()
+
+
+async def test_a_shop_with_nothing_to_do_stays_pass_for_an_hour_of_cycles(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 5, sync_orders=False) as w:
+        flow = stock_flow(w)
+        await flow.run_once()  # the first sync: Shopify is as Rackbeat says from here on
+        cycles = Cycles(flow, w.store, w.metrics, world=w)
+        health = await cycles.run(60)  # 60 polls of 60 s
+        assert {h["status"] for h in health} == {"pass"}
+        assert cycles.runner.states["stock"].stalled == 0
+
+
+# --- an error storm is an API problem ------------------------------------------------------------
+
+
+async def test_a_per_location_endpoint_answering_404_for_every_product_fails_the_flow_and_recovers(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 20, stock=0, sync_locations="1", sync_orders=False) as w:
+        for i in range(20):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+        w.rackbeat.listing_has_available = False  # the figure comes from the items endpoint…
+        w.rackbeat.not_found.add(PER_LOCATION)  # …which answers 404 for every product
+        cycles = Cycles(stock_flow(w), w.store, w.metrics, world=w)
+        with capture_logs() as logs:
+            health = await cycles.run(3)
+
+        first_fail = next(n for n, h in enumerate(health, 1) if h["status"] == "fail")
+        assert first_fail <= 3
+        output = health[-1]["output"]
+        assert "/items/{n}/locations/available" in output and "HTTP 404" in output
+        assert "20 of 20" in output and "location_stock" in output
+        assert await w.store.parked() == []  # nothing parked
+        assert w.shopify_sim.available("SKU-0000") == 0  # nothing pushed
+        failed = [e for e in logs if e["event"] == "flow.failed"]
+        assert len(failed) == 1 and failed[0]["kind"] == "api_problem"  # said once
+
+        # the endpoint returns: the next cycle (after the backoff) pushes everything
+        w.rackbeat.not_found.clear()
+        health = await cycles.run(1)
+        assert health[-1]["status"] == "pass"
+        assert [w.shopify_sim.available(f"SKU-{i:04}") for i in range(20)] == [5] * 20
+        assert await w.store.parked() == []
+
+
+async def test_one_product_404ing_among_many_is_a_record_problem(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with catalogue(tmp_path, shopify_schema, 20, stock=0, sync_locations="1", sync_orders=False) as w:
+        for i in range(20):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+        w.rackbeat.listing_has_available = False
+        w.rackbeat.not_found.add("GET /items/SKU-0007/locations/available")
+        flow = stock_flow(w)
+        await flow.run_once()  # no storm: the cycle succeeds
+        shown = [w.shopify_sim.available(f"SKU-{i:04}") for i in range(20)]
+        assert shown == [0 if i == 7 else 5 for i in range(20)]
+        [record] = await w.store.parked()
+        assert (record.key, record.reason) == ("SKU-0007", "NOT_FOUND")
+        assert "/items/{n}/locations/available" in record.detail
+
+        # it reads again: released and pushed
+        w.rackbeat.not_found.clear()
+        w.tick(60)
+        await flow.run_once()
+        assert w.shopify_sim.available("SKU-0007") == 5
+        assert await w.store.parked() == []
