@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 from graphql import GraphQLSchema
 from structlog.testing import capture_logs
 
+from daemon import app
 from daemon.health import health_document
 from daemon.metrics import PREFIX, Metrics
 from daemon.runner import STALL_FAIL, STALL_WARN, Flow, Runner
 from daemon.shutdown import Shutdown, note_progress
 from daemon.store import Store
-from tests.harness import World
+from tests.harness import World, make_world, orders_flow
 from tests.test_flow_stock import catalogue, stock_flow
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +201,50 @@ async def test_one_product_404ing_among_many_is_a_record_problem(
         await flow.run_once()
         assert w.shopify_sim.available("SKU-0007") == 5
         assert await w.store.parked() == []
+
+
+# --- say what was skipped -------------------------------------------------------------------------
+
+
+async def test_orders_before_the_import_start_are_said_in_one_line_naming_the_setting(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_orders_since": "2026-11-01T10:30:00Z"}
+    ) as w:
+        w.shopify_sim.add_product("Mug", [{"sku": "MUG-1", "price": "125.00"}])
+        w.rackbeat.add_product("MUG-1", stock=100)
+        w.rackbeat.add_product("frakt", name="Frakt")
+        old = [w.shopify_sim.sell("MUG-1", 2) for _ in range(20)]  # 10:00, before SYNC_ORDERS_SINCE
+        w.tick(3600)
+        for order_id in old:  # paid, tagged … : updated after the start, so they are read
+            w.shopify_sim.edit_order(order_id, {"MUG-1": 1})
+        flow = orders_flow(w)
+        with capture_logs() as logs:
+            await flow.run_once()
+            w.tick(60)
+            await flow.run_once()  # nothing new: nothing said
+        said = [
+            e for e in logs if e["event"] in ("orders.skipped", "order.skipped") and e["log_level"] == "info"
+        ]
+        assert len(said) == 1
+        assert said[0]["event"] == "orders.skipped"
+        assert said[0]["before_start"] == 20
+        assert "20 created before the import start (SYNC_ORDERS_SINCE)" in said[0]["detail"]
+        assert w.rackbeat.orders == []
+
+        # a test order joins them: the line comes again with the new count
+        w.shopify_sim.sell("MUG-1", test=True)
+        w.tick(60)
+        with capture_logs() as logs:
+            await flow.run_once()
+        [line] = [e for e in logs if e["event"] == "orders.skipped"]
+        assert (line["before_start"], line["test"]) == (20, 1)
+        assert "1 test orders (SYNC_IMPORT_TEST_ORDERS)" in line["detail"]
+
+        out = io.StringIO()
+        assert await app.status(w.settings, as_json=False, out=out) == 0
+        assert (
+            "orders not imported: 20 created before the import start (SYNC_ORDERS_SINCE), "
+            "1 test orders (SYNC_IMPORT_TEST_ORDERS)" in out.getvalue()
+        )

@@ -113,12 +113,15 @@ from daemon.reasons import advice_for
 from daemon.retry import settle_write
 from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
-from daemon.shutdown import Shutdown
+from daemon.shutdown import Shutdown, note_progress
+from daemon.skipped import TEST_ORDER, SkippedNotice
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 
 log = structlog.get_logger("daemon.flows.orders")
 
 FLOW = "orders"
+#: the most likely cause when orders due for a step never get one (health's stall check)
+STALL_CAUSE = "orders are read but none gets through to Rackbeat; see `rackbeat-shopify parked` and the order.* log lines"
 #: re-read this much before the cursor: Shopify's search index lags behind writes
 OVERLAP = timedelta(minutes=5)
 
@@ -279,17 +282,23 @@ class OrdersFlow:
         #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
         #: shipping product): :meth:`_check_skus` looks each up once, not for every order
         self._in_rackbeat: set[str] = set()
+        #: orders of the running cycle that were due for a step (health's progress check)
+        self._attempted = 0
+        self._skipped = SkippedNotice(self.log)
 
     # --- the cycle ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
+            self._attempted = 0
             try:
                 applied = await self._cycle()
             except RetriableError:
                 self._failing = True
                 raise
+            note_progress(pending=self._attempted, confirmed=applied, cause=STALL_CAUSE)
+            await self._skipped.after_cycle(self.store, _iso(self._since) if self._since else None)
             if self._failing:
                 self._failing = False
                 woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
@@ -524,7 +533,8 @@ class OrdersFlow:
                 await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
                 if skip.startswith(SKIPPED_BEFORE_START):
                     self.metrics.count(FLOW, "skipped_before_start")
-                    self.log.info("order.skipped", order=name, reason=skip)
+                # one orders.skipped line a cycle says how many (SkippedNotice)
+                self.log.debug("order.skipped", order=name, reason=skip)
                 return False
             if ledger is None or ledger["state"] in ("seen", "waiting"):
                 wait = trigger_wait(order, self.settings.sync_order_trigger)
@@ -533,6 +543,7 @@ class OrdersFlow:
                     return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
+        self._attempted += 1
         try:
             mapped = map_order(
                 order, shipping_product=self.settings.sync_shipping_product, shop=self.store.shop
@@ -621,7 +632,7 @@ class OrdersFlow:
         )
         if ledger is None or ledger["state"] != "waiting":
             self.metrics.count(FLOW, "waiting")
-            self.log.info("order.waiting", order=name, waiting_for=wait)
+            self.log.debug("order.waiting", order=name, waiting_for=wait)  # counted by orders.skipped
 
     async def _waiting(self, name: str, ledger: Mapping[str, Any], updated: str) -> bool:
         """True for a parked order that is not due and has not changed in Shopify since."""
@@ -681,7 +692,7 @@ class OrdersFlow:
         if new and since is not None and isinstance(created, str) and parse_time(created) < since:
             return f"{SKIPPED_BEFORE_START} {_iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
         if order.get("test") and not self.settings.sync_import_test_orders:
-            return "test order (SYNC_IMPORT_TEST_ORDERS is off)"
+            return f"{TEST_ORDER} (SYNC_IMPORT_TEST_ORDERS is off)"
         if order.get("cancelledAt"):
             return f"cancelled in Shopify before import ({order.get('cancelReason') or 'no reason given'})"
         return None
