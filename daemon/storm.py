@@ -12,15 +12,23 @@ cycle :meth:`StormWatch.storm` says whether one kind of failure took at least
 path, the evidence and the ``check --live`` fact to run, while the failed records are
 neither parked nor marked — they go through on the first cycle after the cause is fixed.
 
+The stock flow watches its per-location reads (a 404 leaves a product's figure unknown);
+the orders flow the orders it parks for a reason that can be the API's (:func:`failure_shape`:
+a 422 or refusal, a 404, a missing field — not an unknown SKU or a missing e-mail). The
+orders flow decides before its cursor moves past a page: while the failures so far could
+begin a storm (:meth:`StormWatch.undecided`) the cursor waits, and on a storm the parks the
+cursor has not passed are taken back, so the orders are read again once it is fixed.
+
 Fewer failures than that stay record problems, handled as the flow always did.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from daemon.errors import SyncError
+from daemon.errors import NotFoundError, RecordError, SyncError, ValidationError
 
 #: a storm needs at least this many attempts of the same kind in the cycle…
 STORM_MIN = 5
@@ -37,7 +45,36 @@ FACTS = {
     "/orders/{n}": "order_fields",
     "/orders/{n}/shipments": "shipment_shape",
     "/customers": "customer_email_search",
+    "/orders/drafts": "order_fields",
+    "/products": "product_fields",
 }
+#: parked reasons that may be the API's fault rather than the record's
+_API_SHAPED = {ValidationError.reason, NotFoundError.reason, "MALFORMED"}
+#: a request named in an error message (``POST /orders/drafts``)
+_REQUEST = re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE) (/[^\s?:,()]*)")
+#: what names one record in a message: quoted values, ``#1001``, words with digits (SKU-1, 1001)
+_RECORD_BITS = re.compile(r"(HTTP \d+)|'[^']*'|\"[^\"]*\"|#[\w-]+|\b[\w-]*\d[\w-]*\b")
+
+
+def path_template(path: str) -> str:
+    """``/orders/1001/book`` → ``/orders/{n}/book``: a segment with a digit names a record."""
+    return "/".join("{n}" if any(c.isdigit() for c in part) else part for part in path.split("/"))
+
+
+def failure_shape(exc: RecordError) -> tuple[str, str] | None:
+    """(path template, how it failed) of a record error that may be the API's fault — a 422
+    or a refusal (``REJECTED``), a 404, a record without a field we need (``MALFORMED``) —
+    with what names the record masked, so that the same failure on every record looks the
+    same; None for the record's own problems (an unknown SKU, no e-mail, …)."""
+    if exc.reason not in _API_SHAPED:
+        return None
+    text = str(exc)
+    found = _REQUEST.search(text)
+    path = path_template(found.group(1)) if found else ""
+    if found:
+        text = text[found.end() :]
+    masked = _RECORD_BITS.sub(lambda m: m.group(1) or "…", text).strip(" :")
+    return path, f"{exc.reason}: {masked}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,12 @@ class StormWatch:
     def failed_records(self) -> dict[str, str]:
         """Every record that failed → how (``HTTP 404 on /products/{n}/locations``)."""
         return {r: f"{failure} on {path}" for (path, failure), rs in self.records.items() for r in rs}
+
+    def undecided(self) -> bool:
+        """Too few records tried yet to tell, and those that failed could begin a storm."""
+        if self.attempts >= STORM_MIN or not self.failures:
+            return False
+        return self.failures.most_common(1)[0][1] >= STORM_SHARE * self.attempts
 
     def storm(self) -> Storm | None:
         """The failure that took most of the attempts, when it is a storm (else None)."""

@@ -17,7 +17,9 @@ from daemon.metrics import PREFIX, Metrics
 from daemon.runner import STALL_FAIL, STALL_WARN, Flow, Runner
 from daemon.shutdown import Shutdown, note_progress
 from daemon.store import Store
+from daemon.storm import ApiProblem
 from tests.harness import World, make_world, orders_flow
+from tests.test_flow_orders import shop
 from tests.test_flow_stock import catalogue, stock_flow
 
 pytestmark = pytest.mark.anyio
@@ -248,3 +250,42 @@ async def test_orders_before_the_import_start_are_said_in_one_line_naming_the_se
             "orders not imported: 20 created before the import start (SYNC_ORDERS_SINCE), "
             "1 test orders (SYNC_IMPORT_TEST_ORDERS)" in out.getvalue()
         )
+
+
+async def test_every_order_refused_the_same_way_is_an_api_problem_not_parked_orders(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        employees = dict(w.rackbeat.employees)
+        w.rackbeat.employees.clear()  # every draft is refused with the same 422
+        for _ in range(6):
+            w.shopify_sim.sell("MUG-1")
+        w.tick(60)
+        flow = orders_flow(w)
+        with pytest.raises(ApiProblem) as raised:
+            await flow.run_once()
+        assert raised.value.storm.path == "/orders/drafts"
+        assert "our_reference" in str(raised.value)
+        assert "6 of 6" in str(raised.value)
+        assert "order_fields" in str(raised.value)
+        assert await w.store.parked() == []  # nothing parked
+
+        w.rackbeat.employees.update(employees)  # fixed: they go through, no retry needed
+        w.tick(60)
+        await flow.run_once()
+        assert len(w.rackbeat.orders) == 6
+        assert await w.store.parked() == []
+
+
+async def test_one_order_refused_among_many_is_parked_and_the_rest_go_through(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with shop(tmp_path, shopify_schema) as w:
+        for _ in range(5):
+            w.shopify_sim.sell("MUG-1")
+        w.shopify_sim.sell("MUG-1", currency="XXX")  # Rackbeat refuses this one's currency
+        w.tick(60)
+        await orders_flow(w).run_once()
+        assert len(w.rackbeat.orders) == 5
+        [record] = await w.store.parked()
+        assert record.reason == "REJECTED"

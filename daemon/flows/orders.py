@@ -116,6 +116,7 @@ from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown, note_progress
 from daemon.skipped import TEST_ORDER, SkippedNotice
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
+from daemon.storm import ApiProblem, StormWatch, failure_shape
 
 log = structlog.get_logger("daemon.flows.orders")
 
@@ -282,8 +283,11 @@ class OrdersFlow:
         #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
         #: shipping product): :meth:`_check_skus` looks each up once, not for every order
         self._in_rackbeat: set[str] = set()
-        #: orders of the running cycle that were due for a step (health's progress check)
-        self._attempted = 0
+        #: the running cycle's orders due for a step, and how those that failed failed
+        #: (health's progress check; an error storm, :mod:`daemon.storm`)
+        self._watch = StormWatch()
+        #: orders parked anew since the cursor last moved (a storm takes their parks back)
+        self._unsettled: set[str] = set()
         self._skipped = SkippedNotice(self.log)
 
     # --- the cycle ---------------------------------------------------------------------------
@@ -291,13 +295,14 @@ class OrdersFlow:
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
-            self._attempted = 0
+            self._watch, self._unsettled = StormWatch(), set()
             try:
                 applied = await self._cycle()
+                await self._check_storm()
             except RetriableError:
                 self._failing = True
                 raise
-            note_progress(pending=self._attempted, confirmed=applied, cause=STALL_CAUSE)
+            note_progress(pending=self._watch.attempts, confirmed=applied, cause=STALL_CAUSE)
             await self._skipped.after_cycle(self.store, _iso(self._since) if self._since else None)
             if self._failing:
                 self._failing = False
@@ -348,7 +353,23 @@ class OrdersFlow:
             progress.finish()
         return applied
 
+    async def _check_storm(self) -> None:
+        """Before the cursor moves past them: when most orders of the cycle failed the same
+        way on one path, take back the parks of those the cursor has not passed and fail the
+        cycle as an API problem (the orders are read again once it is fixed)."""
+        storm = self._watch.storm()
+        if storm is not None:
+            stormed = set(self._watch.records[storm.path, storm.failure]) & self._unsettled
+            async with self.store.transaction() as tx:
+                for name in stormed:
+                    await tx.unpark(FLOW, name)
+            raise ApiProblem(storm)
+        self._unsettled.clear()
+
     async def _advance(self, cursor: datetime, to: datetime) -> None:
+        if self._watch.undecided():
+            return  # the failures so far may begin a storm: the cursor waits (re-reading is harmless)
+        await self._check_storm()
         if to > cursor:
             async with self.store.transaction() as tx:
                 await tx.set_cursor(FLOW, _iso(to))
@@ -451,6 +472,13 @@ class OrdersFlow:
         try:
             return await self._apply(order, name)
         except RecordError as exc:
+            if (shape := failure_shape(exc)) is not None:
+                self._watch.failed(*shape, name)
+                if not await self.store.fetchval(
+                    "SELECT 1 FROM parked WHERE shop = ? AND flow = ? AND key = ?",
+                    (self.store.shop, FLOW, name),
+                ):
+                    self._unsettled.add(name)
             await self._park(order, name, exc)
             return False
         except ThrottledError:
@@ -543,7 +571,7 @@ class OrdersFlow:
                     return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
-        self._attempted += 1
+        self._watch.attempt()
         try:
             mapped = map_order(
                 order, shipping_product=self.settings.sync_shipping_product, shop=self.store.shop
