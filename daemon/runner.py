@@ -418,10 +418,9 @@ class Runner:
         state.pending, state.stall_cause = progress.pending, progress.cause
         state.stalled = state.stalled + 1 if progress.pending and not progress.confirmed else 0
         self.metrics.stalled.labels(shop=state.shop, flow=state.name).set(state.stalled)
-        if state.stalled == STALL_WARN:
-            bound.warning(
-                "flow.stalled", pending=state.pending, cycles=state.stalled, cause=state.stall_cause
-            )
+        if state.stalled in (STALL_WARN, STALL_FAIL):  # said when /healthz turns warn, then fail
+            level = bound.warning if state.stalled == STALL_WARN else bound.error
+            level("flow.stalled", pending=state.pending, cycles=state.stalled, cause=state.stall_cause)
         elif was >= STALL_WARN and not state.stalled:
             bound.info("flow.progressing", after_cycles=was)
 
