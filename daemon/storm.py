@@ -5,8 +5,8 @@ wrong when every product of the cycle gets it: then the path (one of the Rackbea
 we could not prove, :mod:`daemon.rackbeat`) is wrong, and treating each failure as a
 record problem would quietly stop the sync. A flow counts its per-record attempts and
 failures in a :class:`StormWatch` (the failures keyed by path template and how they
-failed: ``HTTP 404``, ``HTTP 422: <message>``, ``malformed <field>``); at the end of the
-cycle :meth:`StormWatch.storm` says whether one kind of failure took at least
+failed, with what names the record masked: ``HTTP 404``, ``REJECTED: (HTTP 422) (field:
+message)``, ``MALFORMED: order …: no quantity``); at the end of the cycle :meth:`StormWatch.storm` says whether one kind of failure took at least
 :data:`STORM_SHARE` of at least :data:`STORM_MIN` attempts. The flow then raises
 :class:`ApiProblem`: the runner fails the flow (``/healthz`` ``fail`` at once) with the
 path, the evidence and the ``check --live`` fact to run, while the failed records are
