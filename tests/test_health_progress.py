@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from daemon.runner import STALL_FAIL, STALL_WARN, Flow, Runner
 from daemon.shutdown import Shutdown, note_progress
 from daemon.store import Store
 from daemon.storm import ApiProblem
-from tests.harness import World, make_world, orders_flow
+from tests.harness import World, orders_flow
 from tests.test_flow_orders import shop
 from tests.test_flow_stock import catalogue, stock_flow
 
@@ -150,14 +152,22 @@ async def test_a_shop_with_nothing_to_do_stays_pass_for_an_hour_of_cycles(
 # --- an error storm is an API problem ------------------------------------------------------------
 
 
+@asynccontextmanager
+async def twenty_read_per_location(tmp_path: Path, schema: GraphQLSchema) -> AsyncIterator[World]:
+    """20 products with 5 units at the listed location 1 (S10 = "1"), Shopify at 0, whose
+    available figure per location comes from ``/items/{n}/locations/available``."""
+    async with catalogue(tmp_path, schema, 20, stock=0, sync_locations="1", sync_orders=False) as w:
+        for i in range(20):
+            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
+        w.rackbeat.listing_has_available = False  # the listing does not carry the figure
+        yield w
+
+
 async def test_a_per_location_endpoint_answering_404_for_every_product_fails_the_flow_and_recovers(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
-    async with catalogue(tmp_path, shopify_schema, 20, stock=0, sync_locations="1", sync_orders=False) as w:
-        for i in range(20):
-            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
-        w.rackbeat.listing_has_available = False  # the figure comes from the items endpoint…
-        w.rackbeat.not_found.add(PER_LOCATION)  # …which answers 404 for every product
+    async with twenty_read_per_location(tmp_path, shopify_schema) as w:
+        w.rackbeat.not_found.add(PER_LOCATION)  # 404 for every product
         cycles = Cycles(stock_flow(w), w.store, w.metrics, world=w)
         with capture_logs() as logs:
             health = await cycles.run(3)
@@ -185,10 +195,7 @@ async def test_a_per_location_endpoint_answering_404_for_every_product_fails_the
 async def test_one_product_404ing_among_many_is_a_record_problem(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
-    async with catalogue(tmp_path, shopify_schema, 20, stock=0, sync_locations="1", sync_orders=False) as w:
-        for i in range(20):
-            w.rackbeat.goods_receipt(f"SKU-{i:04}", 5, "1")
-        w.rackbeat.listing_has_available = False
+    async with twenty_read_per_location(tmp_path, shopify_schema) as w:
         w.rackbeat.not_found.add("GET /items/SKU-0007/locations/available")
         flow = stock_flow(w)
         await flow.run_once()  # no storm: the cycle succeeds
@@ -212,12 +219,7 @@ async def test_one_product_404ing_among_many_is_a_record_problem(
 async def test_orders_before_the_import_start_are_said_in_one_line_naming_the_setting(
     tmp_path: Path, shopify_schema: GraphQLSchema
 ) -> None:
-    async with make_world(
-        tmp_path, validate_schema=shopify_schema, settings={"sync_orders_since": "2026-11-01T10:30:00Z"}
-    ) as w:
-        w.shopify_sim.add_product("Mug", [{"sku": "MUG-1", "price": "125.00"}])
-        w.rackbeat.add_product("MUG-1", stock=100)
-        w.rackbeat.add_product("frakt", name="Frakt")
+    async with shop(tmp_path, shopify_schema, sync_orders_since="2026-11-01T10:30:00Z") as w:
         old = [w.shopify_sim.sell("MUG-1", 2) for _ in range(20)]  # 10:00, before SYNC_ORDERS_SINCE
         w.tick(3600)
         for order_id in old:  # paid, tagged … : updated after the start, so they are read
