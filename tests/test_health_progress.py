@@ -32,7 +32,7 @@ PER_LOCATION = "GET /items/{number}/locations/available"
 class Cycles:
     """Runs a flow's cycles under a :class:`Runner`; after each cycle (the runner's rest or
     backoff) notes ``/healthz``'s verdict on it and lets a poll interval of simulated time
-    pass. ``between`` is called with the cycle number (1, 2, …) before the rest."""
+    pass."""
 
     def __init__(self, flow: Flow, store: Store, metrics: Metrics, *, world: World | None = None) -> None:
         self.flow = flow
@@ -47,35 +47,24 @@ class Cycles:
             sleep_until_stop=self._rest,
         )
         self.health: list[dict[str, Any]] = []
-        self.between: Any = None
+        self._stop_at = 0
 
     async def _rest(self, seconds: float) -> None:
         doc = health_document(self.runner, "test")
-        check = doc["checks"][f"{self.flow.name}:lag"][0]
-        self.health.append({"status": doc["status"], **check})
-        if self.between is not None:
-            self.between(len(self.health))
+        self.health.append({"status": doc["status"], **doc["checks"][f"{self.flow.name}:lag"][0]})
+        if len(self.health) >= self._stop_at:
+            self.runner.shutdown.request()
         if self.world is not None:
             self.world.tick(60)
         await anyio.lowlevel.checkpoint()
 
     async def run(self, cycles: int) -> list[dict[str, Any]]:
         """Run ``cycles`` more cycles; the health after each."""
-        shutdown = self.runner.shutdown = Shutdown()
+        self.runner.shutdown = Shutdown()
         start = len(self.health)
-        stop_at = start + cycles
-        previous, self.between = self.between, None
-
-        def between(n: int) -> None:
-            if previous is not None:
-                previous(n)
-            if n >= stop_at:
-                shutdown.request()
-
-        self.between = between
+        self._stop_at = start + cycles
         with anyio.fail_after(50):
             await self.runner.run()
-        self.between = previous
         return self.health[start:]
 
 
