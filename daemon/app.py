@@ -49,6 +49,7 @@ from daemon.runner import (
 from daemon.services import AccountServices, Services, open_account, register_secrets
 from daemon.shared import KeyedLocks, SharedChanges, StockReads
 from daemon.shutdown import Shutdown
+from daemon.skipped import SKIPPED_SETTINGS, skipped_orders, skipped_text
 from daemon.store import PARKED_FOR_A_PERSON, SCHEMA_VERSION, Store
 from daemon.webserver import serve
 
@@ -452,6 +453,10 @@ async def _status_document(shop: Shop, store: Store) -> dict[str, Any]:
         "flows": rows,
         "counts": dict(counts),
         "progress": await _progress(store),
+        "orders_skipped": {
+            why: {"count": n, "setting": SKIPPED_SETTINGS[why]}
+            for why, n in (await skipped_orders(store)).items()
+        },
         **await _order_life(store),
         **attention,
     }
@@ -524,6 +529,10 @@ def _print_status(doc: Mapping[str, Any], account: Account, shop: Shop, out: Tex
     print("  " + "  ".join(f"{k}={v}" for k, v in doc["counts"].items()), file=out)
     for row in doc["progress"]:
         print(f"  {_progress_line(row)}", file=out)
+    # orders waiting for their trigger have a line of their own (below)
+    left_out = {why: row["count"] for why, row in doc["orders_skipped"].items() if why != "waiting"}
+    if any(left_out.values()):
+        print(f"  orders not imported: {skipped_text(left_out)}", file=out)
     waiting = doc["orders_waiting"]
     if waiting["count"]:
         oldest = datetime.fromisoformat(waiting["oldest_since"])

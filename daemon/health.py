@@ -3,7 +3,10 @@
 - ``/livez``: the scheduler is alive (its heartbeat is recent).
 - ``/readyz``: the state DB answers and the configuration was valid (503 otherwise).
 - ``/healthz``: ``application/health+json`` with ``status`` pass|warn|fail (fail → 503)
-  and per-flow checks: lag, last success, parked records, last error.
+  and per-flow checks: lag, last success, parked records, last error, and progress: a
+  flow with work pending and none of it confirmed for ``STALL_WARN`` cycles in a row warns
+  (``STALL_FAIL``: fails), naming how much is stuck and the likely cause; a flow failed by
+  an error storm (:mod:`daemon.storm`) fails at once.
 - ``/metrics``: Prometheus text format (prometheus_client's own ASGI app).
 
 ``GET`` and ``HEAD`` only. Nothing secret is ever in a response: flows' errors are our
@@ -23,8 +26,9 @@ from prometheus_client import make_asgi_app
 
 from daemon.logs import scrub
 from daemon.metrics import Metrics
-from daemon.runner import FlowState, Runner, utc_from_timestamp
+from daemon.runner import STALL_FAIL, STALL_WARN, FlowState, Runner, utc_from_timestamp
 from daemon.store import Store
+from daemon.storm import ApiProblem
 from daemon.webserver import ASGIApp, Message, Receive, Scope, Send, handler_app
 
 #: a flow that has failed this many cycles in a row is "fail", before that "warn"
@@ -43,13 +47,28 @@ def flow_status(state: FlowState, poll_seconds: float, now: float | None = None)
     now = time.time() if now is None else now
     if state.status == "disabled":
         return "pass"
-    if state.status == "fatal" or state.failures >= FAIL_AFTER or state.held is not None:
+    if (
+        state.status == "fatal"
+        or state.failures >= FAIL_AFTER
+        or state.held is not None
+        or state.stalled >= STALL_FAIL
+    ):
         return "fail"
-    if state.failures or state.parked:
+    if state.failures and state.last_error_kind == ApiProblem.kind:
+        return "fail"  # an error storm: every record fails, waiting for more cycles tells nothing
+    if state.failures or state.parked or state.stalled >= STALL_WARN:
         return "warn"
     if _in_progress(state, poll_seconds, now) is not None or state.lag(now) > lag_limit(poll_seconds):
         return "warn"
     return "pass"
+
+
+def stall_text(state: FlowState) -> str:
+    """What ``/healthz`` says of a stalled flow: how much is stuck, for how long, and why."""
+    return (
+        f"stalled: {state.pending} record(s) to apply and none confirmed for {state.stalled} cycles; "
+        f"likely cause: {state.stall_cause}"
+    )
 
 
 def _in_progress(state: FlowState, poll_seconds: float, now: float) -> str | None:
@@ -90,6 +109,10 @@ def health_document(runner: Runner, version: str) -> dict[str, Any]:
             entry["output"] = f"held: {state.held}"
         elif (progress := _in_progress(state, runner.poll_seconds, now)) is not None:
             entry["output"] = progress
+        elif state.stalled >= STALL_WARN:
+            entry["output"] = stall_text(state)
+        if state.pending:
+            entry["pending"] = state.pending
         checks[f"{state.key}:lag"] = [entry]
     return {"status": overall, "version": version, "serviceId": "rackbeat-shopify", "checks": checks}
 

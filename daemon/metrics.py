@@ -72,6 +72,13 @@ class Metrics:
         self.parked = Gauge(
             f"{PREFIX}_parked_records", "Records parked, by flow", ["shop", "flow"], registry=r
         )
+        self.stalled = Gauge(
+            f"{PREFIX}_flow_stalled",
+            "Cycles in a row in which the flow had work pending and none of it was confirmed "
+            "(0: progressing or nothing to do)",
+            ["shop", "flow"],
+            registry=r,
+        )
         self.applied = Counter(
             f"{PREFIX}_records_applied", "Records applied by the flow", ["shop", "flow"], registry=r
         )

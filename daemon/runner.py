@@ -33,13 +33,17 @@ from daemon.errors import FatalError, SyncError
 from daemon.logs import scrub
 from daemon.metrics import Metrics
 from daemon.retry import backoff_delay
-from daemon.shutdown import RunningCycle, Shutdown, current_cycle
+from daemon.shutdown import CycleProgress, RunningCycle, Shutdown, current_cycle
 from daemon.store import Store
 
 log = structlog.get_logger("daemon.runner")
 
 #: how long a stopping daemon lets the write in flight finish
 STOP_GRACE = 8.0
+#: cycles in a row with work pending and none of it confirmed before a flow is stalled:
+#: ``warn`` on ``/healthz``, then ``fail`` (:attr:`FlowState.stalled`)
+STALL_WARN = 3
+STALL_FAIL = 6
 
 
 class CycleRequests(Protocol):
@@ -181,6 +185,11 @@ class FlowState:
     retrying_until: float | None = None
     #: why the last cycle, which succeeded, held the flow's work back (None: it did not)
     held: str | None = None
+    #: the work the last cycle saw that the flow should be able to do, cycles in a row with
+    #: such work and none of it confirmed, and the flow's likely cause (:func:`note_progress`)
+    pending: int = 0
+    stalled: int = 0
+    stall_cause: str = ""
 
     def lag(self, now: float | None = None) -> float:
         """Seconds since the last successful cycle (or since start, before the first)."""
@@ -325,6 +334,7 @@ class Runner:
                 else:
                     self._succeeded(state, bound, applied)
                     self._held(state, bound, cycle.held)
+                    self._progressed(state, bound, cycle.progress)
                 finally:
                     current_cycle.reset(token)
                     state.attempting_since = state.retrying_since = state.retrying_until = None
@@ -411,6 +421,23 @@ class Runner:
         elif was is not None:
             bound.info("flow.released", after=was)
             sdnotify.notify(f"STATUS={self.status_line()}")
+
+    def _progressed(
+        self, state: FlowState, bound: structlog.stdlib.BoundLogger, progress: CycleProgress | None
+    ) -> None:
+        """Count the cycles in a row with work pending and none of it confirmed (a flow that
+        does not report its progress never stalls); say it once when it starts and ends."""
+        if progress is None:
+            return
+        was = state.stalled
+        state.pending, state.stall_cause = progress.pending, progress.cause
+        state.stalled = state.stalled + 1 if progress.pending and not progress.confirmed else 0
+        self.metrics.stalled.labels(shop=state.shop, flow=state.name).set(state.stalled)
+        if state.stalled in (STALL_WARN, STALL_FAIL):  # said when /healthz turns warn, then fail
+            level = bound.warning if state.stalled == STALL_WARN else bound.error
+            level("flow.stalled", pending=state.pending, cycles=state.stalled, cause=state.stall_cause)
+        elif was >= STALL_WARN and not state.stalled:
+            bound.info("flow.progressing", after_cycles=was)
 
     def _failed(
         self,

@@ -41,6 +41,20 @@ class RunningCycle:
     #: why the flow holds its work back although the cycle succeeded (:func:`note_held`)
     held: str | None = None
 
+    #: the work the flow saw and what of it was confirmed (:func:`note_progress`; None: not said)
+    progress: CycleProgress | None = None
+
+
+@dataclass(frozen=True)
+class CycleProgress:
+    """One cycle's work: records the flow should be able to apply, and how many of them the
+    other side confirmed. Health counts the cycles with work pending and none confirmed."""
+
+    pending: int
+    confirmed: int
+    #: the most likely cause when nothing is confirmed for several cycles
+    cause: str
+
 
 #: the cycle the current task runs (None outside the runner's flow loops)
 current_cycle: ContextVar[RunningCycle | None] = ContextVar("current_cycle", default=None)
@@ -61,6 +75,16 @@ def note_held(reason: str) -> None:
     cycle = current_cycle.get()
     if cycle is not None:
         cycle.held = reason
+
+
+def note_progress(*, pending: int, confirmed: int, cause: str) -> None:
+    """Tell the runner how much work the cycle now running saw that the flow should be able
+    to do (``pending``) and how much of it was confirmed: several cycles with work pending
+    and none confirmed make the flow stalled on ``/healthz``, with ``cause`` as the likely
+    reason. A quiet cycle says ``pending=0``. Nothing outside a cycle."""
+    cycle = current_cycle.get()
+    if cycle is not None:
+        cycle.progress = CycleProgress(pending, confirmed, cause)
 
 
 class Shutdown:

@@ -11,6 +11,7 @@ from daemon import rackbeat
 from daemon.__main__ import _parser
 from daemon.config import Settings
 from daemon.reasons import REASONS
+from daemon.storm import ApiProblem
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -56,9 +57,16 @@ def test_configuration_reference_lists_every_setting_with_its_default() -> None:
 
 
 def test_troubleshooting_explains_every_reason_code_in_the_words_of_parked() -> None:
-    rows = table_rows(section("Troubleshooting"))
+    rows = table_rows(section("Troubleshooting").split("\n### ")[0])  # the reason codes' table
     documented = {row[0].strip("`"): (row[1], row[2]) for row in rows}
     assert documented == {code: (a.meaning, a.fix) for code, a in REASONS.items()}
+
+
+def test_troubleshooting_explains_the_stalled_and_storm_states() -> None:
+    states = {row[0]: row[2] for row in table_rows(section("Troubleshooting").split("\n### ")[1])}
+    assert any("stalled:" in state for state in states)
+    assert any(f"{ApiProblem.kind}:" in state for state in states)
+    assert all("check --live" in fix for state, fix in states.items() if ApiProblem.kind in state)
 
 
 ASSUMED = "[assumed]"

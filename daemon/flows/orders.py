@@ -116,12 +116,16 @@ from daemon.reasons import advice_for
 from daemon.retry import settle_write
 from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
-from daemon.shutdown import Shutdown, note_held
+from daemon.shutdown import Shutdown, note_held, note_progress
+from daemon.skipped import TEST_ORDER, SkippedNotice
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
+from daemon.storm import ApiProblem, StormWatch, failure_shape
 
 log = structlog.get_logger("daemon.flows.orders")
 
 FLOW = "orders"
+#: the most likely cause when orders due for a step never get one (health's stall check)
+STALL_CAUSE = "orders are read but none gets through to Rackbeat; see `rackbeat-shopify parked` and the order.* log lines"
 #: re-read this much before the cursor: Shopify's search index lags behind writes
 OVERLAP = timedelta(minutes=5)
 
@@ -293,19 +297,29 @@ class OrdersFlow:
         #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
         #: shipping product): :meth:`_check_skus` looks each up once, not for every order
         self._in_rackbeat: set[str] = set()
+        #: the running cycle's orders due for a step, and how those that failed failed
+        #: (health's progress check; an error storm, :mod:`daemon.storm`)
+        self._watch = StormWatch()
+        #: orders parked anew since the cursor last moved (a storm takes their parks back)
+        self._unsettled: set[str] = set()
+        self._skipped = SkippedNotice(self.log)
 
     # --- the cycle ---------------------------------------------------------------------------
 
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
+            self._watch, self._unsettled = StormWatch(), set()
             try:
                 refusal = await self._gate()
                 applied = await self._release_held() if refusal is None else 0
                 applied += await self._cycle()
+                await self._check_storm()
             except RetriableError:
                 self._failing = True
                 raise
+            note_progress(pending=self._watch.attempts, confirmed=applied, cause=STALL_CAUSE)
+            await self._skipped.after_cycle(self.store, _iso(self._since) if self._since else None)
             if self._failing:
                 self._failing = False
                 woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
@@ -394,7 +408,23 @@ class OrdersFlow:
             progress.finish()
         return applied
 
+    async def _check_storm(self) -> None:
+        """Before the cursor moves past them: when most orders of the cycle failed the same
+        way on one path, take back the parks of those the cursor has not passed and fail the
+        cycle as an API problem (the orders are read again once it is fixed)."""
+        storm = self._watch.storm()
+        if storm is not None:
+            stormed = set(self._watch.records[storm.path, storm.failure]) & self._unsettled
+            async with self.store.transaction() as tx:
+                for name in stormed:
+                    await tx.unpark(FLOW, name)
+            raise ApiProblem(storm)
+        self._unsettled.clear()
+
     async def _advance(self, cursor: datetime, to: datetime) -> None:
+        if self._watch.undecided():
+            return  # the failures so far may begin a storm: the cursor waits (re-reading is harmless)
+        await self._check_storm()
         if to > cursor:
             async with self.store.transaction() as tx:
                 await tx.set_cursor(FLOW, _iso(to))
@@ -497,6 +527,13 @@ class OrdersFlow:
         try:
             return await self._apply(order, name)
         except RecordError as exc:
+            if (shape := failure_shape(exc)) is not None:
+                self._watch.failed(*shape, name)
+                if not await self.store.fetchval(
+                    "SELECT 1 FROM parked WHERE shop = ? AND flow = ? AND key = ?",
+                    (self.store.shop, FLOW, name),
+                ):
+                    self._unsettled.add(name)
             await self._park(order, name, exc)
             return False
         except ThrottledError:
@@ -579,7 +616,8 @@ class OrdersFlow:
                 await self._save(order_id, name, state="skipped", note=skip, shopify_updated_at=updated)
                 if skip.startswith(SKIPPED_BEFORE_START):
                     self.metrics.count(FLOW, "skipped_before_start")
-                    self.log.info("order.skipped", order=name, reason=skip)
+                # one orders.skipped line a cycle says how many (SkippedNotice)
+                self.log.debug("order.skipped", order=name, reason=skip)
                 return False
             if ledger is None or ledger["state"] in ("seen", "waiting"):
                 wait = trigger_wait(order, self.settings.sync_order_trigger) or self._held
@@ -588,6 +626,7 @@ class OrdersFlow:
                     return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
+        self._watch.attempt()
         try:
             mapped = map_order(
                 order, shipping_product=self.settings.sync_shipping_product, shop=self.store.shop
@@ -676,7 +715,7 @@ class OrdersFlow:
         )
         if ledger is None or ledger["state"] != "waiting":
             self.metrics.count(FLOW, "waiting")
-            self.log.info("order.waiting", order=name, waiting_for=wait)
+            self.log.debug("order.waiting", order=name, waiting_for=wait)  # counted by orders.skipped
 
     async def _waiting(self, name: str, ledger: Mapping[str, Any], updated: str) -> bool:
         """True for a parked order that is not due and has not changed in Shopify since."""
@@ -736,7 +775,7 @@ class OrdersFlow:
         if new and since is not None and isinstance(created, str) and parse_time(created) < since:
             return f"{SKIPPED_BEFORE_START} {_iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
         if order.get("test") and not self.settings.sync_import_test_orders:
-            return "test order (SYNC_IMPORT_TEST_ORDERS is off)"
+            return f"{TEST_ORDER} (SYNC_IMPORT_TEST_ORDERS is off)"
         if order.get("cancelledAt"):
             return f"cancelled in Shopify before import ({order.get('cancelReason') or 'no reason given'})"
         return None

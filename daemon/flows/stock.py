@@ -179,7 +179,7 @@ from daemon.rackbeat import RackbeatClient, StockTotals, available_at_locations
 from daemon.shared import StockReads
 from daemon.shopify import ShopifyClient, StockQuantity
 from daemon.shopify_documents import MAX_INPUT_ITEMS
-from daemon.shutdown import Shutdown, note_cycle
+from daemon.shutdown import Shutdown, note_cycle, note_progress
 from daemon.stock_decision import (
     HOLD_LIMIT,
     Cycle,
@@ -197,6 +197,7 @@ from daemon.stock_decision import (
     target_quantity,
 )
 from daemon.store import Store, Transaction
+from daemon.storm import ApiProblem, Storm, StormWatch
 
 __all__ = [
     "FLOW",
@@ -241,6 +242,11 @@ PROGRESS_FROM = 1000
 #: no bulk endpoint): the rest of the catalogue is re-read on the cycles after it, so a
 #: large catalogue never starves the orders and products flows of requests.
 REFRESH_BUDGET_SHARE = 0.25
+#: the most likely cause when quantities to write are never confirmed (health's stall check)
+STALL_CAUSE = (
+    "Shopify does not confirm the quantities written (each write goes stale or is refused); "
+    "see the stock.* log lines and `rackbeat-shopify parked`"
+)
 #: ``stock_pending.pending``: read Shopify first (the SKU's write went stale)
 READ_FIRST = "read"
 #: ``stock_pending.pending``: the full reconcile's pass has still to read it per location
@@ -384,6 +390,8 @@ class _Outcome:
 
     written: int = 0
     batches: int = 0
+    #: SKUs decided to be written (their target differs from what Shopify last confirmed)
+    to_write: int = 0
     #: the order ledger's rowid at the cycle's marker
     watermark: int | None = None
     #: SKUs still not as decided (stale rounds exhausted, refused, held back, shutdown)
@@ -391,6 +399,10 @@ class _Outcome:
     differences: list[StockDifference] = field(default_factory=list)
     #: the full reconcile's pass after this cycle (None: unchanged)
     refresh: frozenset[str] | None = None
+    #: most per-location reads failed the same way (an API problem, not the products)
+    storm: Storm | None = None
+    #: SKUs whose per-location read failed → how (record problems unless :attr:`storm`)
+    unread: Mapping[str, str] = field(default_factory=dict)
 
 
 class _RackbeatOnly:
@@ -462,13 +474,18 @@ def _sort(
 
 
 async def _location_figures(
-    reads: StockReads, since: float, sku: str, wanted: Sequence[str], which: StockFigure
+    reads: StockReads, since: float, sku: str, wanted: Sequence[str], which: StockFigure, *, watch: StormWatch
 ) -> dict[str, Decimal] | None:
     """Rackbeat's figure (``which``) of ``sku`` at each of the ``wanted`` locations (a location
-    without an entry holds none); None when Rackbeat does not say (unknown is not zero)."""
+    without an entry holds none); None when Rackbeat does not say (unknown is not zero).
+
+    A 404 leaves this product's figure unknown; ``watch`` counts it, so that a cycle where
+    most products get one fails as an API problem (:mod:`daemon.storm`)."""
+    watch.attempt()
     try:
         stocks = {s.location: s for s in await reads.product_locations(since, sku)}
     except NotFoundError:
+        watch.failed("/products/{n}/locations", "HTTP 404", sku)
         return None
     values: Sequence[Decimal | None] | None
     if which is StockFigure.IN_STOCK:
@@ -480,6 +497,7 @@ async def _location_figures(
             try:
                 available = await reads.available_per_location(since, sku)
             except NotFoundError:
+                watch.failed("/items/{n}/locations/available", "HTTP 404", sku)
                 return None
             values = [available.get(n, Decimal(0)) for n in wanted]
     if any(v is None for v in values):
@@ -578,7 +596,14 @@ class StockFlow:
                 waiting=outcome.outstanding,
                 full=full,
             )
-            return outcome.written + resent
+            confirmed = outcome.written + resent
+            note_progress(pending=outcome.to_write + resent, confirmed=confirmed, cause=STALL_CAUSE)
+            if outcome.storm is not None:
+                # an API problem: the products keep their state (nothing parked, nothing
+                # marked) and go through on the first cycle after it is fixed
+                raise ApiProblem(outcome.storm)
+            await self._park_unread(outcome.unread)
+            return confirmed
 
     async def reconcile(
         self, *, dry_run: bool, extra_demand: Mapping[str, int] | None = None
@@ -748,11 +773,13 @@ class StockFlow:
         candidates: list[tuple[Snapshot, Decision]] = []
         restamps: list[tuple[Snapshot, Recorded]] = []
         only = _RackbeatOnly()
+        watch = StormWatch()
         items = self._items(
             totals,
             location,
             blocked,
             only,
+            watch,
             budget=budget,
             pass_left=pass_left,
             since=marker.at,
@@ -802,10 +829,13 @@ class StockFlow:
         return _Outcome(
             written=tail.written,
             batches=tail.batches,
+            to_write=tail.to_write,
             watermark=marker.watermark,
             outstanding=tail.outstanding,
             differences=tail.differences,
             refresh=None if budget is None else frozenset(pass_left),
+            storm=watch.storm(),
+            unread=watch.failed_records(),
         )
 
     async def _round(
@@ -1068,6 +1098,7 @@ class StockFlow:
         location: str,
         blocked: set[str],
         only: _RackbeatOnly,
+        watch: StormWatch,
         *,
         budget: int | None,
         pass_left: set[str],
@@ -1124,7 +1155,7 @@ class StockFlow:
                         if recorded is not None:
                             budget -= 1  # a read of the pass that the totals would not have asked for
                     pass_left.discard(sku)
-                    read = await _location_figures(self.reads, since, sku, wanted, which)
+                    read = await _location_figures(self.reads, since, sku, wanted, which, watch=watch)
                     locations = read or {}
                     figure = None if read is None else sum(read.values(), Decimal(0))
                 if figure is None:
@@ -1152,6 +1183,21 @@ class StockFlow:
         now = self.clock()
         parked = await self.store.parked(FLOW)
         return {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
+
+    async def _park_unread(self, unread: Mapping[str, str]) -> None:
+        """Park the products Rackbeat answered 404 for per location (a record problem: their
+        figure is unknown, nothing is sent), and release those that read again."""
+        parked = {p.key for p in await self.store.parked(FLOW) if p.reason == NotFoundError.reason}
+        if not unread and not parked:
+            return
+        async with self.store.transaction() as tx:
+            for sku, how in unread.items():
+                detail = f"Rackbeat answered {how} for this product: its stock is unknown, nothing is sent"
+                await tx.park(FLOW, sku, NotFoundError.reason, detail)
+            for sku in parked - unread.keys():
+                await tx.unpark(FLOW, sku)
+        if unread.keys() - parked:
+            self.log.warning("stock.product_unread", skus=sorted(unread)[:20], count=len(unread))
 
     async def _park_duplicates(self, totals: Mapping[str, StockTotals]) -> None:
         parked = {p.key for p in await self.store.parked(FLOW) if p.reason == "DUPLICATE_SKU"}

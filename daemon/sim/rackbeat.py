@@ -395,6 +395,12 @@ class RackbeatSimulator:
         #: ``GET /orders`` ignores ``is_shipped``/``is_partly_shipped``/``is_booked`` and the
         #: ``updated_at`` range (whether the live API honours them there is not confirmed)
         self.ignore_order_filters = ignore_order_filters
+        #: requests answered 404 whatever the data: a route (``"GET /items/{number}/locations/available"``,
+        #: an endpoint that does not exist) or one path (``"GET /items/SKU-1/locations/available"``)
+        self.not_found: set[str] = set()
+        #: ``/products/{n}/locations`` entries carry ``available_quantity`` (off: the daemon asks
+        #: ``/items/{n}/locations/available`` for it)
+        self.listing_has_available = True
 
         self.locations: dict[str, SimLocation] = {}
         self.products: dict[str, SimProduct] = {}
@@ -984,13 +990,15 @@ class RackbeatSimulator:
     def _product_location_json(self, number: str, location: SimLocation) -> JSONObject:
         stock = self.stock_quantity(number, location.number)
         in_order = self.in_order_quantity(number, location.number)
-        return {
+        row: JSONObject = {
             "number": location.number,
             "name": location.name,
             "stock_quantity": _quantity_out(stock),
             "in_order_quantity": _quantity_out(in_order),
-            "available_quantity": _quantity_out(stock - in_order),
         }
+        if self.listing_has_available:
+            row["available_quantity"] = _quantity_out(stock - in_order)
+        return row
 
     def _customer_json(self, customer: SimCustomer) -> JSONObject:
         return {
@@ -1133,6 +1141,11 @@ class RackbeatSimulator:
             return _json_response(
                 429, {"message": "Too Many Attempts."}, {"retry-after": "1"}
             ), "fault_throttle"
+        if {
+            self._route_label(request.method, segments),
+            f"{request.method} /{'/'.join(segments)}",
+        } & self.not_found:
+            return _not_found("route"), "not_found_switch"
         body: Any = None
         raw = await request.aread()
         if raw.strip():
