@@ -39,6 +39,7 @@ MODULES: tuple[str, ...] = (
     "bench.fulfilments",
     "bench.shops",
     "bench.first_sync",
+    "bench.incremental",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
@@ -52,6 +53,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.fulfilments": 100,
     "bench.shops": 200,
     "bench.first_sync": 1_000,
+    "bench.incremental": 200,
 }
 
 

@@ -40,6 +40,7 @@ from daemon import shopify_documents
 from daemon.shopify_documents import (
     ALL_DOCUMENTS,
     BULK_QUERIES,
+    ID_BATCHES,
     INVENTORY_MUTATIONS,
     MAX_INPUT_ITEMS,
     PAGE_SIZES,
@@ -153,7 +154,8 @@ def _deprecated_fields(schema: GraphQLSchema, document: str) -> set[str]:
 
 def _sample_variables(name: str) -> dict[str, Any]:
     """Variables as the client sends them, at their most expensive."""
-    variables: dict[str, Any] = {"ids": [f"gid://shopify/InventoryItem/{i}" for i in range(MAX_INPUT_ITEMS)]}
+    ids = ID_BATCHES.get(name, MAX_INPUT_ITEMS)
+    variables: dict[str, Any] = {"ids": [f"gid://shopify/Node/{i}" for i in range(ids)]}
     if name in PAGE_SIZES:
         variables["first"] = PAGE_SIZES[name]
     return variables

@@ -1,0 +1,227 @@
+"""Incremental reads of Shopify that pay for a change once (issue 16).
+
+Orders, the SKU index and the products flow each read what changed since their cursor
+(Singer's *bookmark*: the ``updatedAt`` up to which every record is applied). Shopify's
+search index lags behind writes, so a record updated at ``t`` may only show up in an
+``updated_at:>=`` search some time after ``t``: a read that began at ``started`` may move
+the bookmark no further than ``started −`` :data:`OVERLAP` (the *signpost*), and every
+read goes over the last five minutes again. Reading those records again in full, every
+cycle, made a bulk edit of 10,000 products cost 1,250 pages of full products per cycle
+for five minutes.
+
+So a read (:meth:`ChangeFeed.changes`) has two passes, one page at a time:
+
+1. the cheap pass lists the ``id`` and ``updatedAt`` of the records changed since the
+   bookmark (``ORDER_STAMPS``/``PRODUCT_STAMPS``: 250 a page, about one point each);
+2. only the records not yet applied at that ``updatedAt`` are read in full, by id
+   (``nodes(ids:)``), and handed to the flow; once it has applied them, their versions
+   are committed to ``applied_versions`` (per stream), and after the page the bookmark
+   moves as far as the page's latest ``updatedAt``, never past the signpost.
+
+A record that shows up late in the search index is still read: the cheap pass goes over
+the whole overlap every cycle, and its version is unknown. A record is read in full once
+per change — twice at most when it changed within :data:`VERSION_MARGIN` of its reading
+(then its version is not trusted: Shopify's ``updatedAt`` has seconds precision, so a
+second change within the same second would look like the first).
+
+A read may stop early (``budget``: the stock flow's refresh of the SKU index must not hold
+up its push): the feed remembers how far the pass got (in memory) and the next read goes
+on from there with full pages, under the first read's signpost; the bookmark only ever
+moves as described above. A restart loses that place, which costs at most a cheap pass.
+
+State invariant (:mod:`daemon.store`): a cursor never passes a record whose outcome is not
+committed, and applying a record again is harmless. Here: a record's version is
+committed only after the flow has applied it and got control back (an exception, or a
+stop, leaves it unrecorded and it is read again); the bookmark moves only after every
+record of the page is applied, and never past the signpost; versions older than the
+bookmark can no longer be listed and are deleted with its move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from daemon.errors import MalformedResponse
+from daemon.store import Store, Transaction
+
+#: the bound on Shopify's search lag (and clock skew): a read moves its bookmark no closer
+#: than this to the moment it began
+OVERLAP = timedelta(minutes=5)
+#: a version read this close to its ``updatedAt`` is not recorded (read again next time):
+#: Shopify's ``updatedAt`` has seconds precision, and our clock and Shopify's differ a little
+VERSION_MARGIN = timedelta(seconds=2)
+
+#: the cheap pass: ``(since, grow)`` → pages of ``{id, updatedAt}``, oldest first
+Stamps = Callable[[datetime, bool], AsyncGenerator[list[dict[str, Any]], None]]
+#: the full records of these ids, in that order (deleted ones left out)
+Fetch = Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]
+
+
+def iso(moment: datetime) -> str:
+    """A moment as the cursors table and ``applied_versions`` keep it (seconds, ``Z``)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time (Shopify's, or :func:`iso`'s) as an aware UTC datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def updated_at(record: Mapping[str, Any], what: str) -> datetime:
+    """A record's ``updatedAt`` (MalformedResponse, naming ``what``, when it has none)."""
+    value = record.get("updatedAt")
+    if not isinstance(value, str):
+        raise MalformedResponse(f"{what} {record.get('id')} without updatedAt")
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise MalformedResponse(f"{what} {record.get('id')}: updatedAt {value!r} is not a time") from None
+
+
+@dataclass
+class _Pass:
+    """A cheap pass that stopped at its budget: where it goes on, and its signpost."""
+
+    signpost: datetime
+    since: datetime
+
+
+class Versions:
+    """The versions of one stream's records that were applied (``applied_versions``)."""
+
+    def __init__(self, store: Store, stream: str) -> None:
+        self.store = store
+        self.stream = stream
+
+    async def unapplied(self, stamps: Sequence[tuple[str, datetime]]) -> list[str]:
+        """The ids among ``stamps`` not applied at (or after) their ``updatedAt``, in order."""
+        if not stamps:
+            return []
+        ids = [record_id for record_id, _ in stamps]
+        marks = ",".join("?" * len(ids))
+        rows = await self.store.fetchall(
+            f"SELECT record_id, updated_at FROM applied_versions WHERE shop = ? AND stream = ? AND record_id IN ({marks})",  # noqa: S608  # placeholders only
+            (self.store.shop, self.stream, *ids),
+        )
+        applied = {str(record_id): str(version) for record_id, version in rows}
+        return [i for i, when in stamps if i not in applied or applied[i] < iso(when)]
+
+    async def record(self, versions: Iterable[tuple[str, datetime]], read_at: datetime) -> None:
+        """Commit that these versions, read at ``read_at``, are applied; a version within
+        :data:`VERSION_MARGIN` of ``read_at`` is left out (a later one recorded stays)."""
+        trusted = read_at - VERSION_MARGIN
+        rows = [
+            (self.store.shop, self.stream, record_id, iso(when))
+            for record_id, when in versions
+            if when <= trusted
+        ]
+        if not rows:
+            return
+        async with self.store.transaction() as tx:
+            await tx.executemany(
+                "INSERT INTO applied_versions (shop, stream, record_id, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (shop, stream, record_id) DO UPDATE SET "
+                "updated_at = MAX(updated_at, excluded.updated_at)",
+                rows,
+            )
+
+    async def advance(self, cursor_key: str, to: datetime) -> None:
+        """Move the stream's bookmark to ``to`` (see :meth:`moved`)."""
+        async with self.store.transaction() as tx:
+            await tx.set_cursor(cursor_key, iso(to))
+            await self.moved(tx, to)
+
+    async def moved(self, tx: Transaction, to: datetime) -> None:
+        """Inside the transaction that moves the bookmark to ``to``: forget the versions it
+        leaves behind (a record listed from ``to`` on changed since: its version is newer)."""
+        await tx.execute(
+            "DELETE FROM applied_versions WHERE shop = ? AND stream = ? AND updated_at < ?",
+            # the search filter has seconds precision: keep the second before it
+            (self.store.shop, self.stream, iso(to - timedelta(seconds=1))),
+        )
+
+
+class ChangeFeed:
+    """One stream's incremental read (see the module docstring).
+
+    ``stream`` names its versions; ``cursor_key`` is its bookmark in the cursors table;
+    ``stamps`` and ``fetch`` are the two passes (:meth:`ShopifyClient.stamps_since`, and
+    ``orders_by_ids``/``products_by_ids``); ``batch``: ids read in full per request.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        stream: str,
+        *,
+        cursor_key: str,
+        stamps: Stamps,
+        fetch: Fetch,
+        batch: int,
+        what: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.versions = Versions(store, stream)
+        self.cursor_key = cursor_key
+        self._stamps = stamps
+        self._fetch = fetch
+        self.batch = batch
+        self.what = what
+        self.clock = clock
+        self._pass: _Pass | None = None
+        #: the last read stopped at its budget with records to go
+        self.more = False
+
+    async def changes(
+        self, cursor: datetime, *, budget: int | None = None
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Yield the records changed since ``cursor`` (the stored bookmark) that are not
+        applied yet, a batch at a time, oldest first; commit each batch's versions when the
+        caller asks for the next, and the bookmark after each page.
+
+        ``budget``: stop after the page in which this many records were read in full
+        (:attr:`more` says so); the next read goes on where this one stopped. A caller that
+        stops early closes the generator: the batch in hand is then read again next time.
+        """
+        if self._pass is None or cursor > self._pass.since:
+            self._pass = _Pass(signpost=self.clock() - OVERLAP, since=cursor)
+        current = self._pass
+        grow = current.since == cursor  # a pass that goes on knows there is more: full pages
+        self.more = False
+        read = 0
+        pages = self._stamps(current.since, grow)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                stamps = [(self._id(node), updated_at(node, self.what)) for node in page]
+                wanted = await self.versions.unapplied(stamps)
+                for start in range(0, len(wanted), self.batch):
+                    reading = self.clock()
+                    records = await self._fetch(wanted[start : start + self.batch])
+                    if records:
+                        yield records
+                    read += len(records)
+                    await self.versions.record(
+                        ((self._id(r), updated_at(r, self.what)) for r in records), reading
+                    )
+                if stamps:
+                    last = max(when for _, when in stamps)
+                    current.since = max(current.since, last)
+                    if min(last, current.signpost) > cursor:
+                        cursor = min(last, current.signpost)
+                        await self.versions.advance(self.cursor_key, cursor)
+                if budget is not None and read >= budget:
+                    self.more = True
+                    return
+        self._pass = None
+        if current.signpost > cursor:  # every page is in: the bookmark may trail by the lag only
+            await self.versions.advance(self.cursor_key, current.signpost)
+
+    def _id(self, record: Mapping[str, Any]) -> str:
+        value = record.get("id")
+        if not isinstance(value, str):
+            raise MalformedResponse(f"a {self.what} without id")
+        return value
