@@ -136,12 +136,13 @@ class Versions:
             await self.moved(tx, to)
 
     async def moved(self, tx: Transaction, to: datetime) -> None:
-        """Inside the transaction that moves the bookmark to ``to``: forget the versions it
-        leaves behind (a record listed from ``to`` on changed since: its version is newer)."""
+        """Inside the transaction that moves the bookmark to ``to``: forget the versions no
+        read lists any more (one older than what a read lists is of a record that changed
+        since). A read may go back :data:`OVERLAP` before its bookmark (the products flow's
+        does), and the search filter has seconds precision: kept that far, and a second."""
         await tx.execute(
             "DELETE FROM applied_versions WHERE shop = ? AND stream = ? AND updated_at < ?",
-            # the search filter has seconds precision: keep the second before it
-            (self.store.shop, self.stream, iso(to - timedelta(seconds=1))),
+            (self.store.shop, self.stream, iso(to - OVERLAP - timedelta(seconds=1))),
         )
 
 

@@ -1,8 +1,9 @@
 """Shopify orders → Rackbeat sales orders, exactly once.
 
 Read: orders updated since the cursor, oldest first. The cursor trails the cycle's start
-by :data:`OVERLAP` (Shopify's search index lags behind writes), so recent orders are read
-twice, which is harmless, and a quiet shop re-reads nothing. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
+by :data:`OVERLAP` (Shopify's search index lags behind writes), so recent orders are listed
+again; :class:`daemon.incremental.ChangeFeed` lists them by id and time and reads in full
+only those not applied at that time, so an order costs one full read per change. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
 Write: customer, draft, booking, shipment in Rackbeat. Commit: every step's outcome in
 the order ledger before the next step, the cursor after the page.
 
@@ -85,6 +86,7 @@ from typing import Any
 import anyio
 import structlog
 
+from daemon import shopify_documents as docs
 from daemon.config import OrderNumbering, OrderStatus, OrderTrigger, Settings
 from daemon.errors import (
     MalformedResponse,
@@ -94,6 +96,7 @@ from daemon.errors import (
     ThrottledError,
     ValidationError,
 )
+from daemon.incremental import OVERLAP, ChangeFeed
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
@@ -119,8 +122,7 @@ from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 log = structlog.get_logger("daemon.flows.orders")
 
 FLOW = "orders"
-#: re-read this much before the cursor: Shopify's search index lags behind writes
-OVERLAP = timedelta(minutes=5)
+__all__ = ["FLOW", "OVERLAP", "OrdersFlow"]
 
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "waiting", "customer", "draft", "booked", "shipment", "done")
@@ -279,6 +281,16 @@ class OrdersFlow:
         #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
         #: shipping product): :meth:`_check_skus` looks each up once, not for every order
         self._in_rackbeat: set[str] = set()
+        self._feed = ChangeFeed(
+            store,
+            FLOW,
+            cursor_key=FLOW,
+            stamps=lambda since, grow: shopify.stamps_since("orders", since, grow=grow),
+            fetch=shopify.orders_by_ids,
+            batch=docs.ORDERS_PAGE_SIZE,
+            what="order",
+            clock=clock,
+        )
 
     # --- the cycle ---------------------------------------------------------------------------
 
@@ -304,45 +316,26 @@ class OrdersFlow:
         started = self.clock()
         applied = await self._retry_parked()
         await self._refresh_drafts()
-        # Everything updated before ``settled`` is in Shopify's (lagging) search index by now,
-        # so the cursor can move that far once the orders up to it are applied.
-        settled = started - OVERLAP
-        pages = self.shopify.orders_updated_since(cursor)
         # far behind (SYNC_ORDERS_SINCE in the past, or after a long stop): say how it goes
         progress = (
             Progress("order catch-up", None, shop=self.store.shop, since=_iso(cursor))
             if started - cursor > CATCH_UP_PROGRESS
             else None
         )
-        complete = False
-        try:
-            async for page in pages:
-                last = cursor
-                for order in page:
+        # the feed moves the cursor after each page, never past the search index's lag
+        pages = self._feed.changes(cursor)
+        async with contextlib.aclosing(pages):
+            async for batch in pages:
+                for order in batch:
                     if await self.apply(order):
                         applied += 1
-                    updated = order.get("updatedAt")
-                    if isinstance(updated, str):
-                        last = max(last, parse_time(updated))
-                await self._advance(cursor, min(last, settled))
                 if progress is not None:
-                    progress.advance(len(page))
+                    progress.advance(len(batch))
                 if self.shutdown.requested:
                     break
-            else:
-                complete = True
-        finally:
-            await pages.aclose()
-        if complete:
-            await self._advance(cursor, settled)
         if progress is not None and progress.done:
             progress.finish()
         return applied
-
-    async def _advance(self, cursor: datetime, to: datetime) -> None:
-        if to > cursor:
-            async with self.store.transaction() as tx:
-                await tx.set_cursor(FLOW, _iso(to))
 
     async def _cursor(self) -> datetime:
         stored = await self.store.get_cursor(FLOW)

@@ -25,7 +25,9 @@ S13 = rackbeat
     price (or priced 0) is created, and kept, as a draft — the daemon activates it when a
     price arrives if SYNC_NEW_PRODUCT_STATUS is active, and never a merchant's draft.
 S13 = shopify
-    Read: Shopify products updated since the ``products.shopify`` cursor minus an overlap.
+    Read: Shopify products updated since the ``products.shopify`` cursor minus an overlap;
+    :class:`daemon.incremental.ChangeFeed` lists them by id and time and reads in full only
+    those changed since they were pulled.
     Decide: :func:`~daemon.product_mapping.rackbeat_fields`, one Rackbeat product per
     variant. Write: ``PUT`` of the fields that differ, or ``POST`` a new product into S11's
     group; a changed weight goes inside the whole current ``physical`` object. A variant
@@ -109,8 +111,10 @@ from typing import Any
 import anyio
 import structlog
 
+from daemon import shopify_documents as docs
 from daemon.config import ProductPriority, Settings
 from daemon.errors import AmbiguousWrite, MalformedResponse, NotFoundError, RecordError, ValidationError
+from daemon.incremental import ChangeFeed
 from daemon.index import OVERLAP as SEARCH_LAG_BOUND
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
@@ -298,6 +302,16 @@ class ProductsFlow:
         self._groups: dict[str, str] | None = None
         #: changes before this moment were made under another S13 value: not synced
         self._switched_at: datetime | None = None
+        self._feed = ChangeFeed(
+            store,
+            SHOPIFY_CURSOR,
+            cursor_key=SHOPIFY_CURSOR,
+            stamps=lambda since, grow: shopify.stamps_since("products", since, grow=grow),
+            fetch=shopify.products_by_ids,
+            batch=docs.PRODUCTS_PAGE_SIZE,
+            what="product",
+            clock=clock,
+        )
 
     @property
     def priority(self) -> ProductPriority:
@@ -982,28 +996,16 @@ class ProductsFlow:
     async def _shopify_cycle(self) -> int:
         applied_count = await self._retry_parked_shopify()
         cursor = await self._cursor(SHOPIFY_CURSOR)
-        started = self.clock()
-        high = cursor
-        complete = True
-        pages = self.shopify.products_updated_since(cursor - OVERLAP)
+        # The cursor is where the last read got to, and reads go back the overlap from it (as
+        # the first start's read does: from now). The feed lists that by id and time, reads
+        # in full only products changed since they were pulled, and moves the cursor after
+        # each page, never past the lag.
+        pages = self._feed.changes(cursor - OVERLAP)
         async with contextlib.aclosing(pages):
             async for products in pages:
                 applied_count += await self._pull_page(products)
-                for product in products:
-                    updated = product.get("updatedAt")
-                    if isinstance(updated, str):
-                        high = max(high, min(_parse_time(updated), started))
-                # Shopify sorts by updatedAt: each page may move the cursor
-                if high > cursor:
-                    async with self.store.transaction(self.clock()) as tx:
-                        await tx.set_cursor(SHOPIFY_CURSOR, _iso(high))
-                    cursor = high
                 if self.shutdown.requested:
-                    complete = False
                     break
-        if complete and _settled(started) > cursor:
-            async with self.store.transaction(self.clock()) as tx:
-                await tx.set_cursor(SHOPIFY_CURSOR, _iso(_settled(started)))
         return applied_count
 
     async def _pull_page(self, products: Sequence[dict[str, Any]]) -> int:
