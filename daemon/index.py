@@ -416,9 +416,9 @@ class SkuIndex:
         share one index); return the SKUs new in the index.
 
         With a ``budget`` (products read in full) the caller is in a hurry: a refresh
-        running elsewhere is not waited for, and this one stops after the budget, leaving
-        the rest to the next call (:attr:`more`)."""
-        if budget is not None and self._lock.locked():
+        running elsewhere is not waited for (a first build is), and this one stops after
+        the budget, leaving the rest to the next call (:attr:`more`)."""
+        if budget is not None and self._lock.locked() and await self.store.get_cursor(CURSOR) is not None:
             return set()
         async with self._lock:
             now = self._monotonic()

@@ -1483,7 +1483,8 @@ class ShopifyClient:
         """The points a request of ``document`` for ``size`` nodes is likely to ask for."""
         known = self._expected_cost.get(document)
         if known is None:
-            return self._default_cost
+            per_id = docs.POINTS_PER_ID.get(document)
+            return self._default_cost if per_id is None or size is None else float(per_id * size)
         known_size, requested = known
         if size is None or not known_size or size == known_size:
             return requested

@@ -629,6 +629,12 @@ ID_BATCHES: dict[str, int] = {
     "PRODUCTS_BY_IDS": PRODUCTS_PAGE_SIZE,
 }
 
+#: The requested cost of one id of the ``nodes(ids:)`` documents the flows read records with
+#: (tests/test_shopify_documents.py recomputes it from the schema): what the client expects
+#: such a request to cost before Shopify has priced one, so that the first one after a
+#: start waits for its price rather than meeting a low bucket unawares.
+POINTS_PER_ID: dict[str, int] = {ORDERS_BY_IDS: 166, PRODUCTS_BY_IDS: 103}
+
 #: The ``first`` each paged document is sent with, for the cost estimate in the tests.
 PAGE_SIZES: dict[str, int] = {
     "LOCATIONS": LOCATIONS_PAGE_SIZE,

@@ -241,6 +241,9 @@ PROGRESS_FROM = 1000
 #: no bulk endpoint): the rest of the catalogue is re-read on the cycles after it, so a
 #: large catalogue never starves the orders and products flows of requests.
 REFRESH_BUDGET_SHARE = 0.25
+#: products the SKU index reads in full at most in one stock cycle before the push goes on
+#: (about 25 requests; a running refresh of the products flow is not waited for at all)
+INDEX_REFRESH_BUDGET = 200
 #: ``stock_pending.pending``: read Shopify first (the SKU's write went stale)
 READ_FIRST = "read"
 #: ``stock_pending.pending``: the full reconcile's pass has still to read it per location
@@ -723,7 +726,9 @@ class StockFlow:
         marker = await self._marker()
         totals = await self._scan(marker.at)
         if refresh_index:
-            await self.index.current()
+            # bounded: a long refresh (a bulk edit) never holds up the push; the products
+            # flow, or the next cycles, read the rest, and new SKUs join when found
+            await self.index.current(budget=INDEX_REFRESH_BUDGET)
         if not dry_run:
             await self._remember_numbers(totals)
             await self._park_duplicates(totals)
