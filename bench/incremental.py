@@ -31,10 +31,9 @@ import httpx
 
 from bench import Row, bench_settings, run_alone
 from bench.sims import Sims
-from daemon.app import build_flows
+from daemon.flows.orders import OrdersFlow
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
-from daemon.services import Services
 from daemon.shutdown import Shutdown
 from daemon.store import Store
 
@@ -155,8 +154,15 @@ async def measure_orders(orders: int = 1_000) -> dict[str, Any]:
         try:
             async with httpx.AsyncClient(transport=httpx.MockTransport(meter.route)) as http:
                 shopify, rackbeat = sims.clients(settings, http)
-                services = Services(settings, store, http, shopify, rackbeat, Metrics())
-                (flow,) = [f for f in build_flows(services, Shutdown()) if f.name == "orders"]
+                flow = OrdersFlow(
+                    settings,
+                    store,
+                    shopify,
+                    rackbeat,
+                    metrics=Metrics(),
+                    shutdown=Shutdown(),
+                    clock=sims.clock.now,  # Shopify's clock: the flow's and the simulator's agree
+                )
                 await flow.run_once()  # the first start: the cursor begins now
                 _forget_served(sims)
                 meter.reset()

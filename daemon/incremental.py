@@ -46,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daemon.errors import MalformedResponse
+from daemon.shopify_documents import STAMPS_PAGE_SIZE
 from daemon.store import Store, Transaction
 
 #: the bound on Shopify's search lag (and clock skew): a read moves its bookmark no closer
@@ -55,8 +56,9 @@ OVERLAP = timedelta(minutes=5)
 #: Shopify's ``updatedAt`` has seconds precision, and our clock and Shopify's differ a little
 VERSION_MARGIN = timedelta(seconds=2)
 
-#: the cheap pass: ``(since, grow)`` → pages of ``{id, updatedAt}``, oldest first
-Stamps = Callable[[datetime, bool], AsyncGenerator[list[dict[str, Any]], None]]
+#: the cheap pass: ``(since, first)`` → pages of ``{id, updatedAt}``, oldest first, the first
+#: of ``first`` (the guess of how many there are), each after a full one twice as large
+Stamps = Callable[[datetime, int], AsyncGenerator[list[dict[str, Any]], None]]
 #: the full records of these ids, in that order (deleted ones left out)
 Fetch = Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]
 
@@ -174,6 +176,9 @@ class ChangeFeed:
         self.what = what
         self.clock = clock
         self._pass: _Pass | None = None
+        #: how many records the last complete pass listed: the next one's first page asks
+        #: for about that many (the overlap holds much the same records from cycle to cycle)
+        self._listed = 0
         #: the last read stopped at its budget with records to go
         self.more = False
 
@@ -191,13 +196,15 @@ class ChangeFeed:
         if self._pass is None or cursor > self._pass.since:
             self._pass = _Pass(signpost=self.clock() - OVERLAP, since=cursor)
         current = self._pass
-        grow = current.since == cursor  # a pass that goes on knows there is more: full pages
+        # a pass that goes on knows there is more: full pages
+        first = min(STAMPS_PAGE_SIZE, 2 * self._listed + 1) if current.since == cursor else STAMPS_PAGE_SIZE
         self.more = False
-        read = 0
-        pages = self._stamps(current.since, grow)
+        read = listed = 0
+        pages = self._stamps(current.since, first)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 stamps = [(self._id(node), updated_at(node, self.what)) for node in page]
+                listed += len(stamps)
                 wanted = await self.versions.unapplied(stamps)
                 for start in range(0, len(wanted), self.batch):
                     reading = self.clock()
@@ -218,6 +225,7 @@ class ChangeFeed:
                     self.more = True
                     return
         self._pass = None
+        self._listed = listed
         if current.signpost > cursor:  # every page is in: the bookmark may trail by the lag only
             await self.versions.advance(self.cursor_key, current.signpost)
 

@@ -195,7 +195,7 @@ class SkuIndex:
             store,
             CURSOR,
             cursor_key=CURSOR,
-            stamps=lambda since, grow: shopify.stamps_since("products", since, grow=grow),
+            stamps=lambda since, first: shopify.stamps_since("products", since, first=first),
             fetch=shopify.products_by_ids,
             batch=docs.PRODUCTS_PAGE_SIZE,
             what="product",

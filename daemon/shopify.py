@@ -894,18 +894,16 @@ class ShopifyClient:
         )
 
     async def stamps_since(
-        self, kind: str, since: datetime, *, grow: bool = True
+        self, kind: str, since: datetime, *, first: int = INCREMENTAL_FIRST_PAGE
     ) -> AsyncGenerator[list[JSONObject], None]:
         """Yield pages of ``{id, updatedAt}`` of the ``kind`` (``orders`` or ``products``)
         updated at or after ``since``, oldest first: the cheap pass of an incremental read
-        (:mod:`daemon.incremental`). ``grow``: small pages first, as an incremental read's
-        (usually few records); else full pages (a pass known to have more to read)."""
+        (:mod:`daemon.incremental`). The first page asks for ``first`` (the caller's guess
+        of how many there are), each page after a full one for twice as many."""
         document = {"orders": docs.ORDER_STAMPS, "products": docs.PRODUCT_STAMPS}[kind]
         size = docs.STAMPS_PAGE_SIZE
         variables = {"first": size, "query": _updated_since_filter(since)}
-        pages = self.paginate(
-            document, variables, (kind,), grow_from=_first_page(since, size) if grow else None
-        )
+        pages = self.paginate(document, variables, (kind,), grow_from=max(1, min(first, size)))
         async with contextlib.aclosing(pages):
             async for page in pages:
                 yield page

@@ -285,7 +285,7 @@ class OrdersFlow:
             store,
             FLOW,
             cursor_key=FLOW,
-            stamps=lambda since, grow: shopify.stamps_since("orders", since, grow=grow),
+            stamps=lambda since, first: shopify.stamps_since("orders", since, first=first),
             fetch=shopify.orders_by_ids,
             batch=docs.ORDERS_PAGE_SIZE,
             what="order",
