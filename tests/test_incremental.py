@@ -15,7 +15,7 @@ import pytest
 
 from daemon import shopify_documents as docs
 from daemon.flows.stock import INDEX_REFRESH_BUDGET
-from daemon.incremental import OVERLAP
+from daemon.incremental import OVERLAP, WHOLE_EVERY
 from daemon.index import SkuIndex
 from tests.harness import World, make_world, orders_flow
 from tests.test_flow_stock import catalogue, stock_flow
@@ -71,8 +71,10 @@ async def test_a_bulk_edit_is_read_in_full_once_and_then_costs_one_request(tmp_p
         assert set(reads) == set(ids)  # every changed product was read …
         assert max(reads.values()) <= 2  # … in full at most twice
         # before: every refresh read all 400 in full (50 requests each, 61 refreshes); now
-        # each lists the overlap by id and time (2 requests), and one or two read them in full
-        listing = refreshes * math.ceil(products / docs.STAMPS_PAGE_SIZE)
+        # each lists the last half minute by id and time (one request), once a minute the
+        # whole overlap (two requests), and one or two read the changed ones in full
+        wholes = math.ceil(refreshes * POLL / WHOLE_EVERY.total_seconds()) + 1
+        listing = refreshes + wholes * math.ceil(products / docs.STAMPS_PAGE_SIZE)
         assert requests(w) - before <= listing + 2 * math.ceil(products / docs.PRODUCTS_PAGE_SIZE)
 
         before = requests(w)
@@ -94,7 +96,7 @@ async def test_a_product_the_search_shows_late_is_still_read(tmp_path: Path) -> 
         w.tick(70)  # "Early" is searchable, "Late" is not yet
         assert await index.refresh() == {"EARLY"}
         found: set[str] = set()
-        for _ in range(20):
+        for _ in range(int(OVERLAP.total_seconds() / POLL)):
             w.tick(POLL)
             found |= await index.refresh()
         assert found == {"LATE"}
