@@ -49,10 +49,11 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
+from daemon import shopify_documents as docs
 from daemon.errors import MalformedResponse
-from daemon.shopify_documents import STAMPS_PAGE_SIZE
+from daemon.shopify import ShopifyClient
 from daemon.store import Store, Transaction
 
 #: the bound on Shopify's search lag (and clock skew): a read moves its bookmark no closer
@@ -216,7 +217,9 @@ class ChangeFeed:
         current = self._pass
         listed_before = self._listed[current.whole]
         # a pass that goes on knows there is more: full pages
-        first = STAMPS_PAGE_SIZE if current.resumed else min(STAMPS_PAGE_SIZE, 2 * listed_before + 1)
+        first = (
+            docs.STAMPS_PAGE_SIZE if current.resumed else min(docs.STAMPS_PAGE_SIZE, 2 * listed_before + 1)
+        )
         self.more = False
         read = listed = 0
         pages = self._stamps(current.since, first)
@@ -267,3 +270,28 @@ class ChangeFeed:
         if not isinstance(value, str):
             raise MalformedResponse(f"a {self.what} without id")
         return value
+
+
+def shopify_feed(
+    store: Store,
+    shopify: ShopifyClient,
+    kind: Literal["orders", "products"],
+    *,
+    stream: str,
+    clock: Callable[[], datetime],
+) -> ChangeFeed:
+    """The feed of Shopify's ``kind`` for ``stream``, whose bookmark is the cursor of the
+    same name: listed with ``ORDER_STAMPS``/``PRODUCT_STAMPS``, read by id in batches of a
+    page of the full document."""
+    fetch: Fetch = shopify.orders_by_ids if kind == "orders" else shopify.products_by_ids
+    batch = docs.ORDERS_PAGE_SIZE if kind == "orders" else docs.PRODUCTS_PAGE_SIZE
+    return ChangeFeed(
+        store,
+        stream,
+        cursor_key=stream,
+        stamps=lambda since, first: shopify.stamps_since(kind, since, first=first),
+        fetch=fetch,
+        batch=batch,
+        what=kind.removesuffix("s"),
+        clock=clock,
+    )

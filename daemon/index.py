@@ -45,10 +45,9 @@ from typing import Any
 import anyio
 import structlog
 
-from daemon import shopify_documents as docs
 from daemon.bulk import BulkRead, BulkUnavailable
 from daemon.errors import MalformedResponse
-from daemon.incremental import OVERLAP, ChangeFeed, updated_at
+from daemon.incremental import OVERLAP, shopify_feed, updated_at
 from daemon.progress import Progress
 from daemon.shopify import BulkOperation, ShopifyClient
 from daemon.shopify_documents import bulk_variants_query
@@ -191,16 +190,7 @@ class SkuIndex:
         self._levels_at = levels_at
         self.bulk_from = bulk_from
         self._bulk = BulkRead(store, shopify, CURSOR)
-        self._feed = ChangeFeed(
-            store,
-            CURSOR,
-            cursor_key=CURSOR,
-            stamps=lambda since, first: shopify.stamps_since("products", since, first=first),
-            fetch=shopify.products_by_ids,
-            batch=docs.PRODUCTS_PAGE_SIZE,
-            what="product",
-            clock=clock,
-        )
+        self._feed = shopify_feed(store, shopify, "products", stream=CURSOR, clock=clock)
         self._lock = anyio.Lock()
         self._refreshed_at: float | None = None
         #: when and in which phase the progress row was last written

@@ -86,7 +86,6 @@ from typing import Any
 import anyio
 import structlog
 
-from daemon import shopify_documents as docs
 from daemon.config import OrderNumbering, OrderStatus, OrderTrigger, Settings
 from daemon.errors import (
     MalformedResponse,
@@ -96,7 +95,7 @@ from daemon.errors import (
     ThrottledError,
     ValidationError,
 )
-from daemon.incremental import OVERLAP, ChangeFeed
+from daemon.incremental import OVERLAP, shopify_feed
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
@@ -281,16 +280,7 @@ class OrdersFlow:
         #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
         #: shipping product): :meth:`_check_skus` looks each up once, not for every order
         self._in_rackbeat: set[str] = set()
-        self._feed = ChangeFeed(
-            store,
-            FLOW,
-            cursor_key=FLOW,
-            stamps=lambda since, first: shopify.stamps_since("orders", since, first=first),
-            fetch=shopify.orders_by_ids,
-            batch=docs.ORDERS_PAGE_SIZE,
-            what="order",
-            clock=clock,
-        )
+        self._feed = shopify_feed(store, shopify, "orders", stream=FLOW, clock=clock)
 
     # --- the cycle ---------------------------------------------------------------------------
 

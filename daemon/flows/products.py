@@ -111,10 +111,9 @@ from typing import Any
 import anyio
 import structlog
 
-from daemon import shopify_documents as docs
 from daemon.config import ProductPriority, Settings
 from daemon.errors import AmbiguousWrite, MalformedResponse, NotFoundError, RecordError, ValidationError
-from daemon.incremental import ChangeFeed
+from daemon.incremental import shopify_feed
 from daemon.index import OVERLAP as SEARCH_LAG_BOUND
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
@@ -302,16 +301,7 @@ class ProductsFlow:
         self._groups: dict[str, str] | None = None
         #: changes before this moment were made under another S13 value: not synced
         self._switched_at: datetime | None = None
-        self._feed = ChangeFeed(
-            store,
-            SHOPIFY_CURSOR,
-            cursor_key=SHOPIFY_CURSOR,
-            stamps=lambda since, first: shopify.stamps_since("products", since, first=first),
-            fetch=shopify.products_by_ids,
-            batch=docs.PRODUCTS_PAGE_SIZE,
-            what="product",
-            clock=clock,
-        )
+        self._feed = shopify_feed(store, shopify, "products", stream=SHOPIFY_CURSOR, clock=clock)
 
     @property
     def priority(self) -> ProductPriority:
