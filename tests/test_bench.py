@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, fulfilments, idle, orders, shops
+from bench import Row, fulfilments, idle, incremental, orders, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -268,6 +268,18 @@ async def test_the_index_bench_builds_by_one_bulk_query_in_a_handful_of_requests
     assert bulk["requests"] <= 10  # count, start, a few polls: not one per 250 variants
     assert bulk["points"] < 50 < paged["points"]
     assert bulk["simulated_seconds"] < paged["simulated_seconds"]  # simulated, not wall clock
+
+
+@pytest.mark.anyio
+async def test_the_incremental_bench_reads_each_change_in_full_at_most_twice() -> None:
+    size = QUICK_SIZES["bench.incremental"]
+    products = await incremental.measure_products(size)
+    assert len(products["reads"]) == size
+    assert max(products["reads"].values()) <= 2
+    assert products["idle"]["requests"] <= 2
+    orders = await incremental.measure_orders(size // 10)
+    assert orders["imported"] == len(orders["reads"]) == size // 10
+    assert max(orders["reads"].values()) <= 2
 
 
 @pytest.mark.anyio
