@@ -57,8 +57,6 @@ log = structlog.get_logger("daemon.index")
 
 #: the cursor (products ``updated_at``) of the incremental refresh
 CURSOR = "index"
-__all__ = ["CURSOR", "OVERLAP", "IndexEntry", "SkuIndex", "entry_from_variant"]
-
 #: build by bulk query from this many variants on. Measured with bench/index.py's
 #: ``measure`` (simulated seconds, Standard plan: bucket 2,000 points, 100 a second):
 #: paged 0.1 s at 500 variants, 10.2 s at 1,000, 130.6 s at 5,000, 281 s at 10,000;

@@ -1,9 +1,10 @@
 """Shopify orders → Rackbeat sales orders, exactly once.
 
 Read: orders updated since the cursor, oldest first. The cursor trails the cycle's start
-by :data:`OVERLAP` (Shopify's search index lags behind writes), so recent orders are listed
-again; :class:`daemon.incremental.ChangeFeed` lists them by id and time and reads in full
-only those not applied at that time, so an order costs one full read per change. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
+by :data:`~daemon.incremental.OVERLAP` (Shopify's search index lags behind writes), so
+recent orders are listed again; :class:`daemon.incremental.ChangeFeed` lists them by id
+and time and reads in full only those not applied at that time, so an order costs one
+full read per change. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
 Write: customer, draft, booking, shipment in Rackbeat. Commit: every step's outcome in
 the order ledger before the next step, the cursor after the page.
 
@@ -95,7 +96,7 @@ from daemon.errors import (
     ThrottledError,
     ValidationError,
 )
-from daemon.incremental import OVERLAP, shopify_feed
+from daemon.incremental import shopify_feed
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
@@ -121,8 +122,6 @@ from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 log = structlog.get_logger("daemon.flows.orders")
 
 FLOW = "orders"
-__all__ = ["FLOW", "OVERLAP", "OrdersFlow"]
-
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "waiting", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")

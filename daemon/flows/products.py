@@ -113,8 +113,8 @@ import structlog
 
 from daemon.config import ProductPriority, Settings
 from daemon.errors import AmbiguousWrite, MalformedResponse, NotFoundError, RecordError, ValidationError
+from daemon.incremental import OVERLAP as SEARCH_LAG_BOUND
 from daemon.incremental import shopify_feed
-from daemon.index import OVERLAP as SEARCH_LAG_BOUND
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
 from daemon.product_mapping import (
