@@ -20,15 +20,16 @@ So a read (:meth:`ChangeFeed.changes`) has two passes, one page at a time:
 
 Listing the whole overlap every cycle would still cost 40 requests a cycle for five
 minutes after a bulk edit of 10,000 products. Most changes show up in the search within
-seconds, so a pass lists from :data:`QUICK_OVERLAP` before the previous pass began, and
-only at least every :data:`WHOLE_EVERY` (and first after a start) the *whole* overlap from
-the bookmark. A record that shows up late in the search index is still read: a whole pass
-lists it while the bookmark is before it (the bookmark never passes the signpost of the
-last whole pass: the moment it began, less the overlap), and its version is unknown. A
-record is read in full once
-per change — twice at most when it changed within :data:`VERSION_MARGIN` of its reading
-(then its version is not trusted: Shopify's ``updatedAt`` has seconds precision, so a
-second change within the same second would look like the first).
+seconds, so a products pass lists from :data:`QUICK_OVERLAP` before the previous pass
+began, and only at least every :data:`WHOLE_EVERY` (and first after a start) the *whole*
+overlap from the bookmark. Every orders pass is whole: the stock flow counts every order
+the search shows when its cycle begins, however late it showed up. A record that shows up
+late in the search index is still read: a whole pass lists it while the bookmark is
+before it (the bookmark never passes the signpost of the last whole pass: the moment it
+began, less the overlap), and its version is unknown. A record is read in full once per
+change — twice at most when it changed within :data:`VERSION_MARGIN` of its reading (then
+its version is not trusted: Shopify's ``updatedAt`` has seconds precision, so a second
+change within the same second would look like the first).
 
 A read may stop early (``budget``: the stock flow's refresh of the SKU index must not hold
 up its push): the feed remembers how far the pass got (in memory) and the next read goes
@@ -169,7 +170,10 @@ class ChangeFeed:
 
     ``stream`` names its versions; ``cursor_key`` is its bookmark in the cursors table;
     ``stamps`` and ``fetch`` are the two passes (:meth:`ShopifyClient.stamps_since`, and
-    ``orders_by_ids``/``products_by_ids``); ``batch``: ids read in full per request.
+    ``orders_by_ids``/``products_by_ids``); ``batch``: ids read in full per request;
+    ``quick``: passes between whole ones may list only the last :data:`QUICK_OVERLAP` (not
+    for orders: the stock flow counts every order Shopify's search shows when its cycle
+    begins, however late it showed up).
     """
 
     def __init__(
@@ -183,8 +187,10 @@ class ChangeFeed:
         batch: int,
         what: str,
         clock: Callable[[], datetime],
+        quick: bool = True,
     ) -> None:
         self.versions = Versions(store, stream)
+        self.quick = quick
         self.cursor_key = cursor_key
         self._stamps = stamps
         self._fetch = fetch
@@ -260,7 +266,7 @@ class ChangeFeed:
         signpost is the last whole pass's: only what was visible to that one was listed."""
         now = self.clock()
         last, whole_at = self._last, self._last_whole
-        if last is None or whole_at is None or now - whole_at >= WHOLE_EVERY:
+        if not self.quick or last is None or whole_at is None or now - whole_at >= WHOLE_EVERY:
             return _Pass(signpost=now - OVERLAP, since=cursor, started=now, whole=True)
         since = max(cursor, last - QUICK_OVERLAP)
         return _Pass(signpost=whole_at - OVERLAP, since=since, started=now, whole=False)
@@ -282,7 +288,7 @@ def shopify_feed(
 ) -> ChangeFeed:
     """The feed of Shopify's ``kind`` for ``stream``, whose bookmark is the cursor of the
     same name: listed with ``ORDER_STAMPS``/``PRODUCT_STAMPS``, read by id in batches of a
-    page of the full document."""
+    page of the full document. Orders are listed whole every pass (see ``quick``)."""
     fetch: Fetch = shopify.orders_by_ids if kind == "orders" else shopify.products_by_ids
     batch = docs.ORDERS_PAGE_SIZE if kind == "orders" else docs.PRODUCTS_PAGE_SIZE
     return ChangeFeed(
@@ -294,4 +300,5 @@ def shopify_feed(
         batch=batch,
         what=kind.removesuffix("s"),
         clock=clock,
+        quick=kind == "products",
     )
