@@ -76,16 +76,17 @@ def _status_mib(pid: int, field: str) -> float:
 def build(
     skus: int, changed_ago: timedelta = timedelta(days=1)
 ) -> tuple[ShopifySimulator, RackbeatSimulator]:
-    """The two simulators with ``skus`` products each, last changed ``changed_ago``, on the
-    machine's clock."""
+    """The two simulators with ``skus`` products each, Shopify's last changed ``changed_ago``
+    (Rackbeat's a day ago), on the machine's clock."""
     from bench.stock import BUCKET_POINTS, RESTORE_PER_SECOND, fast_handles  # noqa: PLC0415
     from daemon.sim.rackbeat import RackbeatSimulator  # noqa: PLC0415  # not in the daemon's process
     from daemon.sim.shopify import ShopifySimulator  # noqa: PLC0415
 
-    yesterday = datetime.now(UTC) - changed_ago
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    changed = datetime.now(UTC) - changed_ago  # Shopify's products only (an import, a bulk edit)
     built = False
     shopify = ShopifySimulator(
-        now=lambda: datetime.now(UTC) if built else yesterday,
+        now=lambda: datetime.now(UTC) if built else changed,
         bucket_size=BUCKET_POINTS,
         restore_rate=RESTORE_PER_SECOND,
         request_log_size=10,
@@ -140,9 +141,9 @@ async def _until(done: Callable[[], bool], process: Process, deadline: float) ->
 
 
 async def measure(skus: int, changed_ago: timedelta = timedelta(days=1)) -> dict[str, Any]:
-    """Start the daemon on a shop of ``skus`` SKUs, last changed ``changed_ago`` (a minute:
-    an import just done, inside the SKU index's overlap); time its first complete push; its
-    RSS."""
+    """Start the daemon on a shop of ``skus`` SKUs, Shopify's products last changed
+    ``changed_ago`` (a minute: an import just done, inside the SKU index's overlap); time
+    its first complete push; its RSS."""
     from daemon.webserver import handler_app, serve  # noqa: PLC0415
 
     shopify, rackbeat = build(skus, changed_ago)
