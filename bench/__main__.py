@@ -40,6 +40,7 @@ MODULES: tuple[str, ...] = (
     "bench.shops",
     "bench.first_sync",
     "bench.incremental",
+    "bench.live_check",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
@@ -54,6 +55,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.shops": 200,
     "bench.first_sync": 1_000,
     "bench.incremental": 200,
+    "bench.live_check": 500,
 }
 
 

@@ -6,7 +6,7 @@ an exit status (see the README's table):
 - 0 success; 1 runtime failure; 2 usage error
 - 69 (EX_UNAVAILABLE) an API could not be reached by ``check``
 - 77 (EX_NOPERM) an API refused our credentials
-- 78 (EX_CONFIG) a setting is wrong or missing
+- 78 (EX_CONFIG) a setting is wrong or missing; ``check --live``: a load-bearing fact is refuted
 """
 
 from __future__ import annotations
@@ -47,9 +47,18 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="validate the settings, and reach both APIs",
         description="Validate the settings; without --offline also authenticate against both APIs and verify "
-        "that the configured Rackbeat numbers (S3, S5, S8, S10, S11, S15) exist.",
+        "that the configured Rackbeat numbers (S3, S5, S8, S10, S11, S15) exist. With --live instead, prove "
+        "each Rackbeat assumption and each Shopify scope on the live accounts, read-only.",
     )
-    check.add_argument("--offline", action="store_true", help="only validate the settings")
+    mode = check.add_mutually_exclusive_group()
+    mode.add_argument("--offline", action="store_true", help="only validate the settings")
+    mode.add_argument(
+        "--live",
+        action="store_true",
+        help="read-only: prove each Rackbeat assumption and each Shopify scope on the real accounts "
+        "(exit 78 when a load-bearing one is refuted)",
+    )
+    check.add_argument("--json", action="store_true", help="with --live: machine-readable output")
     status = sub.add_parser("status", help="cursors, lag and parked records from the state DB")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     parked = sub.add_parser("parked", help="list parked records with reason and advice")
@@ -139,7 +148,10 @@ def _settings(command: str, out: TextIO) -> Account | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and args.json and not args.live:
+        parser.error("check: --json goes with --live")
     err = sys.stderr
     if args.command == "demo":
         from daemon.demo import run_demo  # noqa: PLC0415  # only the demo needs the simulators
@@ -214,6 +226,10 @@ async def _dispatch(args: argparse.Namespace, account: Account) -> int:
         return EX_OK
     shops = account.select(args.shop)
     if command == "check":
+        if args.live:
+            from daemon.live_check import check_live  # noqa: PLC0415  # only --live needs it
+
+            return await check_live(account, shops, out=out, as_json=args.json)
         return await app.check(account, offline=args.offline, out=out, shops=shops)
     if command == "status":
         return await app.status(account, as_json=args.json, out=out, shops=shops)

@@ -29,6 +29,7 @@ from daemon.flows.products import ProductsFlow
 from daemon.flows.stock import StockFlow, read_rackbeat_only
 from daemon.health import HealthApp
 from daemon.index import SkuIndex
+from daemon.live_check import ReferenceGate
 from daemon.logs import configure_logging
 from daemon.merge import merge_state as merge
 from daemon.rackbeat import Order, Product, RackbeatClient
@@ -66,6 +67,7 @@ def build_flows(
     changes: SharedChanges[Product] | None = None,
     shipped: SharedChanges[Order] | None = None,
     catch_up: Sequence[str] = ("orders",),
+    gate: ReferenceGate | None = None,
 ) -> list[Flow]:
     """One shop's flows, as its settings switch them on, sharing one SKU index.
 
@@ -90,7 +92,7 @@ def build_flows(
         min_interval=s.sync_poll_seconds / 2,
         levels_at=stock_location if s.sync_stock else None,
     )
-    orders = OrdersFlow(*common, metrics=services.metrics, shutdown=shutdown, customers=customers)
+    orders = OrdersFlow(*common, metrics=services.metrics, shutdown=shutdown, customers=customers, gate=gate)
     flows: list[Flow] = []
     if s.sync_orders:
         flows.append(orders)
@@ -134,10 +136,14 @@ GATHER_SECONDS = 10.0
 
 
 def build_account_flows(
-    opened: AccountServices, shutdown: Shutdown, requests: CycleRequests | None = None
+    opened: AccountServices,
+    shutdown: Shutdown,
+    requests: CycleRequests | None = None,
+    gate: ReferenceGate | None = None,
 ) -> list[ShopFlows]:
     """Every shop's flows (:func:`build_flows`), sharing one stock scan per cycle, the
-    customer lock, and each other's orders catch-up where their S10 locations meet."""
+    customer lock, each other's orders catch-up where their S10 locations meet, and the
+    reference-search ``gate`` (``run``'s: the Rackbeat facts are the account's)."""
     several = opened.account.several
     poll = opened.account.settings.sync_poll_seconds
     stocked = sum(1 for shop in opened.shops if shop.settings.sync_stock)
@@ -168,6 +174,7 @@ def build_account_flows(
             changes=changes,
             shipped=shipped,
             catch_up=catch_up,
+            gate=gate,
         )
         groups.append(ShopFlows(shop.alias, shop.store, flows))
     return groups
@@ -235,7 +242,7 @@ async def _serve(
     async with open_account(account, http, shutdown=shutdown) as opened:
         schedules = FlowSchedules()
         runner = Runner(
-            shops=build_account_flows(opened, shutdown, schedules),
+            shops=build_account_flows(opened, shutdown, schedules, ReferenceGate(opened.rackbeat)),
             metrics=opened.metrics,
             poll_seconds=settings.sync_poll_seconds,
             shutdown=shutdown,

@@ -48,6 +48,14 @@ class OrderTrigger(StrEnum):
     FULFILLED = "fulfilled"
 
 
+class UnprovenReferencePolicy(StrEnum):
+    """What ``run`` does while Rackbeat's order search by ``your_reference`` is refuted
+    (``SYNC_ORDERS_UNPROVEN_REFERENCE``; see :class:`daemon.live_check.ReferenceGate`)."""
+
+    REFUSE = "refuse"
+    WARN = "warn"
+
+
 class OrderNumbering(StrEnum):
     """S2: who numbers the Rackbeat order."""
 
@@ -197,6 +205,10 @@ class Settings(_FromEnvironment):
     sync_order_trigger: OrderTrigger = Field(
         OrderTrigger.CREATED,
         description="Transfer an order when it is created, paid (or authorised), or fulfilled in Shopify.",
+    )
+    sync_orders_unproven_reference: UnprovenReferencePolicy = Field(
+        UnprovenReferencePolicy.REFUSE,
+        description="While Rackbeat's order search by your_reference is refuted (check --live): refuse (hold orders, health fails) or warn (import; a crash may then duplicate an order).",
     )
     sync_fulfilments: bool = Field(
         True, description="Fulfil Shopify orders, with tracking, when Rackbeat ships them."

@@ -43,7 +43,7 @@ def flow_status(state: FlowState, poll_seconds: float, now: float | None = None)
     now = time.time() if now is None else now
     if state.status == "disabled":
         return "pass"
-    if state.status == "fatal" or state.failures >= FAIL_AFTER:
+    if state.status == "fatal" or state.failures >= FAIL_AFTER or state.held is not None:
         return "fail"
     if state.failures or state.parked:
         return "warn"
@@ -86,6 +86,8 @@ def health_document(runner: Runner, version: str) -> dict[str, Any]:
         }
         if state.last_error and state.status in ("failing", "fatal"):
             entry["output"] = f"{state.last_error_kind}: {state.last_error}"
+        elif state.held is not None:
+            entry["output"] = f"held: {state.held}"
         elif (progress := _in_progress(state, runner.poll_seconds, now)) is not None:
             entry["output"] = progress
         checks[f"{state.key}:lag"] = [entry]

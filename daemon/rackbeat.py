@@ -22,7 +22,8 @@ live API is a one-line fix:
 :func:`available_at_locations`, :func:`available_entry` and :func:`weight_unit`. One
 lives in the settings: the ``vat_zone`` values are :class:`daemon.config.VatZone`. The
 README section "Rackbeat API assumptions" has one row per function; a test keeps the two
-lists equal.
+lists equal. ``check --live`` (:mod:`daemon.live_check`) proves them, read-only, on a live
+account, through these same functions.
 
 Return values
 -------------
@@ -77,7 +78,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import anyio
 import httpx
@@ -126,6 +127,7 @@ __all__ = [
     "customer_body",
     "customer_email_matches",
     "customer_search_params",
+    "envelope_count",
     "format_timestamp",
     "number_taken",
     "number_text",
@@ -949,7 +951,9 @@ def _validation_fields(body: Any) -> dict[str, list[str]]:
     return fields
 
 
-def _count(value: Any) -> int | None:
+def envelope_count(value: Any) -> int | None:
+    """A count of a list envelope (``pages``, ``limit``, ``total``): an int, a digit string or an
+    integral float; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -978,6 +982,15 @@ def _items(body: Mapping[str, Any], key: str, what: str) -> list[JSONObject]:
 
 
 Missing = Literal["record", "config"]
+
+
+class _Sending(TypedDict, total=False):
+    """How :meth:`RackbeatClient._exchange` sends a request (its keyword arguments)."""
+
+    params: Mapping[str, str] | None
+    json: JSONObject | None
+    replay_safe: bool
+    missing: Missing
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -1313,6 +1326,20 @@ class RackbeatClient:
         """
         await self._call("DELETE", f"orders/{_segment(number)}")
 
+    # --- reads for ``check --live`` -----------------------------------------------------------
+
+    async def read_raw(
+        self, *segments: str, params: Mapping[str, str] | None = None
+    ) -> tuple[int, JSONObject]:
+        """``GET`` one page or record exactly as Rackbeat answers it: (HTTP status, JSON body).
+
+        ``segments`` are path parts, each percent-encoded once (a SKU with ``/`` is one
+        part). Budgeted and retried like every request; a 404 raises NotFoundError. For
+        :mod:`daemon.live_check`, which checks the shapes the other methods assume.
+        """
+        path = "/".join(_segment(part) for part in segments)
+        return await self._exchange("GET", path, params=params)
+
     # --- internals: lists ------------------------------------------------------------------------
 
     async def _pages(
@@ -1337,12 +1364,12 @@ class RackbeatClient:
             query = {**(params or {}), "page": str(page), "limit": str(self.page_limit)}
             body = await self._call("GET", path, params=query, missing=missing)
             items = _items(body, envelope, what)
-            echoed = _count(body.get("limit"))
+            echoed = envelope_count(body.get("limit"))
             if echoed is not None and echoed != self.echoed_limit:
                 if echoed != self.page_limit:
                     log.info("rackbeat.page_limit_capped", request=what, asked=self.page_limit, echoed=echoed)
                 self.echoed_limit = echoed
-            pages = _count(body.get("pages"))
+            pages = envelope_count(body.get("pages"))
             if on_total is not None and page == 1 and pages is not None:
                 on_total(pages * (echoed or self.page_limit))
             yield items
@@ -1367,7 +1394,12 @@ class RackbeatClient:
 
     # --- internals: sending ----------------------------------------------------------------------
 
-    async def _call(
+    async def _call(self, method: str, path: str, **options: Unpack[_Sending]) -> JSONObject:
+        """:meth:`_exchange` without the HTTP status: the decoded JSON object."""
+        _, body = await self._exchange(method, path, **options)
+        return body
+
+    async def _exchange(
         self,
         method: str,
         path: str,
@@ -1376,8 +1408,8 @@ class RackbeatClient:
         json: JSONObject | None = None,
         replay_safe: bool = True,
         missing: Missing = "record",
-    ) -> JSONObject:
-        """Send one request (budgeted, retried) and return the decoded JSON object.
+    ) -> tuple[int, JSONObject]:
+        """Send one request (budgeted, retried): the HTTP status and the decoded JSON object.
 
         ``path`` is relative to the base URL with its numbers already encoded by
         :func:`_segment`. ``missing`` says what a 404 means: a record that does not exist
@@ -1386,11 +1418,11 @@ class RackbeatClient:
         what = f"{method} /{path}"
         url = f"{self._base_url}/{path}"
 
-        async def attempt() -> JSONObject:
+        async def attempt() -> tuple[int, JSONObject]:
             await self._await_budget()
             self.requests += 1
             response = await self._send(method, url, what, params=params, json=json)
-            return self._interpret(response, what, missing)
+            return response.status_code, self._interpret(response, what, missing)
 
         return await self._retry.run(what, attempt, replay_safe=replay_safe)
 

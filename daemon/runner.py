@@ -179,6 +179,8 @@ class FlowState:
     retrying_since: float | None = None
     #: until when that counts as failing right now (the last backoff's end plus a grace)
     retrying_until: float | None = None
+    #: why the last cycle, which succeeded, held the flow's work back (None: it did not)
+    held: str | None = None
 
     def lag(self, now: float | None = None) -> float:
         """Seconds since the last successful cycle (or since start, before the first)."""
@@ -291,7 +293,7 @@ class Runner:
 
     def status_line(self) -> str:
         """One line for systemd's ``STATUS=``."""
-        parts = [f"{key} {s.status}" for key, s in self.states.items()]
+        parts = [f"{key} {'held' if s.held else s.status}" for key, s in self.states.items()]
         return "; ".join(parts)
 
     async def _loop(self, flow: Flow, state: FlowState, store: Store) -> None:
@@ -322,6 +324,7 @@ class Runner:
                     self._failed(state, bound, exc, "bug", fatal=False, traceback=True)
                 else:
                     self._succeeded(state, bound, applied)
+                    self._held(state, bound, cycle.held)
                 finally:
                     current_cycle.reset(token)
                     state.attempting_since = state.retrying_since = state.retrying_until = None
@@ -395,6 +398,18 @@ class Runner:
             bound.info("flow.recovered", after_error=state.last_error)
             sdnotify.notify(f"STATUS={self.status_line()}")
         elif previous == "starting":
+            sdnotify.notify(f"STATUS={self.status_line()}")
+
+    def _held(self, state: FlowState, bound: structlog.stdlib.BoundLogger, reason: str | None) -> None:
+        """Record whether the cycle held its work back; say it when that changes."""
+        was, state.held = state.held, reason
+        if reason is not None:
+            self.metrics.up.labels(shop=state.shop, flow=state.name).set(0)
+            if reason != was:
+                bound.error("flow.held", reason=reason)
+                sdnotify.notify(f"STATUS={self.status_line()}")
+        elif was is not None:
+            bound.info("flow.released", after=was)
             sdnotify.notify(f"STATUS={self.status_line()}")
 
     def _failed(

@@ -582,6 +582,18 @@ def bulk_variants_query(location_id: str | None) -> str:
     return BULK_VARIANTS_AT_LOCATION.replace(json.dumps(BULK_LOCATION_PLACEHOLDER), json.dumps(location_id))
 
 
+#: ``check --live``: the app's scopes, the API versions Shopify supports and the stock
+#: location (``$locationId`` null: the primary one), in one cheap query; its
+#: ``extensions.cost.throttleStatus`` tells the plan's bucket size and restore rate.
+LIVE_CHECK = """
+query LiveCheck($locationId: ID) {
+  currentAppInstallation { accessScopes { handle } }
+  publicApiVersions { handle supported }
+  location(id: $locationId) { id name isActive }
+}
+"""
+
+
 ALL_DOCUMENTS: dict[str, str] = {
     "BULK_RUN_QUERY": BULK_RUN_QUERY,
     "BULK_OPERATION": BULK_OPERATION,
@@ -612,6 +624,7 @@ ALL_DOCUMENTS: dict[str, str] = {
     "PRODUCT_CREATE": PRODUCT_CREATE,
     "PRODUCT_UPDATE": PRODUCT_UPDATE,
     "VARIANTS_BULK_UPDATE": VARIANTS_BULK_UPDATE,
+    "LIVE_CHECK": LIVE_CHECK,
 }
 """Every document the daemon sends, by constant name."""
 

@@ -38,6 +38,8 @@ class RunningCycle:
     scope: anyio.CancelScope
     #: what the flow said of this cycle (:func:`note_cycle`), for the runner's ``flow.cycle`` line
     counts: dict[str, int | bool] = field(default_factory=dict)
+    #: why the flow holds its work back although the cycle succeeded (:func:`note_held`)
+    held: str | None = None
 
 
 #: the cycle the current task runs (None outside the runner's flow loops)
@@ -50,6 +52,15 @@ def note_cycle(**counts: int | bool) -> None:
     cycle = current_cycle.get()
     if cycle is not None:
         cycle.counts.update(counts)
+
+
+def note_held(reason: str) -> None:
+    """The cycle now running succeeded but the flow holds its work back for ``reason``
+    (orders while Rackbeat's reference search is refuted): ``/healthz`` fails with it,
+    while flows waiting on this one's cycles go on. Nothing outside a cycle."""
+    cycle = current_cycle.get()
+    if cycle is not None:
+        cycle.held = reason
 
 
 class Shutdown:

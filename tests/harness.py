@@ -32,6 +32,7 @@ from daemon.flows.fulfilments import FulfilmentsFlow
 from daemon.flows.orders import OrdersFlow
 from daemon.flows.stock import StockFlow
 from daemon.index import SkuIndex
+from daemon.live_check import ReferenceGate
 from daemon.mapping import shopify_heading
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
@@ -220,8 +221,8 @@ def later(clock: SimClock, **delta: float) -> datetime:
     return clock.now() + timedelta(**delta)
 
 
-def orders_flow(w: World) -> OrdersFlow:
-    """The orders flow of ``w``, on its clock."""
+def orders_flow(w: World, gate: ReferenceGate | None = None) -> OrdersFlow:
+    """The orders flow of ``w``, on its clock (held by ``gate`` as in ``run``, when given)."""
     return OrdersFlow(
         w.settings,
         w.store,
@@ -230,6 +231,7 @@ def orders_flow(w: World) -> OrdersFlow:
         metrics=w.metrics,
         shutdown=w.shutdown,
         clock=w.clock.now,
+        gate=gate,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, fulfilments, idle, incremental, orders, shops
+from bench import Row, fulfilments, idle, incremental, live_check, orders, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -293,3 +293,12 @@ async def test_the_first_sync_bench_runs_the_daemon_process_until_every_sku_is_p
     # every SKU's level written once, 250 to a call: nothing read or written one by one
     assert m["set_stock"] == math.ceil(skus / 250)
     assert m["peak_rss_mib"] >= m["peak_rss_push_mib"] > 0
+
+
+@pytest.mark.anyio
+async def test_check_live_spends_at_most_30_requests_and_proves_every_fact() -> None:
+
+    m = await live_check.measure(QUICK_SIZES["bench.live_check"])
+    assert m["rackbeat"] + m["shopify"] <= live_check.GOAL
+    assert m["confirmed"] == m["facts"]
+    assert all(route.startswith("GET ") for route in m["routes"])

@@ -11,9 +11,10 @@ from graphql import GraphQLSchema
 from structlog.testing import capture_logs
 
 from daemon.errors import TransportError, WaitingError
+from daemon.health import flow_status
 from daemon.metrics import Metrics
 from daemon.runner import FlowSchedules, Runner
-from daemon.shutdown import Shutdown
+from daemon.shutdown import Shutdown, note_held
 from daemon.store import Store
 from tests.harness import make_world
 from tests.test_flow_stock import stock_flow
@@ -36,11 +37,14 @@ class Orders:
     def __init__(self) -> None:
         self.cycles = 0
         self.failing = False
+        self.held: str | None = None
 
     async def run_once(self) -> int:
         self.cycles += 1
         if self.failing:
             raise TransportError("Rackbeat: connection refused")
+        if self.held is not None:
+            note_held(self.held)
         return 0
 
 
@@ -111,6 +115,19 @@ async def test_a_failing_flow_is_not_woken_from_its_backoff(store: Store) -> Non
     failed = [(e["flow"], e["kind"]) for e in logs if e["event"] == "flow.failed"]
     assert failed == [("orders", "transport")]  # booked against the flow that failed, only
     assert runner.states["stock"].status == "ok"
+
+
+async def test_a_flow_holding_its_work_back_still_answers_requests_and_fails_health(store: Store) -> None:
+    orders = Orders()
+    orders.held = "orders are held, not imported: the reference search is refuted"
+    with capture_logs() as logs:
+        runner, stock = await run(store, orders)
+    assert stock.answers == [[True]], "the stock flow's catch-up goes on while orders are held"
+    state = runner.states["orders"]
+    assert flow_status(state, poll_seconds=3600) == "fail"
+    assert state.held == orders.held
+    assert [e["reason"] for e in logs if e["event"] == "flow.held"] == [orders.held]  # said once
+    assert runner.status_line().startswith("orders held")
 
 
 async def test_a_flow_that_is_not_run_needs_no_waiting() -> None:

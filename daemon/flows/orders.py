@@ -12,11 +12,13 @@ The ledger state machine, one row per Shopify order::
 
     seen ─► customer ─► draft ─► booked ─► shipment ─► done
      │ ▲                  (S1=draft: done after draft; S1=booked: done after booked)
-     │ └─ waiting      (SYNC_ORDER_TRIGGER not met yet: paid, or fulfilled in Shopify)
+     │ └─ waiting      (SYNC_ORDER_TRIGGER not met yet: paid, or fulfilled in Shopify; or
+     │                  held while Rackbeat's reference search is refuted: :data:`HELD`)
      └─► skipped      (a test order, cancelled before import, or created before the start)
 
 A waiting order keeps its demand in the ledger, so the stock flow holds its units; it is
-read again when Shopify changes it (paid, fulfilled, cancelled: then skipped).
+read again when Shopify changes it (paid, fulfilled, cancelled: then skipped), a held one
+also once the search is proven.
 
 Which orders: those created from the import start on — ``SYNC_ORDERS_SINCE`` or the
 moment of the first start, stored in the DB on the first start. An older order that
@@ -87,7 +89,7 @@ from typing import Any
 import anyio
 import structlog
 
-from daemon.config import OrderNumbering, OrderStatus, OrderTrigger, Settings
+from daemon.config import OrderNumbering, OrderStatus, OrderTrigger, Settings, UnprovenReferencePolicy
 from daemon.errors import (
     MalformedResponse,
     NotFoundError,
@@ -97,6 +99,7 @@ from daemon.errors import (
     ValidationError,
 )
 from daemon.incremental import shopify_feed
+from daemon.live_check import ReferenceGate
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
 from daemon.progress import Progress
@@ -116,7 +119,7 @@ from daemon.reasons import advice_for
 from daemon.retry import settle_write
 from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
-from daemon.shutdown import Shutdown
+from daemon.shutdown import Shutdown, note_held
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 
 log = structlog.get_logger("daemon.flows.orders")
@@ -125,6 +128,8 @@ FLOW = "orders"
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "waiting", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
+#: what an order held by the :class:`~daemon.live_check.ReferenceGate` waits for (its note)
+HELD = "a proven reference search in Rackbeat (SYNC_ORDERS_UNPROVEN_REFERENCE=refuse; see check --live)"
 #: a cycle whose cursor is further behind than this reports its progress (order counts, rate)
 CATCH_UP_PROGRESS = timedelta(hours=1)
 #: the cursors-table key of the import start (orders created before it are skipped)
@@ -253,9 +258,18 @@ class OrdersFlow:
         shutdown: Shutdown,
         customers: KeyedLocks | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        gate: ReferenceGate | None = None,
     ) -> None:
         """``customers`` is shared by the orders flows of every shop of the account: one
-        Rackbeat customer per e-mail, whichever shop sells to it first."""
+        Rackbeat customer per e-mail, whichever shop sells to it first. ``gate`` (``run``'s,
+        one per account) holds orders while Rackbeat's reference search is refuted."""
+        self.gate = gate
+        #: :data:`HELD` while the gate holds this cycle's orders (:meth:`_gate`), else None
+        self._held: str | None = None
+        #: why the last cycle held its orders back (None: it did not)
+        self.refusal: str | None = None
+        #: the refusal last logged under SYNC_ORDERS_UNPROVEN_REFERENCE=warn (log on change)
+        self._warned: str | None = None
         self.settings = settings
         self.customers = customers or KeyedLocks()
         self.store = store
@@ -287,7 +301,9 @@ class OrdersFlow:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
             try:
-                applied = await self._cycle()
+                refusal = await self._gate()
+                applied = await self._release_held() if refusal is None else 0
+                applied += await self._cycle()
             except RetriableError:
                 self._failing = True
                 raise
@@ -296,7 +312,46 @@ class OrdersFlow:
                 woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
                 if woken:
                     self.log.info("orders.repeated_failures_woken", orders=woken)
+            if self.gate is not None and applied:
+                self.gate.imported()
+            #: the cycle succeeds (the stock flow's catch-up goes on: the held orders' units
+            #: are in the ledger) while /healthz fails with the reason
+            self.refusal = None if refusal is None else f"orders are held, not imported: {refusal}"
+            if self.refusal is not None:
+                note_held(self.refusal)
             return applied
+
+    async def _gate(self) -> str | None:
+        """Ask the :class:`~daemon.live_check.ReferenceGate`: the refusal that holds this
+        cycle's orders (as "waiting", their units held), or None. With
+        ``SYNC_ORDERS_UNPROVEN_REFERENCE=warn`` a refusal is logged and orders go on; once
+        the search is confirmed, :meth:`_release_held` imports the orders held earlier."""
+        refusal = await self.gate.refusal() if self.gate is not None else None
+        warn = (
+            refusal is not None
+            and self.settings.sync_orders_unproven_reference is UnprovenReferencePolicy.WARN
+        )
+        if warn and refusal != self._warned:
+            self.log.warning(
+                "orders.unproven_reference", detail=refusal, setting="SYNC_ORDERS_UNPROVEN_REFERENCE=warn"
+            )
+        self._warned = refusal if warn else None
+        if refusal is not None and not warn:
+            self._held = HELD
+            return refusal
+        self._held = None
+        return None
+
+    async def _release_held(self) -> int:
+        """Import the orders the gate held (they wait for no change in Shopify); how many."""
+        rows = await self.store.fetchall(
+            "SELECT order_id FROM order_ledger WHERE shop = ? AND state = 'waiting' AND note = ?",
+            (self.store.shop, f"waiting for {HELD}"),
+        )
+        if not rows:
+            return 0
+        orders = await self.shopify.orders_by_ids([str(row[0]) for row in rows])
+        return sum([await self.apply(order) for order in orders])
 
     async def _cycle(self) -> int:
         cursor = await self._cursor()
@@ -509,7 +564,7 @@ class OrdersFlow:
                     self.log.info("order.skipped", order=name, reason=skip)
                 return False
             if ledger is None or ledger["state"] in ("seen", "waiting"):
-                wait = trigger_wait(order, self.settings.sync_order_trigger)
+                wait = trigger_wait(order, self.settings.sync_order_trigger) or self._held
                 if wait is not None:
                     await self._hold_for_trigger(order, name, ledger, updated, wait)
                     return False

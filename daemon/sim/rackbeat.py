@@ -29,6 +29,9 @@ invented beyond them:
   makes it ignore them and the ``updated_at`` range, as a live API might;
 * ``DELETE /orders/{number}`` removes a draft (204, no body; later reads are 404) and
   refuses a booked order with 422;
+* ``refute={...}`` (:data:`REFUTABLE`): the account behaves otherwise than the reference
+  assumes, one setting per fact of :mod:`daemon.live_check` (the search ignores
+  ``your_reference``, ``limit`` capped lower, fields renamed, numbers as floats …);
 * a per-minute request limit answered with 429 and ``Retry-After``; faults from
   :class:`~daemon.sim.faults.Faults` (5xx, 429 bursts, truncated bodies, delay; a cost
   throttle is a 429 here too).
@@ -68,6 +71,7 @@ from daemon.sim.faults import Faults, truncate_body
 
 __all__ = [
     "DEFAULT_TOKEN",
+    "REFUTABLE",
     "RackbeatSimulator",
     "RequestRecord",
     "SimCustomer",
@@ -92,6 +96,25 @@ _REFERENCE_LISTS = {
     "product-groups": "product_groups",
 }
 _VAT_ZONES = ("domestic", "eu", "abroad")
+#: what ``RackbeatSimulator(refute=…)`` can make behave otherwise than the reference
+#: assumes, by the :mod:`daemon.live_check` fact each one refutes
+REFUTABLE = frozenset(
+    {
+        "reference_search",  # GET /orders ignores ``search`` (every order comes back)
+        "customer_email_search",  # GET /customers searches number and name, not the e-mail
+        "list_envelope",  # lists without total/pages/page, and never 206
+        "page_limit",  # ``limit`` capped at 50
+        "products_updated_from",  # GET /products ignores updated_at_from/_to
+        "orders_updated_from",  # GET /orders ignores its filters (ignore_order_filters)
+        "product_fields",  # ``available_quantity`` is called ``available``
+        "order_fields",  # ``is_booked`` is called ``booked``
+        "location_stock",  # 404 on /items/{n}/locations/available
+        "shipment_shape",  # a shipment's lines are ``items`` of ``product_number``
+        "number_format",  # customer, order and reference numbers as JSON floats (1001.0)
+        "timestamp_format",  # timestamps as ``07.12.2026 10:00``
+        "reference_envelopes",  # reference lists in the envelope ``data``
+    }
+)
 #: the boolean filters ``GET /orders`` takes (``?is_shipped=true``), each an order attribute
 _ORDER_FLAGS = ("is_shipped", "is_partly_shipped", "is_booked")
 
@@ -348,7 +371,14 @@ class RackbeatSimulator:
         stock_touches_updated_at: bool = False,
         ignore_order_filters: bool = False,
         request_log_size: int = 1000,
+        refute: Iterable[str] = (),
     ) -> None:
+        """``refute`` names facts of :data:`REFUTABLE` this account behaves otherwise on
+        (:attr:`refute` may be changed later: the account then behaves as assumed again)."""
+        self.refute = frozenset(refute)
+        unknown = self.refute - REFUTABLE
+        if unknown:
+            raise ValueError(f"cannot refute {sorted(unknown)}; choose from {sorted(REFUTABLE)}")
         self.token = token
         self.now = now
         self.monotonic = monotonic
@@ -896,6 +926,20 @@ class RackbeatSimulator:
 
     # --- JSON views ---------------------------------------------------------------------------------
 
+    def _number_out(self, number: str) -> int | str | float:
+        value = _number_out(number)
+        return float(value) if "number_format" in self.refute and isinstance(value, int) else value
+
+    def _product_time(self, moment: datetime) -> str:
+        if "timestamp_format" in self.refute:
+            return moment.astimezone(UTC).strftime("%d.%m.%Y %H:%M")
+        return _product_time(moment)
+
+    def _plain_time(self, moment: datetime | None) -> str | None:
+        if moment is not None and "timestamp_format" in self.refute:
+            return moment.astimezone(UTC).strftime("%d.%m.%Y %H:%M")
+        return _plain_time(moment)
+
     def _product_json(self, product: SimProduct) -> JSONObject:
         number = product.number
         stock = self.stock_quantity(number)
@@ -908,20 +952,24 @@ class RackbeatSimulator:
             "barcode": product.barcode,
             "sales_price": float(product.sales_price),
             "cost_price": float(product.cost_price),
-            "group_id": _number_out(product.group) if product.group is not None else None,
-            "group": {"number": _number_out(product.group), "name": group_name} if product.group else None,
+            "group_id": self._number_out(product.group) if product.group is not None else None,
+            "group": {"number": self._number_out(product.group), "name": group_name}
+            if product.group
+            else None,
             "physical": {
                 "weight": float(product.weight) if product.weight is not None else None,
                 "weight_unit": product.weight_unit,
             },
             "stock_quantity": _quantity_out(stock),
             "in_order_quantity": _quantity_out(in_order),
-            "available_quantity": _quantity_out(stock - in_order),
+            ("available" if "product_fields" in self.refute else "available_quantity"): _quantity_out(
+                stock - in_order
+            ),
             "purchased_quantity": 0,
             "is_barred": product.is_barred,
             "inventory_enabled": product.inventory_enabled,
-            "created_at": _product_time(product.created_at),
-            "updated_at": _product_time(product.updated_at),
+            "created_at": self._product_time(product.created_at),
+            "updated_at": self._product_time(product.updated_at),
             "deleted_at": None,
         }
 
@@ -946,29 +994,31 @@ class RackbeatSimulator:
 
     def _customer_json(self, customer: SimCustomer) -> JSONObject:
         return {
-            "number": _number_out(customer.number),
+            "number": self._number_out(customer.number),
             "name": customer.name,
             "contact_email": customer.contact_email,
             "contact_phone": customer.contact_phone,
-            "customer_group_id": _number_out(customer.customer_group_id)
+            "customer_group_id": self._number_out(customer.customer_group_id)
             if customer.customer_group_id
             else None,
             "vat_zone": customer.vat_zone,
             "currency": customer.currency,
-            "payment_terms_id": _number_out(customer.payment_terms_id) if customer.payment_terms_id else None,
+            "payment_terms_id": self._number_out(customer.payment_terms_id)
+            if customer.payment_terms_id
+            else None,
             "locale": customer.locale,
             "is_barred": customer.is_barred,
-            "created_at": _plain_time(customer.created_at),
-            "updated_at": _plain_time(customer.updated_at),
+            "created_at": self._plain_time(customer.created_at),
+            "updated_at": self._plain_time(customer.updated_at),
         }
 
     def _order_json(self, order: SimOrder) -> JSONObject:
         return {
-            "number": _number_out(order.number),
-            "customer_id": _number_out(order.customer_id),
+            "number": self._number_out(order.number),
+            "customer_id": self._number_out(order.customer_id),
             "currency": order.currency,
-            "payment_terms_id": _number_out(order.payment_terms_id) if order.payment_terms_id else None,
-            "our_reference": _number_out(order.our_reference) if order.our_reference else None,
+            "payment_terms_id": self._number_out(order.payment_terms_id) if order.payment_terms_id else None,
+            "our_reference": self._number_out(order.our_reference) if order.our_reference else None,
             "your_reference": order.your_reference,
             "heading": order.heading,
             "delivery_address": order.delivery_address,
@@ -985,15 +1035,15 @@ class RackbeatSimulator:
                 for line in order.lines
             ],
             "total_total": float(sum((line.total for line in order.lines), Decimal(0))),
-            "is_booked": order.is_booked,
+            ("booked" if "order_fields" in self.refute else "is_booked"): order.is_booked,
             "is_ready_for_shipping": order.is_ready_for_shipping,
             "is_shipped": order.is_shipped,
             "is_partly_shipped": order.is_partly_shipped,
             "is_cancelled": order.is_cancelled,
             "is_archived": order.is_archived,
-            "booked_at": _plain_time(order.booked_at),
-            "created_at": _plain_time(order.created_at),
-            "updated_at": _plain_time(order.updated_at),
+            "booked_at": self._plain_time(order.booked_at),
+            "created_at": self._plain_time(order.created_at),
+            "updated_at": self._plain_time(order.updated_at),
         }
 
     def _shipment_json(self, shipment: SimShipment) -> JSONObject:
@@ -1002,10 +1052,14 @@ class RackbeatSimulator:
             "is_picked": shipment.is_shipped,
             "is_partly_picked": False,
             "is_shipped": shipment.is_shipped,
-            "created_at": _plain_time(shipment.created_at),
-            "updated_at": _plain_time(shipment.updated_at),
-            "lines": [
-                {"item_id": sku, "quantity": _quantity_out(quantity)} for sku, quantity in shipment.lines
+            "created_at": self._plain_time(shipment.created_at),
+            "updated_at": self._plain_time(shipment.updated_at),
+            ("items" if "shipment_shape" in self.refute else "lines"): [
+                {
+                    ("product_number" if "shipment_shape" in self.refute else "item_id"): sku,
+                    "quantity": _quantity_out(quantity),
+                }
+                for sku, quantity in shipment.lines
             ],
             "carrier": shipment.carrier,
             "track_trace_number": shipment.track_trace_number,
@@ -1120,7 +1174,7 @@ class RackbeatSimulator:
                 rows = [self._product_location_json(number, loc) for loc in self.locations.values()]
                 return self._page("product_locations", rows, params)
             case ("GET", ["items", number, "locations", "available"]):
-                if number not in self.products:
+                if number not in self.products or "location_stock" in self.refute:
                     return _not_found("item")
                 rows = [
                     {
@@ -1135,14 +1189,19 @@ class RackbeatSimulator:
                     "locations", [self._location_json(loc) for loc in self.locations.values()], params
                 )
             case ("GET", [resource]) if resource in _REFERENCE_LISTS:
-                return self._page(_REFERENCE_LISTS[resource], self._reference_rows(resource), params)
+                key = "data" if "reference_envelopes" in self.refute else _REFERENCE_LISTS[resource]
+                return self._page(key, self._reference_rows(resource), params)
             case ("GET", ["customers"]):
                 return self._list(
                     "customers",
                     self.customers.values(),
                     self._customer_json,
                     params,
-                    search=lambda c: (c.number, c.name, c.contact_email or "", c.contact_phone or ""),
+                    search=lambda c: (
+                        (c.number, c.name)
+                        if "customer_email_search" in self.refute
+                        else (c.number, c.name, c.contact_email or "", c.contact_phone or "")
+                    ),
                     stamp=lambda c: c.updated_at,
                 )
             case ("POST", ["customers"]):
@@ -1187,9 +1246,11 @@ class RackbeatSimulator:
             "customer-groups": self.customer_groups,
             "product-groups": self.product_groups,
         }[resource]
-        return [{"number": _number_out(number), "name": name} for number, name in table.items()]
+        return [{"number": self._number_out(number), "name": name} for number, name in table.items()]
 
     def _list_products(self, params: httpx.QueryParams) -> httpx.Response:
+        if "products_updated_from" in self.refute:
+            params = params.remove("updated_at_from").remove("updated_at_to")
         return self._list(
             "products",
             self.products.values(),
@@ -1203,7 +1264,9 @@ class RackbeatSimulator:
         """``GET /orders``: the shared filters plus the boolean flags of :data:`_ORDER_FLAGS`
         (all ignored with the date range when :attr:`ignore_order_filters` is on)."""
         chosen = list(self._orders.values())
-        if self.ignore_order_filters:
+        if "reference_search" in self.refute:
+            params = params.remove("search")
+        if self.ignore_order_filters or "orders_updated_from" in self.refute:
             for name in ("updated_at_from", "updated_at_to"):
                 params = params.remove(name)
         else:
@@ -1265,7 +1328,8 @@ class RackbeatSimulator:
         *,
         view: Callable[[Any], JSONObject] | None = None,
     ) -> httpx.Response:
-        limit = min(max(_int_param(params.get("limit"), self.default_limit), 1), self.max_limit)
+        cap = min(self.max_limit, 50) if "page_limit" in self.refute else self.max_limit
+        limit = min(max(_int_param(params.get("limit"), self.default_limit), 1), cap)
         page = max(_int_param(params.get("page"), 1), 1)
         total = len(rows)
         pages = max(1, math.ceil(total / limit))
@@ -1274,6 +1338,8 @@ class RackbeatSimulator:
         wanted = [f.strip() for f in (params.get("fields") or "").split(",") if f.strip()]
         if wanted:
             items = [{f: item[f] for f in wanted if f in item} for item in items]
+        if "list_envelope" in self.refute:
+            return _json_response(200, {key: items, "limit": limit})
         status = 206 if page < pages else 200
         return _json_response(
             status, {key: items, "total": total, "pages": pages, "limit": limit, "page": page}

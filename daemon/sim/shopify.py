@@ -145,7 +145,8 @@ DEFAULT_CLIENT_SECRET = "sim-client-secret"  # noqa: S105  # ditto
 #: API versions the simulator answers; any other version in the path is a 404.
 SUPPORTED_VERSIONS: tuple[str, ...] = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
 DEFAULT_SCOPES = (
-    "read_orders,read_all_orders,read_products,write_products,read_inventory,write_inventory,read_locations"
+    "read_orders,read_all_orders,read_products,write_products,read_inventory,write_inventory,read_locations,"
+    "write_merchant_managed_fulfillment_orders"
 )
 
 #: Shopify refuses any single query that asks for more than this.
@@ -1282,8 +1283,20 @@ def _query_resolvers() -> dict[str, Resolver]:
             return {"count": limit, "precision": "AT_LEAST"}
         return {"count": len(rows), "precision": "EXACT"}
 
+    def app_installation(_root: None, info: Info) -> dict[str, Any]:
+        handles = [h.strip() for h in _sim(info).scopes.split(",") if h.strip()]
+        return {
+            "id": "gid://shopify/AppInstallation/1",
+            "accessScopes": [{"handle": h, "description": h} for h in handles],
+        }
+
+    def api_versions(_root: None, info: Info) -> list[dict[str, Any]]:
+        return [{"handle": v, "displayName": v, "supported": True} for v in sorted(_sim(info).api_versions)]
+
     return {
         "bulkOperation": bulk_operation,
+        "currentAppInstallation": app_installation,
+        "publicApiVersions": api_versions,
         "shop": shop,
         "location": location,
         "locations": locations,
