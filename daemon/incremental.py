@@ -65,6 +65,10 @@ OVERLAP = timedelta(minutes=5)
 QUICK_OVERLAP = timedelta(seconds=30)
 #: … and at least this often the whole overlap from the bookmark (a *whole* pass)
 WHOLE_EVERY = timedelta(minutes=1)
+#: a read with a budget also stops after listing this many records per record of its budget:
+#: a listed record costs a point, one read in full about six (a bulk edit of 10,000 products
+#: costs 10,000 points to list, 100 s of a Standard plan's bucket)
+LISTED_PER_READ = 5
 #: a version read this close to its ``updatedAt`` is not recorded (read again next time):
 #: Shopify's ``updatedAt`` has seconds precision, and our clock and Shopify's differ a little
 VERSION_MARGIN = timedelta(seconds=2)
@@ -214,8 +218,9 @@ class ChangeFeed:
         applied yet, a batch at a time, oldest first; commit each batch's versions when the
         caller asks for the next, and the bookmark after each page.
 
-        ``budget``: stop after the page in which this many records were read in full
-        (:attr:`more` says so); the next read goes on where this one stopped. A caller that
+        ``budget``: stop after the page in which this many records were read in full, or
+        :data:`LISTED_PER_READ` times as many listed (:attr:`more` says so); the next read
+        goes on where this one stopped. A caller that
         stops early closes the generator: the batch in hand is then read again next time.
         """
         if self._pass is None or cursor > self._pass.since:
@@ -249,7 +254,7 @@ class ChangeFeed:
                     if min(last, current.signpost) > cursor:
                         cursor = min(last, current.signpost)
                         await self.versions.advance(self.cursor_key, cursor)
-                if budget is not None and read >= budget:
+                if budget is not None and (read >= budget or listed >= budget * LISTED_PER_READ):
                     self.more = current.resumed = True
                     return
         self._pass = None
