@@ -40,8 +40,8 @@ State invariant (:mod:`daemon.store`): a cursor never passes a record whose outc
 committed, and applying a record again is harmless. Here: a record's version is
 committed only after the flow has applied it and got control back (an exception, or a
 stop, leaves it unrecorded and it is read again); the bookmark moves only after every
-record of the page is applied, and never past the signpost; versions older than the
-bookmark can no longer be listed and are deleted with its move.
+record of the page is applied, and never past the signpost; versions older than any
+read can list (the bookmark less the overlap) are deleted with its move.
 """
 
 from __future__ import annotations
