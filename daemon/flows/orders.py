@@ -264,9 +264,7 @@ class OrdersFlow:
         Rackbeat customer per e-mail, whichever shop sells to it first. ``gate`` (``run``'s,
         one per account) holds orders while Rackbeat's reference search is refuted."""
         self.gate = gate
-        #: :data:`HELD` while the gate holds this cycle's orders (:meth:`_gate`), else None
-        self._held: str | None = None
-        #: why the last cycle held its orders back (None: it did not)
+        #: why the gate holds this cycle's orders back (:meth:`_gate`; None: it does not)
         self.refusal: str | None = None
         #: the refusal last logged under SYNC_ORDERS_UNPROVEN_REFERENCE=warn (log on change)
         self._warned: str | None = None
@@ -314,10 +312,9 @@ class OrdersFlow:
                     self.log.info("orders.repeated_failures_woken", orders=woken)
             if self.gate is not None and applied:
                 self.gate.imported()
-            #: the cycle succeeds (the stock flow's catch-up goes on: the held orders' units
-            #: are in the ledger) while /healthz fails with the reason
-            self.refusal = None if refusal is None else f"orders are held, not imported: {refusal}"
             if self.refusal is not None:
+                # the cycle succeeds (the stock flow's catch-up goes on: the held orders'
+                # units are in the ledger) while /healthz fails with the reason
                 note_held(self.refusal)
             return applied
 
@@ -337,9 +334,9 @@ class OrdersFlow:
             )
         self._warned = refusal if warn else None
         if refusal is not None and not warn:
-            self._held = HELD
+            self.refusal = f"orders are held, not imported: {refusal}"
             return refusal
-        self._held = None
+        self.refusal = None
         return None
 
     async def _release_held(self) -> int:
@@ -564,7 +561,9 @@ class OrdersFlow:
                     self.log.info("order.skipped", order=name, reason=skip)
                 return False
             if ledger is None or ledger["state"] in ("seen", "waiting"):
-                wait = trigger_wait(order, self.settings.sync_order_trigger) or self._held
+                wait = trigger_wait(order, self.settings.sync_order_trigger) or (
+                    HELD if self.refusal else None
+                )
                 if wait is not None:
                     await self._hold_for_trigger(order, name, ledger, updated, wait)
                     return False
