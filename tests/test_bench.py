@@ -291,8 +291,8 @@ async def test_the_first_sync_bench_runs_the_daemon_process_until_every_sku_is_p
     skus = QUICK_SIZES["bench.first_sync"]
     m = await first_sync.measure(skus)
     # every SKU's level written once, 250 to a call: nothing read or written one by one
-    assert m["set_stock"] == math.ceil(skus / 250)
-    assert m["peak_rss_mib"] >= m["peak_rss_push_mib"] > 0
+    assert m["set_stock"] == math.ceil(skus / 250), m
+    assert m["peak_rss_mib"] >= m["peak_rss_push_mib"] > 0, m  # the figures, should it ever fail
 
 
 @pytest.mark.anyio
