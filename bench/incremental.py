@@ -31,10 +31,7 @@ import httpx
 
 from bench import Row, bench_settings, run_alone
 from bench.sims import Sims
-from daemon.flows.orders import OrdersFlow
 from daemon.index import SkuIndex
-from daemon.metrics import Metrics
-from daemon.shutdown import Shutdown
 from daemon.store import Store
 
 #: products of the full run
@@ -164,15 +161,7 @@ async def measure_orders(orders: int = 1_000) -> dict[str, Any]:
         try:
             async with httpx.AsyncClient(transport=httpx.MockTransport(meter.route)) as http:
                 shopify, rackbeat = sims.clients(settings, http)
-                flow = OrdersFlow(
-                    settings,
-                    store,
-                    shopify,
-                    rackbeat,
-                    metrics=Metrics(),
-                    shutdown=Shutdown(),
-                    clock=sims.clock.now,  # Shopify's clock: the flow's and the simulator's agree
-                )
+                flow = sims.orders_flow(settings, store, shopify, rackbeat)
                 await flow.run_once()  # the first start: the cursor begins now
                 _forget_served(sims)
                 meter.reset()

@@ -49,13 +49,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from daemon import shopify_documents as docs
 from daemon.errors import MalformedResponse
 from daemon.shopify import ShopifyClient
 from daemon.store import Store, Transaction
+from daemon.times import iso, parse_time
 
 #: the bound on Shopify's search lag (and clock skew): a read moves its bookmark no closer
 #: than this to the moment it began
@@ -78,16 +79,6 @@ VERSION_MARGIN = timedelta(seconds=2)
 Stamps = Callable[[datetime, int], AsyncGenerator[list[dict[str, Any]], None]]
 #: the full records of these ids, in that order (deleted ones left out)
 Fetch = Callable[[Sequence[str]], Awaitable[list[dict[str, Any]]]]
-
-
-def iso(moment: datetime) -> str:
-    """A moment as the cursors table and ``applied_versions`` keep it (seconds, ``Z``)."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_time(value: str) -> datetime:
-    """An ISO 8601 time (Shopify's, or :func:`iso`'s) as an aware UTC datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def updated_at(record: Mapping[str, Any], what: str) -> datetime:

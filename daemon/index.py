@@ -52,6 +52,7 @@ from daemon.progress import Progress
 from daemon.shopify import BulkOperation, ShopifyClient
 from daemon.shopify_documents import bulk_variants_query
 from daemon.store import Store, Transaction
+from daemon.times import iso, parse_time
 
 log = structlog.get_logger("daemon.index")
 
@@ -105,14 +106,6 @@ class IndexEntry:
     rackbeat_number: str | None = None
     shopify_hash: str | None = None
     rackbeat_hash: str | None = None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _product_versions(variants: Iterable[Mapping[str, Any]]) -> list[tuple[str, datetime]]:
@@ -260,7 +253,7 @@ class SkuIndex:
 
         url = await self._bulk.wait(operation.operation_id, running)
         progress = Progress(progress.what, progress.total, clock=self._monotonic, shop=self.store.shop)
-        read_at = _iso(operation.started_at)
+        read_at = iso(operation.started_at)
         seen = 0
         entries: list[IndexEntry] = []
         levels: list[tuple[str, int | None]] = []
@@ -332,7 +325,7 @@ class SkuIndex:
                 (self.store.shop, self.store.shop),
             )
             await self._seen_reset(tx)
-            await tx.set_cursor(CURSOR, _iso(read_at - OVERLAP))
+            await tx.set_cursor(CURSOR, iso(read_at - OVERLAP))
             await self._feed.versions.moved(tx, read_at - OVERLAP)
             await self._bulk.forget(tx)
             await tx.execute(
@@ -361,7 +354,7 @@ class SkuIndex:
                     progress.done,
                     progress.total,
                     left,
-                    _iso(self.clock()),
+                    iso(self.clock()),
                 ),
             )
 
@@ -379,7 +372,7 @@ class SkuIndex:
         a dry run), so a write that goes stale reads Shopify again."""
         if not item_ids:
             return {}
-        fresh = _iso(self.clock() - LEVEL_TTL)
+        fresh = iso(self.clock() - LEVEL_TTL)
         found: dict[str, int | None] = {}
         for start in range(0, len(item_ids), 500):
             chunk = list(item_ids[start : start + 500])
@@ -425,7 +418,7 @@ class SkuIndex:
         """Apply products changed since the cursor (at most ``budget`` read in full); return
         the SKUs that are new in the index."""
         await self.ensure_built()
-        cursor = _parse(await self.store.get_cursor(CURSOR) or _iso(self.clock()))
+        cursor = parse_time(await self.store.get_cursor(CURSOR) or iso(self.clock()))
         new: set[str] = set()
         pages = self._feed.changes(cursor, budget=budget)
         async with contextlib.aclosing(pages):
@@ -558,7 +551,7 @@ class SkuIndex:
                 "INSERT OR IGNORE INTO temp.index_seen (shop, variant_id) VALUES (?, ?)",
                 [(self.store.shop, e.variant_id) for e in entries],
             )
-        now = _iso(self.clock())
+        now = iso(self.clock())
         await tx.executemany(
             "INSERT INTO sku_index (shop, variant_id, sku, product_id, inventory_item_id, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shop, variant_id) DO UPDATE SET "

@@ -121,6 +121,7 @@ from daemon.shared import KeyedLocks
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown, note_held
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
+from daemon.times import iso, parse_time
 
 log = structlog.get_logger("daemon.flows.orders")
 
@@ -172,15 +173,6 @@ PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "AUTHORIZED"})
 #: the ``displayFulfillmentStatus`` that meets ``SYNC_ORDER_TRIGGER=fulfilled`` (every unit;
 #: PARTIALLY_FULFILLED waits)
 FULFILLED = "FULFILLED"
-
-
-def parse_time(value: str) -> datetime:
-    """Shopify's ISO 8601 timestamps (``…Z``) as aware datetimes."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def is_our_order(candidate: Order, reference: str, *, shop: str, customer: str | None) -> bool:
@@ -359,7 +351,7 @@ class OrdersFlow:
         await self._refresh_drafts()
         # far behind (SYNC_ORDERS_SINCE in the past, or after a long stop): say how it goes
         progress = (
-            Progress("order catch-up", None, shop=self.store.shop, since=_iso(cursor))
+            Progress("order catch-up", None, shop=self.store.shop, since=iso(cursor))
             if started - cursor > CATCH_UP_PROGRESS
             else None
         )
@@ -385,9 +377,9 @@ class OrdersFlow:
         # First start: from SYNC_ORDERS_SINCE, else from now — never the whole history by surprise.
         start = self.settings.sync_orders_since or self.clock()
         async with self.store.transaction() as tx:
-            await tx.set_cursor(FLOW, _iso(start))
-            await tx.set_cursor(SINCE, _iso(start))
-        self.log.info("orders.cursor_initialised", since=_iso(start))
+            await tx.set_cursor(FLOW, iso(start))
+            await tx.set_cursor(SINCE, iso(start))
+        self.log.info("orders.cursor_initialised", since=iso(start))
         return start
 
     async def _import_start(self, cursor: datetime) -> datetime:
@@ -403,7 +395,7 @@ class OrdersFlow:
         candidates = [cursor, *([parse_time(str(first))] if first else [])]
         start = self.settings.sync_orders_since or min(candidates)
         async with self.store.transaction() as tx:
-            await tx.set_cursor(SINCE, _iso(start))
+            await tx.set_cursor(SINCE, iso(start))
         return start
 
     async def _first_start_moment(self) -> datetime:
@@ -415,7 +407,7 @@ class OrdersFlow:
             return parse_time(stored)
         now = self.clock()
         async with self.store.transaction() as tx:
-            await tx.set_cursor(FIRST_START, _iso(now))
+            await tx.set_cursor(FIRST_START, iso(now))
         return now
 
     async def _refresh_drafts(self) -> None:
@@ -427,7 +419,7 @@ class OrdersFlow:
             "SELECT order_id, order_name, rackbeat_number FROM order_ledger WHERE shop = ? "
             "AND rackbeat_state = 'draft' AND rackbeat_number IS NOT NULL AND cancelled = 0 "
             "AND (checked_at IS NULL OR checked_at <= ?) ORDER BY COALESCE(checked_at, ''), order_name LIMIT ?",
-            (self.store.shop, _iso(self.clock() - DRAFT_CHECK_INTERVAL), DRAFT_CHECKS_PER_CYCLE),
+            (self.store.shop, iso(self.clock() - DRAFT_CHECK_INTERVAL), DRAFT_CHECKS_PER_CYCLE),
         )
         for order_id, name, number in rows:
             try:
@@ -446,7 +438,7 @@ class OrdersFlow:
                 sets = ", ".join(f"{k} = ?" for k in values)
                 await tx.execute(
                     f"UPDATE order_ledger SET {sets}, checked_at = ? WHERE shop = ? AND order_id = ?",  # noqa: S608  # fixed column names
-                    (*values.values(), _iso(self.clock()), self.store.shop, order_id),
+                    (*values.values(), iso(self.clock()), self.store.shop, order_id),
                 )
 
     async def _retry_parked(self) -> int:
@@ -499,7 +491,7 @@ class OrdersFlow:
     async def _count_failure(self, order: Mapping[str, Any], name: str) -> int:
         """Count one more retriable failure of this order in a row; return the count."""
         order_id = str(order.get("id") or name)
-        now = _iso(self.clock())
+        now = iso(self.clock())
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, failures, created_at, updated_at) "
@@ -523,7 +515,7 @@ class OrdersFlow:
 
     async def _save(self, order_id: str, name: str, **values: Any) -> None:
         """Upsert the ledger row of one order (a step's outcome) and unpark it."""
-        now = _iso(self.clock())
+        now = iso(self.clock())
         given = {k: v for k, v in values.items() if k in _LEDGER}
         if "state" in given:
             given.setdefault("failures", 0)  # a step's outcome ends a run of failures
@@ -715,7 +707,7 @@ class OrdersFlow:
         created = order.get("createdAt")
         since = self._since
         if new and since is not None and isinstance(created, str) and parse_time(created) < since:
-            return f"{SKIPPED_BEFORE_START} {_iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
+            return f"{SKIPPED_BEFORE_START} {iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
         if order.get("test") and not self.settings.sync_import_test_orders:
             return "test order (SYNC_IMPORT_TEST_ORDERS is off)"
         if order.get("cancelledAt"):
@@ -1044,7 +1036,7 @@ class OrdersFlow:
         order_id = str(order.get("id") or name)
         # the units it sold stay held back, whatever keeps the order from being mapped
         demand = json.dumps(order_demand(order), sort_keys=True)
-        now = _iso(self.clock())
+        now = iso(self.clock())
         async with self.store.transaction(self.clock()) as tx:  # the backoff runs on our clock
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, demand, shopify_updated_at, "

@@ -192,11 +192,11 @@ from daemon.stock_decision import (
     decide,
     decimal_or_none,
     effective_demand,
-    iso,
     looks_for_sales,
     target_quantity,
 )
 from daemon.store import Store, Transaction
+from daemon.times import iso
 
 __all__ = [
     "FLOW",
