@@ -39,6 +39,7 @@ MODULES: tuple[str, ...] = (
     "bench.fulfilments",
     "bench.shops",
     "bench.first_sync",
+    "bench.incremental",
     "bench.live_check",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
@@ -53,6 +54,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.fulfilments": 100,
     "bench.shops": 200,
     "bench.first_sync": 1_000,
+    "bench.incremental": 200,
     "bench.live_check": 500,
 }
 

@@ -23,10 +23,7 @@ import httpx
 from bench import Row, bench_settings, run_alone
 from bench.sims import Sims
 from daemon.errors import RetriableError
-from daemon.flows.orders import OrdersFlow
-from daemon.metrics import Metrics
 from daemon.retry import backoff_delay
-from daemon.shutdown import Shutdown
 from daemon.store import Store
 
 #: the poll interval, and the base of the runner's backoff after a failed cycle (15–30 s first)
@@ -70,15 +67,7 @@ async def measure(orders: int = 40) -> dict[str, Any]:
         try:
             async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
                 shopify, rackbeat = sims.clients(settings, http)
-                flow = OrdersFlow(
-                    settings,
-                    store,
-                    shopify,
-                    rackbeat,
-                    metrics=Metrics(),
-                    shutdown=Shutdown(),
-                    clock=clock.now,
-                )
+                flow = sims.orders_flow(settings, store, shopify, rackbeat)
                 await flow.run_once()  # first start: the cursor is "now"
                 clock.advance(1)
                 for n in range(orders):

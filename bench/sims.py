@@ -13,10 +13,14 @@ import httpx
 
 from bench.stock import fast_handles
 from daemon.config import Settings
+from daemon.flows.orders import OrdersFlow
+from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
 from daemon.shopify import ShopifyClient
+from daemon.shutdown import Shutdown
 from daemon.sim.rackbeat import RackbeatSimulator
 from daemon.sim.shopify import ShopifySimulator, SimClock
+from daemon.store import Store
 
 
 class Sims:
@@ -44,6 +48,14 @@ class Sims:
         return (
             ShopifyClient.from_settings(settings, http, sleep=self.sleep, clock=self.clock.monotonic),
             RackbeatClient.from_settings(settings, http, sleep=self.sleep, clock=self.clock.monotonic),
+        )
+
+    def orders_flow(
+        self, settings: Settings, store: Store, shopify: ShopifyClient, rackbeat: RackbeatClient
+    ) -> OrdersFlow:
+        """The orders flow on the simulated clock (its clock and the simulators' agree)."""
+        return OrdersFlow(
+            settings, store, shopify, rackbeat, metrics=Metrics(), shutdown=Shutdown(), clock=self.clock.now
         )
 
     def seed(self, skus: int, *, stock: int) -> None:

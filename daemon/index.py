@@ -5,7 +5,13 @@ does not keep SKUs unique, so the index is keyed by variant and a SKU may map to
 rows; :meth:`SkuIndex.duplicates` names those, and the flows refuse to guess between them.
 
 Built in full on the first start and then kept current from products updated since the
-``index`` cursor (minus an overlap: Shopify's search index lags). A full rebuild
+``index`` cursor, read by :class:`daemon.incremental.ChangeFeed`: the overlap Shopify's
+lagging search index needs is listed by id and time, and only products changed since the
+index last read them are read in full (the build records the version of every product it
+read, so the refresh after it reads nothing again). :meth:`SkuIndex.current` may be given
+a budget (the stock flow's: its push never waits for a long refresh): it then reads at
+most that many products in full and leaves the rest to the next call, and a call while
+another refresh runs returns at once. A full rebuild
 (:meth:`SkuIndex.build`) also drops variants that no longer exist; ``reconcile`` runs one.
 
 A full build reads page by page (250 variants a request, bound by query cost: about
@@ -41,17 +47,17 @@ import structlog
 
 from daemon.bulk import BulkRead, BulkUnavailable
 from daemon.errors import MalformedResponse
+from daemon.incremental import OVERLAP, shopify_feed, updated_at
 from daemon.progress import Progress
 from daemon.shopify import BulkOperation, ShopifyClient
 from daemon.shopify_documents import bulk_variants_query
 from daemon.store import Store, Transaction
+from daemon.times import iso, parse_time
 
 log = structlog.get_logger("daemon.index")
 
 #: the cursor (products ``updated_at``) of the incremental refresh
 CURSOR = "index"
-#: re-read this much before the cursor: Shopify's search index lags behind writes
-OVERLAP = timedelta(minutes=5)
 #: build by bulk query from this many variants on. Measured with bench/index.py's
 #: ``measure`` (simulated seconds, Standard plan: bucket 2,000 points, 100 a second):
 #: paged 0.1 s at 500 variants, 10.2 s at 1,000, 130.6 s at 5,000, 281 s at 10,000;
@@ -102,12 +108,14 @@ class IndexEntry:
     rackbeat_hash: str | None = None
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+def _product_versions(variants: Iterable[Mapping[str, Any]]) -> list[tuple[str, datetime]]:
+    """The version (id, ``updatedAt``) of each product of a build's variant rows."""
+    found: dict[str, datetime] = {}
+    for variant in variants:
+        product = variant.get("product")
+        if isinstance(product, Mapping) and isinstance(product.get("id"), str) and "updatedAt" in product:
+            found[product["id"]] = updated_at(product, "product")
+    return list(found.items())
 
 
 def _bulk_level(row: Mapping[str, Any]) -> tuple[int | None]:
@@ -173,6 +181,7 @@ class SkuIndex:
         self._levels_at = levels_at
         self.bulk_from = bulk_from
         self._bulk = BulkRead(store, shopify, CURSOR)
+        self._feed = shopify_feed(store, shopify, "products", stream=CURSOR, clock=clock)
         self._lock = anyio.Lock()
         self._refreshed_at: float | None = None
         #: when and in which phase the progress row was last written
@@ -225,6 +234,7 @@ class SkuIndex:
                     if not seen:
                         await self._seen_reset(tx)
                     await self._upsert(tx, entries, seen=True)
+                await self._feed.versions.record(_product_versions(page), started)
                 seen += len(page)
                 progress.advance(len(page))
                 await self._save_progress(progress)
@@ -243,10 +253,11 @@ class SkuIndex:
 
         url = await self._bulk.wait(operation.operation_id, running)
         progress = Progress(progress.what, progress.total, clock=self._monotonic, shop=self.store.shop)
-        read_at = _iso(operation.started_at)
+        read_at = iso(operation.started_at)
         seen = 0
         entries: list[IndexEntry] = []
         levels: list[tuple[str, int | None]] = []
+        rows: list[Mapping[str, Any]] = []
         first = True
         lines = self._bulk.lines(url)
         async with contextlib.aclosing(lines):
@@ -259,17 +270,20 @@ class SkuIndex:
                 except MalformedResponse as exc:
                     raise BulkUnavailable(f"line {number} of the bulk result: {exc}") from exc
                 seen += 1
+                rows.append(row)
                 if entry is not None:
                     entries.append(entry)
                     if level is not None and entry.inventory_item_id is not None:
                         levels.append((entry.inventory_item_id, level[0]))
                 if len(entries) >= BULK_BATCH:
                     await self._commit_bulk(entries, levels, location, read_at, clear=first)
+                    await self._feed.versions.record(_product_versions(rows), operation.started_at)
                     first = False
                     progress.advance(len(entries))
                     await self._save_progress(progress)
-                    entries, levels = [], []
+                    entries, levels, rows = [], [], []
         await self._commit_bulk(entries, levels, location, read_at, clear=first)
+        await self._feed.versions.record(_product_versions(rows), operation.started_at)
         progress.advance(len(entries))
         await self._finish_build(progress, operation.started_at)
         return seen
@@ -311,7 +325,8 @@ class SkuIndex:
                 (self.store.shop, self.store.shop),
             )
             await self._seen_reset(tx)
-            await tx.set_cursor(CURSOR, _iso(read_at - OVERLAP))
+            await tx.set_cursor(CURSOR, iso(read_at - OVERLAP))
+            await self._feed.versions.moved(tx, read_at - OVERLAP)
             await self._bulk.forget(tx)
             await tx.execute(
                 "DELETE FROM progress WHERE shop = ? AND work = ?", (self.store.shop, BUILD_WORK)
@@ -339,7 +354,7 @@ class SkuIndex:
                     progress.done,
                     progress.total,
                     left,
-                    _iso(self.clock()),
+                    iso(self.clock()),
                 ),
             )
 
@@ -357,7 +372,7 @@ class SkuIndex:
         a dry run), so a write that goes stale reads Shopify again."""
         if not item_ids:
             return {}
-        fresh = _iso(self.clock() - LEVEL_TTL)
+        fresh = iso(self.clock() - LEVEL_TTL)
         found: dict[str, int | None] = {}
         for start in range(0, len(item_ids), 500):
             chunk = list(item_ids[start : start + 500])
@@ -377,31 +392,40 @@ class SkuIndex:
                 )
         return found
 
-    async def current(self) -> set[str]:
+    async def current(self, budget: int | None = None) -> set[str]:
         """Refresh unless another flow did so within ``min_interval`` seconds (the flows
-        share one index); return the SKUs new in the index."""
+        share one index); return the SKUs new in the index.
+
+        With a ``budget`` (products read in full) the caller is in a hurry: a refresh
+        running elsewhere is not waited for (a first build is), and this one stops after
+        the budget, leaving the rest to the next call (:attr:`more`)."""
+        if budget is not None and self._lock.locked() and await self.store.get_cursor(CURSOR) is not None:
+            return set()
         async with self._lock:
             now = self._monotonic()
             if self._refreshed_at is not None and now - self._refreshed_at < self.min_interval:
                 return set()
-            new = await self.refresh()
-            self._refreshed_at = self._monotonic()
+            new = await self.refresh(budget)
+            self._refreshed_at = None if self.more else self._monotonic()
             return new
 
-    async def refresh(self) -> set[str]:
-        """Apply products updated since the cursor; return the SKUs that are new in the index."""
+    @property
+    def more(self) -> bool:
+        """The last refresh stopped at its budget with products to go."""
+        return self._feed.more
+
+    async def refresh(self, budget: int | None = None) -> set[str]:
+        """Apply products changed since the cursor (at most ``budget`` read in full); return
+        the SKUs that are new in the index."""
         await self.ensure_built()
-        cursor = _parse(await self.store.get_cursor(CURSOR) or _iso(self.clock()))
-        # products updated before ``settled`` are in Shopify's lagging search index by now
-        settled = self.clock() - OVERLAP
+        cursor = parse_time(await self.store.get_cursor(CURSOR) or iso(self.clock()))
         new: set[str] = set()
-        pages = self.shopify.products_updated_since(cursor)
+        pages = self._feed.changes(cursor, budget=budget)
         async with contextlib.aclosing(pages):
             async for products in pages:
                 known = await self._known_variants([str(p.get("id")) for p in products])
                 entries: list[IndexEntry] = []
                 current: set[str] = set()
-                last = cursor
                 for product in products:
                     product_id = product.get("id")
                     if not isinstance(product_id, str):
@@ -411,17 +435,10 @@ class SkuIndex:
                         if entry is not None:
                             entries.append(entry)
                             current.add(entry.variant_id)
-                    updated = product.get("updatedAt")
-                    if isinstance(updated, str):
-                        last = max(last, _parse(updated))
                 new.update(e.sku for e in entries if e.variant_id not in known)
                 async with self.store.transaction() as tx:
                     await self._upsert(tx, entries)
                     await self._delete(tx, [v for v in known if v not in current])
-                    await tx.set_cursor(CURSOR, _iso(max(cursor, min(last, settled))))
-        if settled > cursor:  # every page is in: the cursor may trail the start by the lag
-            async with self.store.transaction() as tx:
-                await tx.set_cursor(CURSOR, _iso(settled))
         if new:
             log.info("index.new_skus", count=len(new))
         return new
@@ -534,7 +551,7 @@ class SkuIndex:
                 "INSERT OR IGNORE INTO temp.index_seen (shop, variant_id) VALUES (?, ?)",
                 [(self.store.shop, e.variant_id) for e in entries],
             )
-        now = _iso(self.clock())
+        now = iso(self.clock())
         await tx.executemany(
             "INSERT INTO sku_index (shop, variant_id, sku, product_id, inventory_item_id, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (shop, variant_id) DO UPDATE SET "

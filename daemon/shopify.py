@@ -874,25 +874,63 @@ class ShopifyClient:
 
     async def orders_by_ids(self, order_ids: Sequence[str]) -> list[JSONObject]:
         """The orders with these ids (``gid://shopify/Order/…``), shaped like
-        ``orders_updated_since``'s; ids Shopify no longer has are left out."""
-        numeric = [i.rsplit("/", 1)[-1] for i in order_ids if i.rsplit("/", 1)[-1].isdigit()]
+        ``orders_updated_since``'s, in the order asked; ids Shopify no longer has are left
+        out. A lookup by id, so unlike a search it sees a write at once."""
+        return await self._by_ids(
+            docs.ORDERS_BY_IDS,
+            order_ids,
+            docs.ORDERS_PAGE_SIZE,
+            ("lineItems", docs.ORDER_LINE_ITEMS, docs.ORDER_LINE_ITEMS_PAGE_SIZE, "order"),
+        )
+
+    async def products_by_ids(self, product_ids: Sequence[str]) -> list[JSONObject]:
+        """The products with these ids, shaped like :meth:`products_updated_since`'s, as
+        :meth:`orders_by_ids` reads orders."""
+        return await self._by_ids(
+            docs.PRODUCTS_BY_IDS,
+            product_ids,
+            docs.PRODUCTS_PAGE_SIZE,
+            ("variants", docs.PRODUCT_VARIANTS, docs.PRODUCT_VARIANTS_PAGE_SIZE, "product"),
+        )
+
+    async def stamps_since(
+        self, kind: str, since: datetime, *, first: int = INCREMENTAL_FIRST_PAGE
+    ) -> AsyncGenerator[list[JSONObject], None]:
+        """Yield pages of ``{id, updatedAt}`` of the ``kind`` (``orders`` or ``products``)
+        updated at or after ``since``, oldest first: the cheap pass of an incremental read
+        (:mod:`daemon.incremental`). The first page asks for ``first`` (the caller's guess
+        of how many there are), each page after a full one for twice as many."""
+        document = {"orders": docs.ORDER_STAMPS, "products": docs.PRODUCT_STAMPS}[kind]
+        size = docs.STAMPS_PAGE_SIZE
+        variables = {"first": size, "query": _updated_since_filter(since)}
+        pages = self.paginate(document, variables, (kind,), grow_from=max(1, min(first, size)))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+
+    async def _by_ids(
+        self,
+        document: str,
+        ids: Sequence[str],
+        batch: int,
+        nested: tuple[str, str, int, str],
+    ) -> list[JSONObject]:
+        """Records by id through a ``nodes(ids:)`` document, ``batch`` ids a request, their
+        nested connection completed (``nested``: :meth:`_complete`'s arguments); nulls
+        (deleted records) left out."""
+        _, name = _operation(document)
+        unique = list(dict.fromkeys(ids))
         found: list[JSONObject] = []
-        for start in range(0, len(numeric), docs.ORDERS_PAGE_SIZE):
-            chunk = numeric[start : start + docs.ORDERS_PAGE_SIZE]
-            query = " OR ".join(f"id:{n}" for n in chunk)
-            variables = {"first": len(chunk), "query": query}  # priced by what it may return
-            pages = self.paginate(docs.ORDERS_UPDATED_SINCE, variables, ("orders",))
-            async with contextlib.aclosing(pages):
-                async for orders in pages:
-                    for order in orders:
-                        await self._complete(
-                            order,
-                            "lineItems",
-                            docs.ORDER_LINE_ITEMS,
-                            docs.ORDER_LINE_ITEMS_PAGE_SIZE,
-                            "order",
-                        )
-                    found.extend(orders)
+        for start in range(0, len(unique), batch):
+            data = await self.execute(document, {"ids": unique[start : start + batch]})
+            nodes = data.get("nodes")
+            if not isinstance(nodes, list):
+                raise MalformedResponse(f"{name}: nodes is not a list")
+            for node in nodes:
+                if not isinstance(node, dict) or "id" not in node:
+                    continue  # deleted since (null), or not of the kind asked for
+                await self._complete(node, *nested)
+                found.append(node)
         return found
 
     async def products_updated_since(
@@ -1443,7 +1481,8 @@ class ShopifyClient:
         """The points a request of ``document`` for ``size`` nodes is likely to ask for."""
         known = self._expected_cost.get(document)
         if known is None:
-            return self._default_cost
+            per_id = docs.POINTS_PER_ID.get(document)
+            return self._default_cost if per_id is None or size is None else float(per_id * size)
         known_size, requested = known
         if size is None or not known_size or size == known_size:
             return requested

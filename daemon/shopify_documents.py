@@ -36,6 +36,9 @@ ORDER_LINE_ITEMS_PAGE_SIZE = 90
 #: shipping lines fetched with each order (one per delivery group; an order with more is
 #: parked rather than imported with part of its shipping charge)
 ORDER_SHIPPING_LINES = 10
+#: ids and times per page of ORDER_STAMPS and PRODUCT_STAMPS (≈ 250 points requested,
+#: 2 plus one a node charged)
+STAMPS_PAGE_SIZE = 250
 #: products per page of PRODUCTS_UPDATED_SINCE (≈ 830 points)
 PRODUCTS_PAGE_SIZE = 8
 #: variants fetched together with each product; more are paged with PRODUCT_VARIANTS
@@ -123,11 +126,9 @@ query PrimaryLocation {
 # --- orders ------------------------------------------------------------------------------
 
 #: ``$query`` is a search filter such as ``updated_at:>='2026-11-01T10:00:00Z'``.
-ORDERS_UPDATED_SINCE = f"""
-query OrdersUpdatedSince($first: Int!, $after: String, $query: String) {{
-  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
-    {_PAGE_INFO}
-    nodes {{
+#: An order's fields as the orders flow maps them (a node of ORDERS_UPDATED_SINCE and
+#: ORDERS_BY_IDS; its first line items inline, the rest paged with ORDER_LINE_ITEMS).
+_ORDER = f"""
       id
       name
       number
@@ -163,7 +164,35 @@ query OrdersUpdatedSince($first: Int!, $after: String, $query: String) {{
       currentTotalPriceSet {{ {_MONEY} }}
       totalTaxSet {{ {_MONEY} }}
       totalShippingPriceSet {{ {_MONEY} }}
-    }}
+"""
+
+ORDERS_UPDATED_SINCE = f"""
+query OrdersUpdatedSince($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    {_PAGE_INFO}
+    nodes {{{_ORDER}    }}
+  }}
+}}
+"""
+
+#: Orders by id (up to ORDERS_PAGE_SIZE at a time), shaped like ORDERS_UPDATED_SINCE's: a
+#: lookup, not a search, so it sees a write at once. Null for an id Shopify no longer has.
+ORDERS_BY_IDS = f"""
+query OrdersByIds($ids: [ID!]!) {{
+  nodes(ids: $ids) {{
+    ... on Order {{{_ORDER}    }}
+  }}
+}}
+"""
+
+#: Which orders changed since a moment, and when: ids and times only (a node costs one
+#: point, so STAMPS_PAGE_SIZE of them cost what two full orders do). The incremental read's
+#: cheap pass (daemon.incremental); the changed ones are then read with ORDERS_BY_IDS.
+ORDER_STAMPS = f"""
+query OrderStamps($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    {_PAGE_INFO}
+    nodes {{ id updatedAt }}
   }}
 }}
 """
@@ -286,11 +315,9 @@ mutation FulfillmentTrackingUpdate(
 
 # --- products and variants ------------------------------------------------------------------
 
-PRODUCTS_UPDATED_SINCE = f"""
-query ProductsUpdatedSince($first: Int!, $after: String, $query: String) {{
-  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
-    {_PAGE_INFO}
-    nodes {{
+#: A product's fields as the index and the products flow read them (its first variants
+#: inline, the rest paged with PRODUCT_VARIANTS).
+_PRODUCT = f"""
       id
       title
       descriptionHtml
@@ -302,7 +329,32 @@ query ProductsUpdatedSince($first: Int!, $after: String, $query: String) {{
         nodes {{{_VARIANT}
         }}
       }}
-    }}
+"""
+
+PRODUCTS_UPDATED_SINCE = f"""
+query ProductsUpdatedSince($first: Int!, $after: String, $query: String) {{
+  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    {_PAGE_INFO}
+    nodes {{{_PRODUCT}    }}
+  }}
+}}
+"""
+
+#: Products by id (up to PRODUCTS_PAGE_SIZE at a time), shaped like PRODUCTS_UPDATED_SINCE's.
+PRODUCTS_BY_IDS = f"""
+query ProductsByIds($ids: [ID!]!) {{
+  nodes(ids: $ids) {{
+    ... on Product {{{_PRODUCT}    }}
+  }}
+}}
+"""
+
+#: Which products changed since a moment, and when (the cheap pass, as ORDER_STAMPS).
+PRODUCT_STAMPS = f"""
+query ProductStamps($first: Int!, $after: String, $query: String) {{
+  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    {_PAGE_INFO}
+    nodes {{ id updatedAt }}
   }}
 }}
 """
@@ -494,7 +546,7 @@ BULK_LOCATION_PLACEHOLDER = "gid://shopify/Location/0"
 BULK_VARIANTS = """
 query {
   productVariants {
-    edges { node { id sku product { id } inventoryItem { id } } }
+    edges { node { id sku product { id updatedAt } inventoryItem { id } } }
   }
 }
 """
@@ -508,7 +560,7 @@ query {{
       node {{
         id
         sku
-        product {{ id }}
+        product {{ id updatedAt }}
         inventoryItem {{
           id
           inventoryLevel(locationId: "{BULK_LOCATION_PLACEHOLDER}") {{
@@ -551,6 +603,8 @@ ALL_DOCUMENTS: dict[str, str] = {
     "LOCATIONS": LOCATIONS,
     "PRIMARY_LOCATION": PRIMARY_LOCATION,
     "ORDERS_UPDATED_SINCE": ORDERS_UPDATED_SINCE,
+    "ORDERS_BY_IDS": ORDERS_BY_IDS,
+    "ORDER_STAMPS": ORDER_STAMPS,
     "ORDER_LINE_ITEMS": ORDER_LINE_ITEMS,
     "ORDER_FULFILMENT": ORDER_FULFILMENT,
     "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS,
@@ -559,6 +613,8 @@ ALL_DOCUMENTS: dict[str, str] = {
     "FULFILLMENT_CREATE": FULFILLMENT_CREATE,
     "FULFILLMENT_TRACKING_UPDATE": FULFILLMENT_TRACKING_UPDATE,
     "PRODUCTS_UPDATED_SINCE": PRODUCTS_UPDATED_SINCE,
+    "PRODUCTS_BY_IDS": PRODUCTS_BY_IDS,
+    "PRODUCT_STAMPS": PRODUCT_STAMPS,
     "PRODUCT_VARIANTS": PRODUCT_VARIANTS,
     "PRODUCT_BY_VARIANT": PRODUCT_BY_VARIANT,
     "VARIANTS_PAGE": VARIANTS_PAGE,
@@ -579,6 +635,19 @@ BULK_QUERIES: tuple[str, ...] = ("BULK_VARIANTS", "BULK_VARIANTS_AT_LOCATION")
 #: Documents that change inventory; each must carry ``@idempotent(key:)``.
 INVENTORY_MUTATIONS: tuple[str, ...] = ("SET_STOCK",)
 
+#: The most ids each ``nodes(ids:)`` document is sent with, for the cost estimate in the tests.
+ID_BATCHES: dict[str, int] = {
+    "INVENTORY_LEVELS": MAX_INPUT_ITEMS,
+    "ORDERS_BY_IDS": ORDERS_PAGE_SIZE,
+    "PRODUCTS_BY_IDS": PRODUCTS_PAGE_SIZE,
+}
+
+#: The requested cost of one id of the ``nodes(ids:)`` documents the flows read records with
+#: (tests/test_shopify_documents.py recomputes it from the schema): what the client expects
+#: such a request to cost before Shopify has priced one, so that the first one after a
+#: start waits for its price rather than meeting a low bucket unawares.
+POINTS_PER_ID: dict[str, int] = {ORDERS_BY_IDS: 166, PRODUCTS_BY_IDS: 103}
+
 #: The ``first`` each paged document is sent with, for the cost estimate in the tests.
 PAGE_SIZES: dict[str, int] = {
     "LOCATIONS": LOCATIONS_PAGE_SIZE,
@@ -587,6 +656,8 @@ PAGE_SIZES: dict[str, int] = {
     "ORDER_FULFILLMENT_ORDERS": ORDER_FULFILLMENT_ORDERS_PAGE_SIZE,
     "FULFILLMENT_ORDER_LINE_ITEMS": FULFILLMENT_ORDER_LINE_ITEMS_PAGE_SIZE,
     "PRODUCTS_UPDATED_SINCE": PRODUCTS_PAGE_SIZE,
+    "ORDER_STAMPS": STAMPS_PAGE_SIZE,
+    "PRODUCT_STAMPS": STAMPS_PAGE_SIZE,
     "PRODUCT_VARIANTS": PRODUCT_VARIANTS_PAGE_SIZE,
     "VARIANTS_PAGE": VARIANTS_PAGE_SIZE,
 }

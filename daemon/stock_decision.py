@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+
+from daemon.times import iso
 
 __all__ = [
     "HOLD_LIMIT",
@@ -64,11 +66,6 @@ def decimal_or_none(text: str) -> Decimal | None:
         return Decimal(text) if text else None
     except InvalidOperation:
         return None
-
-
-def iso(moment: datetime) -> str:
-    """``moment`` as the ledger writes it: UTC, whole seconds, ``Z``."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,6 +236,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (shop, inventory_item_id, location)
     );
     """,
+    # 10: the versions of Shopify records each incremental read has applied (its stream:
+    # orders, the SKU index, products), so that the overlap re-reads a record in full only
+    # when it changed since (daemon.incremental); rows older than the stream's cursor go
+    """
+    CREATE TABLE applied_versions (
+        shop TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (shop, stream, record_id)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,8 +16,9 @@ The stock flow watches its per-location reads (a 404 leaves a product's figure u
 the orders flow the orders it parks for a reason that can be the API's (:func:`failure_shape`:
 a 422 or refusal, a 404, a missing field — not an unknown SKU or a missing e-mail). The
 orders flow decides before its cursor moves past a page: while the failures so far could
-begin a storm (:meth:`StormWatch.undecided`) the cursor waits, and on a storm the parks the
-cursor has not passed are taken back, so the orders are read again once it is fixed.
+begin a storm (:meth:`StormWatch.undecided`) the cursor waits (the feed's ``hold``,
+:meth:`daemon.incremental.ChangeFeed.changes`), and on a storm the parks the cursor has not
+passed are taken back with their applied versions, so the orders are read again once it is fixed.
 
 Fewer failures than that stay record problems, handled as the flow always did.
 """

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, fulfilments, idle, live_check, orders, shops
+from bench import Row, fulfilments, idle, incremental, live_check, orders, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -271,6 +271,18 @@ async def test_the_index_bench_builds_by_one_bulk_query_in_a_handful_of_requests
 
 
 @pytest.mark.anyio
+async def test_the_incremental_bench_reads_each_change_in_full_at_most_twice() -> None:
+    size = QUICK_SIZES["bench.incremental"]
+    products = await incremental.measure_products(size)
+    assert len(products["reads"]) == size
+    assert max(products["reads"].values()) <= 2
+    assert products["idle"]["requests"] <= 2
+    orders = await incremental.measure_orders(size // 10)
+    assert orders["imported"] == len(orders["reads"]) == size // 10
+    assert max(orders["reads"].values()) <= 2
+
+
+@pytest.mark.anyio
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_the_first_sync_bench_runs_the_daemon_process_until_every_sku_is_pushed() -> None:
@@ -279,8 +291,8 @@ async def test_the_first_sync_bench_runs_the_daemon_process_until_every_sku_is_p
     skus = QUICK_SIZES["bench.first_sync"]
     m = await first_sync.measure(skus)
     # every SKU's level written once, 250 to a call: nothing read or written one by one
-    assert m["set_stock"] == math.ceil(skus / 250)
-    assert m["peak_rss_mib"] >= m["peak_rss_push_mib"] > 0
+    assert m["set_stock"] == math.ceil(skus / 250), m
+    assert m["peak_rss_mib"] >= m["peak_rss_push_mib"] > 0, m  # the figures, should it ever fail
 
 
 @pytest.mark.anyio

@@ -20,9 +20,11 @@ from daemon import index as index_module
 from daemon.demand import OrderDemand
 from daemon.errors import MalformedResponse, NotFoundError
 from daemon.flows.stock import StockFlow
+from daemon.incremental import OVERLAP
 from daemon.index import SkuIndex
 from daemon.runner import InlineCycles
 from daemon.shopify import ShopifyClient
+from daemon.times import iso
 from tests.harness import World, make_world, orders_flow
 
 pytestmark = pytest.mark.anyio
@@ -86,9 +88,7 @@ async def test_a_large_shop_is_indexed_by_one_bulk_query_with_its_levels(world: 
         assert await index.duplicates() == {"SKU-0007": 2}
         # the cursor is where the bulk read began (less the overlap), not where it ended
         (operation,) = w.shopify_sim.bulk_operations.values()
-        assert await w.store.get_cursor("index") == index_module._iso(
-            operation.created_at - index_module.OVERLAP
-        )
+        assert await w.store.get_cursor("index") == iso(operation.created_at - OVERLAP)
         assert await stored_operations(w) == 0  # done with
         assert await w.store.fetchval("SELECT COUNT(*) FROM progress") == 0
         # the levels at the stock location came with it, each given out once

@@ -177,6 +177,7 @@ def test_the_state_invariant_is_stated_the_same_way_everywhere_it_is_kept() -> N
     modules = [
         "daemon.store",
         "daemon.index",
+        "daemon.incremental",
         "daemon.flows.orders",
         "daemon.flows.fulfilments",
         "daemon.flows.products",

@@ -40,6 +40,7 @@ from daemon import shopify_documents
 from daemon.shopify_documents import (
     ALL_DOCUMENTS,
     BULK_QUERIES,
+    ID_BATCHES,
     INVENTORY_MUTATIONS,
     MAX_INPUT_ITEMS,
     PAGE_SIZES,
@@ -153,7 +154,8 @@ def _deprecated_fields(schema: GraphQLSchema, document: str) -> set[str]:
 
 def _sample_variables(name: str) -> dict[str, Any]:
     """Variables as the client sends them, at their most expensive."""
-    variables: dict[str, Any] = {"ids": [f"gid://shopify/InventoryItem/{i}" for i in range(MAX_INPUT_ITEMS)]}
+    ids = ID_BATCHES.get(name, MAX_INPUT_ITEMS)
+    variables: dict[str, Any] = {"ids": [f"gid://shopify/Node/{i}" for i in range(ids)]}
     if name in PAGE_SIZES:
         variables["first"] = PAGE_SIZES[name]
     return variables
@@ -306,3 +308,16 @@ def test_fetching_without_npm_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr("shutil.which", lambda _: None)
     with pytest.raises(shopify_schema_module.SchemaUnavailable, match="npm"):
         shopify_schema_module.schema_path()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, d in ALL_DOCUMENTS.items() if d in shopify_documents.POINTS_PER_ID)
+)
+def test_the_client_knows_what_an_id_costs(shopify_schema: GraphQLSchema, name: str) -> None:
+    # the client's price of a records-by-id request before Shopify has priced one
+    document = ALL_DOCUMENTS[name]
+    per_id = shopify_documents.POINTS_PER_ID[document]
+    for ids in (1, ID_BATCHES[name]):
+        assert (
+            estimated_cost(shopify_schema, document, {"ids": ["gid://shopify/Node/1"] * ids}) == per_id * ids
+        )

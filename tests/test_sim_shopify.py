@@ -1174,6 +1174,8 @@ async def test_daemon_documents_run_against_the_real_schema(sim: ShopifySimulato
             "variants": [{"id": chair.variant_ids[0], "price": "130.00", "inventoryItem": {"sku": "CH-1"}}],
         },
         "INVENTORY_LEVELS": {"ids": list(chair.inventory_item_ids), "locationId": sim.primary_location_id},
+        "ORDERS_BY_IDS": {"ids": [order_id]},
+        "PRODUCTS_BY_IDS": {"ids": [chair.product_id]},
         "VARIANTS_BY_SKU": {"query": "sku:'CH-1'"},
         "BULK_RUN_QUERY": {"query": bulk_variants_query(sim.primary_location_id)},
     }

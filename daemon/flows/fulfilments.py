@@ -65,6 +65,7 @@ from daemon.shared import SharedChanges
 from daemon.shopify import Fulfillment, OrderFulfilment, ShopifyClient, Tracking
 from daemon.shutdown import Shutdown
 from daemon.store import FULFILLED_IN_SHOPIFY, Store
+from daemon.times import iso
 
 log = structlog.get_logger("daemon.flows.fulfilments")
 
@@ -89,10 +90,6 @@ READ_BACK_INTERVAL = timedelta(minutes=10)
 DONE, PARTLY, NOT_NEEDED = "done", "partly", "not_needed"
 
 _LEDGER = ("order_id", "order_name", "demand", "cancelled", "fulfilment", "shipped_seen")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _tracking_json(tracking: Tracking | None) -> str | None:
@@ -151,9 +148,9 @@ class FulfilmentsFlow:
         # First start: shipments from now on; earlier ones were fulfilled by hand.
         start = self.clock()
         async with self.store.transaction() as tx:
-            await tx.set_cursor(FLOW, _iso(start))
-            await tx.set_cursor(MOVED, _iso(start))
-        self.log.info("fulfilments.cursor_initialised", since=_iso(start))
+            await tx.set_cursor(FLOW, iso(start))
+            await tx.set_cursor(MOVED, iso(start))
+        self.log.info("fulfilments.cursor_initialised", since=iso(start))
         return start
 
     async def _scan(self, cursor: datetime) -> int:
@@ -199,9 +196,9 @@ class FulfilmentsFlow:
                     return applied
         async with self.store.transaction() as tx:
             if latest > cursor:
-                await tx.set_cursor(FLOW, _iso(latest))
-                await tx.set_cursor(MOVED, _iso(started))
-            await tx.set_cursor(SCANNED, _iso(started))
+                await tx.set_cursor(FLOW, iso(latest))
+                await tx.set_cursor(MOVED, iso(started))
+            await tx.set_cursor(SCANNED, iso(started))
         return applied
 
     @staticmethod
@@ -234,7 +231,7 @@ class FulfilmentsFlow:
                 DONE,
                 NOT_NEEDED,
                 FULFILLED_IN_SHOPIFY,
-                _iso(self.clock() - READ_BACK_INTERVAL),
+                iso(self.clock() - READ_BACK_INTERVAL),
                 READ_BACKS_PER_CYCLE,
             ),
         )
@@ -247,7 +244,7 @@ class FulfilmentsFlow:
             async with self.store.transaction() as tx:
                 await tx.execute(
                     "UPDATE order_ledger SET checked_at = ? WHERE shop = ? AND rackbeat_number = ?",
-                    (_iso(self.clock()), self.store.shop, number),
+                    (iso(self.clock()), self.store.shop, number),
                 )
             if (
                 order is not None
@@ -302,7 +299,7 @@ class FulfilmentsFlow:
         if row is None:
             return False  # not this shop's order (or one typed in by hand)
         ledger = dict(zip(_LEDGER, row, strict=True))
-        seen = _iso(order.updated_at) if order.updated_at else None
+        seen = iso(order.updated_at) if order.updated_at else None
         if not again and seen is not None and ledger["shipped_seen"] == seen:
             return False
         name = str(ledger["order_name"])
@@ -457,7 +454,7 @@ class FulfilmentsFlow:
         async with self.store.transaction() as tx:
             await tx.execute(
                 "UPDATE fulfilments SET tracking = ?, updated_at = ? WHERE shop = ? AND order_id = ? AND shipment = ?",
-                (wanted, _iso(self.clock()), self.store.shop, ledger["order_id"], target.shipment),
+                (wanted, iso(self.clock()), self.store.shop, ledger["order_id"], target.shipment),
             )
         self.metrics.count(FLOW, "tracking_added")
         self.log.info(
@@ -476,7 +473,7 @@ class FulfilmentsFlow:
         note: str | None = None,
         tracking_sent: bool = True,
     ) -> None:
-        now = _iso(self.clock())
+        now = iso(self.clock())
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO fulfilments (shop, order_id, shipment, state, lines, tracking, fulfillment_id, note, "
@@ -506,9 +503,9 @@ class FulfilmentsFlow:
                 "WHERE shop = ? AND order_id = ?",
                 (
                     fulfilment,
-                    _iso(order.updated_at) if order.updated_at else None,
+                    iso(order.updated_at) if order.updated_at else None,
                     str(order.state),
-                    _iso(self.clock()),
+                    iso(self.clock()),
                     self.store.shop,
                     ledger["order_id"],
                 ),

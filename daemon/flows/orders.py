@@ -1,8 +1,10 @@
 """Shopify orders → Rackbeat sales orders, exactly once.
 
 Read: orders updated since the cursor, oldest first. The cursor trails the cycle's start
-by :data:`OVERLAP` (Shopify's search index lags behind writes), so recent orders are read
-twice, which is harmless, and a quiet shop re-reads nothing. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
+by :data:`~daemon.incremental.OVERLAP` (Shopify's search index lags behind writes), so
+recent orders are listed again; :class:`daemon.incremental.ChangeFeed` lists them by id
+and time and reads in full only those not applied at that time, so an order costs one
+full read per change. Decide: :func:`daemon.mapping.map_order` and the ledger's state.
 Write: customer, draft, booking, shipment in Rackbeat. Commit: every step's outcome in
 the order ledger before the next step, the cursor after the page.
 
@@ -96,6 +98,7 @@ from daemon.errors import (
     ThrottledError,
     ValidationError,
 )
+from daemon.incremental import shopify_feed
 from daemon.live_check import ReferenceGate
 from daemon.mapping import MappedOrder, check_totals, map_order, order_demand, shopify_heading
 from daemon.metrics import Metrics
@@ -120,15 +123,13 @@ from daemon.shutdown import Shutdown, note_held, note_progress
 from daemon.skipped import TEST_ORDER, SkippedNotice
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
 from daemon.storm import ApiProblem, StormWatch, failure_shape
+from daemon.times import iso, parse_time
 
 log = structlog.get_logger("daemon.flows.orders")
 
 FLOW = "orders"
 #: the most likely cause when orders due for a step never get one (health's stall check)
 STALL_CAUSE = "orders are read but none gets through to Rackbeat; see `rackbeat-shopify parked` and the order.* log lines"
-#: re-read this much before the cursor: Shopify's search index lags behind writes
-OVERLAP = timedelta(minutes=5)
-
 #: ledger states in order; an order is finished in "done" or "skipped"
 STATES = ("seen", "waiting", "customer", "draft", "booked", "shipment", "done")
 FINISHED = ("done", "skipped")
@@ -176,15 +177,6 @@ PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "AUTHORIZED"})
 #: the ``displayFulfillmentStatus`` that meets ``SYNC_ORDER_TRIGGER=fulfilled`` (every unit;
 #: PARTIALLY_FULFILLED waits)
 FULFILLED = "FULFILLED"
-
-
-def parse_time(value: str) -> datetime:
-    """Shopify's ISO 8601 timestamps (``…Z``) as aware datetimes."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def is_our_order(candidate: Order, reference: str, *, shop: str, customer: str | None) -> bool:
@@ -268,9 +260,7 @@ class OrdersFlow:
         Rackbeat customer per e-mail, whichever shop sells to it first. ``gate`` (``run``'s,
         one per account) holds orders while Rackbeat's reference search is refuted."""
         self.gate = gate
-        #: :data:`HELD` while the gate holds this cycle's orders (:meth:`_gate`), else None
-        self._held: str | None = None
-        #: why the last cycle held its orders back (None: it did not)
+        #: why the gate holds this cycle's orders back (:meth:`_gate`; None: it does not)
         self.refusal: str | None = None
         #: the refusal last logged under SYNC_ORDERS_UNPROVEN_REFERENCE=warn (log on change)
         self._warned: str | None = None
@@ -297,11 +287,13 @@ class OrdersFlow:
         #: SKUs seen in Rackbeat by this process that the SKU index does not hold (the
         #: shipping product): :meth:`_check_skus` looks each up once, not for every order
         self._in_rackbeat: set[str] = set()
+        self._feed = shopify_feed(store, shopify, "orders", stream=FLOW, clock=clock)
         #: the running cycle's orders due for a step, and how those that failed failed
         #: (health's progress check; an error storm, :mod:`daemon.storm`)
         self._watch = StormWatch()
-        #: orders parked anew since the cursor last moved (a storm takes their parks back)
-        self._unsettled: set[str] = set()
+        #: orders parked anew since the cursor last moved, name → id (a storm takes their
+        #: parks back, and the feed reads them again)
+        self._unsettled: dict[str, str] = {}
         self._skipped = SkippedNotice(self.log)
 
     # --- the cycle ---------------------------------------------------------------------------
@@ -309,7 +301,7 @@ class OrdersFlow:
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
-            self._watch, self._unsettled = StormWatch(), set()
+            self._watch, self._unsettled = StormWatch(), {}
             try:
                 refusal = await self._gate()
                 applied = await self._release_held() if refusal is None else 0
@@ -319,7 +311,7 @@ class OrdersFlow:
                 self._failing = True
                 raise
             note_progress(pending=self._watch.attempts, confirmed=applied, cause=STALL_CAUSE)
-            await self._skipped.after_cycle(self.store, _iso(self._since) if self._since else None)
+            await self._skipped.after_cycle(self.store, iso(self._since) if self._since else None)
             if self._failing:
                 self._failing = False
                 woken = await self.store.wake_reason(FLOW, "REPEATED_FAILURE")
@@ -327,10 +319,9 @@ class OrdersFlow:
                     self.log.info("orders.repeated_failures_woken", orders=woken)
             if self.gate is not None and applied:
                 self.gate.imported()
-            #: the cycle succeeds (the stock flow's catch-up goes on: the held orders' units
-            #: are in the ledger) while /healthz fails with the reason
-            self.refusal = None if refusal is None else f"orders are held, not imported: {refusal}"
             if self.refusal is not None:
+                # the cycle succeeds (the stock flow's catch-up goes on: the held orders'
+                # units are in the ledger) while /healthz fails with the reason
                 note_held(self.refusal)
             return applied
 
@@ -350,9 +341,9 @@ class OrdersFlow:
             )
         self._warned = refusal if warn else None
         if refusal is not None and not warn:
-            self._held = HELD
+            self.refusal = f"orders are held, not imported: {refusal}"
             return refusal
-        self._held = None
+        self.refusal = None
         return None
 
     async def _release_held(self) -> int:
@@ -373,61 +364,53 @@ class OrdersFlow:
         started = self.clock()
         applied = await self._retry_parked()
         await self._refresh_drafts()
-        # Everything updated before ``settled`` is in Shopify's (lagging) search index by now,
-        # so the cursor can move that far once the orders up to it are applied.
-        settled = started - OVERLAP
-        pages = self.shopify.orders_updated_since(cursor)
         # far behind (SYNC_ORDERS_SINCE in the past, or after a long stop): say how it goes
         progress = (
-            Progress("order catch-up", None, shop=self.store.shop, since=_iso(cursor))
+            Progress("order catch-up", None, shop=self.store.shop, since=iso(cursor))
             if started - cursor > CATCH_UP_PROGRESS
             else None
         )
-        complete = False
-        try:
-            async for page in pages:
-                last = cursor
-                for order in page:
+        # the feed moves the cursor after each page, never past the search index's lag
+        pages = self._feed.changes(cursor, hold=self._hold_cursor)
+        async with contextlib.aclosing(pages):
+            async for batch in pages:
+                for order in batch:
                     if await self.apply(order):
                         applied += 1
-                    updated = order.get("updatedAt")
-                    if isinstance(updated, str):
-                        last = max(last, parse_time(updated))
-                await self._advance(cursor, min(last, settled))
                 if progress is not None:
-                    progress.advance(len(page))
+                    progress.advance(len(batch))
                 if self.shutdown.requested:
                     break
-            else:
-                complete = True
-        finally:
-            await pages.aclose()
-        if complete:
-            await self._advance(cursor, settled)
         if progress is not None and progress.done:
             progress.finish()
         return applied
 
     async def _check_storm(self) -> None:
         """Before the cursor moves past them: when most orders of the cycle failed the same
-        way on one path, take back the parks of those the cursor has not passed and fail the
-        cycle as an API problem (the orders are read again once it is fixed)."""
+        way on one path, take back the parks of those the cursor has not passed (and their
+        applied versions, so that the feed reads them again once it is fixed) and fail the
+        cycle as an API problem."""
         storm = self._watch.storm()
         if storm is not None:
-            stormed = set(self._watch.records[storm.path, storm.failure]) & self._unsettled
+            stormed = {
+                name: self._unsettled[name]
+                for name in self._watch.records[storm.path, storm.failure]
+                if name in self._unsettled
+            }
             async with self.store.transaction() as tx:
                 for name in stormed:
                     await tx.unpark(FLOW, name)
+                await self._feed.versions.forget(tx, stormed.values())
             raise ApiProblem(storm)
         self._unsettled.clear()
 
-    async def _advance(self, cursor: datetime, to: datetime) -> None:
+    async def _hold_cursor(self) -> bool:
+        """Asked by the feed before the cursor moves: True while the failures so far may
+        begin a storm (it waits; reading again is harmless); raises :class:`ApiProblem` on one."""
         if self._watch.undecided():
-            return  # the failures so far may begin a storm: the cursor waits (re-reading is harmless)
+            return True
         await self._check_storm()
-        if to > cursor:
-            async with self.store.transaction() as tx:
-                await tx.set_cursor(FLOW, _iso(to))
+        return False
 
     async def _cursor(self) -> datetime:
         stored = await self.store.get_cursor(FLOW)
@@ -436,9 +419,9 @@ class OrdersFlow:
         # First start: from SYNC_ORDERS_SINCE, else from now — never the whole history by surprise.
         start = self.settings.sync_orders_since or self.clock()
         async with self.store.transaction() as tx:
-            await tx.set_cursor(FLOW, _iso(start))
-            await tx.set_cursor(SINCE, _iso(start))
-        self.log.info("orders.cursor_initialised", since=_iso(start))
+            await tx.set_cursor(FLOW, iso(start))
+            await tx.set_cursor(SINCE, iso(start))
+        self.log.info("orders.cursor_initialised", since=iso(start))
         return start
 
     async def _import_start(self, cursor: datetime) -> datetime:
@@ -454,7 +437,7 @@ class OrdersFlow:
         candidates = [cursor, *([parse_time(str(first))] if first else [])]
         start = self.settings.sync_orders_since or min(candidates)
         async with self.store.transaction() as tx:
-            await tx.set_cursor(SINCE, _iso(start))
+            await tx.set_cursor(SINCE, iso(start))
         return start
 
     async def _first_start_moment(self) -> datetime:
@@ -466,7 +449,7 @@ class OrdersFlow:
             return parse_time(stored)
         now = self.clock()
         async with self.store.transaction() as tx:
-            await tx.set_cursor(FIRST_START, _iso(now))
+            await tx.set_cursor(FIRST_START, iso(now))
         return now
 
     async def _refresh_drafts(self) -> None:
@@ -478,7 +461,7 @@ class OrdersFlow:
             "SELECT order_id, order_name, rackbeat_number FROM order_ledger WHERE shop = ? "
             "AND rackbeat_state = 'draft' AND rackbeat_number IS NOT NULL AND cancelled = 0 "
             "AND (checked_at IS NULL OR checked_at <= ?) ORDER BY COALESCE(checked_at, ''), order_name LIMIT ?",
-            (self.store.shop, _iso(self.clock() - DRAFT_CHECK_INTERVAL), DRAFT_CHECKS_PER_CYCLE),
+            (self.store.shop, iso(self.clock() - DRAFT_CHECK_INTERVAL), DRAFT_CHECKS_PER_CYCLE),
         )
         for order_id, name, number in rows:
             try:
@@ -497,7 +480,7 @@ class OrdersFlow:
                 sets = ", ".join(f"{k} = ?" for k in values)
                 await tx.execute(
                     f"UPDATE order_ledger SET {sets}, checked_at = ? WHERE shop = ? AND order_id = ?",  # noqa: S608  # fixed column names
-                    (*values.values(), _iso(self.clock()), self.store.shop, order_id),
+                    (*values.values(), iso(self.clock()), self.store.shop, order_id),
                 )
 
     async def _retry_parked(self) -> int:
@@ -533,7 +516,7 @@ class OrdersFlow:
                     "SELECT 1 FROM parked WHERE shop = ? AND flow = ? AND key = ?",
                     (self.store.shop, FLOW, name),
                 ):
-                    self._unsettled.add(name)
+                    self._unsettled[name] = str(order.get("id"))
             await self._park(order, name, exc)
             return False
         except ThrottledError:
@@ -557,7 +540,7 @@ class OrdersFlow:
     async def _count_failure(self, order: Mapping[str, Any], name: str) -> int:
         """Count one more retriable failure of this order in a row; return the count."""
         order_id = str(order.get("id") or name)
-        now = _iso(self.clock())
+        now = iso(self.clock())
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, failures, created_at, updated_at) "
@@ -581,7 +564,7 @@ class OrdersFlow:
 
     async def _save(self, order_id: str, name: str, **values: Any) -> None:
         """Upsert the ledger row of one order (a step's outcome) and unpark it."""
-        now = _iso(self.clock())
+        now = iso(self.clock())
         given = {k: v for k, v in values.items() if k in _LEDGER}
         if "state" in given:
             given.setdefault("failures", 0)  # a step's outcome ends a run of failures
@@ -620,7 +603,9 @@ class OrdersFlow:
                 self.log.debug("order.skipped", order=name, reason=skip)
                 return False
             if ledger is None or ledger["state"] in ("seen", "waiting"):
-                wait = trigger_wait(order, self.settings.sync_order_trigger) or self._held
+                wait = trigger_wait(order, self.settings.sync_order_trigger) or (
+                    HELD if self.refusal else None
+                )
                 if wait is not None:
                     await self._hold_for_trigger(order, name, ledger, updated, wait)
                     return False
@@ -773,7 +758,7 @@ class OrdersFlow:
         created = order.get("createdAt")
         since = self._since
         if new and since is not None and isinstance(created, str) and parse_time(created) < since:
-            return f"{SKIPPED_BEFORE_START} {_iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
+            return f"{SKIPPED_BEFORE_START} {iso(since)} (created {created}; see SYNC_ORDERS_SINCE)"
         if order.get("test") and not self.settings.sync_import_test_orders:
             return f"{TEST_ORDER} (SYNC_IMPORT_TEST_ORDERS is off)"
         if order.get("cancelledAt"):
@@ -1102,7 +1087,7 @@ class OrdersFlow:
         order_id = str(order.get("id") or name)
         # the units it sold stay held back, whatever keeps the order from being mapped
         demand = json.dumps(order_demand(order), sort_keys=True)
-        now = _iso(self.clock())
+        now = iso(self.clock())
         async with self.store.transaction(self.clock()) as tx:  # the backoff runs on our clock
             await tx.execute(
                 "INSERT INTO order_ledger (shop, order_id, order_name, state, demand, shopify_updated_at, "

@@ -25,7 +25,9 @@ S13 = rackbeat
     price (or priced 0) is created, and kept, as a draft — the daemon activates it when a
     price arrives if SYNC_NEW_PRODUCT_STATUS is active, and never a merchant's draft.
 S13 = shopify
-    Read: Shopify products updated since the ``products.shopify`` cursor minus an overlap.
+    Read: Shopify products updated since the ``products.shopify`` cursor minus an overlap;
+    :class:`daemon.incremental.ChangeFeed` lists them by id and time and reads in full only
+    those changed since they were pulled.
     Decide: :func:`~daemon.product_mapping.rackbeat_fields`, one Rackbeat product per
     variant. Write: ``PUT`` of the fields that differ, or ``POST`` a new product into S11's
     group; a changed weight goes inside the whole current ``physical`` object. A variant
@@ -111,7 +113,7 @@ import structlog
 
 from daemon.config import ProductPriority, Settings
 from daemon.errors import AmbiguousWrite, MalformedResponse, NotFoundError, RecordError, ValidationError
-from daemon.index import OVERLAP as SEARCH_LAG_BOUND
+from daemon.incremental import OVERLAP, shopify_feed
 from daemon.index import IndexEntry, SkuIndex
 from daemon.metrics import Metrics
 from daemon.product_mapping import (
@@ -153,6 +155,7 @@ from daemon.shared import SharedChanges, StockReads
 from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown
 from daemon.store import ParkedRecord, Store, Transaction
+from daemon.times import iso, parse_time
 
 __all__ = [
     "CREATE_SETTLE",
@@ -177,12 +180,9 @@ SHOPIFY_CURSOR = "products.shopify"
 #: a row of the cursors table holding the last active S13 value and the moment it became
 #: active ("shopify 2026-12-04T02:00:00Z"); not a time cursor
 PRIORITY_CURSOR = "products.priority"
-#: re-read this much before a cursor: Shopify's search index lags behind writes, and
-#: Rackbeat's filter has seconds precision
-OVERLAP = timedelta(minutes=5)
 #: a pending creation without ids is made again only once it is this old and a search
 #: finds nothing: a search sooner could miss the product Shopify already made
-CREATE_SETTLE = SEARCH_LAG_BOUND
+CREATE_SETTLE = OVERLAP
 #: a new Rackbeat product is created in Shopify only when a second SKU search, at least
 #: this long after a first one found nothing, still finds nothing: a product the merchant
 #: just made in Shopify is not searchable at once (Shopify's search index lags by seconds;
@@ -230,14 +230,6 @@ class _Intent:
     def sent(self) -> bool:
         """False while the creation waits for a second search (nothing was sent)."""
         return self.product_id != NOT_SENT
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _settled(started: datetime) -> datetime:
@@ -298,6 +290,7 @@ class ProductsFlow:
         self._groups: dict[str, str] | None = None
         #: changes before this moment were made under another S13 value: not synced
         self._switched_at: datetime | None = None
+        self._feed = shopify_feed(store, shopify, "products", stream=SHOPIFY_CURSOR, clock=clock)
 
     @property
     def priority(self) -> ProductPriority:
@@ -332,7 +325,7 @@ class ProductsFlow:
         if stored is not None:
             previous, _, since = stored.partition(" ")
             if previous == value:
-                self._switched_at = _parse_time(since) if since else None
+                self._switched_at = parse_time(since) if since else None
                 return
         now = self.clock()
         parked = await self.store.parked(FLOW) if stored is not None else []
@@ -342,12 +335,12 @@ class ProductsFlow:
                 await tx.set_cursor(PRIORITY_CURSOR, value)
                 self._switched_at = None
                 return
-            await tx.set_cursor(PRIORITY_CURSOR, f"{value} {_iso(now)}")
+            await tx.set_cursor(PRIORITY_CURSOR, f"{value} {iso(now)}")
             cursor = {ProductPriority.RACKBEAT: RACKBEAT_CURSOR, ProductPriority.SHOPIFY: SHOPIFY_CURSOR}.get(
                 self.priority
             )
             if cursor is not None:
-                await tx.set_cursor(cursor, _iso(now))
+                await tx.set_cursor(cursor, iso(now))
             for record in parked:  # the old direction's problems: not this one's to retry
                 await tx.unpark(FLOW, record.key)
             await tx.execute(
@@ -359,7 +352,7 @@ class ProductsFlow:
             detail="syncing only changes made from now on (run `reconcile` to align existing products)",
             previous=stored.partition(" ")[0],
             priority=value,
-            since=_iso(now),
+            since=iso(now),
             parked_dropped=len(parked),
         )
 
@@ -376,13 +369,13 @@ class ProductsFlow:
     async def _cursor(self, name: str) -> datetime:
         stored = await self.store.get_cursor(name)
         if stored is not None:
-            return _parse_time(stored)
+            return parse_time(stored)
         # First start in this direction: from now. Bringing existing catalogues in line is
         # `rackbeat-shopify reconcile`'s job, never a surprise mass write.
         start = self.clock()
         async with self.store.transaction(self.clock()) as tx:
-            await tx.set_cursor(name, _iso(start))
-        self.log.info("products.cursor_initialised", cursor=name, since=_iso(start))
+            await tx.set_cursor(name, iso(start))
+        self.log.info("products.cursor_initialised", cursor=name, since=iso(start))
         return start
 
     def _waiting(self, key: str, updated: datetime | None) -> bool:
@@ -468,7 +461,7 @@ class ProductsFlow:
         applied_count = await self._resume_intents()
         applied_count += await self._retry_parked_rackbeat()
         cursor = await self._cursor(RACKBEAT_CURSOR)
-        since = cursor - OVERLAP
+        since = cursor - OVERLAP  # Rackbeat's filter has seconds precision, and clocks differ
         if not await self._changes_to_read(cursor, since):
             return applied_count
         # another shop's read may serve: then its start bounds the cursor
@@ -511,7 +504,7 @@ class ProductsFlow:
         stored = await self.store.get_cursor(LOOKED)
         if stored is None:
             return True  # never looked (or a database from before): read once
-        looked = _parse_time(stored)
+        looked = parse_time(stored)
         scan = self.scans.latest_summary
         if scan is None or scan.started <= looked:
             # nothing new to look at yet: wait for the stock flow's next scan, a while
@@ -528,7 +521,7 @@ class ProductsFlow:
             # to the microsecond: a scan a moment after this look is a new one
             await tx.set_cursor(LOOKED, started.astimezone(UTC).isoformat())
             if high > cursor:
-                await tx.set_cursor(RACKBEAT_CURSOR, _iso(high))
+                await tx.set_cursor(RACKBEAT_CURSOR, iso(high))
 
     async def _changed_rackbeat_products(self, since: datetime) -> AsyncGenerator[list[Product], None]:
         """Pages of Rackbeat products updated at or after ``since`` (unknown times included)."""
@@ -919,7 +912,7 @@ class ProductsFlow:
         """The product an interrupted creation made before it got its SKU: a draft with the
         intent's title, created since, with one variant without SKU and no price."""
         candidates: list[ShopifyVariant] = []
-        pages = self.shopify.products_created_since(intent.created_at - SEARCH_LAG_BOUND)
+        pages = self.shopify.products_created_since(intent.created_at - OVERLAP)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 for raw in page:
@@ -982,28 +975,16 @@ class ProductsFlow:
     async def _shopify_cycle(self) -> int:
         applied_count = await self._retry_parked_shopify()
         cursor = await self._cursor(SHOPIFY_CURSOR)
-        started = self.clock()
-        high = cursor
-        complete = True
-        pages = self.shopify.products_updated_since(cursor - OVERLAP)
+        # The cursor is where the last read got to, and reads go back the overlap from it (as
+        # the first start's read does: from now). The feed lists that by id and time, reads
+        # in full only products changed since they were pulled, and moves the cursor after
+        # each page, never past the lag.
+        pages = self._feed.changes(cursor - OVERLAP)
         async with contextlib.aclosing(pages):
             async for products in pages:
                 applied_count += await self._pull_page(products)
-                for product in products:
-                    updated = product.get("updatedAt")
-                    if isinstance(updated, str):
-                        high = max(high, min(_parse_time(updated), started))
-                # Shopify sorts by updatedAt: each page may move the cursor
-                if high > cursor:
-                    async with self.store.transaction(self.clock()) as tx:
-                        await tx.set_cursor(SHOPIFY_CURSOR, _iso(high))
-                    cursor = high
                 if self.shutdown.requested:
-                    complete = False
                     break
-        if complete and _settled(started) > cursor:
-            async with self.store.transaction(self.clock()) as tx:
-                await tx.set_cursor(SHOPIFY_CURSOR, _iso(_settled(started)))
         return applied_count
 
     async def _pull_page(self, products: Sequence[dict[str, Any]]) -> int:
@@ -1029,7 +1010,7 @@ class ProductsFlow:
         rows = await self.index.by_sku([v.sku for v in variants if v.sku])
         count = 0
         for variant in variants:
-            if self._before_switch(_parse_time(variant.updated_at) if variant.updated_at else None):
+            if self._before_switch(parse_time(variant.updated_at) if variant.updated_at else None):
                 continue  # changed while Rackbeat had priority: not ours to copy
             mine = rows.get(variant.sku, []) if variant.sku else []
             if await self._pull(variant, mine):
@@ -1074,7 +1055,7 @@ class ProductsFlow:
         self._handled.add(key)
         if variant.sku == self.rules.shipping_product:
             return False  # S15 belongs to the orders flow
-        updated = _parse_time(variant.updated_at) if variant.updated_at else None
+        updated = parse_time(variant.updated_at) if variant.updated_at else None
         if not force and self._waiting(key, updated):
             return False
         try:

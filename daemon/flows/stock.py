@@ -192,12 +192,12 @@ from daemon.stock_decision import (
     decide,
     decimal_or_none,
     effective_demand,
-    iso,
     looks_for_sales,
     target_quantity,
 )
 from daemon.store import Store, Transaction
 from daemon.storm import ApiProblem, Storm, StormWatch
+from daemon.times import iso
 
 __all__ = [
     "FLOW",
@@ -247,6 +247,9 @@ STALL_CAUSE = (
     "Shopify does not confirm the quantities written (each write goes stale or is refused); "
     "see the stock.* log lines and `rackbeat-shopify parked`"
 )
+#: products the SKU index reads in full at most in one stock cycle before the push goes on
+#: (about 25 requests; a running refresh of the products flow is not waited for at all)
+INDEX_REFRESH_BUDGET = 200
 #: ``stock_pending.pending``: read Shopify first (the SKU's write went stale)
 READ_FIRST = "read"
 #: ``stock_pending.pending``: the full reconcile's pass has still to read it per location
@@ -748,7 +751,9 @@ class StockFlow:
         marker = await self._marker()
         totals = await self._scan(marker.at)
         if refresh_index:
-            await self.index.current()
+            # bounded: a long refresh (a bulk edit) never holds up the push; the products
+            # flow, or the next cycles, read the rest, and new SKUs join when found
+            await self.index.current(budget=INDEX_REFRESH_BUDGET)
         if not dry_run:
             await self._remember_numbers(totals)
             await self._park_duplicates(totals)

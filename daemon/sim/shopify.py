@@ -1237,7 +1237,9 @@ def _query_resolvers() -> dict[str, Resolver]:
                 extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
             )
         sim = _sim(info)
-        return [sim.node(one) for one in ids]
+        found = [sim.node(one) for one in ids]
+        sim.serve(info, [f for f in found if isinstance(f, (Order, Product))])
+        return found
 
     def orders(_root: None, info: Info, **args: Any) -> dict[str, Any]:
         sim = _sim(info)
@@ -1249,7 +1251,9 @@ def _query_resolvers() -> dict[str, Resolver]:
             "PROCESSED_AT": lambda o: (_iso(o.processed_at) or "", o.number),
             "ORDER_NUMBER": lambda o: (o.number, o.number),
         }
-        return _paginate(rows, keys.get(sort, lambda o: (o.number, o.number)), args)
+        page = _paginate(rows, keys.get(sort, lambda o: (o.number, o.number)), args)
+        sim.serve(info, page["nodes"])
+        return page
 
     def products(_root: None, info: Info, **args: Any) -> dict[str, Any]:
         sim = _sim(info)
@@ -1262,7 +1266,9 @@ def _query_resolvers() -> dict[str, Resolver]:
             "PRODUCT_TYPE": lambda p: (p.product_type.lower(), _gid_number(p.id)),
             "VENDOR": lambda p: (p.vendor.lower(), _gid_number(p.id)),
         }
-        return _paginate(rows, keys.get(sort, _by_id), args)
+        page = _paginate(rows, keys.get(sort, _by_id), args)
+        sim.serve(info, page["nodes"])
+        return page
 
     def product_variants(_root: None, info: Info, **args: Any) -> dict[str, Any]:
         sim = _sim(info)
@@ -1929,6 +1935,9 @@ class ShopifySimulator:
 
         #: requests by GraphQL operation name (``oauth`` for token grants)
         self.requests: collections.Counter[str] = collections.Counter()
+        #: orders and products served, by (operation name, id): how often each record was read,
+        #: and by which document (``served.clear()`` starts over)
+        self.served: collections.Counter[tuple[str, str]] = collections.Counter()
         #: the most recent requests, oldest first
         self.request_log: collections.deque[RequestRecord] = collections.deque(maxlen=request_log_size)
         #: every ``inventorySetQuantities`` that changed stock, in order
@@ -2684,6 +2693,11 @@ class ShopifySimulator:
         token = f"shpat_{secrets.token_hex(16)}"
         self._issued_tokens[token] = self.monotonic() + self.token_lifetime
         return token
+
+    def serve(self, info: Info, records: Iterable[Order | Product]) -> None:
+        """Count ``records`` as served to the operation being answered (:attr:`served`)."""
+        name = info.operation.name.value if info.operation.name else "anonymous"
+        self.served.update((name, record.id) for record in records)
 
     def reset_requests(self) -> None:
         """Forget request counts and the request log (e.g. before measuring an idle cycle)."""
