@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 from daemon import live_check as live
 from daemon.errors import NotFoundError, RecordError, SyncError, ValidationError
+from daemon.incremental import Versions
+from daemon.store import Store
 
 #: a storm needs at least this many attempts of the same kind in the cycle…
 STORM_MIN = 5
@@ -99,7 +101,8 @@ class Storm:
         examples = ", ".join(self.examples)
         check = f"; run `rackbeat-shopify check --live` (fact {self.fact})" if self.fact else ""
         return (
-            f"{self.failure} on {self.path} for {self.failed} of {self.attempts} records this cycle "
+            f"{self.failure}{f' on {self.path}' if self.path else ''} for {self.failed} of "
+            f"{self.attempts} records this cycle "
             f"(e.g. {examples}): an API problem, not the records; nothing parked, they go through "
             f"once it is fixed{check}"
         )
@@ -123,10 +126,19 @@ class StormWatch:
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: the records that failed, by (path template, failure)
     records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: records that failed in earlier cycles (parked): tried every cycle until they clear
+    suspects: frozenset[str] = frozenset()
+    #: the :attr:`suspects` that went through this cycle, or are gone
+    cleared: set[str] = field(default_factory=set)
 
     def attempt(self) -> None:
         """One record tried."""
         self.attempts += 1
+
+    def succeeded(self, record: str) -> None:
+        """``record`` went through (or is gone): it no longer fails, if it was a suspect."""
+        if record in self.suspects:
+            self.cleared.add(record)
 
     def failed(self, path: str, failure: str, record: str) -> None:
         """One record failed: ``failure`` on the path template ``path``."""
@@ -152,3 +164,67 @@ class StormWatch:
         if count < STORM_SHARE * self.attempts:
             return None
         return Storm(path, failure, count, self.attempts, tuple(self.records[(path, failure)][:EXAMPLES]))
+
+
+class ParkGuard:
+    """The storm check of a flow that parks the records it cannot apply and moves a cursor
+    past them (orders, products): a :class:`StormWatch` of the running cycle, and the
+    records it parked anew since its cursor last moved (record → id in ``versions``).
+
+    :meth:`hold` goes to :meth:`daemon.incremental.ChangeFeed.changes` (or is asked before
+    any cursor move): while the failures so far may begin a storm the cursor waits; on a
+    storm the parks the cursor has not passed are taken back, with their applied versions
+    (so the read lists them again), and :class:`ApiProblem` is raised.
+    """
+
+    def __init__(self, store: Store, flow: str, versions: Versions | None = None) -> None:
+        self.store = store
+        self.flow = flow
+        self.versions = versions
+        self.watch = StormWatch()
+        self._unsettled: dict[str, str] = {}
+
+    def begin(self) -> None:
+        """A new cycle."""
+        self.watch = StormWatch()
+        self._unsettled = {}
+
+    async def failed(self, exc: RecordError, record: str, record_id: str) -> None:
+        """``record`` (``record_id`` in :attr:`versions`) failed with ``exc``; call before it
+        is parked."""
+        shape = failure_shape(exc)
+        if shape is None:
+            return
+        self.watch.failed(*shape, record)
+        if not await self.store.fetchval(
+            "SELECT 1 FROM parked WHERE shop = ? AND flow = ? AND key = ?",
+            (self.store.shop, self.flow, record),
+        ):
+            self._unsettled[record] = record_id
+
+    async def check(self) -> None:
+        """Before the cursor moves past the records tried so far (and at the cycle's end):
+        raise :class:`ApiProblem` on a storm, its parks taken back; else those parks stay."""
+        storm = self.watch.storm()
+        if storm is None:
+            self._unsettled.clear()
+            return
+        stormed = {
+            record: self._unsettled[record]
+            for record in self.watch.records[storm.path, storm.failure]
+            if record in self._unsettled
+        }
+        async with self.store.transaction() as tx:
+            for record in stormed:
+                await tx.unpark(self.flow, record)
+            if self.versions is not None:
+                await self.versions.forget(tx, stormed.values())
+        raise ApiProblem(storm)
+
+    async def hold(self) -> bool:
+        """True while the cursor must wait (the failures so far may begin a storm); raises
+        :class:`ApiProblem` on a storm (see :meth:`check`)."""
+        if self.watch.undecided():
+            return True
+        await self.check()
+        return False

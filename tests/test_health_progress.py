@@ -14,14 +14,16 @@ from graphql import GraphQLSchema
 from structlog.testing import capture_logs
 
 from daemon import app
+from daemon.errors import RecordError
 from daemon.health import health_document
 from daemon.metrics import PREFIX, Metrics
 from daemon.runner import STALL_FAIL, STALL_WARN, Flow, Runner
 from daemon.shutdown import Shutdown, note_progress
 from daemon.store import Store
-from daemon.storm import ApiProblem
-from tests.harness import World, orders_flow
+from daemon.storm import ApiProblem, StormWatch, failure_shape
+from tests.harness import World, make_world, orders_flow
 from tests.test_flow_orders import shop
+from tests.test_flow_products import products_flow
 from tests.test_flow_stock import catalogue, stock_flow
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +204,83 @@ async def test_one_product_404ing_among_many_is_a_record_problem(
         assert await w.store.parked() == []
 
 
+async def test_every_product_create_refused_the_same_way_is_an_api_problem(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_product_priority": "shopify"}
+    ) as w:
+        flow = products_flow(w)
+        await flow.run_once()  # the first start: from now
+        for i in range(6):
+            w.shopify_sim.add_product(f"Mug {i}", [{"sku": f"MUG-{i}", "price": "5.00"}])
+            w.tick(1)  # a second apart: listed over several pages
+        w.tick(600)  # past the cursor's overlap: only the storm check keeps the cursor before them
+        w.rackbeat.not_found.add("POST /products")  # the create path is wrong
+        with pytest.raises(ApiProblem) as raised:
+            await flow.run_once()
+        assert raised.value.storm.path == "/products"
+        assert "6 of 6" in str(raised.value)
+        assert "product_fields" in str(raised.value)
+        assert await w.store.parked() == []  # nothing parked
+
+        w.rackbeat.not_found.clear()  # fixed: they go through, no retry needed
+        w.tick(60)
+        await flow.run_once()
+        assert sorted(w.rackbeat.products) == [f"MUG-{i}" for i in range(6)]
+        assert await w.store.parked() == []
+
+
+async def test_product_changes_all_refused_make_the_products_flow_stalled(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with make_world(
+        tmp_path, validate_schema=shopify_schema, settings={"sync_product_priority": "shopify"}
+    ) as w:
+        cycles = Cycles(products_flow(w), w.store, w.metrics, world=w)
+        await cycles.run(1)
+        state = cycles.runner.states["products"]
+        # every cycle the merchant changes a product Rackbeat cannot take (no SKU): refused
+        for i in range(STALL_WARN):
+            w.shopify_sim.add_product(f"Loose {i}", [{"sku": None, "price": "5.00"}])
+            health = await cycles.run(1)
+        assert (state.pending, state.stalled) == (1, STALL_WARN)
+        assert health[-1]["status"] == "warn"
+        assert "SYNC_PRODUCT_PRIORITY" in health[-1]["output"]
+
+        w.shopify_sim.add_product("Fine", [{"sku": "FINE-1", "price": "5.00"}])  # one goes through
+        health = await cycles.run(1)
+        assert state.stalled == 0
+        assert "stalled" not in health[-1].get("output", "")  # still warn: the 3 refused are parked
+        assert health[-1]["parked"] == STALL_WARN
+
+
+async def test_a_product_unread_in_the_reconciles_pass_stays_parked_until_it_reads_again(
+    tmp_path: Path, shopify_schema: GraphQLSchema
+) -> None:
+    async with twenty_read_per_location(tmp_path, shopify_schema) as w:
+        flow = stock_flow(w)
+        await flow.run_once()  # the first cycle reads every product per location
+        assert w.shopify_sim.available("SKU-0007") == 5
+        w.rackbeat.not_found.add("GET /items/SKU-0007/locations/available")
+        w.tick(w.settings.sync_reconcile_seconds)  # the reconcile's pass: each product read again
+        for _ in range(20):  # a few a cycle, whatever their totals say
+            await flow.run_once()
+            if await w.store.parked():
+                break
+            w.tick(60)
+        assert [(r.key, r.reason) for r in await w.store.parked()] == [("SKU-0007", "NOT_FOUND")]
+
+        w.tick(60)
+        await flow.run_once()  # nothing changed in Rackbeat: it is still unread, still parked
+        assert [r.key for r in await w.store.parked()] == ["SKU-0007"]
+
+        w.rackbeat.not_found.clear()
+        w.tick(60)
+        await flow.run_once()  # read every cycle while parked: released once it reads
+        assert await w.store.parked() == []
+
+
 # --- say what was skipped -------------------------------------------------------------------------
 
 
@@ -282,3 +361,15 @@ async def test_one_order_refused_among_many_is_parked_and_the_rest_go_through(
         assert len(w.rackbeat.orders) == 5
         [record] = await w.store.parked()
         assert record.reason == "REJECTED"
+
+
+def test_the_same_malformed_field_on_every_record_is_a_storm_said_without_a_path() -> None:
+    watch = StormWatch()
+    for n in range(1001, 1006):
+        watch.attempt()
+        shape = failure_shape(RecordError(f"order #{n}: line 1 has no quantity", reason="MALFORMED"))
+        assert shape is not None
+        watch.failed(*shape, f"#{n}")
+    storm = watch.storm()
+    assert storm is not None
+    assert storm.message().startswith("MALFORMED: order …: line … has no quantity for 5 of 5 records")

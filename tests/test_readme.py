@@ -66,6 +66,7 @@ def test_troubleshooting_explains_the_stalled_and_storm_states() -> None:
     states = {row[0]: row[2] for row in table_rows(section("Troubleshooting").split("\n### ")[1])}
     assert any("stalled:" in state for state in states)
     assert any(f"{ApiProblem.kind}:" in state for state in states)
+    assert any("held:" in state for state in states)
     assert all("check --live" in fix for state, fix in states.items() if ApiProblem.kind in state)
 
 

@@ -122,7 +122,7 @@ from daemon.shopify import ShopifyClient
 from daemon.shutdown import Shutdown, note_held, note_progress
 from daemon.skipped import TEST_ORDER, SkippedNotice
 from daemon.store import FULFILLED_IN_SHOPIFY, SKIPPED_BEFORE_START, Store
-from daemon.storm import ApiProblem, StormWatch, failure_shape
+from daemon.storm import ParkGuard
 from daemon.times import iso, parse_time
 
 log = structlog.get_logger("daemon.flows.orders")
@@ -290,10 +290,7 @@ class OrdersFlow:
         self._feed = shopify_feed(store, shopify, "orders", stream=FLOW, clock=clock)
         #: the running cycle's orders due for a step, and how those that failed failed
         #: (health's progress check; an error storm, :mod:`daemon.storm`)
-        self._watch = StormWatch()
-        #: orders parked anew since the cursor last moved, name → id (a storm takes their
-        #: parks back, and the feed reads them again)
-        self._unsettled: dict[str, str] = {}
+        self._guard = ParkGuard(store, FLOW, self._feed.versions)
         self._skipped = SkippedNotice(self.log)
 
     # --- the cycle ---------------------------------------------------------------------------
@@ -301,16 +298,16 @@ class OrdersFlow:
     async def run_once(self) -> int:
         """One cycle: due parked orders, then every order updated since the cursor."""
         async with self.lock:
-            self._watch, self._unsettled = StormWatch(), {}
+            self._guard.begin()
             try:
                 refusal = await self._gate()
                 applied = await self._release_held() if refusal is None else 0
                 applied += await self._cycle()
-                await self._check_storm()
+                await self._guard.check()
             except RetriableError:
                 self._failing = True
                 raise
-            note_progress(pending=self._watch.attempts, confirmed=applied, cause=STALL_CAUSE)
+            note_progress(pending=self._guard.watch.attempts, confirmed=applied, cause=STALL_CAUSE)
             await self._skipped.after_cycle(self.store, iso(self._since) if self._since else None)
             if self._failing:
                 self._failing = False
@@ -371,7 +368,7 @@ class OrdersFlow:
             else None
         )
         # the feed moves the cursor after each page, never past the search index's lag
-        pages = self._feed.changes(cursor, hold=self._hold_cursor)
+        pages = self._feed.changes(cursor, hold=self._guard.hold)
         async with contextlib.aclosing(pages):
             async for batch in pages:
                 for order in batch:
@@ -384,33 +381,6 @@ class OrdersFlow:
         if progress is not None and progress.done:
             progress.finish()
         return applied
-
-    async def _check_storm(self) -> None:
-        """Before the cursor moves past them: when most orders of the cycle failed the same
-        way on one path, take back the parks of those the cursor has not passed (and their
-        applied versions, so that the feed reads them again once it is fixed) and fail the
-        cycle as an API problem."""
-        storm = self._watch.storm()
-        if storm is not None:
-            stormed = {
-                name: self._unsettled[name]
-                for name in self._watch.records[storm.path, storm.failure]
-                if name in self._unsettled
-            }
-            async with self.store.transaction() as tx:
-                for name in stormed:
-                    await tx.unpark(FLOW, name)
-                await self._feed.versions.forget(tx, stormed.values())
-            raise ApiProblem(storm)
-        self._unsettled.clear()
-
-    async def _hold_cursor(self) -> bool:
-        """Asked by the feed before the cursor moves: True while the failures so far may
-        begin a storm (it waits; reading again is harmless); raises :class:`ApiProblem` on one."""
-        if self._watch.undecided():
-            return True
-        await self._check_storm()
-        return False
 
     async def _cursor(self) -> datetime:
         stored = await self.store.get_cursor(FLOW)
@@ -510,13 +480,7 @@ class OrdersFlow:
         try:
             return await self._apply(order, name)
         except RecordError as exc:
-            if (shape := failure_shape(exc)) is not None:
-                self._watch.failed(*shape, name)
-                if not await self.store.fetchval(
-                    "SELECT 1 FROM parked WHERE shop = ? AND flow = ? AND key = ?",
-                    (self.store.shop, FLOW, name),
-                ):
-                    self._unsettled[name] = str(order.get("id"))
+            await self._guard.failed(exc, name, str(order.get("id")))
             await self._park(order, name, exc)
             return False
         except ThrottledError:
@@ -611,7 +575,7 @@ class OrdersFlow:
                     return False
         elif await self._stopped_before_done(order, name, ledger, updated):
             return False
-        self._watch.attempt()
+        self._guard.watch.attempt()
         try:
             mapped = map_order(
                 order, shipping_product=self.settings.sync_shipping_product, shop=self.store.shop

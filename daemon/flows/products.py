@@ -153,8 +153,9 @@ from daemon.reasons import REASONS
 from daemon.retry import settle_write
 from daemon.shared import SharedChanges, StockReads
 from daemon.shopify import ShopifyClient
-from daemon.shutdown import Shutdown
+from daemon.shutdown import Shutdown, note_progress
 from daemon.store import ParkedRecord, Store, Transaction
+from daemon.storm import ParkGuard
 from daemon.times import iso, parse_time
 
 __all__ = [
@@ -198,6 +199,12 @@ SCAN_WAIT = timedelta(minutes=5)
 #: a Rackbeat product this much older than the ``updated_at_from`` asked for proves that
 #: the filter is ignored (the slack absorbs a server reading the time as local time)
 FILTER_SLACK = timedelta(days=1)
+#: the most likely cause when every product change a cycle tries to copy is refused
+#: (health's stall check)
+STALL_CAUSE = (
+    "every product change read in the SYNC_PRODUCT_PRIORITY direction is refused; "
+    "see `rackbeat-shopify parked` and the product.* log lines"
+)
 
 
 @dataclass(frozen=True)
@@ -288,9 +295,13 @@ class ProductsFlow:
         self._parked: dict[str, ParkedRecord] = {}
         self._handled: set[str] = set()
         self._groups: dict[str, str] | None = None
+        #: records parked by the running cycle (health's progress check)
+        self._refused = 0
         #: changes before this moment were made under another S13 value: not synced
         self._switched_at: datetime | None = None
         self._feed = shopify_feed(store, shopify, "products", stream=SHOPIFY_CURSOR, clock=clock)
+        #: the running cycle's error-storm check (:mod:`daemon.storm`)
+        self._guard = ParkGuard(store, FLOW, self._feed.versions)
 
     @property
     def priority(self) -> ProductPriority:
@@ -308,8 +319,13 @@ class ProductsFlow:
                 return 0
             await self._begin()
             if self.priority is ProductPriority.RACKBEAT:
-                return await self._rackbeat_cycle()
-            return await self._shopify_cycle()
+                applied = await self._rackbeat_cycle()
+            else:
+                applied = await self._shopify_cycle()
+            await self._guard.check()
+            # the changes the cycle tried to copy: those written, and those refused (parked)
+            note_progress(pending=applied + self._refused, confirmed=applied, cause=STALL_CAUSE)
+            return applied
 
     async def _note_priority(self) -> None:
         """Remember S13; on a switch, start the new direction from now.
@@ -365,6 +381,8 @@ class ProductsFlow:
         self._parked = {p.key: p for p in await self.store.parked(FLOW)}
         self._handled = set()
         self._groups = None
+        self._refused = 0
+        self._guard.begin()
 
     async def _cursor(self, name: str) -> datetime:
         stored = await self.store.get_cursor(name)
@@ -385,13 +403,16 @@ class ProductsFlow:
             return False
         return updated is None or updated <= parked.last_seen
 
-    async def _park(self, key: str, exc: RecordError) -> None:
+    async def _park(self, key: str, exc: RecordError, *, record_id: str | None = None) -> None:
+        """Park ``key``; ``record_id``: its product's id in the Shopify feed, when read from it."""
+        await self._guard.failed(exc, key, record_id or key)
         reason = _reason(exc)
         detail = str(exc)
         if isinstance(exc, ValidationError) and exc.codes:
             detail += f" [{', '.join(exc.codes)}]"
         async with self.store.transaction(self.clock()) as tx:
             await tx.park(FLOW, key, reason, detail)
+        self._refused += 1
         self.metrics.count(FLOW, f"parked_{reason.lower()}")
         self.log.warning("product.parked", key=key, reason=reason, detail=detail)
 
@@ -492,6 +513,7 @@ class ProductsFlow:
         # Rackbeat lists in its own order, not by updated_at: the cursor may only move once
         # the whole scan is applied, or a later page's older change would be skipped.
         if complete:
+            await self._guard.check()  # the cursor moves past every record: not on a storm
             await self._looked_at(started, max(high, _settled(started)), cursor)
         return applied_count
 
@@ -590,6 +612,7 @@ class ProductsFlow:
             return False  # S15: an order line, never a shop product
         if not force and self._waiting(sku, product.updated_at):
             return False
+        self._guard.watch.attempt()
         try:
             return await self._push_record(product, entries, force=force)
         except RecordError as exc:
@@ -979,7 +1002,7 @@ class ProductsFlow:
         # the first start's read does: from now). The feed lists that by id and time, reads
         # in full only products changed since they were pulled, and moves the cursor after
         # each page, never past the lag.
-        pages = self._feed.changes(cursor - OVERLAP)
+        pages = self._feed.changes(cursor - OVERLAP, hold=self._guard.hold)
         async with contextlib.aclosing(pages):
             async for products in pages:
                 applied_count += await self._pull_page(products)
@@ -996,6 +1019,7 @@ class ProductsFlow:
             except MalformedResponse as exc:
                 key = str(product.get("id") or "?")
                 self._handled.add(key)
+                self._guard.watch.attempt()
                 await self._park(key, RecordError(f"Shopify product {key}: {exc}", reason="MALFORMED"))
             else:
                 readable.append(str(product["id"]))
@@ -1058,10 +1082,11 @@ class ProductsFlow:
         updated = parse_time(variant.updated_at) if variant.updated_at else None
         if not force and self._waiting(key, updated):
             return False
+        self._guard.watch.attempt()
         try:
             wrote = await self._pull_record(variant, rows, force=force)
         except RecordError as exc:
-            await self._park(key, exc)
+            await self._park(key, exc, record_id=variant.product_id)
             return False
         await self._unpark([variant.variant_id])  # a variant parked for NO_SKU has one now
         return wrote

@@ -406,6 +406,8 @@ class _Outcome:
     storm: Storm | None = None
     #: SKUs whose per-location read failed → how (record problems unless :attr:`storm`)
     unread: Mapping[str, str] = field(default_factory=dict)
+    #: SKUs parked as unread that read fine this cycle, or are no longer items
+    readable: frozenset[str] = frozenset()
 
 
 class _RackbeatOnly:
@@ -505,6 +507,7 @@ async def _location_figures(
             values = [available.get(n, Decimal(0)) for n in wanted]
     if any(v is None for v in values):
         return None
+    watch.succeeded(sku)
     return {n: v for n, v in zip(wanted, values, strict=True) if v is not None}
 
 
@@ -605,7 +608,7 @@ class StockFlow:
                 # an API problem: the products keep their state (nothing parked, nothing
                 # marked) and go through on the first cycle after it is fixed
                 raise ApiProblem(outcome.storm)
-            await self._park_unread(outcome.unread)
+            await self._park_unread(outcome.unread, outcome.readable)
             return confirmed
 
     async def reconcile(
@@ -757,7 +760,7 @@ class StockFlow:
         if not dry_run:
             await self._remember_numbers(totals)
             await self._park_duplicates(totals)
-        blocked = await self._blocked()
+        blocked, unread = await self._blocked()
         budget, refresh = self._refresh_budget(totals, memory, full=full, whole=not hold)
         pass_left = set(refresh)
         cycle = Cycle(
@@ -778,7 +781,7 @@ class StockFlow:
         candidates: list[tuple[Snapshot, Decision]] = []
         restamps: list[tuple[Snapshot, Recorded]] = []
         only = _RackbeatOnly()
-        watch = StormWatch()
+        watch = StormWatch(suspects=frozenset(unread))
         items = self._items(
             totals,
             location,
@@ -841,6 +844,7 @@ class StockFlow:
             refresh=None if budget is None else frozenset(pass_left),
             storm=watch.storm(),
             unread=watch.failed_records(),
+            readable=frozenset(watch.cleared),
         )
 
     async def _round(
@@ -1130,6 +1134,8 @@ class StockFlow:
                 if sku not in rows:
                     only.add(sku)
                 item_id = singles.get(sku)
+                if item_id is None:
+                    watch.succeeded(sku)  # parked as unread: no longer an item to read
                 if item_id is None or sku in blocked:
                     pass_left.discard(sku)
                     continue  # only in Rackbeat, a duplicate SKU, not a stock item, or parked
@@ -1148,6 +1154,7 @@ class StockFlow:
                     and recorded.updated == updated
                     and decimal_or_none(recorded.figure) is not None
                     and (budget is not None and (sku not in pass_left or budget <= 0))
+                    and sku not in watch.suspects  # parked as unread: read until it reads
                 ):
                     # nothing Rackbeat shows of the product changed: most likely neither did the
                     # sum (a move between locations does not show; the reconcile's pass finds it)
@@ -1167,6 +1174,8 @@ class StockFlow:
                     unknown += 1  # Rackbeat did not say: unknown is not zero, so nothing is sent
                     continue
                 yield _Scanned(sku, item_id, figure, recorded, key, updated, locations, refreshed)
+        for sku in watch.suspects - totals.keys():
+            watch.succeeded(sku)  # parked as unread: gone from Rackbeat
         if unknown:
             self.log.debug("stock.figure_unknown", count=unknown)
 
@@ -1183,23 +1192,26 @@ class StockFlow:
         )
         return {str(item): Recorded.from_row(int(q), blob) for item, q, blob in rows}
 
-    async def _blocked(self) -> set[str]:
-        """SKUs Shopify refused, until their retry is due."""
+    async def _blocked(self) -> tuple[set[str], set[str]]:
+        """SKUs Shopify refused, until their retry is due; SKUs parked because Rackbeat did
+        not answer their per-location read (read again every cycle until they do)."""
         now = self.clock()
         parked = await self.store.parked(FLOW)
-        return {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
+        refused = {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
+        return refused, {p.key for p in parked if p.reason == NotFoundError.reason}
 
-    async def _park_unread(self, unread: Mapping[str, str]) -> None:
+    async def _park_unread(self, unread: Mapping[str, str], readable: frozenset[str]) -> None:
         """Park the products Rackbeat answered 404 for per location (a record problem: their
-        figure is unknown, nothing is sent), and release those that read again."""
-        parked = {p.key for p in await self.store.parked(FLOW) if p.reason == NotFoundError.reason}
-        if not unread and not parked:
+        figure is unknown, nothing is sent), and release those that read again (or are no
+        longer items): one not read this cycle (a stop) stays parked."""
+        if not unread and not readable:
             return
+        parked = {p.key for p in await self.store.parked(FLOW) if p.reason == NotFoundError.reason}
         async with self.store.transaction() as tx:
             for sku, how in unread.items():
                 detail = f"Rackbeat answered {how} for this product: its stock is unknown, nothing is sent"
                 await tx.park(FLOW, sku, NotFoundError.reason, detail)
-            for sku in parked - unread.keys():
+            for sku in readable - unread.keys():
                 await tx.unpark(FLOW, sku)
         if unread.keys() - parked:
             self.log.warning("stock.product_unread", skus=sorted(unread)[:20], count=len(unread))
