@@ -41,6 +41,7 @@ MODULES: tuple[str, ...] = (
     "bench.first_sync",
     "bench.incremental",
     "bench.live_check",
+    "bench.health",
 )
 #: the workload of each benchmark under ``--quick`` (modules not listed run at full size)
 QUICK_SIZES: dict[str, int] = {
@@ -56,6 +57,7 @@ QUICK_SIZES: dict[str, int] = {
     "bench.first_sync": 1_000,
     "bench.incremental": 200,
     "bench.live_check": 500,
+    "bench.health": 50,
 }
 
 

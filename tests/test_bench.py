@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import Row, fulfilments, idle, incremental, live_check, orders, shops
+from bench import Row, fulfilments, health, idle, incremental, live_check, orders, shops
 from bench.__main__ import MODULES, QUICK_SIZES, collect
 from tests.test_process import REPO, clean_env
 
@@ -302,3 +302,20 @@ async def test_check_live_spends_at_most_30_requests_and_proves_every_fact() -> 
     assert m["rackbeat"] + m["shopify"] <= live_check.GOAL
     assert m["confirmed"] == m["facts"]
     assert all(route.startswith("GET ") for route in m["routes"])
+
+
+@pytest.mark.anyio
+async def test_the_health_bench_sees_each_storm_at_once_and_recovers_in_one_round() -> None:
+    size = QUICK_SIZES["bench.health"]
+    m = await health.measure(size)
+    stock, orders_ = m["stock_storm"], m["orders_storm"]
+    assert stock["during"] == ["fail"] * health.FAULT_ROUNDS
+    assert (stock["parked"], stock["pushed"], stock["recovered"], stock["shown"]) == (0, 0, 1, size)
+    assert orders_["during"] == ["fail"] * health.FAULT_ROUNDS
+    assert (orders_["parked"], orders_["recovered"], orders_["imported"]) == (0, 1, orders_["orders"])
+    assert (m["skipped"]["lines"], m["skipped"]["names_setting"], m["skipped"]["names_count"]) == (
+        1,
+        True,
+        True,
+    )
+    assert m["quiet"] == {"rounds": 60, "not_pass": 0}
