@@ -36,13 +36,10 @@ from structlog.testing import capture_logs
 
 from bench import Row, bench_settings, run_alone
 from bench.sims import Sims
-from daemon.demand import OrderDemand
+from bench.stock import stock_and_orders
 from daemon.flows.fulfilments import FulfilmentsFlow
-from daemon.flows.orders import OrdersFlow
 from daemon.flows.products import ProductsFlow
-from daemon.flows.stock import StockFlow
 from daemon.health import health_document
-from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.runner import Flow, FlowSchedules, Runner
 from daemon.shutdown import Shutdown
@@ -168,55 +165,24 @@ async def shop(skus: int, *, since: timedelta = timedelta(0), **settings: Any) -
             **settings,
         )
         store = await Store.open(config.sync_db, config.shop)
-        holder: list[Shop] = []
-
-        async def route(request: httpx.Request) -> httpx.Response:
-            return await holder[0].route(request)
-
+        s = Shop(sims, store, [], FlowSchedules())
         try:
-            async with httpx.AsyncClient(transport=httpx.MockTransport(route)) as http:
+            async with httpx.AsyncClient(transport=httpx.MockTransport(s.route)) as http:
                 shopify, rackbeat = sims.clients(config, http)
                 metrics, shutdown, now = Metrics(), Shutdown(), sims.clock.now
-                requests = FlowSchedules()
-                orders = OrdersFlow(
-                    config, store, shopify, rackbeat, metrics=metrics, shutdown=shutdown, clock=now
-                )
-                index = SkuIndex(
-                    store,
-                    shopify,
-                    clock=now,
-                    min_interval=config.sync_poll_seconds / 2,
+                common = (config, store, shopify, rackbeat)
+                orders, index, stock = stock_and_orders(
+                    *common,
+                    now=now,
                     monotonic=sims.clock.monotonic,
-                    levels_at=lambda: shopify.stock_location(config.shopify_location_id),
-                )
-                stock = StockFlow(
-                    config,
-                    store,
-                    shopify,
-                    rackbeat,
-                    index=index,
+                    cycles=s.requests,
                     metrics=metrics,
                     shutdown=shutdown,
-                    demand=OrderDemand(store),
-                    cycles=requests,
-                    clock=now,
-                    monotonic=sims.clock.monotonic,
                 )
-                products = ProductsFlow(
-                    config,
-                    store,
-                    shopify,
-                    rackbeat,
-                    index=index,
-                    metrics=metrics,
-                    shutdown=shutdown,
-                    clock=now,
-                )
-                fulfilments = FulfilmentsFlow(
-                    config, store, shopify, rackbeat, metrics=metrics, shutdown=shutdown, clock=now
-                )
-                holder.append(Shop(sims, store, [orders, stock, products, fulfilments], requests))
-                yield holder[0]
+                products = ProductsFlow(*common, index=index, metrics=metrics, shutdown=shutdown, clock=now)
+                fulfilments = FulfilmentsFlow(*common, metrics=metrics, shutdown=shutdown, clock=now)
+                s.flows.extend([orders, stock, products, fulfilments])
+                yield s
         finally:
             await store.close()
 
@@ -283,11 +249,12 @@ async def orders_storm(skus: int) -> dict[str, Any]:
 async def skipped_orders(skus: int) -> dict[str, Any]:
     count = max(skus // 5, 5)
     async with shop(skus, since=timedelta(minutes=30)) as s:
-        old = [s.sims.shopify.sell(f"SKU-{n % skus:05}", 2) for n in range(count)]
+        skus_sold = [f"SKU-{n % skus:05}" for n in range(count)]
+        old = [(s.sims.shopify.sell(sku, 2), sku) for sku in skus_sold]
         s.sims.clock.advance(3600)
         await s.rounds(1)  # the first start
-        for order_id in old:  # paid, tagged …: updated after the start, so they are read
-            s.sims.shopify.edit_order(order_id, {f"SKU-{old.index(order_id) % skus:05}": 1})
+        for order_id, sku in old:  # paid, tagged …: updated after the start, so they are read
+            s.sims.shopify.edit_order(order_id, {sku: 1})
         with capture_logs() as logs:
             await s.rounds(3)
         said = [

@@ -39,7 +39,7 @@ import contextlib
 import itertools
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +56,7 @@ from daemon.flows.stock import StockFlow
 from daemon.index import SkuIndex
 from daemon.metrics import Metrics
 from daemon.rackbeat import RackbeatClient
-from daemon.runner import InlineCycles
+from daemon.runner import CycleRequests, InlineCycles
 from daemon.shopify import ShopifyClient
 from daemon.shopify_documents import MAX_INPUT_ITEMS
 from daemon.shutdown import Shutdown
@@ -143,6 +143,48 @@ class Transport:
             return await self.rackbeat.handle(request)
         finally:
             self.simulator_seconds += time.perf_counter() - started
+
+
+def stock_and_orders(
+    settings: Settings,
+    store: Store,
+    shopify: ShopifyClient,
+    rackbeat: RackbeatClient,
+    *,
+    now: Callable[[], datetime],
+    monotonic: Callable[[], float],
+    cycles: CycleRequests | None = None,
+    metrics: Metrics | None = None,
+    shutdown: Shutdown | None = None,
+) -> tuple[OrdersFlow, SkuIndex, StockFlow]:
+    """One shop's orders flow, SKU index and stock flow wired as the daemon wires them, on
+    the clock ``now``/``monotonic``; the stock flow's orders catch-up runs inline unless
+    ``cycles`` (the runner's) runs it."""
+    metrics = metrics or Metrics()
+    shutdown = shutdown or Shutdown()
+    orders = OrdersFlow(settings, store, shopify, rackbeat, metrics=metrics, shutdown=shutdown, clock=now)
+    index = SkuIndex(
+        store,
+        shopify,
+        clock=now,
+        min_interval=settings.sync_poll_seconds / 2,
+        monotonic=monotonic,
+        levels_at=lambda: shopify.stock_location(settings.shopify_location_id),
+    )
+    stock = StockFlow(
+        settings,
+        store,
+        shopify,
+        rackbeat,
+        index=index,
+        metrics=metrics,
+        shutdown=shutdown,
+        demand=OrderDemand(store),
+        cycles=cycles or InlineCycles({"orders": orders.run_once}),
+        clock=now,
+        monotonic=monotonic,
+    )
+    return orders, index, stock
 
 
 def fast_handles(sim: ShopifySimulator) -> None:
@@ -249,31 +291,8 @@ async def measure(skus: int = 10_000, changed: int | None = None) -> dict[str, A
                 rackbeat = RackbeatClient.from_settings(
                     settings, http, sleep=clock.sleep, clock=clock.monotonic
                 )
-                metrics = Metrics()
-                shutdown = Shutdown()
-                orders = OrdersFlow(
-                    settings, store, shopify, rackbeat, metrics=metrics, shutdown=shutdown, clock=clock.now
-                )
-                index = SkuIndex(
-                    store,
-                    shopify,
-                    clock=clock.now,
-                    min_interval=settings.sync_poll_seconds / 2,
-                    monotonic=clock.monotonic,
-                    levels_at=lambda: shopify.stock_location(settings.shopify_location_id),
-                )
-                stock = StockFlow(
-                    settings,
-                    store,
-                    shopify,
-                    rackbeat,
-                    index=index,
-                    metrics=metrics,
-                    shutdown=shutdown,
-                    demand=OrderDemand(store),
-                    cycles=InlineCycles({"orders": orders.run_once}),
-                    clock=clock.now,
-                    monotonic=clock.monotonic,
+                orders, _, stock = stock_and_orders(
+                    settings, store, shopify, rackbeat, now=clock.now, monotonic=clock.monotonic
                 )
                 rig = Rig(clock, shopify_sim, rackbeat_sim, settings, store, stock, orders, transport)
                 first = await rig.cycle()  # the first full sync, fast-forwarded

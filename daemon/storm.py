@@ -6,19 +6,21 @@ we could not prove, :mod:`daemon.rackbeat`) is wrong, and treating each failure 
 record problem would quietly stop the sync. A flow counts its per-record attempts and
 failures in a :class:`StormWatch` (the failures keyed by path template and how they
 failed, with what names the record masked: ``HTTP 404``, ``REJECTED: (HTTP 422) (field:
-message)``, ``MALFORMED: order …: no quantity``); at the end of the cycle :meth:`StormWatch.storm` says whether one kind of failure took at least
-:data:`STORM_SHARE` of at least :data:`STORM_MIN` attempts. The flow then raises
-:class:`ApiProblem`: the runner fails the flow (``/healthz`` ``fail`` at once) with the
-path, the evidence and the ``check --live`` fact to run, while the failed records are
-neither parked nor marked — they go through on the first cycle after the cause is fixed.
+message)``, ``MALFORMED: order …: no quantity``); :meth:`StormWatch.storm` says whether one
+kind of failure took at least :data:`STORM_SHARE` of at least :data:`STORM_MIN` attempts.
+The flow then raises :class:`ApiProblem`: the runner fails the flow (``/healthz`` ``fail``
+at once) with the path, the evidence and the ``check --live`` fact to run, while the failed
+records are neither parked nor marked — they go through on the first cycle after the cause
+is fixed.
 
-The stock flow watches its per-location reads (a 404 leaves a product's figure unknown);
-the orders flow the orders it parks for a reason that can be the API's (:func:`failure_shape`:
-a 422 or refusal, a 404, a missing field — not an unknown SKU or a missing e-mail). The
-orders flow decides before its cursor moves past a page: while the failures so far could
-begin a storm (:meth:`StormWatch.undecided`) the cursor waits (the feed's ``hold``,
-:meth:`daemon.incremental.ChangeFeed.changes`), and on a storm the parks the cursor has not
-passed are taken back with their applied versions, so the orders are read again once it is fixed.
+The stock flow watches its per-location reads (a 404 leaves a product's figure unknown).
+The orders and products flows watch the records they park for a reason that can be the
+API's (:func:`failure_shape`: a 422 or refusal, a 404, a missing field — not an unknown SKU
+or a missing e-mail) with a :class:`ParkGuard`, which decides before their cursor moves
+past a page: while the failures so far could begin a storm (:meth:`StormWatch.undecided`)
+the cursor waits (the feed's ``hold``, :meth:`daemon.incremental.ChangeFeed.changes`), and
+on a storm the parks the cursor has not passed are taken back with their applied versions,
+so the records are read again once it is fixed.
 
 Fewer failures than that stay record problems, handled as the flow always did.
 """

@@ -196,7 +196,7 @@ from daemon.stock_decision import (
     target_quantity,
 )
 from daemon.store import Store, Transaction
-from daemon.storm import ApiProblem, Storm, StormWatch
+from daemon.storm import ApiProblem, StormWatch
 from daemon.times import iso
 
 __all__ = [
@@ -402,12 +402,9 @@ class _Outcome:
     differences: list[StockDifference] = field(default_factory=list)
     #: the full reconcile's pass after this cycle (None: unchanged)
     refresh: frozenset[str] | None = None
-    #: most per-location reads failed the same way (an API problem, not the products)
-    storm: Storm | None = None
-    #: SKUs whose per-location read failed → how (record problems unless :attr:`storm`)
-    unread: Mapping[str, str] = field(default_factory=dict)
-    #: SKUs parked as unread that read fine this cycle, or are no longer items
-    readable: frozenset[str] = frozenset()
+    #: the per-location reads: those that failed (record problems, or an API problem when
+    #: most failed the same way), and those parked as unread that read now
+    reads: StormWatch = field(default_factory=StormWatch)
 
 
 class _RackbeatOnly:
@@ -604,11 +601,11 @@ class StockFlow:
             )
             confirmed = outcome.written + resent
             note_progress(pending=outcome.to_write + resent, confirmed=confirmed, cause=STALL_CAUSE)
-            if outcome.storm is not None:
+            if (storm := outcome.reads.storm()) is not None:
                 # an API problem: the products keep their state (nothing parked, nothing
                 # marked) and go through on the first cycle after it is fixed
-                raise ApiProblem(outcome.storm)
-            await self._park_unread(outcome.unread, outcome.readable)
+                raise ApiProblem(storm)
+            await self._park_unread(outcome.reads)
             return confirmed
 
     async def reconcile(
@@ -842,9 +839,7 @@ class StockFlow:
             outstanding=tail.outstanding,
             differences=tail.differences,
             refresh=None if budget is None else frozenset(pass_left),
-            storm=watch.storm(),
-            unread=watch.failed_records(),
-            readable=frozenset(watch.cleared),
+            reads=watch,
         )
 
     async def _round(
@@ -1200,20 +1195,20 @@ class StockFlow:
         refused = {p.key for p in parked if p.reason == "REJECTED" and p.next_attempt > now}
         return refused, {p.key for p in parked if p.reason == NotFoundError.reason}
 
-    async def _park_unread(self, unread: Mapping[str, str], readable: frozenset[str]) -> None:
+    async def _park_unread(self, reads: StormWatch) -> None:
         """Park the products Rackbeat answered 404 for per location (a record problem: their
-        figure is unknown, nothing is sent), and release those that read again (or are no
-        longer items): one not read this cycle (a stop) stays parked."""
-        if not unread and not readable:
+        figure is unknown, nothing is sent), and release those parked so that read again (or
+        are no longer items): one not read this cycle (a stop) stays parked."""
+        unread = reads.failed_records()
+        if not unread and not reads.cleared:
             return
-        parked = {p.key for p in await self.store.parked(FLOW) if p.reason == NotFoundError.reason}
         async with self.store.transaction() as tx:
             for sku, how in unread.items():
                 detail = f"Rackbeat answered {how} for this product: its stock is unknown, nothing is sent"
                 await tx.park(FLOW, sku, NotFoundError.reason, detail)
-            for sku in readable - unread.keys():
+            for sku in reads.cleared - unread.keys():
                 await tx.unpark(FLOW, sku)
-        if unread.keys() - parked:
+        if unread.keys() - reads.suspects:
             self.log.warning("stock.product_unread", skus=sorted(unread)[:20], count=len(unread))
 
     async def _park_duplicates(self, totals: Mapping[str, StockTotals]) -> None:
